@@ -1,0 +1,38 @@
+# ordercopy — `make run` (embedded default, no services) and `make test` (the whole suite).
+VENV   ?= .venv
+PYTHON ?= python3
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: install run test lint typecheck check-services clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+## run: migrate the embedded default, seed the demo if empty, start worker + beat
+run: install
+	$(BIN)/ordercopy db upgrade
+	$(BIN)/ordercopy demo seed --if-empty
+	$(BIN)/honcho start worker beat
+
+check-services: install
+	$(BIN)/python -m tests.services
+
+lint: install
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+
+typecheck: install
+	$(BIN)/mypy
+
+## test: ruff, mypy and the whole pytest suite on real PostgreSQL and Redis
+test: check-services lint typecheck
+	$(BIN)/pytest -n 2 --dist loadgroup
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

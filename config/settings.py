@@ -1,0 +1,118 @@
+"""The one place that reads the environment (prefix ``ORDERCOPY_``).
+
+Unset URLs mean the *embedded default*: SQLite (WAL) for data and Kombu's
+SQLAlchemy transport on another SQLite file for the broker, so ``make run``
+needs no server at all.
+"""
+
+from __future__ import annotations
+
+import sys
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
+DATABASE_SCHEMES = ("postgresql", "postgresql+psycopg", "sqlite")
+BROKER_SCHEMES = (
+    "redis",
+    "rediss",
+    "sqla+sqlite",
+    "sqla+postgresql",
+    "sqla+postgresql+psycopg",
+    "memory",
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ORDERCOPY_", extra="ignore")
+
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; unset means SQLite under data_dir."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker URL; unset means a SQLite broker under data_dir."
+    )
+    data_dir: Path = Field(default=Path("var"), description="Where the embedded default lives.")
+    env: Literal["development", "production"] = "development"
+    log_format: Literal["auto", "json", "console"] = "auto"
+    log_level: str = "INFO"
+
+    lease_seconds: int = Field(default=30, ge=5, description="A claim's lease, renewed per step.")
+    max_claims: int = Field(default=8, ge=1, description="Claims of one run before it fails.")
+    redispatch_after_seconds: int = Field(
+        default=120, ge=1, description="A pending copy not claimed by then is published again."
+    )
+    sweep_interval_seconds: float = Field(default=15.0, gt=0)
+    sweep_batch_size: int = Field(default=1000, ge=1)
+    task_time_limit_seconds: int = Field(default=300, ge=10)
+    failpoints: str = Field(default="", description="Test only: NAME=raise|exit,…")
+
+    @field_validator("database_url")
+    @classmethod
+    def _check_database_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            _check_url(value, DATABASE_SCHEMES)
+        return value
+
+    @field_validator("broker_url")
+    @classmethod
+    def _check_broker_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            scheme = value.split("://", 1)[0] if "://" in value else ""
+            if scheme not in BROKER_SCHEMES:
+                raise ValueError(
+                    f"{value!r} is not a broker URL; use one of {', '.join(BROKER_SCHEMES)}://…"
+                )
+        return value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'ordercopy.db').resolve()}"
+
+    @property
+    def resolved_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{(self.data_dir / 'broker.db').resolve()}"
+
+    @property
+    def is_embedded(self) -> bool:
+        return self.database_url is None
+
+
+def _check_url(value: str, schemes: tuple[str, ...]) -> None:
+    try:
+        url = make_url(value)
+    except ArgumentError:
+        raise ValueError(
+            f"{value!r} is not a URL such as postgresql+psycopg://user@host/db"
+        ) from None
+    if url.drivername not in schemes:
+        raise ValueError(
+            f"{url.drivername!r} is not supported; use one of {', '.join(schemes)}"
+        ) from None
+
+
+def load_settings() -> Settings:
+    """Read the environment, or exit with one line naming what is wrong."""
+    try:
+        return Settings()
+    except ValidationError as error:
+        problems = "; ".join(
+            f"ORDERCOPY_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in error.errors()
+        )
+        print(f"ordercopy: invalid settings: {problems}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

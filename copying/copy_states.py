@@ -1,0 +1,103 @@
+"""The order copy state machine: the only code that assigns a copy's status.
+
+::
+
+    pending ─claim─► in_progress ─finish─► completed
+       ▲                 │  ▲
+       │                 │  └─ re-claim once the lease expired (a crashed run)
+       └──── retry ──── failed ◄┘
+
+Every change is one compare-and-set ``UPDATE … WHERE status IN (…)``, so two
+workers, a sweeper and an API request can race on a row and exactly one wins.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, func, literal, or_, update
+from sqlalchemy.orm import Session
+
+from copying.errors import LeaseLostError
+from models import CopyStatus, OrderCopy
+from models.base import UTCDateTime
+
+COPY_TRANSITIONS: dict[CopyStatus, frozenset[CopyStatus]] = {
+    CopyStatus.PENDING: frozenset({CopyStatus.IN_PROGRESS}),
+    CopyStatus.IN_PROGRESS: frozenset(
+        {CopyStatus.IN_PROGRESS, CopyStatus.COMPLETED, CopyStatus.FAILED}
+    ),
+    CopyStatus.FAILED: frozenset({CopyStatus.PENDING}),
+    CopyStatus.COMPLETED: frozenset(),
+}
+
+
+def transition(
+    session: Session,
+    copy_id: str,
+    to: CopyStatus,
+    *,
+    sources: frozenset[CopyStatus],
+    where: tuple[ColumnElement[bool], ...] = (),
+    **values: Any,
+) -> OrderCopy | None:
+    """Move the copy from one of ``sources`` to ``to``; None when it was not in one.
+
+    Returns the updated row. Does not commit.
+    """
+    for source in sources:
+        if to not in COPY_TRANSITIONS[source]:
+            raise ValueError(f"copy status {source} → {to} is not a transition")
+    return session.execute(
+        update(OrderCopy)
+        .where(OrderCopy.id == copy_id, OrderCopy.status.in_(sources), *where)
+        .values(status=to, **values)
+        .returning(OrderCopy)
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+
+
+def claim(
+    session: Session, copy_id: str, now: datetime, lease: timedelta, max_claims: int
+) -> OrderCopy | None:
+    """Take the copy for a new run (``attempt`` + 1), or None if another run owns it,
+    it is finished, it is not due, or its runs are used up. Does not commit."""
+    return transition(
+        session,
+        copy_id,
+        CopyStatus.IN_PROGRESS,
+        sources=frozenset({CopyStatus.PENDING, CopyStatus.IN_PROGRESS}),
+        where=(
+            or_(OrderCopy.status == CopyStatus.PENDING, OrderCopy.lease_expires_at < now),
+            or_(OrderCopy.next_attempt_at.is_(None), OrderCopy.next_attempt_at <= now),
+            OrderCopy.claims < max_claims,
+        ),
+        attempt=OrderCopy.attempt + 1,
+        claims=OrderCopy.claims + 1,
+        started_at=func.coalesce(OrderCopy.started_at, literal(now, UTCDateTime())),
+        lease_expires_at=now + lease,
+        updated_at=now,
+    )
+
+
+def fence(
+    session: Session, copy_id: str, attempt: int, now: datetime, lease: timedelta, **values: Any
+) -> None:
+    """Renew the lease of run ``attempt`` and write ``values``, or raise LeaseLostError.
+
+    Every transaction of a run does this first: it row-locks the copy, so a
+    stalled older run can never write over a newer one. Does not commit.
+    """
+    updated = session.execute(
+        update(OrderCopy)
+        .where(
+            OrderCopy.id == copy_id,
+            OrderCopy.attempt == attempt,
+            OrderCopy.status == CopyStatus.IN_PROGRESS,
+        )
+        .values(lease_expires_at=now + lease, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    if updated.rowcount != 1:  # type: ignore[attr-defined]
+        raise LeaseLostError(f"order copy {copy_id}: attempt {attempt} no longer owns it")

@@ -1,0 +1,611 @@
+"""Order copies: create one, execute it, retry it.
+
+``execute`` is DESIGN.md's "What a copy does", as a run of short transactions
+separated by checkpoints (``order_copies.step``)::
+
+    claim ─► build target (+ wallet) ─► reserve stock ─► authorize (remote) ─► place
+          ─► cancel source ─► void its payments (remote) ─► finish
+
+Each transaction ends with a fenced write of the checkpoint (``WHERE attempt
+= :attempt``): a run that lost its lease finds nothing to update and rolls
+back. No transaction is open across a gateway call. A run that crashes is
+resumed by the next claim from its last checkpoint: the target order is
+rebuilt in place until it is placed, and the gateway is asked again under
+the same idempotency key, so nothing is built or charged twice.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy.orm import Session, sessionmaker
+
+from copying import (
+    copy_states,
+    failpoints,
+    history,
+    order_states,
+    payments,
+    stock,
+    targets,
+    wallet,
+)
+from copying.dispatch import publish_after_commit
+from copying.errors import (
+    CopyInputError,
+    CopyStateError,
+    ErrorLog,
+    LeaseLostError,
+    NotFoundError,
+    TransientError,
+)
+from copying.gateways import GatewayAnswer, Gateways
+from models import (
+    CopyStatus,
+    CopyStep,
+    Mode,
+    Order,
+    OrderCopy,
+    OrderStatus,
+    new_public_id,
+    utcnow,
+)
+
+log = structlog.get_logger("ordercopy.engine")
+
+Clock = Callable[[], datetime]
+
+MAX_TEXT = 255
+MAX_METADATA_BYTES = 16 * 1024
+STEPS = list(CopyStep)
+
+# errors_log keys, by the stage that owns them (a stage that runs again clears its own).
+PLACE_KEYS = ("target_order", "payment")
+CANCEL_KEY = "source_order"
+RUN_KEY = "order_copy"
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    lease: timedelta = timedelta(seconds=30)
+    max_claims: int = 8
+
+
+class Outcome(enum.StrEnum):
+    COMPLETED = "completed"
+    FAILED = "failed"
+    NOT_CLAIMED = "not_claimed"
+    LEASE_LOST = "lease_lost"
+
+
+# --- create ---------------------------------------------------------------------------
+
+
+def check_copy_input(
+    *,
+    mode: Any,
+    options: dict[str, Any],
+    reference: Any,
+    reference_origin: Any,
+    metadata: Any,
+    idempotency_key: Any = None,
+) -> None:
+    """Raise CopyInputError naming the first bad input."""
+    if not isinstance(mode, Mode):
+        raise CopyInputError("mode", f"{mode!r} is not one of test, live")
+    for name, value in options.items():
+        if not isinstance(value, bool):
+            raise CopyInputError(name, f"must be true or false, not {value!r}")
+    for name, text in (
+        ("reference", reference),
+        ("reference_origin", reference_origin),
+        ("idempotency_key", idempotency_key),
+    ):
+        if text is not None and not isinstance(text, str):
+            raise CopyInputError(name, "must be a string")
+        if text is not None and len(text) > MAX_TEXT:
+            raise CopyInputError(name, f"is {len(text)} characters long, the limit is {MAX_TEXT}")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise CopyInputError("metadata", "must be an object of key-value pairs")
+        try:
+            size = len(json.dumps(metadata).encode())
+        except (TypeError, ValueError) as error:
+            raise CopyInputError("metadata", f"is not JSON: {error}") from None
+        if size > MAX_METADATA_BYTES:
+            raise CopyInputError("metadata", f"is {size} bytes, the limit is {MAX_METADATA_BYTES}")
+
+
+def create(
+    session: Session,
+    *,
+    mode: Mode,
+    source_order_id: str,
+    place_target_order: bool = False,
+    cancel_source_order: bool = False,
+    reuse_wallet: bool = True,
+    skip_errors: bool = False,
+    reference: str | None = None,
+    reference_origin: str | None = None,
+    metadata: dict[str, Any] | None = None,
+    order_subscription_id: str | None = None,
+    customer_payment_source_id: str | None = None,
+    idempotency_key: str | None = None,
+    period_key: str | None = None,
+    now: datetime | None = None,
+) -> OrderCopy:
+    """Add a ``pending`` copy of ``source_order_id`` and announce it after commit.
+
+    Raises CopyInputError, writing nothing, on bad input. Does not commit.
+    """
+    options = {
+        "place_target_order": place_target_order,
+        "cancel_source_order": cancel_source_order,
+        "reuse_wallet": reuse_wallet,
+        "skip_errors": skip_errors,
+    }
+    check_copy_input(
+        mode=mode,
+        options=options,
+        reference=reference,
+        reference_origin=reference_origin,
+        metadata=metadata,
+        idempotency_key=idempotency_key,
+    )
+    source = session.get(Order, source_order_id) if isinstance(source_order_id, str) else None
+    if source is None or source.mode != mode:
+        raise CopyInputError(
+            "source_order", f"order {source_order_id!r} does not exist in {mode} mode"
+        )
+    now = now or utcnow()
+    copy = OrderCopy(
+        id=new_public_id(),
+        mode=mode,
+        status=CopyStatus.PENDING,
+        source_order_id=source.id,
+        order_subscription_id=order_subscription_id,
+        customer_payment_source_id=customer_payment_source_id,
+        reference=reference,
+        reference_origin=reference_origin,
+        metadata_=metadata or {},
+        errors_log={},
+        errors_count=0,
+        attempt=0,
+        claims=0,
+        dispatched_at=now,
+        idempotency_key=idempotency_key,
+        period_key=period_key,
+        created_at=now,
+        updated_at=now,
+        **options,
+    )
+    session.add(copy)
+    session.flush()
+    history.record(session, copy.id, mode, 0, "created", **options)
+    publish_after_commit(session, [copy.id])
+    log.info("copy_created", order_copy_id=copy.id, source_order_id=source.id, **options)
+    return copy
+
+
+# --- retry ----------------------------------------------------------------------------
+
+
+def retry(
+    session: Session, copy_id: str, mode: Mode, *, by: str, now: datetime | None = None
+) -> OrderCopy:
+    """Put a ``failed`` copy back to ``pending`` for a new run from its last checkpoint.
+
+    The failed run's errors move to the copy's history. Raises NotFoundError or
+    CopyStateError (another status, including a concurrent retry that won).
+    Does not commit.
+    """
+    current = session.get(OrderCopy, copy_id)
+    if current is None or current.mode != mode:
+        raise NotFoundError(f"order copy {copy_id} does not exist in {mode} mode")
+    previous = dict(current.errors_log)
+    now = now or utcnow()
+    row = copy_states.transition(
+        session,
+        copy_id,
+        CopyStatus.PENDING,
+        sources=frozenset({CopyStatus.FAILED}),
+        claims=0,
+        errors_log={},
+        errors_count=0,
+        failed_at=None,
+        completed_at=None,
+        lease_expires_at=None,
+        next_attempt_at=None,
+        dispatched_at=now,
+        updated_at=now,
+    )
+    if row is None:
+        session.refresh(current)
+        raise CopyStateError(copy_id, current.status, "only failed copies can be retried")
+    history.record(session, copy_id, mode, row.attempt, "retried", by=by, previous_errors=previous)
+    publish_after_commit(session, [copy_id])
+    log.info("copy_retried", order_copy_id=copy_id, by=by, step=row.step)
+    return row
+
+
+# --- execute --------------------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """What one run knows of its copy, carried from transaction to transaction."""
+
+    copy_id: str
+    mode: Mode
+    attempt: int
+    claims: int
+    source_order_id: str
+    target_order_id: str | None
+    wallet_entry_id: str | None
+    place_target_order: bool
+    cancel_source_order: bool
+    reuse_wallet: bool
+    skip_errors: bool
+    step: CopyStep | None
+    errors: ErrorLog = field(default_factory=ErrorLog)
+
+    @classmethod
+    def of(cls, copy: OrderCopy) -> Run:
+        return cls(
+            copy_id=copy.id,
+            mode=copy.mode,
+            attempt=copy.attempt,
+            claims=copy.claims,
+            source_order_id=copy.source_order_id,
+            target_order_id=copy.target_order_id,
+            wallet_entry_id=copy.customer_payment_source_id,
+            place_target_order=copy.place_target_order,
+            cancel_source_order=copy.cancel_source_order,
+            reuse_wallet=copy.reuse_wallet,
+            skip_errors=copy.skip_errors,
+            step=copy.step,
+            errors=ErrorLog(copy.errors_log),
+        )
+
+    def stopped(self) -> bool:
+        """Errors end the run, unless the copy asked to skip them."""
+        return bool(self.errors) and not self.skip_errors
+
+    def at(self, step: CopyStep) -> bool:
+        return self.step == step
+
+    def reached(self, step: CopyStep) -> bool:
+        return self.step is not None and STEPS.index(self.step) >= STEPS.index(step)
+
+    def log_fields(self) -> dict[str, Any]:
+        return {
+            "order_copy_id": self.copy_id,
+            "attempt": self.attempt,
+            "step": self.step,
+            "source_order_id": self.source_order_id,
+            "target_order_id": self.target_order_id,
+        }
+
+
+def execute(
+    sessions: sessionmaker[Session],
+    copy_id: str,
+    *,
+    gateways: Gateways,
+    config: EngineConfig | None = None,
+    clock: Clock = utcnow,
+) -> Outcome:
+    """Run the copy from its last checkpoint to ``completed`` or ``failed``.
+
+    Returns NOT_CLAIMED when another run owns it, it is finished, or it is
+    not due; LEASE_LOST when a newer run took over midway. Transient trouble
+    parks the copy for a quick re-claim and re-raises (the caller retries).
+    """
+    config = config or EngineConfig()
+    with sessions.begin() as session:
+        claimed = copy_states.claim(session, copy_id, clock(), config.lease, config.max_claims)
+        if claimed is None:
+            return Outcome.NOT_CLAIMED
+        run = Run.of(claimed)
+        history.record(
+            session, run.copy_id, run.mode, run.attempt, "claimed", step=run.step, claims=run.claims
+        )
+    structlog.contextvars.bind_contextvars(attempt=run.attempt)
+    log.info("copy_claimed", **run.log_fields())
+    runner = _Runner(sessions, run, gateways, config, clock)
+    try:
+        failpoints.hit("after_claim")
+        return runner.go()
+    except LeaseLostError:
+        log.warning("copy_lease_lost", **run.log_fields())
+        return Outcome.LEASE_LOST
+    except TransientError as error:
+        if runner.park(error) is Outcome.FAILED:
+            return Outcome.FAILED
+        raise
+
+
+def give_up(session: Session, copy: OrderCopy, now: datetime, reason: str) -> None:
+    """Fail an abandoned ``in_progress`` copy whose runs are used up (the sweeper's call).
+
+    Releases stock a dead run reserved. Raises LeaseLostError if a run owns it
+    after all. Does not commit.
+    """
+    run = Run.of(copy)
+    run.errors.add(RUN_KEY, reason)
+    _finish(session, run, now)
+
+
+def _finish(session: Session, run: Run, now: datetime) -> Outcome:
+    """Write the run's end: ``completed``, or ``failed`` with the stock it held released."""
+    if run.step == CopyStep.STOCK_RESERVED and run.target_order_id:
+        stock.release(session, run.target_order_id, run.mode)
+        run.step = CopyStep.TARGET_BUILT
+    ok = not run.errors or (run.skip_errors and run.target_order_id is not None)
+    outcome = Outcome.COMPLETED if ok else Outcome.FAILED
+    finished = copy_states.transition(
+        session,
+        run.copy_id,
+        CopyStatus.COMPLETED if ok else CopyStatus.FAILED,
+        sources=frozenset({CopyStatus.IN_PROGRESS}),
+        where=(OrderCopy.attempt == run.attempt,),
+        completed_at=now if ok else None,
+        failed_at=None if ok else now,
+        lease_expires_at=None,
+        step=run.step,
+        target_order_id=run.target_order_id,
+        errors_log=run.errors.as_dict(),
+        errors_count=run.errors.count,
+        updated_at=now,
+    )
+    if finished is None:
+        raise LeaseLostError(f"order copy {run.copy_id}: attempt {run.attempt} lost it")
+    history.record(
+        session,
+        run.copy_id,
+        run.mode,
+        run.attempt,
+        outcome.value,
+        step=run.step,
+        errors=run.errors.as_dict(),
+    )
+    log.info(f"copy_{outcome.value}", errors_count=run.errors.count, **run.log_fields())
+    return outcome
+
+
+class _Runner:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        run: Run,
+        gateways: Gateways,
+        config: EngineConfig,
+        clock: Clock,
+    ) -> None:
+        self.sessions = sessions
+        self.run = run
+        self.gateways = gateways
+        self.config = config
+        self.clock = clock
+        self.outcome: Outcome | None = None
+
+    @contextmanager
+    def _step(self) -> Iterator[Session]:
+        """One transaction of the run, closed by the fenced checkpoint (or the finish)."""
+        run = self.run
+        before = run.step
+        with self.sessions.begin() as session:
+            yield session
+            if self.outcome is None:
+                copy_states.fence(
+                    session,
+                    run.copy_id,
+                    run.attempt,
+                    self.clock(),
+                    self.config.lease,
+                    step=run.step,
+                    target_order_id=run.target_order_id,
+                    errors_log=run.errors.as_dict(),
+                    errors_count=run.errors.count,
+                )
+                if run.step != before:
+                    history.record(
+                        session, run.copy_id, run.mode, run.attempt, "checkpoint", step=run.step
+                    )
+        if self.outcome is None and run.step != before:
+            log.info("copy_checkpoint", **run.log_fields())
+
+    def _finish_if(self, session: Session, condition: bool) -> None:
+        if condition:
+            self.outcome = _finish(session, self.run, self.clock())
+
+    def go(self) -> Outcome:
+        run = self.run
+        if run.step in (None, CopyStep.TARGET_BUILT):
+            with self._step() as session:
+                self._build(session)
+                self._finish_if(
+                    session,
+                    run.stopped()
+                    or not (
+                        (run.place_target_order and not run.reached(CopyStep.TARGET_PLACED))
+                        or run.cancel_source_order
+                    ),
+                )
+            if self.outcome:
+                return self.outcome
+            failpoints.hit("after_build")
+        if run.place_target_order and run.at(CopyStep.TARGET_BUILT):
+            with self._step() as session:
+                self._reserve(session)
+                self._finish_if(
+                    session,
+                    run.stopped()
+                    or (run.step != CopyStep.STOCK_RESERVED and not run.cancel_source_order),
+                )
+            if self.outcome:
+                return self.outcome
+            failpoints.hit("after_reserve")
+        if run.at(CopyStep.STOCK_RESERVED):
+            request = self._payment_request()
+            answer = payments.ask(self.gateways, request)
+            failpoints.hit("after_authorize")
+            with self._step() as session:
+                self._record_authorization(session, request, answer)
+                self._finish_if(session, run.stopped() or not run.cancel_source_order)
+            if self.outcome:
+                return self.outcome
+            failpoints.hit("after_place")
+        if run.cancel_source_order and not run.reached(CopyStep.SOURCE_CANCELLED):
+            with self._step() as session:
+                to_void = self._cancel_source(session)
+                self._finish_if(session, run.stopped() or not to_void)
+            if self.outcome:
+                return self.outcome
+            failpoints.hit("after_cancel")
+        return self._void_and_finish()
+
+    # --- stages ---
+
+    def _build(self, session: Session) -> None:
+        """(Re)build the target and reuse the wallet, unless the target is already placed."""
+        run = self.run
+        source = session.get(Order, run.source_order_id)
+        if source is None:
+            run.errors.add(targets.ERROR_KEY, f"source order {run.source_order_id} is gone")
+            return
+        target = session.get(Order, run.target_order_id) if run.target_order_id else None
+        if target is not None and target.status not in order_states.PLACEABLE:
+            # Placed by hand (or by a run whose checkpoint was lost): that holds.
+            if target.status == OrderStatus.CANCELLED:
+                run.errors.add("target_order", f"target order {target.id} was cancelled")
+            else:
+                run.step = CopyStep.TARGET_PLACED
+            return
+        target = targets.build_target(session, source, target, errors=run.errors)
+        if target is None:
+            return
+        run.target_order_id = target.id
+        run.step = CopyStep.TARGET_BUILT
+        if run.reuse_wallet:
+            wallet.reuse_wallet(
+                session, target, source, run.wallet_entry_id, self.clock().date(), run.errors
+            )
+
+    def _reserve(self, session: Session) -> None:
+        """Check the target can be placed and hold its stock; place it now if it is free."""
+        run = self.run
+        run.errors.clear(*PLACE_KEYS)
+        target = session.get(Order, run.target_order_id)
+        if target is None:
+            run.errors.add("target_order", f"target order {run.target_order_id} is gone")
+            return
+        lines = targets.load_lines(session, target.id)
+        skus = targets.load_skus(session, target, lines)
+        problems = order_states.check_placeable(target, lines, skus) or stock.reserve(
+            session, target.id, run.mode
+        )
+        for problem in problems:
+            run.errors.add("target_order", problem)
+        if problems:
+            return
+        if target.total_amount_cents == 0:
+            order_states.place(target, lines, skus, self.clock(), authorized=False)
+            run.step = CopyStep.TARGET_PLACED
+        else:
+            run.step = CopyStep.STOCK_RESERVED
+
+    def _payment_request(self) -> payments.PaymentRequest:
+        with self.sessions.begin() as session:
+            target = session.get_one(Order, self.run.target_order_id)
+            return payments.request_for(session, target, f"order_copy:{self.run.copy_id}:place")
+
+    def _record_authorization(
+        self, session: Session, request: payments.PaymentRequest, answer: GatewayAnswer
+    ) -> None:
+        run = self.run
+        target = session.get_one(Order, run.target_order_id)
+        payments.record_answer(session, target, request, answer, self.clock())
+        if answer.authorized:
+            lines = targets.load_lines(session, target.id)
+            skus = targets.load_skus(session, target, lines)
+            order_states.place(target, lines, skus, self.clock(), authorized=True)
+            run.step = CopyStep.TARGET_PLACED
+        else:
+            stock.release(session, target.id, run.mode)
+            run.step = CopyStep.TARGET_BUILT
+            run.errors.add("payment", f"payment declined: {answer.message}")
+
+    def _cancel_source(self, session: Session) -> list[str]:
+        """Cancel the source and release its stock; returns its payments left to void."""
+        run = self.run
+        run.errors.clear(CANCEL_KEY)
+        if run.place_target_order and not run.reached(CopyStep.TARGET_PLACED):
+            run.errors.add(CANCEL_KEY, "not cancelled: the target order was not placed")
+            return []
+        source = session.get(Order, run.source_order_id, with_for_update=True)
+        problems = order_states.check_cancellable(source) if source else ["source order is gone"]
+        if problems or source is None:
+            for problem in problems:
+                run.errors.add(CANCEL_KEY, problem)
+            return []
+        order_states.cancel(source, self.clock())
+        stock.release(session, source.id, run.mode)
+        run.step = CopyStep.SOURCE_CANCELLED
+        return [a.id for a in payments.held_authorizations(session, source.id)]
+
+    def _void_and_finish(self) -> Outcome:
+        """Void what the cancelled source still holds (remote, idempotent), then finish."""
+        run = self.run
+        voided: list[str] = []
+        if run.step == CopyStep.SOURCE_CANCELLED:
+            with self.sessions.begin() as session:
+                held = payments.held_authorizations(session, run.source_order_id)
+            voided, problems = payments.void_remote(self.gateways, held)
+            for problem in problems:
+                run.errors.add(CANCEL_KEY, problem)
+            failpoints.hit("after_void")
+        with self._step() as session:
+            payments.mark_voided(session, voided, self.clock())
+            failpoints.hit("before_finish")
+            self._finish_if(session, True)
+        assert self.outcome is not None
+        return self.outcome
+
+    def park(self, error: Exception) -> Outcome | None:
+        """After transient trouble: let the next claim come at once, or give up if out of runs."""
+        run = self.run
+        now = self.clock()
+        with self.sessions.begin() as session:
+            history.record(
+                session,
+                run.copy_id,
+                run.mode,
+                run.attempt,
+                "transient_error",
+                step=run.step,
+                message=str(error),
+            )
+            if run.claims >= self.config.max_claims:
+                run.errors.add(RUN_KEY, f"gave up after {run.claims} attempts: {error}")
+                return _finish(session, run, now)
+            copy_states.fence(
+                session,
+                run.copy_id,
+                run.attempt,
+                now,
+                timedelta(0),
+                step=run.step,
+                target_order_id=run.target_order_id,
+                errors_log=run.errors.as_dict(),
+                errors_count=run.errors.count,
+            )
+        log.warning("copy_transient_error", error=str(error), **run.log_fields())
+        return None

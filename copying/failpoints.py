@@ -1,0 +1,71 @@
+"""Failpoints: named places where a test can make a run crash on purpose.
+
+Off unless turned on, by a test (:func:`enable`) or for a whole process with
+``ORDERCOPY_FAILPOINTS=name=action,...`` (read through the settings). The
+actions: ``raise`` (an exception, as a bug or a lost connection would),
+``exit`` (``os._exit``: the process dies at once, as under SIGKILL).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+NAMES = (
+    "after_claim",
+    "after_build",
+    "after_reserve",
+    "after_authorize",
+    "after_place",
+    "after_cancel",
+    "after_void",
+    "before_finish",
+)
+
+_active: dict[str, str] = {}
+
+
+class FailpointError(RuntimeError):
+    """Raised at a failpoint whose action is ``raise``."""
+
+
+def parse(spec: str) -> dict[str, str]:
+    """``"after_build=raise,after_place=exit"`` → ``{"after_build": "raise", ...}``."""
+    parsed: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in spec.split(","))):
+        name, _, action = item.partition("=")
+        if name not in NAMES or action not in ("raise", "exit"):
+            raise ValueError(f"bad failpoint {item!r}: use NAME=raise|exit, NAME in {NAMES}")
+        parsed[name] = action
+    return parsed
+
+
+def load(spec: str) -> None:
+    _active.clear()
+    _active.update(parse(spec))
+
+
+def enable(name: str, action: str = "raise") -> None:
+    _active.update(parse(f"{name}={action}"))
+
+
+def disable_all() -> None:
+    _active.clear()
+
+
+@contextmanager
+def enabled(name: str, action: str = "raise") -> Iterator[None]:
+    enable(name, action)
+    try:
+        yield
+    finally:
+        _active.pop(name, None)
+
+
+def hit(name: str) -> None:
+    action = _active.get(name)
+    if action == "raise":
+        raise FailpointError(f"failpoint {name}")
+    if action == "exit":
+        os._exit(137)

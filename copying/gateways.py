@@ -1,0 +1,133 @@
+"""Payment gateways: one small interface, and the built-in test gateway.
+
+A gateway is a *remote* system: it is called with no database transaction
+of ours open, and it is idempotent by key, so a replayed authorization
+returns the first answer and never charges twice.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Protocol
+
+from sqlalchemy import Engine, select, update
+
+from copying.errors import TransientError
+from models import TestGatewayCharge, utcnow
+from models.dialects import insert_ignoring_conflicts
+
+
+@dataclass(frozen=True)
+class GatewayAnswer:
+    authorized: bool
+    reference: str | None
+    message: str
+
+
+class GatewayUnavailableError(TransientError):
+    """The gateway did not answer (timeout, 5xx): ask again later with the same key."""
+
+
+class PaymentGateway(Protocol):
+    def authorize(
+        self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str
+    ) -> GatewayAnswer:
+        """Hold ``amount_cents``; the same key always gets the first answer."""
+        ...
+
+    def void(self, *, idempotency_key: str) -> None:
+        """Release the hold made under ``idempotency_key``; voiding twice is a no-op."""
+        ...
+
+
+Gateways = Mapping[str, PaymentGateway]
+
+#: The test gateway's tokens and what they do (documented in the README).
+TEST_TOKENS = {
+    "tok_visa": "authorizes",
+    "tok_declined": "is declined (a business error, never retried by itself)",
+    "tok_flaky": "fails transiently twice per idempotency key, then authorizes",
+}
+FLAKY_FAILURES = 2
+
+
+class TestGateway:
+    """Deterministic outcomes from the token, like card-network test numbers.
+
+    Its ledger (``test_gateway_charges``) plays the remote side: it is written
+    on the gateway's own connection, in its own short transactions.
+    """
+
+    __test__ = False  # not a pytest class
+    name = "test"
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def authorize(
+        self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str
+    ) -> GatewayAnswer:
+        charge_of_key = TestGatewayCharge.idempotency_key == idempotency_key
+        with self._engine.begin() as conn:
+            conn.execute(
+                insert_ignoring_conflicts(
+                    conn.dialect, TestGatewayCharge.__table__, ["idempotency_key"]
+                ).values(
+                    idempotency_key=idempotency_key,
+                    token=token,
+                    amount_cents=amount_cents,
+                    currency_code=currency_code,
+                    created_at=utcnow(),
+                )
+            )
+            charge = conn.execute(
+                select(TestGatewayCharge.__table__).where(charge_of_key).with_for_update()
+            ).one()
+            if charge.outcome is not None:
+                return GatewayAnswer(
+                    charge.outcome == "authorized", charge.reference, charge.message or ""
+                )
+            if charge.token == "tok_flaky" and charge.failures < FLAKY_FAILURES:
+                conn.execute(
+                    update(TestGatewayCharge)
+                    .where(charge_of_key)
+                    .values(failures=TestGatewayCharge.failures + 1)
+                )
+                flaky = True
+            else:
+                flaky = False
+                answer = _answer_for(charge.token)
+                conn.execute(
+                    update(TestGatewayCharge)
+                    .where(charge_of_key)
+                    .values(
+                        outcome="authorized" if answer.authorized else "declined",
+                        reference=answer.reference,
+                        message=answer.message,
+                    )
+                )
+        if flaky:
+            raise GatewayUnavailableError("test gateway: tok_flaky timed out")
+        return answer
+
+    def void(self, *, idempotency_key: str) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(
+                update(TestGatewayCharge)
+                .where(
+                    TestGatewayCharge.idempotency_key == idempotency_key,
+                    TestGatewayCharge.outcome == "authorized",
+                    TestGatewayCharge.voided_at.is_(None),
+                )
+                .values(voided_at=utcnow())
+            )
+
+
+def _answer_for(token: str) -> GatewayAnswer:
+    if token in ("tok_visa", "tok_flaky"):
+        return GatewayAnswer(True, f"test_{secrets.token_hex(8)}", "authorized")
+    if token == "tok_declined":
+        return GatewayAnswer(False, None, "card declined")
+    return GatewayAnswer(False, None, f"unknown payment source token {token!r}")

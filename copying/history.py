@@ -1,0 +1,21 @@
+"""A copy's history: one row per fact, never updated."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import insert
+from sqlalchemy.orm import Session
+
+from models import Mode, OrderCopyEvent
+
+
+def record(
+    session: Session, copy_id: str, mode: Mode, attempt: int, kind: str, **data: Any
+) -> None:
+    """Append an event (``created``, ``claimed``, ``checkpoint``, ...). Does not commit."""
+    session.execute(
+        insert(OrderCopyEvent).values(
+            order_copy_id=copy_id, mode=mode, attempt=attempt, kind=kind, data=data
+        )
+    )

@@ -1,0 +1,124 @@
+"""The order state machine: the only code that assigns an order's statuses.
+
+::
+
+    draft ─► pending ─► placed ─► approved
+                          │          │
+                          └──────────┴─► cancelled
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+
+from models import (
+    FulfillmentStatus,
+    ItemType,
+    LineItem,
+    Order,
+    OrderStatus,
+    PaymentStatus,
+    Sku,
+)
+
+ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
+    OrderStatus.DRAFT: frozenset({OrderStatus.PENDING}),
+    OrderStatus.PENDING: frozenset({OrderStatus.PLACED}),
+    OrderStatus.PLACED: frozenset({OrderStatus.APPROVED, OrderStatus.CANCELLED}),
+    OrderStatus.APPROVED: frozenset({OrderStatus.CANCELLED}),
+    OrderStatus.CANCELLED: frozenset(),
+}
+PLACEABLE = frozenset({OrderStatus.DRAFT, OrderStatus.PENDING})
+CANCELLABLE = frozenset({OrderStatus.PLACED, OrderStatus.APPROVED})
+UNSHIPPED = frozenset({FulfillmentStatus.UNFULFILLED, FulfillmentStatus.NOT_REQUIRED})
+
+
+class OrderTransitionError(RuntimeError):
+    """A caller skipped the ``check_*`` function: a bug, not a business error."""
+
+
+def _move(order: Order, to: OrderStatus) -> None:
+    if to not in ORDER_TRANSITIONS[order.status]:
+        raise OrderTransitionError(f"order {order.id}: {order.status} → {to} is not allowed")
+    order.status = to
+
+
+def initial_status(has_lines: bool) -> OrderStatus:
+    """A new order is ``pending`` once it has something to place, ``draft`` before."""
+    return OrderStatus.PENDING if has_lines else OrderStatus.DRAFT
+
+
+def open_order(order: Order) -> None:
+    """Move a ``draft`` that now has line items to ``pending``; other statuses stay."""
+    if order.status == OrderStatus.DRAFT:
+        _move(order, OrderStatus.PENDING)
+
+
+def ships(lines: Iterable[LineItem], skus: dict[str, Sku]) -> bool:
+    """Whether anything in the order needs a shipping address."""
+    return any(
+        line.item_type == ItemType.SKUS
+        and not (line.sku_code in skus and skus[line.sku_code].do_not_ship)
+        for line in lines
+    )
+
+
+def check_placeable(order: Order, lines: list[LineItem], skus: dict[str, Sku]) -> list[str]:
+    """Why ``order`` cannot be placed (empty when it can). Stock is checked by reserving."""
+    problems = []
+    if order.status not in PLACEABLE:
+        problems.append(
+            f"order {order.id} is {order.status}, only draft or pending orders can be placed"
+        )
+    if not lines:
+        problems.append("has no line items")
+    if not order.customer_email:
+        problems.append("customer_email is missing")
+    if order.billing_address_id is None:
+        problems.append("billing_address is missing")
+    if order.shipping_address_id is None and ships(lines, skus):
+        problems.append("shipping_address is missing (some items ship)")
+    if order.total_amount_cents < 0:
+        problems.append(f"total is negative ({order.total_amount_cents} cents)")
+    if order.total_amount_cents > 0 and not order.payment_source_token:
+        problems.append("payment_source is missing (the total is not zero)")
+    return problems
+
+
+def place(
+    order: Order, lines: list[LineItem], skus: dict[str, Sku], now: datetime, *, authorized: bool
+) -> None:
+    """Move a checked order to ``placed``. Caller reserved the stock and holds the payment."""
+    _move(order, OrderStatus.PLACED)
+    order.placed_at = now
+    order.payment_status = PaymentStatus.AUTHORIZED if authorized else PaymentStatus.FREE
+    order.fulfillment_status = (
+        FulfillmentStatus.UNFULFILLED if ships(lines, skus) else FulfillmentStatus.NOT_REQUIRED
+    )
+
+
+def check_cancellable(order: Order) -> list[str]:
+    """Why ``order`` cannot be cancelled (empty when it can)."""
+    if order.status not in CANCELLABLE:
+        return [
+            f"order {order.id} is {order.status}, only placed or approved orders can be cancelled"
+        ]
+    if order.fulfillment_status not in UNSHIPPED:
+        return [
+            f"order {order.id} is {order.fulfillment_status.replace('_', ' ')}, "
+            "only unfulfilled orders can be cancelled"
+        ]
+    return []
+
+
+def cancel(order: Order, now: datetime) -> None:
+    """Move a checked order to ``cancelled``. Caller releases stock and voids payments."""
+    _move(order, OrderStatus.CANCELLED)
+    order.cancelled_at = now
+    if order.payment_status == PaymentStatus.AUTHORIZED:
+        order.payment_status = PaymentStatus.VOIDED
+
+
+def approve(order: Order) -> None:
+    _move(order, OrderStatus.APPROVED)

@@ -1,0 +1,95 @@
+"""Placing and cancelling an order on request (a shop, the demo, the API's triggers).
+
+Unlike a copy run these have no checkpoints: the gateway is asked first,
+with no transaction open, and the stock, the payment and the status are
+then written together. Authorization keys are ``order:<id>:place``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from copying import order_states, payments, stock, targets
+from copying.errors import NotFoundError
+from copying.gateways import Gateways
+from models import Mode, Order, utcnow
+
+
+def _load(session: Session, order_id: str, mode: Mode, *, lock: bool = False) -> Order:
+    order = session.get(Order, order_id, with_for_update=lock)
+    if order is None or order.mode != mode:
+        raise NotFoundError(f"order {order_id} does not exist in {mode} mode")
+    return order
+
+
+def place_order(
+    sessions: sessionmaker[Session],
+    order_id: str,
+    mode: Mode,
+    *,
+    gateways: Gateways,
+    now: datetime | None = None,
+) -> list[str]:
+    """Place the order; returns why not (nothing changed, any hold voided) or ``[]``."""
+    now = now or utcnow()
+    with sessions.begin() as session:
+        order = _load(session, order_id, mode)
+        lines = targets.load_lines(session, order.id)
+        problems = order_states.check_placeable(
+            order, lines, targets.load_skus(session, order, lines)
+        )
+        if problems:
+            return problems
+        request = payments.request_for(session, order, f"order:{order.id}:place")
+    answer = payments.ask(gateways, request) if request.amount_cents > 0 else None
+    with sessions.begin() as session:
+        order = _load(session, order_id, mode, lock=True)
+        if answer is not None:
+            payments.record_answer(session, order, request, answer, now)
+            if not answer.authorized:
+                return [f"payment declined: {answer.message}"]
+        lines = targets.load_lines(session, order.id)
+        skus = targets.load_skus(session, order, lines)
+        problems = order_states.check_placeable(order, lines, skus) or stock.reserve(
+            session, order.id, mode
+        )
+        if not problems:
+            order_states.place(order, lines, skus, now, authorized=answer is not None)
+            return []
+    if answer is not None:  # stock ran out (or the order changed) while we asked
+        _void_holds(sessions, order_id, gateways, now)
+    return problems
+
+
+def cancel_order(
+    sessions: sessionmaker[Session],
+    order_id: str,
+    mode: Mode,
+    *,
+    gateways: Gateways,
+    now: datetime | None = None,
+) -> list[str]:
+    """Cancel the order, release its stock and void its payments; returns why not or ``[]``."""
+    now = now or utcnow()
+    with sessions.begin() as session:
+        order = _load(session, order_id, mode, lock=True)
+        problems = order_states.check_cancellable(order)
+        if problems:
+            return problems
+        order_states.cancel(order, now)
+        stock.release(session, order.id, mode)
+    return _void_holds(sessions, order_id, gateways, now)
+
+
+def _void_holds(
+    sessions: sessionmaker[Session], order_id: str, gateways: Gateways, now: datetime
+) -> list[str]:
+    """Void the order's holds at their gateways, then record it; returns what failed."""
+    with sessions.begin() as session:
+        held = payments.held_authorizations(session, order_id)
+    voided, problems = payments.void_remote(gateways, held)
+    with sessions.begin() as session:
+        payments.mark_voided(session, voided, now)
+    return problems

@@ -1,0 +1,60 @@
+"""Wallet reuse: charge the target order to the entry the source order used."""
+
+from __future__ import annotations
+
+from datetime import date
+
+from sqlalchemy.orm import Session
+
+from copying.errors import ErrorLog
+from models import CustomerPaymentSource, Order
+
+ERROR_KEY = "payment_source"
+
+
+def check_wallet_entry(
+    entry: CustomerPaymentSource | None, entry_id: str, source: Order, today: date
+) -> str | None:
+    """Why the wallet entry cannot be charged again, or None when it can."""
+    if entry is None or entry.mode != source.mode:
+        return f"wallet entry {entry_id} no longer exists"
+    if entry.customer_id != source.customer_id:
+        return f"wallet entry {entry_id} belongs to another customer"
+    if entry.disabled:
+        return f"wallet entry {entry_id} is disabled"
+    if entry.expires_on is not None and entry.expires_on < today:
+        return f"wallet entry {entry_id} expired on {entry.expires_on.isoformat()}"
+    return None
+
+
+def reuse_wallet(
+    session: Session,
+    target: Order,
+    source: Order,
+    override_id: str | None,
+    today: date,
+    errors: ErrorLog,
+) -> None:
+    """Attach the wallet entry (``override_id``, else the source's) to ``target``.
+
+    A source order paid without the wallet leaves nothing to reuse and is no
+    error. Does not commit.
+    """
+    errors.clear(ERROR_KEY)
+    entry_id = override_id or source.customer_payment_source_id
+    if entry_id is None:
+        return
+    entry = session.get(CustomerPaymentSource, entry_id)
+    problem = check_wallet_entry(entry, entry_id, source, today)
+    if problem is not None or entry is None:
+        errors.add(ERROR_KEY, problem or f"wallet entry {entry_id} no longer exists")
+        return
+    attach_wallet_entry(target, entry)
+
+
+def attach_wallet_entry(order: Order, entry: CustomerPaymentSource) -> None:
+    """Use ``entry`` as ``order``'s payment source (the API's ``_customer_payment_source_id``)."""
+    order.customer_payment_source_id = entry.id
+    order.payment_method = entry.payment_method
+    order.payment_gateway = entry.gateway
+    order.payment_source_token = entry.payment_source_token

@@ -1,0 +1,47 @@
+"""SQLAlchemy models: the data model of DESIGN.md."""
+
+from models.addresses import Address
+from models.api_keys import ApiKey
+from models.base import Base, Mode, new_public_id, utcnow
+from models.catalog import Sku
+from models.customers import Customer, CustomerPaymentSource
+from models.order_copies import CopyStatus, CopyStep, OrderCopy, OrderCopyEvent
+from models.orders import (
+    AuthorizationStatus,
+    FulfillmentStatus,
+    ItemType,
+    LineItem,
+    Order,
+    OrderStatus,
+    PaymentAuthorization,
+    PaymentStatus,
+)
+from models.subscriptions import OrderSubscription, SubscriptionStatus
+from models.test_gateway import TestGatewayCharge
+
+__all__ = [
+    "Address",
+    "ApiKey",
+    "AuthorizationStatus",
+    "Base",
+    "CopyStatus",
+    "CopyStep",
+    "Customer",
+    "CustomerPaymentSource",
+    "FulfillmentStatus",
+    "ItemType",
+    "LineItem",
+    "Mode",
+    "Order",
+    "OrderCopy",
+    "OrderCopyEvent",
+    "OrderStatus",
+    "OrderSubscription",
+    "PaymentAuthorization",
+    "PaymentStatus",
+    "Sku",
+    "SubscriptionStatus",
+    "TestGatewayCharge",
+    "new_public_id",
+    "utcnow",
+]

@@ -1,0 +1,84 @@
+"""Engines and session factories.
+
+One engine per process (made lazily from the settings, disposed after a
+fork); callers open units of work with ``sessions().begin()``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import get_settings
+
+_engine: Engine | None = None
+_sessions: sessionmaker[Session] | None = None
+
+
+def make_engine(url: str, **kwargs: Any) -> Engine:
+    """An engine for ``url``; SQLite gets WAL, a busy timeout and foreign keys."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database:
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        event.listen(engine, "connect", _sqlite_pragmas)
+        # Let SQLAlchemy, not pysqlite, start transactions: BEGIN IMMEDIATE
+        # takes the write lock up front so two writers queue instead of deadlocking.
+        event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
+        return engine
+    kwargs.setdefault("pool_pre_ping", True)
+    return create_engine(url, **kwargs)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None  # autocommit at the driver; see "begin" above
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def engine() -> Engine:
+    global _engine, _pid
+    if _engine is None or _pid != os.getpid():
+        _engine = make_engine(get_settings().resolved_database_url)
+        _pid = os.getpid()
+    return _engine
+
+
+_pid = os.getpid()
+
+
+def sessions() -> sessionmaker[Session]:
+    """The process's session factory (``expire_on_commit=False``: rows outlive units of work)."""
+    global _sessions
+    current = engine()
+    if _sessions is None or _sessions.kw.get("bind") is not current:
+        _sessions = sessionmaker(current, expire_on_commit=False)
+    return _sessions
+
+
+def dispose_after_fork() -> None:
+    """Drop pooled connections inherited from a parent process (never close them)."""
+    global _engine, _sessions
+    if _engine is not None:
+        _engine.dispose(close=False)
+    _engine = None
+    _sessions = None
+
+
+def dispose() -> None:
+    """Close the process's pooled connections (at shutdown)."""
+    global _engine, _sessions
+    if _engine is not None:
+        _engine.dispose()
+    _engine = None
+    _sessions = None

@@ -1,0 +1,99 @@
+"""Order copies (the job rows) and their history."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, PublicId, Record, enum_column
+
+
+class CopyStatus(enum.StrEnum):
+    PENDING = "pending"
+    IN_PROGRESS = "in_progress"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class CopyStep(enum.StrEnum):
+    """Checkpoints, in the order a run reaches them."""
+
+    TARGET_BUILT = "target_built"
+    STOCK_RESERVED = "stock_reserved"
+    TARGET_PLACED = "target_placed"
+    SOURCE_CANCELLED = "source_cancelled"
+
+
+class OrderCopy(Record, Base):
+    """The copy row *is* the job: the broker only carries its id."""
+
+    __tablename__ = "order_copies"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        UniqueConstraint("order_subscription_id", "period_key"),
+        Index("ix_order_copies_status_dispatched_at", "status", "dispatched_at"),
+        Index("ix_order_copies_status_lease_expires_at", "status", "lease_expires_at"),
+        Index("ix_order_copies_source_order_id", "source_order_id"),
+        Index("ix_order_copies_target_order_id", "target_order_id"),
+        Index("ix_order_copies_mode_created_at", "mode", "created_at"),
+    )
+
+    id: Mapped[PublicId]
+    status: Mapped[CopyStatus] = mapped_column(
+        enum_column(CopyStatus, "status"), default=CopyStatus.PENDING
+    )
+    source_order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="RESTRICT"))
+    target_order_id: Mapped[str | None] = mapped_column(
+        ForeignKey("orders.id", ondelete="SET NULL")
+    )
+    order_subscription_id: Mapped[str | None] = mapped_column(
+        ForeignKey("order_subscriptions.id", ondelete="SET NULL")
+    )
+    #: The wallet entry to charge instead of the source order's (renewals). No
+    #: foreign key, like ``orders.customer_payment_source_id``: a deleted entry
+    #: must read as missing, not silently fall back to the source order's.
+    customer_payment_source_id: Mapped[str | None] = mapped_column(String(10))
+    place_target_order: Mapped[bool] = mapped_column(default=False)
+    cancel_source_order: Mapped[bool] = mapped_column(default=False)
+    reuse_wallet: Mapped[bool] = mapped_column(default=True)
+    skip_errors: Mapped[bool] = mapped_column(default=False)
+    errors_log: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    errors_count: Mapped[int] = mapped_column(default=0)
+    started_at: Mapped[datetime | None]
+    completed_at: Mapped[datetime | None]
+    failed_at: Mapped[datetime | None]
+    reference: Mapped[str | None] = mapped_column(String(255))
+    reference_origin: Mapped[str | None] = mapped_column(String(255))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+
+    # Internal: not shown by the API.
+    #: Fencing token: bumped by every claim; every write of a run checks it.
+    attempt: Mapped[int] = mapped_column(default=0)
+    #: Claims since creation or the last retry; capped by settings.max_claims.
+    claims: Mapped[int] = mapped_column(default=0)
+    lease_expires_at: Mapped[datetime | None]
+    dispatched_at: Mapped[datetime | None]
+    #: Not to be claimed before this moment (a delayed retry).
+    next_attempt_at: Mapped[datetime | None]
+    step: Mapped[CopyStep | None] = mapped_column(enum_column(CopyStep, "step"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    period_key: Mapped[str | None] = mapped_column(String(64))
+
+
+class OrderCopyEvent(Record, Base):
+    """One fact in a copy's history; never updated."""
+
+    __tablename__ = "order_copy_events"
+    __table_args__ = (Index("ix_order_copy_events_order_copy_id_id", "order_copy_id", "id"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+    )
+    order_copy_id: Mapped[str] = mapped_column(ForeignKey("order_copies.id", ondelete="CASCADE"))
+    attempt: Mapped[int] = mapped_column(default=0)
+    kind: Mapped[str] = mapped_column(String(32))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,171 @@
+"""Orders, their line items and payment authorizations."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    ForeignKey,
+    Index,
+    Sequence,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
+
+from models.base import Base, PublicId, Record, enum_column
+
+
+class OrderStatus(enum.StrEnum):
+    DRAFT = "draft"
+    PENDING = "pending"
+    PLACED = "placed"
+    APPROVED = "approved"
+    CANCELLED = "cancelled"
+
+
+class PaymentStatus(enum.StrEnum):
+    UNPAID = "unpaid"
+    AUTHORIZED = "authorized"
+    PAID = "paid"
+    VOIDED = "voided"
+    FREE = "free"
+
+
+class FulfillmentStatus(enum.StrEnum):
+    UNFULFILLED = "unfulfilled"
+    IN_PROGRESS = "in_progress"
+    FULFILLED = "fulfilled"
+    NOT_REQUIRED = "not_required"
+
+
+class ItemType(enum.StrEnum):
+    SKUS = "skus"
+    BUNDLES = "bundles"
+    GIFT_CARDS = "gift_cards"
+    ADJUSTMENTS = "adjustments"
+    SHIPMENTS = "shipments"
+    PAYMENT_METHODS = "payment_methods"
+    PROMOTIONS = "promotions"
+
+
+class AuthorizationStatus(enum.StrEnum):
+    AUTHORIZED = "authorized"
+    DECLINED = "declined"
+    VOIDED = "voided"
+    CAPTURED = "captured"
+
+
+ORDER_NUMBER_SEQUENCE = Sequence("orders_number_seq", start=10000, metadata=Base.metadata)
+
+
+class next_order_number(FunctionElement[int]):
+    """The next order number: a sequence on PostgreSQL; max + 1 on SQLite (one writer)."""
+
+    type = BigInteger()
+    inherit_cache = True
+
+
+@compiles(next_order_number, "postgresql")
+def _next_order_number_pg(element: next_order_number, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"nextval('{ORDER_NUMBER_SEQUENCE.name}')"
+
+
+@compiles(next_order_number)
+def _next_order_number_default(element: next_order_number, compiler: SQLCompiler, **kw: Any) -> str:
+    return "(SELECT coalesce(max(number), 9999) + 1 FROM orders)"
+
+
+class Order(Record, Base):
+    __tablename__ = "orders"
+    __table_args__ = (
+        UniqueConstraint("number"),
+        Index("ix_orders_customer_id", "customer_id"),
+        Index("ix_orders_mode_created_at", "mode", "created_at"),
+    )
+
+    id: Mapped[PublicId]
+    number: Mapped[int] = mapped_column(BigInteger, default=next_order_number())
+    status: Mapped[OrderStatus] = mapped_column(
+        enum_column(OrderStatus, "status"), default=OrderStatus.DRAFT
+    )
+    payment_status: Mapped[PaymentStatus] = mapped_column(
+        enum_column(PaymentStatus, "payment_status"), default=PaymentStatus.UNPAID
+    )
+    fulfillment_status: Mapped[FulfillmentStatus] = mapped_column(
+        enum_column(FulfillmentStatus, "fulfillment_status"),
+        default=FulfillmentStatus.UNFULFILLED,
+    )
+    customer_id: Mapped[str | None] = mapped_column(ForeignKey("customers.id", ondelete="SET NULL"))
+    customer_email: Mapped[str | None] = mapped_column(String(255))
+    currency_code: Mapped[str] = mapped_column(String(3))
+    billing_address_id: Mapped[str | None] = mapped_column(
+        ForeignKey("addresses.id", ondelete="SET NULL")
+    )
+    shipping_address_id: Mapped[str | None] = mapped_column(
+        ForeignKey("addresses.id", ondelete="SET NULL")
+    )
+    #: The wallet entry the payment source came from, if it came from the wallet.
+    #: No foreign key on purpose: when the customer deletes the entry, the order
+    #: still says where its payment came from, and a copy can say it is missing.
+    customer_payment_source_id: Mapped[str | None] = mapped_column(String(10))
+    payment_method: Mapped[str | None] = mapped_column(String(32))
+    payment_gateway: Mapped[str | None] = mapped_column(String(32))
+    payment_source_token: Mapped[str | None] = mapped_column(String(255))
+    subtotal_amount_cents: Mapped[int] = mapped_column(default=0)
+    shipping_amount_cents: Mapped[int] = mapped_column(default=0)
+    adjustment_amount_cents: Mapped[int] = mapped_column(default=0)
+    total_amount_cents: Mapped[int] = mapped_column(default=0)
+    placed_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    reference: Mapped[str | None] = mapped_column(String(255))
+    reference_origin: Mapped[str | None] = mapped_column(String(255))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+
+
+class LineItem(Record, Base):
+    __tablename__ = "line_items"
+    __table_args__ = (
+        Index("ix_line_items_order_id_position", "order_id", "position"),
+        CheckConstraint("quantity > 0", name="quantity_positive"),
+    )
+
+    id: Mapped[PublicId]
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    position: Mapped[int] = mapped_column(default=0)
+    item_type: Mapped[ItemType] = mapped_column(enum_column(ItemType, "item_type"))
+    sku_code: Mapped[str | None] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(255), default="")
+    quantity: Mapped[int] = mapped_column(default=1)
+    unit_amount_cents: Mapped[int] = mapped_column(default=0)
+    total_amount_cents: Mapped[int] = mapped_column(default=0)
+    options: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+
+
+class PaymentAuthorization(Record, Base):
+    """One answer from a gateway, recorded under its idempotency key."""
+
+    __tablename__ = "payment_authorizations"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        Index("ix_payment_authorizations_order_id", "order_id"),
+    )
+
+    id: Mapped[PublicId]
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    amount_cents: Mapped[int]
+    currency_code: Mapped[str] = mapped_column(String(3))
+    gateway: Mapped[str] = mapped_column(String(32))
+    gateway_reference: Mapped[str | None] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[AuthorizationStatus] = mapped_column(enum_column(AuthorizationStatus, "status"))
+    message: Mapped[str | None] = mapped_column(String(1024))
+    voided_at: Mapped[datetime | None]

@@ -1,0 +1,31 @@
+"""The sweeper's beat tick."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from config import get_settings
+from copying.dispatch import unit_of_work
+from copying.sweeper import sweep as sweep_copies
+from models import db, utcnow
+from worker.app import SWEEP_TASK, app
+from worker.publisher import publish
+
+
+@app.task(name=SWEEP_TASK, acks_late=True, ignore_result=True)
+def sweep() -> dict[str, int]:
+    """Re-announce stale pending copies, rescue expired runs, fail those out of runs."""
+    settings = get_settings()
+    with unit_of_work(db.sessions(), publish) as session:
+        result = sweep_copies(
+            session,
+            utcnow(),
+            redispatch_after=timedelta(seconds=settings.redispatch_after_seconds),
+            max_claims=settings.max_claims,
+            batch_size=settings.sweep_batch_size,
+        )
+    return {
+        "republished": len(result.republished),
+        "rescued": len(result.rescued),
+        "gave_up": len(result.gave_up),
+    }

@@ -1,0 +1,171 @@
+"""Factories: build the world a copy runs in, through the real domain code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from copying import order_states, targets, wallet
+from models import (
+    Address,
+    Customer,
+    CustomerPaymentSource,
+    ItemType,
+    LineItem,
+    Mode,
+    Order,
+    PaymentAuthorization,
+    Sku,
+    new_public_id,
+)
+
+
+def make_sku(
+    session: Session,
+    code: str | None = None,
+    *,
+    price: int = 1000,
+    stock: int = 100,
+    currency: str = "USD",
+    mode: Mode = Mode.TEST,
+    **extra: Any,
+) -> Sku:
+    sku = Sku(
+        id=new_public_id(),
+        code=code or f"SKU-{new_public_id()}",
+        name=f"Item {code}",
+        unit_amount_cents=price,
+        currency_code=currency,
+        stock_quantity=stock,
+        mode=mode,
+        **extra,
+    )
+    session.add(sku)
+    session.flush()
+    return sku
+
+
+def make_customer(session: Session, *, mode: Mode = Mode.TEST) -> Customer:
+    customer = Customer(
+        id=new_public_id(), email=f"{new_public_id().lower()}@example.com", mode=mode, metadata_={}
+    )
+    session.add(customer)
+    session.flush()
+    return customer
+
+
+def make_wallet_entry(
+    session: Session,
+    customer: Customer,
+    *,
+    token: str = "tok_visa",
+    expires_on: date | None = date(2099, 12, 31),
+    disabled: bool = False,
+) -> CustomerPaymentSource:
+    entry = CustomerPaymentSource(
+        id=new_public_id(),
+        customer_id=customer.id,
+        payment_source_token=token,
+        name="Visa •••• 4242",
+        expires_on=expires_on,
+        disabled=disabled,
+        mode=customer.mode,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def make_address(session: Session, *, mode: Mode = Mode.TEST, city: str = "Florence") -> Address:
+    address = Address(
+        id=new_public_id(),
+        first_name="Ada",
+        last_name="Lovelace",
+        line_1="Via Roma 1",
+        city=city,
+        zip_code="50123",
+        country_code="IT",
+        phone="+39 055 000000",
+        mode=mode,
+    )
+    session.add(address)
+    session.flush()
+    return address
+
+
+@dataclass
+class Line:
+    sku: Sku | None = None
+    quantity: int = 1
+    item_type: ItemType = ItemType.SKUS
+    name: str = ""
+    unit_amount_cents: int = 0
+    options: list[dict[str, Any]] = field(default_factory=list)
+
+
+def make_order(
+    session: Session,
+    lines: list[Line],
+    *,
+    customer: Customer | None = None,
+    wallet_entry: CustomerPaymentSource | None = None,
+    billing: bool = True,
+    shipping: bool = True,
+    email: bool = True,
+    mode: Mode = Mode.TEST,
+) -> Order:
+    """A ``pending`` (or ``draft``, when empty) order priced like the copy engine prices."""
+    customer = customer or make_customer(session, mode=mode)
+    order = Order(
+        id=new_public_id(),
+        mode=mode,
+        customer_id=customer.id,
+        customer_email=customer.email if email else None,
+        currency_code="USD",
+        billing_address_id=make_address(session, mode=mode).id if billing else None,
+        shipping_address_id=make_address(session, mode=mode, city="Milan").id if shipping else None,
+        status=order_states.initial_status(bool(lines)),
+        metadata_={},
+    )
+    if wallet_entry is not None:
+        wallet.attach_wallet_entry(order, wallet_entry)
+    session.add(order)
+    session.flush()
+    rows = []
+    for position, line in enumerate(lines):
+        unit = line.sku.unit_amount_cents if line.sku else line.unit_amount_cents
+        rows.append(
+            LineItem(
+                id=new_public_id(),
+                order_id=order.id,
+                mode=mode,
+                position=position,
+                item_type=line.item_type,
+                sku_code=line.sku.code if line.sku else None,
+                name=line.name or (line.sku.name if line.sku else ""),
+                quantity=line.quantity,
+                unit_amount_cents=unit,
+                total_amount_cents=unit * line.quantity,
+                options=line.options,
+                metadata_={},
+            )
+        )
+    session.add_all(rows)
+    for column, value in targets.totals(
+        [{"item_type": r.item_type, "total_amount_cents": r.total_amount_cents} for r in rows]
+    ).items():
+        setattr(order, column, value)
+    session.flush()
+    return order
+
+
+def authorizations(session: Session, order_id: str) -> list[PaymentAuthorization]:
+    return list(
+        session.scalars(
+            select(PaymentAuthorization).where(PaymentAuthorization.order_id == order_id)
+        )
+    )

@@ -1,0 +1,61 @@
+"""The Celery app, configured from the settings with the design's reliability rules."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu.entity import Queue
+
+from config import get_settings
+
+QUEUES = ("copies", "renewals", "maintenance")
+COPY_TASK = "ordercopy.copy_order"
+SWEEP_TASK = "ordercopy.sweep"
+
+
+def make_app() -> Celery:
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = Celery("ordercopy", include=["tasks.copies", "tasks.maintenance"])
+    # The broker must hold an unacknowledged message longer than any task may run,
+    # or a slow copy would be handed to a second worker while the first still runs.
+    visibility_timeout = max(3600, 4 * settings.task_time_limit_seconds)
+    app.conf.update(
+        broker_url=settings.resolved_broker_url,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": visibility_timeout},
+        result_backend=None,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_serializer="json",
+        accept_content=["json"],
+        task_time_limit=settings.task_time_limit_seconds,
+        task_soft_time_limit=settings.task_time_limit_seconds - 5,
+        task_queues=[Queue(name) for name in QUEUES],
+        task_default_queue="copies",
+        task_routes={COPY_TASK: {"queue": "copies"}, SWEEP_TASK: {"queue": "maintenance"}},
+        # A broker outage must not hang the web request that publishes: the
+        # sweeper re-sends whatever could not be published.
+        task_publish_retry_policy={
+            "max_retries": 2,
+            "interval_start": 0.1,
+            "interval_step": 0.2,
+            "interval_max": 0.5,
+        },
+        worker_hijack_root_logger=False,
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        beat_schedule={
+            "sweep": {
+                "task": SWEEP_TASK,
+                "schedule": settings.sweep_interval_seconds,
+                "options": {"queue": "maintenance", "expires": settings.sweep_interval_seconds},
+            },
+        },
+    )
+    return app
+
+
+app = make_app()

@@ -1,0 +1,28 @@
+"""What a worker process hands the domain: gateways and the engine's limits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cache
+
+from config import get_settings
+from copying.engine import EngineConfig
+from copying.gateways import Gateways, TestGateway
+from models import db
+
+
+@cache
+def gateways() -> Gateways:
+    return {TestGateway.name: TestGateway(db.engine())}
+
+
+def engine_config() -> EngineConfig:
+    settings = get_settings()
+    return EngineConfig(
+        lease=timedelta(seconds=settings.lease_seconds), max_claims=settings.max_claims
+    )
+
+
+def reset_after_fork() -> None:
+    db.dispose_after_fork()
+    gateways.cache_clear()
