@@ -8,7 +8,7 @@ returns the first answer and never charges twice.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -63,14 +63,14 @@ class TestGateway:
     __test__ = False  # not a pytest class
     name = "test"
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
+    def __init__(self, engine: Callable[[], Engine]) -> None:
+        self._engine = engine  # a factory: the process's engine, also after a fork
 
     def authorize(
         self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str
     ) -> GatewayAnswer:
         charge_of_key = TestGatewayCharge.idempotency_key == idempotency_key
-        with self._engine.begin() as conn:
+        with self._engine().begin() as conn:
             conn.execute(
                 insert_ignoring_conflicts(
                     conn.dialect, TestGatewayCharge.__table__, ["idempotency_key"]
@@ -113,7 +113,7 @@ class TestGateway:
         return answer
 
     def void(self, *, idempotency_key: str) -> None:
-        with self._engine.begin() as conn:
+        with self._engine().begin() as conn:
             conn.execute(
                 update(TestGatewayCharge)
                 .where(

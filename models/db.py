@@ -47,8 +47,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 def engine() -> Engine:
-    global _engine, _pid
-    if _engine is None or _pid != os.getpid():
+    """The process's engine. A forked child gets its own: pooled connections are
+    never shared across processes (the parent's are dropped, not closed)."""
+    global _engine, _sessions, _pid
+    if _engine is not None and _pid != os.getpid():
+        _engine.dispose(close=False)
+        _engine = _sessions = None
+    if _engine is None:
         _engine = make_engine(get_settings().resolved_database_url)
         _pid = os.getpid()
     return _engine
@@ -61,18 +66,9 @@ def sessions() -> sessionmaker[Session]:
     """The process's session factory (``expire_on_commit=False``: rows outlive units of work)."""
     global _sessions
     current = engine()
-    if _sessions is None or _sessions.kw.get("bind") is not current:
+    if _sessions is None:
         _sessions = sessionmaker(current, expire_on_commit=False)
     return _sessions
-
-
-def dispose_after_fork() -> None:
-    """Drop pooled connections inherited from a parent process (never close them)."""
-    global _engine, _sessions
-    if _engine is not None:
-        _engine.dispose(close=False)
-    _engine = None
-    _sessions = None
 
 
 def dispose() -> None:

@@ -51,7 +51,7 @@ def committed() -> Iterator[sessionmaker[Session]]:
 
 @pytest.fixture
 def gateways() -> Gateways:
-    return {"test": TestGateway(db.engine())}
+    return {"test": TestGateway(db.engine)}
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from models import db
 
 @cache
 def gateways() -> Gateways:
-    return {TestGateway.name: TestGateway(db.engine())}
+    return {TestGateway.name: TestGateway(db.engine)}
 
 
 def engine_config() -> EngineConfig:
@@ -22,7 +22,3 @@ def engine_config() -> EngineConfig:
         lease=timedelta(seconds=settings.lease_seconds), max_claims=settings.max_claims
     )
 
-
-def reset_after_fork() -> None:
-    db.dispose_after_fork()
-    gateways.cache_clear()

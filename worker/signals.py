@@ -10,7 +10,6 @@ from celery import signals
 from config import get_settings
 from config.logging import configure_logging
 from copying import failpoints
-from worker import runtime
 
 
 @signals.setup_logging.connect
@@ -19,8 +18,7 @@ def _setup_logging(**_: Any) -> None:
 
 
 @signals.worker_process_init.connect
-def _after_fork(**_: Any) -> None:
-    runtime.reset_after_fork()
+def _init_process(**_: Any) -> None:
     failpoints.load(get_settings().failpoints)
 
 
