@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     broker_url: str | None = Field(
         default=None, description="Celery broker URL; unset means a SQLite broker under data_dir."
     )
+    broker_key_prefix: str = Field(
+        default="", description="Prefix of every Redis key, to share one Redis between deployments."
+    )
     data_dir: Path = Field(default=Path("var"), description="Where the embedded default lives.")
     env: Literal["development", "production"] = "development"
     log_format: Literal["auto", "json", "console"] = "auto"

@@ -19,10 +19,13 @@ def make_app() -> Celery:
     # The broker must hold an unacknowledged message longer than any task may run,
     # or a slow copy would be handed to a second worker while the first still runs.
     visibility_timeout = max(3600, 4 * settings.task_time_limit_seconds)
+    transport_options: dict[str, object] = {"visibility_timeout": visibility_timeout}
+    if settings.broker_key_prefix:
+        transport_options["global_keyprefix"] = settings.broker_key_prefix
     app.conf.update(
         broker_url=settings.resolved_broker_url,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": visibility_timeout},
+        broker_transport_options=transport_options,
         result_backend=None,
         task_ignore_result=True,
         task_acks_late=True,
