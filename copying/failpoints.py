@@ -3,12 +3,14 @@
 Off unless turned on, by a test (:func:`enable`) or for a whole process with
 ``ORDERCOPY_FAILPOINTS=name=action,...`` (read through the settings). The
 actions: ``raise`` (an exception, as a bug or a lost connection would),
-``exit`` (``os._exit``: the process dies at once, as under SIGKILL).
+``exit`` (``os._exit``: the process dies at once, as under SIGKILL), ``hang``
+(the run stops answering, so a test can signal the process at a known place).
 """
 
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -23,6 +25,9 @@ NAMES = (
     "before_finish",
 )
 
+ACTIONS = ("raise", "exit", "hang")
+HANG_SECONDS = 3600
+
 _active: dict[str, str] = {}
 
 
@@ -35,8 +40,10 @@ def parse(spec: str) -> dict[str, str]:
     parsed: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, _, action = item.partition("=")
-        if name not in NAMES or action not in ("raise", "exit"):
-            raise ValueError(f"bad failpoint {item!r}: use NAME=raise|exit, NAME in {NAMES}")
+        if name not in NAMES or action not in ACTIONS:
+            raise ValueError(
+                f"bad failpoint {item!r}: use NAME={'|'.join(ACTIONS)}, NAME in {NAMES}"
+            )
         parsed[name] = action
     return parsed
 
@@ -69,3 +76,5 @@ def hit(name: str) -> None:
         raise FailpointError(f"failpoint {name}")
     if action == "exit":
         os._exit(137)
+    if action == "hang":
+        time.sleep(HANG_SECONDS)

@@ -21,4 +21,3 @@ def engine_config() -> EngineConfig:
     return EngineConfig(
         lease=timedelta(seconds=settings.lease_seconds), max_claims=settings.max_claims
     )
-

@@ -13,6 +13,7 @@ from copying import engine, orders
 from copying.dispatch import unit_of_work
 from models import CopyStatus, Mode, Order, OrderCopy
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
+from tests.worker.processes import flush_broker
 from worker.publisher import publish
 
 
@@ -20,9 +21,12 @@ def wait_until_finished(sessions, ids, timeout=60.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with sessions.begin() as s:
-            open_ = s.scalar(select(func.count()).where(
-                OrderCopy.id.in_(ids),
-                OrderCopy.status.in_([CopyStatus.PENDING, CopyStatus.IN_PROGRESS])))
+            open_ = s.scalar(
+                select(func.count()).where(
+                    OrderCopy.id.in_(ids),
+                    OrderCopy.status.in_([CopyStatus.PENDING, CopyStatus.IN_PROGRESS]),
+                )
+            )
         if open_ == 0:
             return
         time.sleep(0.1)
@@ -31,9 +35,10 @@ def wait_until_finished(sessions, ids, timeout=60.0):
 
 @pytest.fixture
 def celery_worker(committed):
-    worker.app.control.purge()
-    with start_worker(worker.app, pool="solo", perform_ping_check=False,
-                      shutdown_timeout=30, loglevel="WARNING") as w:
+    flush_broker()
+    with start_worker(
+        worker.app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
+    ) as w:
         yield w
 
 
@@ -47,14 +52,20 @@ def test_real_worker_drains_copies(committed, gateways, celery_worker):
         bad = make_order(s, [Line(gone, 1)], customer=customer, wallet_entry=entry)
     assert orders.place_order(committed, good.id, Mode.TEST, gateways=gateways) == []
     with unit_of_work(committed, publish) as s:
-        ok = [engine.create(s, mode=Mode.TEST, source_order_id=good.id,
-                            place_target_order=True).id for _ in range(5)]
+        ok = [
+            engine.create(s, mode=Mode.TEST, source_order_id=good.id, place_target_order=True).id
+            for _ in range(5)
+        ]
         failing = engine.create(s, mode=Mode.TEST, source_order_id=bad.id).id
     wait_until_finished(committed, [*ok, failing])
     with committed.begin() as s:
         statuses = dict(s.execute(select(OrderCopy.id, OrderCopy.status)).all())
         assert {statuses[i] for i in ok} == {CopyStatus.COMPLETED}
         assert statuses[failing] == CopyStatus.FAILED
-        targets = s.scalars(select(Order).where(
-            Order.id.in_(select(OrderCopy.target_order_id).where(OrderCopy.id.in_(ok))))).all()
-        assert len(targets) == 5 and {t.status for t in targets} == {"placed"}
+        targets = s.scalars(
+            select(Order).where(
+                Order.id.in_(select(OrderCopy.target_order_id).where(OrderCopy.id.in_(ok)))
+            )
+        ).all()
+        assert len(targets) == 5
+        assert {t.status for t in targets} == {"placed"}

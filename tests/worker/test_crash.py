@@ -1,0 +1,127 @@
+"""Crash safety: a worker dies after each checkpoint; the copy still ends right, once.
+
+The workers are real ``celery -A worker worker`` processes on Redis. A
+failpoint makes the worker's process exit on the spot (``os._exit``, as under
+SIGKILL) or hang so that the test can SIGKILL it; a fresh worker with beat
+(the sweeper) must then finish every copy with one target order, one
+authorization and one cancellation.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from sqlalchemy import select
+
+from copying import engine, failpoints, orders
+from copying.dispatch import unit_of_work
+from models import CopyStatus, Mode, OrderCopy, TestGatewayCharge
+from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
+from tests.invariants import violations
+from tests.worker.processes import WorkerProcess, flush_broker, wait_for
+from worker.publisher import publish
+
+FAST = {"lease_seconds": 5, "sweep_interval_seconds": 1, "redispatch_after_seconds": 2}
+STOCK = 100
+
+
+def make_copies(sessions, gateways, count):
+    """``count`` copies that place the target and cancel a placed source, each its own source."""
+    with sessions.begin() as s:
+        sku = make_sku(s, "CRASH-TEE", stock=STOCK)
+        customer = make_customer(s)
+        entry = make_wallet_entry(s, customer)
+        sources = [
+            make_order(s, [Line(sku, 2)], customer=customer, wallet_entry=entry)
+            for _ in range(count)
+        ]
+    for source in sources:
+        assert orders.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
+    with unit_of_work(sessions, publish) as s:
+        return [
+            engine.create(
+                s,
+                mode=Mode.TEST,
+                source_order_id=source.id,
+                place_target_order=True,
+                cancel_source_order=True,
+            ).id
+            for source in sources
+        ]
+
+
+def statuses(sessions, ids):
+    with sessions.begin() as s:
+        return dict(
+            s.execute(select(OrderCopy.id, OrderCopy.status).where(OrderCopy.id.in_(ids))).all()
+        )
+
+
+def all_finished(sessions, ids):
+    return lambda: (
+        set(statuses(sessions, ids).values()) <= {CopyStatus.COMPLETED, CopyStatus.FAILED}
+    )
+
+
+@pytest.mark.xdist_group("worker-processes")
+def test_worker_killed_after_each_checkpoint(committed, gateways, tmp_path):
+    flush_broker()
+    ids = make_copies(committed, gateways, len(failpoints.NAMES))
+    for name in failpoints.NAMES:  # each faulty worker takes the next copy and dies there
+        faulty = WorkerProcess(tmp_path, f"dies-{name}", failpoints=f"{name}=exit", **FAST)
+        try:
+            assert faulty.wait(timeout=20) == 137, (faulty.log(), statuses(committed, ids))
+        finally:
+            faulty.stop()
+    stalled = statuses(committed, ids)
+    assert set(stalled.values()) == {CopyStatus.IN_PROGRESS}, stalled
+
+    rescuer = WorkerProcess(tmp_path, "rescuer", beat=True, **FAST)
+    try:
+        wait_for(all_finished(committed, ids), 90, "the sweeper to rescue every copy")
+    finally:
+        rescuer.stop()
+    assert set(statuses(committed, ids).values()) == {CopyStatus.COMPLETED}, rescuer.log()
+    with committed.begin() as s:
+        assert violations(s, ids, {"CRASH-TEE": STOCK}) == []
+        steps = s.scalars(select(OrderCopy.attempt).where(OrderCopy.id.in_(ids))).all()
+        assert all(attempt >= 2 for attempt in steps)  # each was resumed by a new claim
+
+
+@pytest.mark.xdist_group("worker-processes")
+def test_sigkill_while_the_payment_is_held_charges_once(committed, gateways, tmp_path):
+    flush_broker()
+    [copy_id] = make_copies(committed, gateways, 1)
+    key = f"order_copy:{copy_id}:place"
+
+    def gateway_authorized():
+        with committed.begin() as s:
+            return (
+                s.scalar(
+                    select(TestGatewayCharge.outcome).where(
+                        TestGatewayCharge.idempotency_key == key
+                    )
+                )
+                == "authorized"
+            )
+
+    hanging = WorkerProcess(
+        tmp_path, "hangs", pool="prefork", failpoints="after_authorize=hang", **FAST
+    )
+    try:
+        wait_for(gateway_authorized, 60, "the gateway to authorize")
+        hanging.kill(signal.SIGKILL)
+        assert hanging.wait(timeout=10) == -signal.SIGKILL
+    finally:
+        hanging.stop()
+    assert statuses(committed, [copy_id]) == {copy_id: CopyStatus.IN_PROGRESS}
+
+    rescuer = WorkerProcess(tmp_path, "rescuer", beat=True, **FAST)
+    try:
+        wait_for(all_finished(committed, [copy_id]), 60, "the copy to be rescued")
+    finally:
+        rescuer.stop()
+    assert statuses(committed, [copy_id]) == {copy_id: CopyStatus.COMPLETED}
+    with committed.begin() as s:
+        assert violations(s, [copy_id], {"CRASH-TEE": STOCK}) == []
