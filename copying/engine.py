@@ -398,10 +398,16 @@ class _Runner:
 
     @contextmanager
     def _step(self) -> Iterator[Session]:
-        """One transaction of the run, closed by the fenced checkpoint (or the finish)."""
+        """One transaction of the run, fenced on entry and closed by the checkpoint (or finish).
+
+        The fence comes first: it row-locks the copy, so a stalled older run stops
+        here, before it reads or writes anything, instead of acting on a world a
+        newer run already changed.
+        """
         run = self.run
         before = run.step
         with self.sessions.begin() as session:
+            copy_states.fence(session, run.copy_id, run.attempt, self.clock(), self.config.lease)
             yield session
             if self.outcome is None:
                 copy_states.fence(
