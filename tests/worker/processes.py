@@ -44,7 +44,12 @@ class WorkerProcess:
         beat: bool = False,
         **settings: str | int | float,
     ) -> None:
-        env = dict(os.environ, ORDERCOPY_DATA_DIR=str(data_dir), ORDERCOPY_LOG_LEVEL="WARNING")
+        env = dict(
+            os.environ,
+            ORDERCOPY_DATA_DIR=str(data_dir),
+            ORDERCOPY_LOG_LEVEL="WARNING",
+            ORDERCOPY_LOG_FORMAT="json",
+        )
         env.update({f"ORDERCOPY_{k.upper()}": str(v) for k, v in settings.items()})
         args = [
             CELERY,
