@@ -317,19 +317,20 @@ def execute(
         history.record(
             session, run.copy_id, run.mode, run.attempt, "claimed", step=run.step, claims=run.claims
         )
-    structlog.contextvars.bind_contextvars(attempt=run.attempt)
-    log.info("copy_claimed", **run.log_fields())
     runner = _Runner(sessions, run, gateways, config, clock)
-    try:
-        failpoints.hit("after_claim")
-        return runner.go()
-    except LeaseLostError:
-        log.warning("copy_lease_lost", **run.log_fields())
-        return Outcome.LEASE_LOST
-    except TransientError as error:
-        if runner.park(error) is Outcome.FAILED:
-            return Outcome.FAILED
-        raise
+    with structlog.contextvars.bound_contextvars(attempt=run.attempt):
+        log.info("copy_claimed", **run.log_fields())
+        try:
+            failpoints.hit("after_claim")
+            try:
+                return runner.go()
+            except TransientError as error:
+                if runner.park(error) is Outcome.FAILED:
+                    return Outcome.FAILED
+                raise
+        except LeaseLostError:  # also from parking: a newer run took over meanwhile
+            log.warning("copy_lease_lost", **run.log_fields())
+            return Outcome.LEASE_LOST
 
 
 def give_up(session: Session, copy: OrderCopy, now: datetime, reason: str) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from copying import order_states, targets, wallet
+from copying import engine, order_states, targets, wallet
 from models import (
     Address,
     Customer,
@@ -18,8 +18,11 @@ from models import (
     LineItem,
     Mode,
     Order,
+    OrderCopy,
+    OrderCopyEvent,
     PaymentAuthorization,
     Sku,
+    TestGatewayCharge,
     new_public_id,
 )
 
@@ -169,3 +172,76 @@ def authorizations(session: Session, order_id: str) -> list[PaymentAuthorization
             select(PaymentAuthorization).where(PaymentAuthorization.order_id == order_id)
         )
     )
+
+
+# --- copies: the usual world, running a copy, reading what it left -----------------------
+
+
+@dataclass
+class Shop:
+    """A customer with a wallet entry and a source order of one SKU line."""
+
+    sku: Sku
+    customer: Customer
+    entry: CustomerPaymentSource
+    source: Order
+
+
+def make_shop(
+    session: Session,
+    *,
+    quantity: int = 2,
+    stock: int = 10,
+    price: int = 1000,
+    token: str = "tok_visa",
+    mode: Mode = Mode.TEST,
+) -> Shop:
+    sku = make_sku(session, price=price, stock=stock, mode=mode)
+    customer = make_customer(session, mode=mode)
+    entry = make_wallet_entry(session, customer, token=token)
+    source = make_order(
+        session, [Line(sku, quantity)], customer=customer, wallet_entry=entry, mode=mode
+    )
+    return Shop(sku=sku, customer=customer, entry=entry, source=source)
+
+
+def create_copy(
+    sessions: sessionmaker[Session],
+    source_order_id: str,
+    *,
+    mode: Mode = Mode.TEST,
+    now: datetime | None = None,
+    **options: Any,
+) -> OrderCopy:
+    """A committed ``pending`` copy (its announcement is dropped: tests execute it directly)."""
+    with sessions.begin() as session:
+        return engine.create(
+            session, mode=mode, source_order_id=source_order_id, now=now, **options
+        )
+
+
+def copy_events(session: Session, copy_id: str) -> list[OrderCopyEvent]:
+    return list(
+        session.scalars(
+            select(OrderCopyEvent)
+            .where(OrderCopyEvent.order_copy_id == copy_id)
+            .order_by(OrderCopyEvent.id)
+        )
+    )
+
+
+def order_lines(session: Session, order_id: str) -> list[LineItem]:
+    return targets.load_lines(session, order_id)
+
+
+def customer_orders(session: Session, customer_id: str) -> list[Order]:
+    return list(
+        session.scalars(
+            select(Order).where(Order.customer_id == customer_id).order_by(Order.number)
+        )
+    )
+
+
+def gateway_charge(session: Session, idempotency_key: str) -> TestGatewayCharge | None:
+    """The test gateway's ledger row for ``idempotency_key`` (the remote side's record)."""
+    return session.get(TestGatewayCharge, idempotency_key, populate_existing=True)
