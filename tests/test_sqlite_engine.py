@@ -1,0 +1,75 @@
+"""The embedded default: the same engine on SQLite (WAL), where the portable fallbacks run."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+
+from copying import engine, orders, stock
+from copying.dispatch import unit_of_work
+from copying.gateways import TestGateway
+from migrations import upgrade
+from models import CopyStatus, Mode, Order, OrderCopy, Sku
+from models.db import make_engine
+from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
+from tests.fixtures import Published
+from tests.invariants import violations
+
+
+@pytest.fixture
+def sqlite(tmp_path):
+    url = f"sqlite:///{tmp_path / 'ordercopy.db'}"
+    upgrade(url)
+    sqlite_engine = make_engine(url)
+    yield (
+        sessionmaker(sqlite_engine, expire_on_commit=False),
+        {"test": TestGateway(lambda: sqlite_engine)},
+    )
+    sqlite_engine.dispose()
+
+
+def test_a_copy_places_and_cancels_on_sqlite(sqlite):
+    sessions, gateways = sqlite
+    with sessions.begin() as s:
+        sku = make_sku(s, "LITE-TEE", stock=10)
+        customer = make_customer(s)
+        entry = make_wallet_entry(s, customer)
+        source = make_order(s, [Line(sku, 2)], customer=customer, wallet_entry=entry)
+    assert orders.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
+    published = Published()
+    with unit_of_work(sessions, published) as s:
+        copy_id = engine.create(
+            s,
+            mode=Mode.TEST,
+            source_order_id=source.id,
+            place_target_order=True,
+            cancel_source_order=True,
+        ).id
+    assert published == [copy_id]
+    assert engine.execute(sessions, copy_id, gateways=gateways) == engine.Outcome.COMPLETED
+    with sessions.begin() as s:
+        copy = s.get_one(OrderCopy, copy_id)
+        assert copy.status == CopyStatus.COMPLETED
+        assert copy.started_at is not None
+        assert copy.started_at.tzinfo is not None
+        target = s.get_one(Order, copy.target_order_id)
+        assert target.status == "placed"
+        assert s.get_one(Order, source.id).status == "cancelled"
+        assert target.number == s.get_one(Order, source.id).number + 1
+        assert violations(s, [copy_id], {"LITE-TEE": 10}) == []
+
+
+def test_stock_reservation_is_all_or_nothing_on_sqlite(sqlite):
+    sessions, _ = sqlite
+    with sessions.begin() as s:
+        plenty = make_sku(s, "PLENTY", stock=10)
+        scarce = make_sku(s, "SCARCE", stock=1)
+        order = make_order(s, [Line(plenty, 3), Line(scarce, 2)])
+    with sessions.begin() as s:
+        assert stock.reserve(s, order.id, Mode.TEST) == [
+            "SKU SCARCE is out of stock (2 requested, 1 left)"
+        ]
+    with sessions.begin() as s:
+        left = dict(s.execute(select(Sku.code, Sku.stock_quantity)).all())
+    assert left == {"PLENTY": 10, "SCARCE": 1}
