@@ -349,7 +349,10 @@ def _finish(session: Session, run: Run, now: datetime) -> Outcome:
     if run.step == CopyStep.STOCK_RESERVED and run.target_order_id:
         stock.release(session, run.target_order_id, run.mode)
         run.step = CopyStep.TARGET_BUILT
-    ok = not run.errors or (run.skip_errors and run.target_order_id is not None)
+    # skip_errors skips business errors; a run given up on never finished its work.
+    ok = not run.errors or (
+        run.skip_errors and run.target_order_id is not None and not run.errors.has(RUN_KEY)
+    )
     outcome = Outcome.COMPLETED if ok else Outcome.FAILED
     finished = copy_states.transition(
         session,

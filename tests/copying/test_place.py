@@ -248,10 +248,13 @@ def test_a_flaky_gateway_parks_the_copy_and_the_third_run_places_it_once(session
     assert kinds.count("claimed") == 3
 
 
-def test_a_gateway_down_for_every_run_fails_the_copy_and_frees_its_stock(sessions, gateways, clock):
+@pytest.mark.parametrize("skip_errors", [False, True])
+def test_a_gateway_down_for_every_run_fails_the_copy_and_frees_its_stock(
+    sessions, gateways, clock, skip_errors
+):
     with sessions.begin() as s:
         shop = make_shop(s, quantity=2, stock=10, token="tok_flaky")
-    copy = create_copy(sessions, shop.source.id, place_target_order=True)
+    copy = create_copy(sessions, shop.source.id, place_target_order=True, skip_errors=skip_errors)
     config = EngineConfig(max_claims=2)
 
     with pytest.raises(TransientError):

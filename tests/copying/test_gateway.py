@@ -1,0 +1,123 @@
+"""The built-in test gateway: outcomes by token, idempotent by key, like a real gateway."""
+
+from __future__ import annotations
+
+import pytest
+
+from copying import payments
+from copying.gateways import GatewayAnswer, GatewayUnavailableError, TestGateway
+from models import new_public_id
+from tests.factories import gateway_charge
+
+
+@pytest.fixture
+def gateway(gateways) -> TestGateway:
+    return gateways["test"]
+
+
+@pytest.fixture
+def key() -> str:
+    return f"test:{new_public_id()}"
+
+
+def _authorize(gateway, key, token, amount=1500):
+    return gateway.authorize(
+        idempotency_key=key, token=token, amount_cents=amount, currency_code="EUR"
+    )
+
+
+def test_tok_visa_authorizes(sessions, gateway, key):
+    answer = _authorize(gateway, key, "tok_visa")
+
+    assert answer.authorized is True
+    assert answer.message == "authorized"
+    assert answer.reference.startswith("test_")
+    with sessions.begin() as s:
+        charge = gateway_charge(s, key)
+    assert (charge.token, charge.amount_cents, charge.currency_code) == ("tok_visa", 1500, "EUR")
+    assert (charge.outcome, charge.reference, charge.failures) == (
+        "authorized",
+        answer.reference,
+        0,
+    )
+
+
+def test_tok_declined_is_declined(sessions, gateway, key):
+    answer = _authorize(gateway, key, "tok_declined")
+
+    assert (answer.authorized, answer.reference, answer.message) == (False, None, "card declined")
+    with sessions.begin() as s:
+        assert gateway_charge(s, key).outcome == "declined"
+
+
+def test_an_unknown_token_is_declined(gateway, key):
+    answer = _authorize(gateway, key, "tok_nope")
+
+    assert (answer.authorized, answer.message) == (False, "unknown payment source token 'tok_nope'")
+
+
+def test_tok_flaky_fails_twice_per_key_then_authorizes(sessions, gateway, key):
+    for failures in (1, 2):
+        with pytest.raises(GatewayUnavailableError, match="tok_flaky timed out"):
+            _authorize(gateway, key, "tok_flaky")
+        with sessions.begin() as s:
+            charge = gateway_charge(s, key)
+        assert (charge.failures, charge.outcome) == (failures, None)
+
+    answer = _authorize(gateway, key, "tok_flaky")
+
+    assert answer.authorized is True
+    # Each new key starts its own count.
+    with pytest.raises(GatewayUnavailableError):
+        _authorize(gateway, f"{key}:other", "tok_flaky")
+
+
+@pytest.mark.parametrize("token", ["tok_visa", "tok_declined"])
+def test_the_same_key_always_gets_the_first_answer(sessions, gateway, key, token):
+    first = _authorize(gateway, key, token)
+
+    # A replay, even with other details, is answered from the ledger: never charged twice.
+    again = _authorize(gateway, key, "tok_visa" if token == "tok_declined" else "tok_declined", 99)
+
+    assert again == first
+    with sessions.begin() as s:
+        assert gateway_charge(s, key).amount_cents == 1500
+
+
+def test_void_releases_an_authorization_once(sessions, gateway, key):
+    _authorize(gateway, key, "tok_visa")
+
+    gateway.void(idempotency_key=key)
+    with sessions.begin() as s:
+        voided_at = gateway_charge(s, key).voided_at
+    gateway.void(idempotency_key=key)
+
+    assert voided_at is not None
+    with sessions.begin() as s:
+        assert gateway_charge(s, key).voided_at == voided_at
+
+
+def test_void_of_a_declined_or_unknown_key_does_nothing(sessions, gateway, key):
+    _authorize(gateway, key, "tok_declined")
+
+    gateway.void(idempotency_key=key)
+    gateway.void(idempotency_key=f"{key}:never-asked")
+
+    with sessions.begin() as s:
+        assert gateway_charge(s, key).voided_at is None
+        assert gateway_charge(s, f"{key}:never-asked") is None
+
+
+def test_ask_replays_a_recorded_answer_without_calling_the_gateway(key):
+    recorded = GatewayAnswer(True, "test_recorded", "recorded")
+    request = payments.PaymentRequest(
+        order_id="Order00001",
+        idempotency_key=key,
+        gateway="test",
+        token="tok_declined",
+        amount_cents=100,
+        currency_code="USD",
+        recorded=recorded,
+    )
+
+    assert payments.ask({}, request) is recorded

@@ -1,0 +1,190 @@
+"""The sweeper: rings lost doorbells, rescues expired runs, fails runs that are used up."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import update
+
+from copying import engine, failpoints
+from copying.dispatch import unit_of_work
+from copying.engine import EngineConfig, Outcome
+from copying.sweeper import SweepResult, sweep
+from models import CopyStatus, CopyStep, Order, OrderCopy, OrderStatus, Sku
+from tests.factories import Shop, copy_events, create_copy, make_shop
+
+REDISPATCH_AFTER = timedelta(seconds=120)
+MAX_CLAIMS = 3
+LEASE = EngineConfig().lease
+
+
+def _sweep(sessions, published, now, *, max_claims: int = MAX_CLAIMS) -> SweepResult:
+    with unit_of_work(sessions, published) as s:
+        return sweep(
+            s, now, redispatch_after=REDISPATCH_AFTER, max_claims=max_claims, batch_size=100
+        )
+
+
+def _copy(sessions, clock, **options) -> OrderCopy:
+    return _shop_and_copy(sessions, clock, **options)[1]
+
+
+def _shop_and_copy(sessions, clock, **options) -> tuple[Shop, OrderCopy]:
+    with sessions.begin() as s:
+        shop = make_shop(s, quantity=2, stock=10)
+    return shop, create_copy(sessions, shop.source.id, now=clock.now, **options)
+
+
+def _set(sessions, copy_id: str, **values) -> None:
+    with sessions.begin() as s:
+        s.execute(update(OrderCopy).where(OrderCopy.id == copy_id).values(**values))
+
+
+def _row(sessions, copy_id: str) -> OrderCopy:
+    with sessions.begin() as s:
+        return s.get_one(OrderCopy, copy_id)
+
+
+def test_a_pending_copy_not_dispatched_recently_is_announced_again(sessions, clock, published):
+    copy = _copy(sessions, clock)
+    now = clock.advance(REDISPATCH_AFTER.total_seconds() + 1)
+
+    result = _sweep(sessions, published, now)
+
+    assert result == SweepResult(republished=[copy.id], rescued=[], gave_up=[])
+    assert published == [copy.id]
+    row = _row(sessions, copy.id)
+    assert (row.status, row.dispatched_at) == (CopyStatus.PENDING, now)
+    # Announced again now, so the next tick leaves it alone.
+    assert _sweep(sessions, published, clock.advance(15)) == SweepResult()
+    assert published == [copy.id]
+
+
+def test_a_pending_copy_never_dispatched_is_announced(sessions, clock, published):
+    copy = _copy(sessions, clock)
+    _set(sessions, copy.id, dispatched_at=None)
+
+    assert _sweep(sessions, published, clock.now).republished == [copy.id]
+    assert published == [copy.id]
+
+
+def test_fresh_copies_are_left_alone(sessions, gateways, clock, published):
+    pending = _copy(sessions, clock)
+    running = _copy(sessions, clock, place_target_order=True)
+    with failpoints.enabled("after_build"), pytest.raises(failpoints.FailpointError):
+        engine.execute(sessions, running.id, gateways=gateways, clock=clock)
+    done = _copy(sessions, clock)
+    assert engine.execute(sessions, done.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    failed = _copy(sessions, clock)
+    _set(sessions, failed.id, status=CopyStatus.FAILED, failed_at=clock.now)
+    before = {c.id: _row(sessions, c.id) for c in (pending, running, done, failed)}
+
+    # Within the redispatch delay and the lease: nothing to do.
+    result = _sweep(sessions, published, clock.advance(LEASE.total_seconds() - 1))
+
+    assert result == SweepResult()
+    assert published == []
+    for copy_id, row in before.items():
+        after = _row(sessions, copy_id)
+        assert (after.status, after.dispatched_at) == (row.status, row.dispatched_at)
+
+
+def test_a_pending_copy_waiting_for_its_next_attempt_is_left_alone(sessions, clock, published):
+    copy = _copy(sessions, clock)
+    _set(sessions, copy.id, next_attempt_at=clock.now + timedelta(hours=1))
+
+    assert _sweep(sessions, published, clock.advance(600)) == SweepResult()
+    assert published == []
+
+
+def test_a_copy_whose_run_died_is_rescued_once_its_lease_expired(
+    sessions, gateways, clock, published
+):
+    copy = _copy(sessions, clock, place_target_order=True)
+    with failpoints.enabled("after_build"), pytest.raises(failpoints.FailpointError):
+        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    lease_expires_at = _row(sessions, copy.id).lease_expires_at
+    assert lease_expires_at == clock.now + LEASE
+
+    now = clock.advance(LEASE.total_seconds() + 1)
+    result = _sweep(sessions, published, now)
+
+    assert result == SweepResult(republished=[], rescued=[copy.id], gave_up=[])
+    assert published == [copy.id]
+    row = _row(sessions, copy.id)
+    assert (row.status, row.dispatched_at, row.step) == (
+        CopyStatus.IN_PROGRESS,
+        now,
+        CopyStep.TARGET_BUILT,
+    )
+    # One doorbell per expiry: the next tick does not ring again...
+    assert _sweep(sessions, published, clock.advance(15)) == SweepResult()
+    # ...unless that one was lost too.
+    later = clock.advance(REDISPATCH_AFTER.total_seconds())
+    assert _sweep(sessions, published, later).rescued == [copy.id]
+    assert published == [copy.id, copy.id]
+
+    # The doorbell's run picks up from the checkpoint.
+    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+
+
+def test_a_copy_out_of_claims_is_failed_and_its_stock_released(
+    sessions, gateways, clock, published
+):
+    shop, copy = _shop_and_copy(sessions, clock, place_target_order=True)
+    with failpoints.enabled("after_reserve"), pytest.raises(failpoints.FailpointError):
+        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    row = _row(sessions, copy.id)
+    with sessions.begin() as s:
+        assert s.get_one(Sku, shop.sku.id).stock_quantity == 8
+    assert row.step == CopyStep.STOCK_RESERVED
+    _set(sessions, copy.id, claims=MAX_CLAIMS)
+
+    now = clock.advance(LEASE.total_seconds() + 1)
+    result = _sweep(sessions, published, now)
+
+    assert result == SweepResult(republished=[], rescued=[], gave_up=[copy.id])
+    assert published == []
+    row = _row(sessions, copy.id)
+    assert row.status == CopyStatus.FAILED
+    assert row.errors_log == {
+        "order_copy": [
+            f"gave up after {MAX_CLAIMS} attempts: the last run stopped answering "
+            f"(lease expired at {(now - timedelta(seconds=1)):%Y-%m-%dT%H:%M:%SZ})"
+        ]
+    }
+    assert (row.errors_count, row.failed_at, row.completed_at) == (1, now, None)
+    assert (row.lease_expires_at, row.step) == (None, CopyStep.TARGET_BUILT)
+    with sessions.begin() as s:
+        assert s.get_one(Sku, shop.sku.id).stock_quantity == 10
+        assert s.get_one(Order, row.target_order_id).status == OrderStatus.PENDING
+        assert [e.kind for e in copy_events(s, copy.id)][-1] == "failed"
+
+
+def test_a_copy_out_of_claims_fails_even_with_skip_errors(sessions, gateways, clock, published):
+    copy = _copy(sessions, clock, place_target_order=True, skip_errors=True)
+    with failpoints.enabled("after_build"), pytest.raises(failpoints.FailpointError):
+        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    _set(sessions, copy.id, claims=MAX_CLAIMS)
+
+    result = _sweep(sessions, published, clock.advance(LEASE.total_seconds() + 1))
+
+    assert result.gave_up == [copy.id]
+    row = _row(sessions, copy.id)
+    assert row.target_order_id is not None
+    assert (row.status, row.failed_at, row.completed_at) == (CopyStatus.FAILED, clock.now, None)
+    assert list(row.errors_log) == ["order_copy"]
+
+
+def test_a_copy_given_up_can_be_retried(sessions, gateways, clock, published):
+    copy = _copy(sessions, clock, place_target_order=True)
+    with failpoints.enabled("after_build"), pytest.raises(failpoints.FailpointError):
+        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    _set(sessions, copy.id, claims=MAX_CLAIMS)
+    _sweep(sessions, published, clock.advance(LEASE.total_seconds() + 1))
+
+    with unit_of_work(sessions, published) as s:
+        engine.retry(s, copy.id, s.get_one(OrderCopy, copy.id).mode, by="ops", now=clock.now)
+    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert _row(sessions, copy.id).errors_log == {}
