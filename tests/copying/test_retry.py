@@ -222,3 +222,60 @@ def test_retry_of_a_copy_of_the_other_mode_is_not_found(sessions, gateways, cloc
     assert published == []
     with sessions.begin() as s:
         assert s.get_one(OrderCopy, copy.id).status == CopyStatus.FAILED
+
+
+def test_a_target_placed_by_hand_is_not_placed_again(sessions, gateways, clock, published):
+    with sessions.begin() as s:
+        shop = make_shop(s, quantity=2, stock=10, token="tok_declined")
+    copy = create_copy(sessions, shop.source.id, place_target_order=True)
+    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    with sessions.begin() as s:
+        target_id = s.get_one(OrderCopy, copy.id).target_order_id
+        s.get_one(Order, target_id).payment_source_token = "tok_visa"
+    # A person fixes the card on the target and places it.
+    assert orders.place_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
+
+    _retry(sessions, published, copy.id, clock)
+    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+
+    with sessions.begin() as s:
+        row = s.get_one(OrderCopy, copy.id)
+        payments = authorizations(s, target_id)
+        stock = s.get_one(Sku, shop.sku.id).stock_quantity
+    assert (row.status, row.step, row.errors_log) == (
+        CopyStatus.COMPLETED,
+        CopyStep.TARGET_PLACED,
+        {},
+    )
+    assert row.target_order_id == target_id
+    assert sorted((a.idempotency_key, a.status) for a in payments) == [
+        (f"order:{target_id}:place", AuthorizationStatus.AUTHORIZED),
+        (f"order_copy:{copy.id}:place", AuthorizationStatus.DECLINED),
+    ]
+    assert stock == 8
+
+
+def test_a_target_cancelled_by_hand_fails_the_retry(sessions, gateways, clock, published):
+    with sessions.begin() as s:
+        shop = make_shop(s, quantity=2, stock=10, token="tok_declined")
+    copy = create_copy(sessions, shop.source.id, place_target_order=True)
+    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    with sessions.begin() as s:
+        target_id = s.get_one(OrderCopy, copy.id).target_order_id
+        s.get_one(Order, target_id).payment_source_token = "tok_visa"
+    # A person places the target by hand, then thinks better of it.
+    assert orders.place_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
+    assert orders.cancel_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
+
+    _retry(sessions, published, copy.id, clock)
+    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+
+    with sessions.begin() as s:
+        row = s.get_one(OrderCopy, copy.id)
+        target = s.get_one(Order, target_id)
+        stock = s.get_one(Sku, shop.sku.id).stock_quantity
+    assert row.errors_log == {"target_order": [f"target order {target_id} was cancelled"]}
+    assert (row.errors_count, row.failed_at) == (1, clock.now)
+    assert row.target_order_id == target_id
+    assert target.status == OrderStatus.CANCELLED
+    assert stock == 10

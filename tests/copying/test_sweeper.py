@@ -19,10 +19,16 @@ MAX_CLAIMS = 3
 LEASE = EngineConfig().lease
 
 
-def _sweep(sessions, published, now, *, max_claims: int = MAX_CLAIMS) -> SweepResult:
+def _sweep(
+    sessions, published, now, *, max_claims: int = MAX_CLAIMS, batch_size: int = 100
+) -> SweepResult:
     with unit_of_work(sessions, published) as s:
         return sweep(
-            s, now, redispatch_after=REDISPATCH_AFTER, max_claims=max_claims, batch_size=100
+            s,
+            now,
+            redispatch_after=REDISPATCH_AFTER,
+            max_claims=max_claims,
+            batch_size=batch_size,
         )
 
 
@@ -188,3 +194,14 @@ def test_a_copy_given_up_can_be_retried(sessions, gateways, clock, published):
         engine.retry(s, copy.id, s.get_one(OrderCopy, copy.id).mode, by="ops", now=clock.now)
     assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
     assert _row(sessions, copy.id).errors_log == {}
+
+
+def test_a_tick_announces_at_most_a_batch_oldest_first(sessions, clock, published):
+    older = _copy(sessions, clock)
+    clock.advance(1)
+    newer = _copy(sessions, clock)
+    clock.advance(REDISPATCH_AFTER.total_seconds() + 1)
+
+    assert _sweep(sessions, published, clock.now, batch_size=1).republished == [older.id]
+    assert _sweep(sessions, published, clock.now, batch_size=1).republished == [newer.id]
+    assert published == [older.id, newer.id]
