@@ -5,6 +5,7 @@ from models.api_keys import ApiKey
 from models.base import Base, Mode, new_public_id, utcnow
 from models.catalog import Sku
 from models.customers import Customer, CustomerPaymentSource
+from models.idempotency import IdempotencyKey
 from models.order_copies import CopyStatus, CopyStep, OrderCopy, OrderCopyEvent
 from models.orders import (
     AuthorizationStatus,
@@ -29,6 +30,7 @@ __all__ = [
     "Customer",
     "CustomerPaymentSource",
     "FulfillmentStatus",
+    "IdempotencyKey",
     "ItemType",
     "LineItem",
     "Mode",

@@ -1,0 +1,1 @@
+"""The JSON:API HTTP service (FastAPI), following Commerce Layer's conventions."""

@@ -1,0 +1,128 @@
+"""The FastAPI app: ``uvicorn api.app:app``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
+from starlette.responses import Response
+
+from api.errors import MEDIA_TYPE, ApiError, error_document
+from api.resources import REGISTRY, RESOURCES
+from api.responses import JsonApiResponse
+from api.routes import router_for
+from config import get_settings
+from config.logging import configure_logging
+
+log = structlog.get_logger("ordercopy.api")
+BODY_METHODS = {"POST", "PATCH", "PUT"}
+
+
+def _accepts(header: str | None) -> bool:
+    """JSON:API: 406 unless some media range admits our type without parameters."""
+    if not header:
+        return True
+    for media_range in header.split(","):
+        media_type, *parameters = (part.strip() for part in media_range.split(";"))
+        parameters = [p for p in parameters if not p.startswith("q=")]
+        if media_type in ("*/*", "application/*"):
+            return True
+        if media_type == MEDIA_TYPE and not parameters:
+            return True
+    return False
+
+
+class ContentNegotiation(BaseHTTPMiddleware):
+    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
+        if request.url.path.startswith("/api/") and request.url.path != "/api/openapi.json":
+            if not _accepts(request.headers.get("accept")):
+                return _error(ApiError(406, f"send Accept: {MEDIA_TYPE}"))
+            has_body = request.headers.get("content-length", "0") != "0" or (
+                "transfer-encoding" in request.headers
+            )
+            if (
+                request.method in BODY_METHODS
+                and (has_body or request.headers.get("content-type"))
+                and request.headers.get("content-type", "").strip() != MEDIA_TYPE
+            ):
+                return _error(ApiError(415, f"send Content-Type: {MEDIA_TYPE}"))
+        return await call_next(request)
+
+
+def _error(*errors: ApiError) -> JsonApiResponse:
+    return JsonApiResponse(error_document(*errors), status_code=errors[0].status)
+
+
+def _pointer(location: tuple[Any, ...]) -> str:
+    return "/" + "/".join(str(part) for part in location[1:])
+
+
+def _validation(request: Request, error: Exception) -> JsonApiResponse:
+    assert isinstance(error, RequestValidationError)
+    problems = error.errors()
+    if any(p["type"] == "json_invalid" for p in problems):
+        return _error(ApiError(400, "the body is not valid JSON"))
+    body_missing = [p for p in problems if p["type"] == "missing" and tuple(p["loc"]) == ("body",)]
+    if body_missing:
+        return _error(ApiError(400, 'send a JSON:API document: {"data": {…}}'))
+    errors = []
+    for problem in problems:
+        location = tuple(problem["loc"])
+        if location and location[0] == "body":
+            detail = problem["msg"]
+            if problem["type"] == "extra_forbidden":
+                detail = f"{location[-1]} is unknown or read-only here"
+            errors.append(ApiError(422, detail, pointer=_pointer(location)))
+        else:
+            errors.append(ApiError(400, problem["msg"], parameter=str(location[-1])))
+    return _error(*errors)
+
+
+def create_app() -> FastAPI:
+    configure_logging(get_settings())
+    from worker.publisher import publish
+    from worker.runtime import gateways
+
+    app = FastAPI(
+        title="ordercopy",
+        version="0.1.0",
+        description="Order copies over JSON:API (Commerce Layer conventions).",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+    )
+    app.add_middleware(ContentNegotiation)
+    for resource in RESOURCES:
+        app.include_router(
+            router_for(resource, REGISTRY, publish=lambda: publish, gateways=gateways)
+        )
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, error: Exception) -> JsonApiResponse:
+        assert isinstance(error, ApiError)
+        return _error(error)
+
+    app.add_exception_handler(RequestValidationError, _validation)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: Exception) -> JsonApiResponse:
+        assert isinstance(error, HTTPException)
+        detail = {
+            404: f"no route {request.url.path}",
+            405: f"{request.method} is not allowed on {request.url.path}",
+        }
+        return _error(ApiError(error.status_code, detail.get(error.status_code, str(error.detail))))
+
+    @app.exception_handler(Exception)
+    async def crash(request: Request, error: Exception) -> JsonApiResponse:
+        log.exception("api_crash", path=request.url.path, method=request.method)
+        return _error(ApiError(500, "something went wrong on our side; it was logged"))
+
+    return app
+
+
+app = create_app()

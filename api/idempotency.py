@@ -1,0 +1,74 @@
+"""``Idempotency-Key`` on POST: the same key and body return the first response."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from api.errors import ApiError
+from models import ApiKey, IdempotencyKey, new_public_id, utcnow
+
+KEEP_FOR = timedelta(hours=24)
+MAX_KEY_LENGTH = 255
+
+
+def request_hash(method: str, path: str, body: Any) -> str:
+    canonical = json.dumps([method, path, body], sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def check_key(key: str) -> None:
+    if not key or len(key) > MAX_KEY_LENGTH:
+        raise ApiError(
+            400,
+            f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters",
+            parameter="Idempotency-Key",
+        )
+
+
+def replay(session: Session, api_key: ApiKey, key: str, digest: str) -> IdempotencyKey | None:
+    """The remembered response for ``key``, or None. A different request → 422."""
+    stored = session.scalar(
+        select(IdempotencyKey).where(
+            IdempotencyKey.api_key_id == api_key.id,
+            IdempotencyKey.key == key,
+            IdempotencyKey.created_at > utcnow() - KEEP_FOR,
+        )
+    )
+    if stored is not None and stored.request_hash != digest:
+        raise ApiError(
+            422,
+            "this Idempotency-Key was used with a different request",
+            parameter="Idempotency-Key",
+            code="IDEMPOTENCY_KEY_REUSED",
+        )
+    return stored
+
+
+def remember(
+    session: Session, api_key: ApiKey, key: str, digest: str, status: int, body: dict[str, Any]
+) -> None:
+    """Store the response in the request's transaction (a concurrent twin fails to commit)."""
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.api_key_id == api_key.id,
+            IdempotencyKey.key == key,
+            IdempotencyKey.created_at <= utcnow() - KEEP_FOR,
+        )
+    )
+    session.add(
+        IdempotencyKey(
+            id=new_public_id(),
+            api_key_id=api_key.id,
+            mode=api_key.mode,
+            key=key,
+            request_hash=digest,
+            response_status=status,
+            response_body=body,
+        )
+    )

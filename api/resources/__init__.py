@@ -1,0 +1,21 @@
+"""The resource types the API serves, each described once."""
+
+from __future__ import annotations
+
+from api.resources.catalog import SKUS
+from api.resources.customers import CUSTOMER_PAYMENT_SOURCES, CUSTOMERS
+from api.resources.order_copies import ORDER_COPIES
+from api.resources.orders import ADDRESSES, LINE_ITEMS, ORDER_SUBSCRIPTIONS, ORDERS
+from api.spec import Resource
+
+RESOURCES: tuple[Resource, ...] = (
+    ORDER_COPIES,
+    ORDERS,
+    LINE_ITEMS,
+    ADDRESSES,
+    CUSTOMERS,
+    CUSTOMER_PAYMENT_SOURCES,
+    SKUS,
+    ORDER_SUBSCRIPTIONS,
+)
+REGISTRY = {resource.type: resource for resource in RESOURCES}

@@ -1,0 +1,101 @@
+"""``order_copies``: the fields of order_copy.md, plus ``skip_errors``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.errors import ApiError
+from api.resources.common import TIMESTAMPS, reference_attributes
+from api.spec import Attribute, Context, Relationship, Resource, Trigger
+from copying import engine
+from models import CopyStatus, OrderCopy
+
+
+def create_copy(
+    ctx: Context, attributes: dict[str, Any], related: dict[str, str | None]
+) -> OrderCopy:
+    source_id = related.get("source_order")
+    if source_id is None:
+        raise ApiError(
+            422, "an order copy needs a source order", pointer="/data/relationships/source_order"
+        )
+    return engine.create(
+        ctx.session,
+        mode=ctx.mode,
+        source_order_id=source_id,
+        place_target_order=attributes.get("place_target_order", False),
+        cancel_source_order=attributes.get("cancel_source_order", False),
+        reuse_wallet=attributes.get("reuse_wallet", True),
+        skip_errors=attributes.get("skip_errors", False),
+        reference=attributes.get("reference"),
+        reference_origin=attributes.get("reference_origin"),
+        metadata=attributes.get("metadata"),
+    )
+
+
+def retry_copy(ctx: Context, copy_id: str, _: Any) -> None:
+    engine.retry(ctx.session, copy_id, ctx.mode, by="api")
+
+
+def delete_copy(ctx: Context, copy: OrderCopy) -> None:
+    """Delete the copy (and its history), never its orders; not while it runs."""
+    if copy.status == CopyStatus.IN_PROGRESS:
+        raise ApiError(
+            409,
+            f"order copy {copy.id} is in_progress; delete it once it finished",
+            code="INVALID_STATUS",
+        )
+    ctx.session.delete(copy)
+
+
+def _flag(name: str, description: str) -> Attribute:
+    return Attribute(
+        name, "boolean", writable="create", nullable=False, filterable=True, description=description
+    )
+
+
+ORDER_COPIES = Resource(
+    type="order_copies",
+    model=OrderCopy,
+    description="Copies of a source order into a new target order, run by a worker.",
+    attributes=(
+        Attribute(
+            "status",
+            "string",
+            nullable=False,
+            filterable=True,
+            sortable=True,
+            choices=tuple(s.value for s in CopyStatus),
+            description="pending, in_progress, failed or completed",
+        ),
+        Attribute("started_at", "datetime", filterable=True, sortable=True),
+        Attribute("completed_at", "datetime", filterable=True, sortable=True),
+        Attribute("failed_at", "datetime", filterable=True, sortable=True),
+        _flag("place_target_order", "Place the target order upon copy."),
+        _flag("cancel_source_order", "Cancel the source order upon copy."),
+        _flag("reuse_wallet", "Copy the source's wallet payment source (default true)."),
+        _flag("skip_errors", "Complete with errors recorded, if a target was built."),
+        Attribute("errors_log", "object", nullable=False),
+        Attribute("errors_count", "integer", nullable=False, filterable=True, sortable=True),
+        *TIMESTAMPS,
+        *reference_attributes(),
+    ),
+    relationships=(
+        Relationship(
+            "source_order", "orders", column="source_order_id", writable="create", required=True
+        ),
+        Relationship("target_order", "orders", column="target_order_id"),
+        Relationship("order_subscription", "order_subscriptions", column="order_subscription_id"),
+    ),
+    triggers=(
+        Trigger(
+            "_retry",
+            "boolean",
+            retry_copy,
+            "true: put a failed copy back to pending for a new attempt",
+        ),
+    ),
+    create=create_copy,
+    delete=delete_copy,
+    extra_filters={"source_order_id": "string", "target_order_id": "string"},
+)

@@ -1,0 +1,102 @@
+"""How a resource type is described once, so that every route, document, filter
+and schema of the API is generated from the same few lines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from copying.dispatch import Publish
+from copying.gateways import Gateways
+from models import Base, Mode
+
+Kind = Literal["string", "integer", "boolean", "datetime", "date", "object", "array"]
+Writable = Literal["no", "create", "always"]
+
+
+@dataclass(frozen=True)
+class Attribute:
+    name: str
+    kind: Kind
+    column: str | None = None
+    writable: Writable = "no"
+    required: bool = False
+    nullable: bool = True
+    filterable: bool = False
+    sortable: bool = False
+    max_length: int | None = None
+    minimum: int | None = None
+    choices: tuple[str, ...] | None = None
+    description: str = ""
+
+    @property
+    def attr(self) -> str:
+        return self.column or self.name
+
+
+@dataclass(frozen=True)
+class Relationship:
+    name: str
+    type: str
+    #: To-one: the foreign key column on this model.
+    column: str | None = None
+    #: To-many: the foreign key column on the related model.
+    inverse: str | None = None
+    writable: Writable = "no"
+    required: bool = False
+
+    @property
+    def to_many(self) -> bool:
+        return self.inverse is not None
+
+
+@dataclass
+class Context:
+    """What a request hands a resource's hooks."""
+
+    session: Session
+    sessions: sessionmaker[Session]
+    mode: Mode
+    publish: Publish
+    gateways: Gateways
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """An ``_action`` attribute of PATCH: runs after the attribute changes are committed."""
+
+    name: str
+    kind: Kind
+    run: Callable[[Context, Any, Any], None]
+    description: str = ""
+
+
+#: A mapped class (named here because ``Resource.type`` shadows the builtin in its body).
+ModelClass = type[Base]
+
+
+@dataclass
+class Resource:
+    type: str
+    model: ModelClass
+    attributes: Sequence[Attribute]
+    relationships: Sequence[Relationship] = ()
+    triggers: Sequence[Trigger] = ()
+    #: Build (and add) a new row from validated attributes and related ids.
+    create: Callable[[Context, dict[str, Any], dict[str, str | None]], Base] | None = None
+    #: Allow updates of the ``always`` attributes (the default for anything with some).
+    updatable: bool = True
+    #: Delete the row, or raise ApiError(409) when it may not go.
+    delete: Callable[[Context, Any], None] | None = None
+    default_sort: str = "-created_at"
+    description: str = ""
+    extra_filters: dict[str, Kind] = field(default_factory=dict)
+
+    def attribute(self, name: str) -> Attribute | None:
+        return next((a for a in self.attributes if a.name == name), None)
+
+    def relationship(self, name: str) -> Relationship | None:
+        return next((r for r in self.relationships if r.name == name), None)

@@ -1,0 +1,76 @@
+"""An HTTP client for the API, with a test-mode and a live-mode key."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.auth import issue_key
+from api.errors import MEDIA_TYPE
+from models import Mode
+
+JSONAPI = {"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE}
+
+
+@dataclass
+class Api:
+    client: TestClient
+    token: str
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        return {**JSONAPI, "Authorization": f"Bearer {self.token}", **(extra or {})}
+
+    def get(self, path: str, **params: Any) -> Any:
+        return self.client.get(path, params=params, headers=self.headers())
+
+    def post(self, path: str, document: Any, headers: dict[str, str] | None = None) -> Any:
+        return self.client.post(path, json=document, headers=self.headers(headers))
+
+    def patch(self, path: str, document: Any) -> Any:
+        return self.client.patch(path, json=document, headers=self.headers())
+
+    def delete(self, path: str) -> Any:
+        return self.client.delete(path, headers=self.headers())
+
+    def create(
+        self,
+        type_: str,
+        attributes: dict[str, Any],
+        relationships: dict[str, tuple[str, str]] | None = None,
+    ) -> dict[str, Any]:
+        data: dict[str, Any] = {"type": type_, "attributes": attributes}
+        if relationships:
+            data["relationships"] = {
+                name: {"data": {"type": t, "id": i}} for name, (t, i) in relationships.items()
+            }
+        response = self.post(f"/api/{type_}", {"data": data})
+        assert response.status_code == 201, response.json()
+        return response.json()["data"]  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def http(committed) -> Iterator[TestClient]:
+    from api.app import app
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        yield client
+
+
+def _api(http: TestClient, committed: Any, mode: Mode) -> Api:
+    with committed.begin() as session:
+        _, token = issue_key(session, name=f"{mode} key", mode=mode)
+    return Api(http, token)
+
+
+@pytest.fixture
+def api(http, committed) -> Api:
+    return _api(http, committed, Mode.TEST)
+
+
+@pytest.fixture
+def live_api(http, committed) -> Api:
+    return _api(http, committed, Mode.LIVE)
