@@ -40,7 +40,7 @@ def request_for(session: Session, order: Order, key_base: str) -> PaymentRequest
     answers = session.scalars(
         select(PaymentAuthorization).where(
             PaymentAuthorization.order_id == order.id,
-            PaymentAuthorization.idempotency_key.startswith(key_base),
+            PaymentAuthorization.idempotency_key.startswith(key_base, autoescape=True),
         )
     ).all()
     held = next((a for a in answers if a.status != AuthorizationStatus.DECLINED), None)
