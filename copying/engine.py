@@ -32,6 +32,7 @@ from copying import (
     failpoints,
     history,
     order_states,
+    orders,
     payments,
     stock,
     targets,
@@ -517,11 +518,7 @@ class _Runner:
         if target is None:
             run.errors.add("target_order", f"target order {run.target_order_id} is gone")
             return
-        lines = targets.load_lines(session, target.id)
-        skus = targets.load_skus(session, target, lines)
-        problems = order_states.check_placeable(target, lines, skus) or stock.reserve(
-            session, target.id, run.mode
-        )
+        problems, lines, skus = orders.check_and_reserve(session, target)
         for problem in problems:
             run.errors.add("target_order", problem)
         if problems:
@@ -544,9 +541,9 @@ class _Runner:
         target = session.get_one(Order, run.target_order_id)
         payments.record_answer(session, target, request, answer, self.clock())
         if answer.authorized:
-            lines = targets.load_lines(session, target.id)
-            skus = targets.load_skus(session, target, lines)
-            order_states.place(target, lines, skus, self.clock(), authorized=True)
+            order_states.place(
+                target, *targets.load_contents(session, target), self.clock(), authorized=True
+            )
             run.step = CopyStep.TARGET_PLACED
         else:
             stock.release(session, target.id, run.mode)

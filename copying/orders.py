@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from copying import order_states, payments, stock, targets
 from copying.errors import NotFoundError
 from copying.gateways import Gateways
-from models import Mode, Order, utcnow
+from models import LineItem, Mode, Order, Sku, utcnow
 
 
 def _load(session: Session, order_id: str, mode: Mode, *, lock: bool = False) -> Order:
@@ -22,6 +22,20 @@ def _load(session: Session, order_id: str, mode: Mode, *, lock: bool = False) ->
     if order is None or order.mode != mode:
         raise NotFoundError(f"order {order_id} does not exist in {mode} mode")
     return order
+
+
+def check_and_reserve(
+    session: Session, order: Order
+) -> tuple[list[str], list[LineItem], dict[str, Sku]]:
+    """Why ``order`` cannot be placed, else take its stock (problems empty).
+
+    Returns the problems with the order's lines and SKUs. Does not commit.
+    """
+    lines, skus = targets.load_contents(session, order)
+    problems = order_states.check_placeable(order, lines, skus) or stock.reserve(
+        session, order.id, order.mode
+    )
+    return problems, lines, skus
 
 
 def place_order(
@@ -36,10 +50,7 @@ def place_order(
     now = now or utcnow()
     with sessions.begin() as session:
         order = _load(session, order_id, mode)
-        lines = targets.load_lines(session, order.id)
-        problems = order_states.check_placeable(
-            order, lines, targets.load_skus(session, order, lines)
-        )
+        problems = order_states.check_placeable(order, *targets.load_contents(session, order))
         if problems:
             return problems
         request = payments.request_for(session, order, f"order:{order.id}:place")
@@ -50,11 +61,7 @@ def place_order(
             payments.record_answer(session, order, request, answer, now)
             if not answer.authorized:
                 return [f"payment declined: {answer.message}"]
-        lines = targets.load_lines(session, order.id)
-        skus = targets.load_skus(session, order, lines)
-        problems = order_states.check_placeable(order, lines, skus) or stock.reserve(
-            session, order.id, mode
-        )
+        problems, lines, skus = check_and_reserve(session, order)
         if not problems:
             order_states.place(order, lines, skus, now, authorized=answer is not None)
             return []

@@ -42,6 +42,12 @@ def load_skus(session: Session, order: Order, lines: list[LineItem]) -> dict[str
     }
 
 
+def load_contents(session: Session, order: Order) -> tuple[list[LineItem], dict[str, Sku]]:
+    """The order's line items and the SKUs they name (two queries)."""
+    lines = load_lines(session, order.id)
+    return lines, load_skus(session, order, lines)
+
+
 def price_lines(
     lines: list[LineItem], skus: dict[str, Sku], currency_code: str, errors: ErrorLog
 ) -> list[dict[str, Any]]:
