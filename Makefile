@@ -14,11 +14,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: migrate the embedded default, seed the demo if empty, start worker + beat
+## run: migrate the embedded default, seed the demo if empty, print a test API key,
+## then start the API (port 8000), a worker and beat
 run: install
 	$(BIN)/ordercopy db upgrade
 	$(BIN)/ordercopy demo seed --if-empty
-	$(BIN)/honcho start worker beat
+	$(BIN)/ordercopy api-keys create --mode test --name "make run"
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start web worker beat
 
 check-services: install
 	$(BIN)/python -m tests.services

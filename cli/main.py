@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from typer.core import TyperGroup
 
 from cli import output
+from cli.api_keys import api_keys_app
 from cli.copies import copies_app
 from cli.db import db_app
 from cli.demo import demo_app
@@ -56,6 +57,7 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(copies_app, name="copies")
+app.add_typer(api_keys_app, name="api-keys")
 
 
 @app.callback()

@@ -26,7 +26,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "sqlite":
         if parsed.database:
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
+        # One INSERT per row: the SQLite order number (max + 1) is read per statement.
+        engine = create_engine(
+            url, connect_args={"timeout": 30}, use_insertmanyvalues=False, **kwargs
+        )
         event.listen(engine, "connect", _sqlite_pragmas)
         # Let SQLAlchemy, not pysqlite, start transactions: BEGIN IMMEDIATE
         # takes the write lock up front so two writers queue instead of deadlocking.

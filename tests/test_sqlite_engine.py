@@ -73,3 +73,13 @@ def test_stock_reservation_is_all_or_nothing_on_sqlite(sqlite):
     with sessions.begin() as s:
         left = dict(s.execute(select(Sku.code, Sku.stock_quantity)).all())
     assert left == {"PLENTY": 10, "SCARCE": 1}
+
+
+def test_orders_added_in_one_flush_get_consecutive_numbers_on_sqlite(sqlite):
+    sessions, _ = sqlite
+    with sessions.begin() as s:
+        orders_ = [Order(mode=Mode.TEST, currency_code="USD", metadata_={}) for _ in range(3)]
+        s.add_all(orders_)
+        s.flush()
+        numbers = [order.number for order in orders_]
+    assert numbers == [numbers[0], numbers[0] + 1, numbers[0] + 2]

@@ -10,18 +10,23 @@ from config import get_settings
 QUEUES = ("copies", "renewals", "maintenance")
 COPY_TASK = "ordercopy.copy_order"
 SWEEP_TASK = "ordercopy.sweep"
+RENEWALS_TICK_TASK = "ordercopy.renewals.tick"
 
 
 def make_app() -> Celery:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = Celery("ordercopy", include=["tasks.copies", "tasks.maintenance"])
+    app = Celery("ordercopy", include=["tasks.copies", "tasks.maintenance", "tasks.renewals"])
     # The broker must hold an unacknowledged message longer than any task may run,
     # or a slow copy would be handed to a second worker while the first still runs.
     visibility_timeout = max(3600, 4 * settings.task_time_limit_seconds)
-    transport_options: dict[str, object] = {"visibility_timeout": visibility_timeout}
-    if settings.broker_key_prefix:
-        transport_options["global_keyprefix"] = settings.broker_key_prefix
+    # Redis only: Kombu's SQLAlchemy transport (the embedded default) hands every
+    # option to create_engine(), and it has no visibility timeout to set anyway.
+    transport_options: dict[str, object] = {}
+    if settings.resolved_broker_url.startswith(("redis://", "rediss://")):
+        transport_options["visibility_timeout"] = visibility_timeout
+        if settings.broker_key_prefix:
+            transport_options["global_keyprefix"] = settings.broker_key_prefix
     app.conf.update(
         broker_url=settings.resolved_broker_url,
         broker_connection_retry_on_startup=True,
@@ -37,7 +42,11 @@ def make_app() -> Celery:
         task_soft_time_limit=settings.task_time_limit_seconds - 5,
         task_queues=[Queue(name) for name in QUEUES],
         task_default_queue="copies",
-        task_routes={COPY_TASK: {"queue": "copies"}, SWEEP_TASK: {"queue": "maintenance"}},
+        task_routes={
+            COPY_TASK: {"queue": "copies"},
+            SWEEP_TASK: {"queue": "maintenance"},
+            RENEWALS_TICK_TASK: {"queue": "renewals"},
+        },
         # A broker outage must not hang the web request that publishes: the
         # sweeper re-sends whatever could not be published.
         task_publish_retry_policy={
@@ -55,6 +64,11 @@ def make_app() -> Celery:
                 "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"queue": "maintenance", "expires": settings.sweep_interval_seconds},
+            },
+            "renewals": {
+                "task": RENEWALS_TICK_TASK,
+                "schedule": settings.renewals_interval_seconds,
+                "options": {"queue": "renewals", "expires": settings.renewals_interval_seconds},
             },
         },
     )

@@ -1,0 +1,61 @@
+"""``ordercopy api-keys``: create, list and revoke the API's keys."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+from sqlalchemy import select
+
+from api.auth import issue_key
+from cli import output
+from models import ApiKey, Mode, db, utcnow
+
+api_keys_app = typer.Typer(no_args_is_help=True, help="API keys (only their hashes are stored).")
+
+
+@api_keys_app.command("create")
+def create(
+    name: Annotated[str, typer.Option(help="Who or what the key is for.")],
+    mode: Annotated[Mode, typer.Option(help="The records the key sees: test or live.")] = Mode.TEST,
+) -> None:
+    """Create a key; the key itself is printed once, alone on the last line."""
+    with db.sessions().begin() as session:
+        key, token = issue_key(session, name=name, mode=mode)
+    typer.echo(
+        f"created {mode.value} API key {key.id} ({name}); the key, shown only once:", err=True
+    )
+    typer.echo(token)
+
+
+@api_keys_app.command("list")
+def list_keys() -> None:
+    """Every key: id, name, mode, last use, revoked."""
+    with db.sessions().begin() as session:
+        keys = session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
+    table = Table("id", "name", "mode", "created", "last used", "revoked")
+    for key in keys:
+        table.add_row(
+            key.id,
+            key.name,
+            key.mode.value,
+            output.when(key.created_at),
+            output.when(key.last_used_at),
+            output.when(key.revoked_at),
+        )
+    output.console().print(table)
+
+
+@api_keys_app.command("revoke")
+def revoke(
+    key_id: Annotated[str, typer.Argument(help="The key's id (see `api-keys list`).")],
+) -> None:
+    """Revoke a key: requests with it get 401 from now on."""
+    with db.sessions().begin() as session:
+        key = session.get(ApiKey, key_id)
+        if key is None:
+            output.fail(f"no API key {key_id}")
+        if key.revoked_at is None:
+            key.revoked_at = utcnow()
+    typer.echo(f"revoked API key {key_id}")
