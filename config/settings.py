@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     )
     sweep_interval_seconds: float = Field(default=15.0, gt=0)
     sweep_batch_size: int = Field(default=1000, ge=1)
+    renewals_interval_seconds: float = Field(default=60.0, gt=0, description="Beat's renewal tick.")
+    renewals_batch_size: int = Field(default=1000, ge=1, le=1000)
     task_time_limit_seconds: int = Field(default=300, ge=10)
     failpoints: str = Field(default="", description="Test only: NAME=raise|exit,…")
 

@@ -34,6 +34,7 @@ from copying import (
     order_states,
     orders,
     payments,
+    renewals,
     stock,
     targets,
     wallet,
@@ -199,13 +200,20 @@ def create(
 
 
 def retry(
-    session: Session, copy_id: str, mode: Mode, *, by: str, now: datetime | None = None
+    session: Session,
+    copy_id: str,
+    mode: Mode,
+    *,
+    by: str,
+    now: datetime | None = None,
+    not_before: datetime | None = None,
 ) -> OrderCopy:
     """Put a ``failed`` copy back to ``pending`` for a new run from its last checkpoint.
 
-    The failed run's errors move to the copy's history. Raises NotFoundError or
-    CopyStateError (another status, including a concurrent retry that won).
-    Does not commit.
+    The failed run's errors move to the copy's history. With ``not_before`` the
+    run waits until then (the sweeper announces it when due); otherwise it is
+    announced after commit. Raises NotFoundError or CopyStateError (another
+    status, including a concurrent retry that won). Does not commit.
     """
     current = session.get(OrderCopy, copy_id)
     if current is None or current.mode != mode:
@@ -218,21 +226,26 @@ def retry(
         CopyStatus.PENDING,
         sources=frozenset({CopyStatus.FAILED}),
         claims=0,
+        retries=OrderCopy.retries + 1,
         errors_log={},
         errors_count=0,
         failed_at=None,
         completed_at=None,
         lease_expires_at=None,
-        next_attempt_at=None,
+        next_attempt_at=not_before,
         dispatched_at=now,
         updated_at=now,
     )
     if row is None:
         session.refresh(current)
         raise CopyStateError(copy_id, current.status, "only failed copies can be retried")
-    history.record(session, copy_id, mode, row.attempt, "retried", by=by, previous_errors=previous)
-    publish_after_commit(session, [copy_id])
-    log.info("copy_retried", order_copy_id=copy_id, by=by, step=row.step)
+    waits = {"not_before": not_before.isoformat()} if not_before else {}
+    history.record(
+        session, copy_id, mode, row.attempt, "retried", by=by, previous_errors=previous, **waits
+    )
+    if not_before is None:
+        publish_after_commit(session, [copy_id])
+    log.info("copy_retried", order_copy_id=copy_id, by=by, step=row.step, not_before=not_before)
     return row
 
 
@@ -250,6 +263,8 @@ class Run:
     source_order_id: str
     target_order_id: str | None
     wallet_entry_id: str | None
+    subscription_id: str | None
+    retries: int
     place_target_order: bool
     cancel_source_order: bool
     reuse_wallet: bool
@@ -267,6 +282,8 @@ class Run:
             source_order_id=copy.source_order_id,
             target_order_id=copy.target_order_id,
             wallet_entry_id=copy.customer_payment_source_id,
+            subscription_id=copy.order_subscription_id,
+            retries=copy.retries,
             place_target_order=copy.place_target_order,
             cancel_source_order=copy.cancel_source_order,
             reuse_wallet=copy.reuse_wallet,
@@ -382,6 +399,14 @@ def _finish(session: Session, run: Run, now: datetime) -> Outcome:
         errors=run.errors.as_dict(),
     )
     log.info(f"copy_{outcome.value}", errors_count=run.errors.count, **run.log_fields())
+    if run.subscription_id is not None:
+        delay = renewals.record_renewal(
+            session, run.subscription_id, completed=ok, retries=run.retries, now=now
+        )
+        if delay is not None:
+            retry(
+                session, run.copy_id, run.mode, by="failure_policy", now=now, not_before=now + delay
+            )
     return outcome
 
 
@@ -506,9 +531,8 @@ class _Runner:
         run.target_order_id = target.id
         run.step = CopyStep.TARGET_BUILT
         if run.reuse_wallet:
-            wallet.reuse_wallet(
-                session, target, source, run.wallet_entry_id, self.clock().date(), run.errors
-            )
+            entry_id = renewals.wallet_entry_for(session, run.subscription_id, run.wallet_entry_id)
+            wallet.reuse_wallet(session, target, source, entry_id, self.clock().date(), run.errors)
 
     def _reserve(self, session: Session) -> None:
         """Check the target can be placed and hold its stock; place it now if it is free."""

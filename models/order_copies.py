@@ -75,6 +75,8 @@ class OrderCopy(Record, Base):
     attempt: Mapped[int] = mapped_column(default=0)
     #: Claims since creation or the last retry; capped by settings.max_claims.
     claims: Mapped[int] = mapped_column(default=0)
+    #: Retries of a failed copy so far (by ops, or by a renewal's failure policy).
+    retries: Mapped[int] = mapped_column(default=0, server_default="0")
     lease_expires_at: Mapped[datetime | None]
     dispatched_at: Mapped[datetime | None]
     #: Not to be claimed before this moment (a delayed retry).

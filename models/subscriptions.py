@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, Index, String
+from sqlalchemy import ForeignKey, Index, String, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, PublicId, Record, enum_column
@@ -42,6 +42,8 @@ class OrderSubscription(Record, Base):
     errors_count: Mapped[int] = mapped_column(default=0)
     succeeded_on_last_run: Mapped[bool | None]
     place_target_order: Mapped[bool] = mapped_column(default=True)
+    #: After downtime, renew every missed period (true) or only the latest (false).
+    catch_up: Mapped[bool] = mapped_column(default=False, server_default=false())
     #: Retry schedule and final action for failed renewals (see the renewals issue).
     failure_policy: Mapped[dict[str, Any]] = mapped_column(default=dict)
     reference: Mapped[str | None] = mapped_column(String(255))

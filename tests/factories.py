@@ -20,8 +20,10 @@ from models import (
     Order,
     OrderCopy,
     OrderCopyEvent,
+    OrderSubscription,
     PaymentAuthorization,
     Sku,
+    SubscriptionStatus,
     TestGatewayCharge,
     new_public_id,
 )
@@ -245,3 +247,28 @@ def customer_orders(session: Session, customer_id: str) -> list[Order]:
 def gateway_charge(session: Session, idempotency_key: str) -> TestGatewayCharge | None:
     """The test gateway's ledger row for ``idempotency_key`` (the remote side's record)."""
     return session.get(TestGatewayCharge, idempotency_key, populate_existing=True)
+
+
+def make_subscription(
+    session: Session,
+    source: Order,
+    *,
+    frequency: str = "monthly",
+    starts_at: datetime,
+    next_run_at: datetime | None = None,
+    wallet_entry: CustomerPaymentSource | None = None,
+    status: SubscriptionStatus = SubscriptionStatus.ACTIVE,
+    **extra: Any,
+) -> OrderSubscription:
+    """A subscription renewing ``source`` (first run at ``starts_at`` unless told)."""
+    subscription = OrderSubscription(
+        id=new_public_id(), mode=source.mode, source_order_id=source.id,
+        customer_id=source.customer_id,
+        customer_payment_source_id=(wallet_entry.id if wallet_entry
+                                    else source.customer_payment_source_id),
+        frequency=frequency, status=status, starts_at=starts_at,
+        next_run_at=next_run_at or starts_at, metadata_={}, failure_policy={}, **extra,
+    )
+    session.add(subscription)
+    session.flush()
+    return subscription

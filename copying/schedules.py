@@ -1,0 +1,109 @@
+"""When a subscription renews: fixed frequencies and crontab expressions, in UTC.
+
+Runs are anchored to the first one: the n-th monthly run after Jan 31 is
+Jan 31 + n months (Feb 28 or 29, then Mar 31), never a date drifting from
+one short month to the next.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from croniter import CroniterBadCronError, croniter
+from dateutil.relativedelta import relativedelta
+
+FREQUENCIES: dict[str, relativedelta] = {
+    "hourly": relativedelta(hours=1),
+    "daily": relativedelta(days=1),
+    "weekly": relativedelta(weeks=1),
+    "monthly": relativedelta(months=1),
+    "two-month": relativedelta(months=2),
+    "three-month": relativedelta(months=3),
+    "four-month": relativedelta(months=4),
+    "six-month": relativedelta(months=6),
+    "yearly": relativedelta(years=1),
+}
+#: Upper bound on the runs one call lists: years of hourly runs, never an endless loop.
+MAX_RUNS = 100_000
+
+
+class ScheduleError(ValueError):
+    """The frequency is neither a known name nor a crontab at most hourly."""
+
+
+def check_frequency(frequency: str) -> None:
+    if frequency in FREQUENCIES:
+        return
+    fields = frequency.split()
+    if len(fields) != 5 or not croniter.is_valid(frequency):
+        raise ScheduleError(
+            f"{frequency!r} is not one of {', '.join(FREQUENCIES)} nor a crontab expression"
+        )
+    if not fields[0].isdigit():
+        raise ScheduleError(
+            f"{frequency!r} runs more often than hourly: its minute field must be one number"
+        )
+
+
+class Schedule:
+    """The run times of ``frequency`` from ``anchor`` (the first run), all aware UTC."""
+
+    def __init__(self, frequency: str, anchor: datetime) -> None:
+        check_frequency(frequency)
+        self.frequency = frequency
+        self.anchor = anchor.astimezone(UTC)
+        self.step = FREQUENCIES.get(frequency)
+
+    def _nth(self, n: int) -> datetime:
+        assert self.step is not None
+        return self.anchor + self.step * n
+
+    def _cron_after(self, moment: datetime) -> datetime:
+        try:
+            after: datetime = croniter(self.frequency, moment).get_next(datetime)
+        except CroniterBadCronError as error:  # validated already; kept for safety
+            raise ScheduleError(str(error)) from None
+        return after.astimezone(UTC)
+
+    def first(self) -> datetime:
+        """The first run: the anchor itself, or the first crontab time from it on."""
+        if self.step is not None:
+            return self.anchor
+        return self._cron_after(self.anchor - timedelta(seconds=1))
+
+    def next_after(self, moment: datetime) -> datetime:
+        """The first run strictly after ``moment``."""
+        if self.step is None:
+            return self._cron_after(max(moment, self.anchor - timedelta(seconds=1)))
+        if moment < self.anchor:
+            return self.anchor
+        n = self._estimate(moment)
+        while self._nth(n) <= moment:
+            n += 1
+        while n > 0 and self._nth(n - 1) > moment:
+            n -= 1
+        return self._nth(n)
+
+    def _estimate(self, moment: datetime) -> int:
+        assert self.step is not None
+        if self.step.months or self.step.years:
+            months = self.step.months + 12 * self.step.years
+            elapsed = (moment.year - self.anchor.year) * 12 + moment.month - self.anchor.month
+            return max(elapsed // months, 0)
+        # relativedelta keeps weeks as days (``.weeks`` is a view of them).
+        seconds = timedelta(days=self.step.days, hours=self.step.hours).total_seconds()
+        return max(int((moment - self.anchor).total_seconds() // seconds), 0)
+
+    def between(self, start: datetime, end: datetime) -> list[datetime]:
+        """Every run in ``[start, end]``."""
+        runs: list[datetime] = []
+        moment = self.next_after(start - timedelta(microseconds=1))
+        while moment <= end and len(runs) < MAX_RUNS:
+            runs.append(moment)
+            moment = self.next_after(moment)
+        return runs
+
+
+def period_key(run: datetime) -> str:
+    """The identity of one scheduled run: its UTC time, to the second."""
+    return run.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
