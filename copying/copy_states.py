@@ -77,6 +77,7 @@ def claim(
         claims=OrderCopy.claims + 1,
         started_at=func.coalesce(OrderCopy.started_at, literal(now, UTCDateTime())),
         lease_expires_at=now + lease,
+        next_attempt_at=None,  # the wait, if any, is over
         updated_at=now,
     )
 

@@ -262,12 +262,19 @@ def make_subscription(
 ) -> OrderSubscription:
     """A subscription renewing ``source`` (first run at ``starts_at`` unless told)."""
     subscription = OrderSubscription(
-        id=new_public_id(), mode=source.mode, source_order_id=source.id,
+        id=new_public_id(),
+        mode=source.mode,
+        source_order_id=source.id,
         customer_id=source.customer_id,
-        customer_payment_source_id=(wallet_entry.id if wallet_entry
-                                    else source.customer_payment_source_id),
-        frequency=frequency, status=status, starts_at=starts_at,
-        next_run_at=next_run_at or starts_at, metadata_={}, failure_policy={}, **extra,
+        customer_payment_source_id=(
+            wallet_entry.id if wallet_entry else source.customer_payment_source_id
+        ),
+        frequency=frequency,
+        status=status,
+        starts_at=starts_at,
+        next_run_at=next_run_at or starts_at,
+        metadata_={},
+        **{"failure_policy": {}, **extra},
     )
     session.add(subscription)
     session.flush()

@@ -19,19 +19,29 @@ def runs(frequency: str, anchor: datetime, until: datetime) -> list[datetime]:
 
 def test_monthly_from_january_31_keeps_to_month_ends_without_drifting():
     assert runs("monthly", at(2025, 1, 31), at(2025, 5, 31)) == [
-        at(2025, 1, 31), at(2025, 2, 28), at(2025, 3, 31), at(2025, 4, 30), at(2025, 5, 31),
+        at(2025, 1, 31),
+        at(2025, 2, 28),
+        at(2025, 3, 31),
+        at(2025, 4, 30),
+        at(2025, 5, 31),
     ]
 
 
 def test_monthly_in_a_leap_year_lands_on_february_29():
     assert runs("monthly", at(2024, 1, 31, 10, 30), at(2024, 3, 31, 10, 30)) == [
-        at(2024, 1, 31, 10, 30), at(2024, 2, 29, 10, 30), at(2024, 3, 31, 10, 30),
+        at(2024, 1, 31, 10, 30),
+        at(2024, 2, 29, 10, 30),
+        at(2024, 3, 31, 10, 30),
     ]
 
 
 def test_yearly_from_february_29_is_february_28_until_the_next_leap_year():
     assert runs("yearly", at(2024, 2, 29), at(2028, 3, 1)) == [
-        at(2024, 2, 29), at(2025, 2, 28), at(2026, 2, 28), at(2027, 2, 28), at(2028, 2, 29),
+        at(2024, 2, 29),
+        at(2025, 2, 28),
+        at(2026, 2, 28),
+        at(2027, 2, 28),
+        at(2028, 2, 29),
     ]
 
 
@@ -67,8 +77,11 @@ def test_crontab_runs_at_its_times_in_utc():
     schedule = Schedule("30 9 * * 1", at(2026, 11, 1))  # Mondays 09:30
     assert schedule.first() == at(2026, 11, 2, 9, 30)
     assert schedule.between(at(2026, 11, 1), at(2026, 11, 30, 23)) == [
-        at(2026, 11, 2, 9, 30), at(2026, 11, 9, 9, 30), at(2026, 11, 16, 9, 30),
-        at(2026, 11, 23, 9, 30), at(2026, 11, 30, 9, 30),
+        at(2026, 11, 2, 9, 30),
+        at(2026, 11, 9, 9, 30),
+        at(2026, 11, 16, 9, 30),
+        at(2026, 11, 23, 9, 30),
+        at(2026, 11, 30, 9, 30),
     ]
 
 

@@ -1,0 +1,182 @@
+"""What a renewal's outcome does to its subscription, and the failure policy."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import select
+
+from copying import engine, orders, renewals
+from copying.dispatch import unit_of_work
+from copying.engine import Outcome
+from copying.errors import CopyInputError
+from copying.subscriptions import FailurePolicy
+from models import (
+    CopyStatus,
+    Mode,
+    OrderCopy,
+    OrderSubscription,
+    PaymentAuthorization,
+    SubscriptionStatus,
+)
+from tests.copying.clock import FixedClock
+from tests.factories import make_shop, make_subscription, make_wallet_entry
+from tests.fixtures import Published
+
+START = datetime(2026, 3, 1, 8, tzinfo=UTC)
+DAY = 86400
+
+
+def renew(sessions, now):
+    with unit_of_work(sessions, Published()) as s:
+        [copy_id] = renewals.tick(s, now, batch_size=10).copies
+    return copy_id
+
+
+def state(sessions, subscription_id, copy_id):
+    with sessions.begin() as s:
+        return s.get_one(OrderSubscription, subscription_id), s.get_one(OrderCopy, copy_id)
+
+
+@pytest.fixture
+def declined_renewal(sessions, gateways):
+    """A placed source paid with a good card; the subscription charges a declined one."""
+    with sessions.begin() as s:
+        shop = make_shop(s)
+        declined = make_wallet_entry(s, shop.customer, token="tok_declined")
+    assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    with sessions.begin() as s:
+        sub = make_subscription(
+            s,
+            s.merge(shop.source),
+            starts_at=START,
+            wallet_entry=declined,
+            failure_policy={"retry_after_seconds": [DAY, 3 * DAY], "final_action": "deactivate"},
+        )
+    return sub.id, shop
+
+
+def test_a_completed_renewal_makes_the_subscription_active_again(sessions, gateways):
+    with sessions.begin() as s:
+        shop = make_shop(s)
+        sub_id = make_subscription(s, shop.source, starts_at=START).id
+    copy_id = renew(sessions, START)
+    clock = FixedClock(START + timedelta(minutes=1))
+    assert engine.execute(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    sub, copy = state(sessions, sub_id, copy_id)
+    assert copy.status == CopyStatus.COMPLETED
+    assert sub.status == SubscriptionStatus.ACTIVE
+    assert sub.last_run_at == clock.now
+    assert sub.occurrencies == 1
+    assert sub.succeeded_on_last_run is True
+    assert sub.errors_count == 0
+
+
+def test_a_declined_renewal_retries_on_schedule_then_deactivates(
+    sessions, gateways, declined_renewal
+):
+    sub_id, _ = declined_renewal
+    copy_id = renew(sessions, START)
+    clock = FixedClock(START)
+    waits = []
+    for _ in range(3):
+        assert engine.execute(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
+        sub, copy = state(sessions, sub_id, copy_id)
+        waits.append(copy.next_attempt_at - clock.now if copy.next_attempt_at else None)
+        if copy.status == CopyStatus.PENDING:
+            # not claimable before its time, claimable after
+            assert (
+                engine.execute(sessions, copy_id, gateways=gateways, clock=clock)
+                == Outcome.NOT_CLAIMED
+            )
+            clock.now = copy.next_attempt_at
+    assert waits == [timedelta(days=1), timedelta(days=3), None]
+    assert copy.status == CopyStatus.FAILED
+    assert copy.retries == 2
+    assert sub.status == SubscriptionStatus.INACTIVE
+    assert sub.errors_count == 3
+    assert sub.succeeded_on_last_run is False
+    with sessions.begin() as s:
+        targets = s.scalars(select(OrderCopy.target_order_id).where(OrderCopy.id == copy_id)).all()
+        keys = s.scalars(
+            select(PaymentAuthorization.idempotency_key).where(
+                PaymentAuthorization.order_id == targets[0]
+            )
+        ).all()
+    assert sorted(keys) == [
+        f"order_copy:{copy_id}:place",
+        f"order_copy:{copy_id}:place:2",
+        f"order_copy:{copy_id}:place:3",
+    ]
+
+
+def test_switching_the_wallet_entry_makes_the_next_retry_succeed(
+    sessions, gateways, declined_renewal
+):
+    sub_id, shop = declined_renewal
+    copy_id = renew(sessions, START)
+    clock = FixedClock(START)
+    assert engine.execute(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
+    _, failed = state(sessions, sub_id, copy_id)
+    first_target = failed.target_order_id
+    with sessions.begin() as s:
+        s.get_one(OrderSubscription, sub_id).customer_payment_source_id = shop.entry.id
+    clock.now = failed.next_attempt_at
+    assert engine.execute(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    sub, copy = state(sessions, sub_id, copy_id)
+    assert copy.target_order_id == first_target  # the same target, refilled
+    assert sub.status == SubscriptionStatus.ACTIVE
+    assert sub.occurrencies == 1
+    with sessions.begin() as s:
+        held = s.scalars(
+            select(PaymentAuthorization.status).where(PaymentAuthorization.order_id == first_target)
+        ).all()
+    assert sorted(held) == ["authorized", "declined"]
+
+
+@pytest.mark.parametrize(
+    ("action", "status"),
+    [("keep_active", SubscriptionStatus.ACTIVE), ("cancel", SubscriptionStatus.CANCELLED)],
+)
+def test_the_final_action_applies_when_no_retry_is_left(
+    sessions, gateways, declined_renewal, action, status
+):
+    sub_id, _ = declined_renewal
+    with sessions.begin() as s:
+        s.get_one(OrderSubscription, sub_id).failure_policy = {
+            "retry_after_seconds": [],
+            "final_action": action,
+        }
+    copy_id = renew(sessions, START)
+    assert (
+        engine.execute(sessions, copy_id, gateways=gateways, clock=FixedClock(START))
+        == Outcome.FAILED
+    )
+    sub, copy = state(sessions, sub_id, copy_id)
+    assert copy.status == CopyStatus.FAILED
+    assert sub.status == status
+    assert (sub.next_run_at is None) == (action == "cancel")
+
+
+def test_the_default_policy_is_one_three_seven_days_then_deactivate():
+    policy = FailurePolicy.parse({})
+    assert policy.as_json() == {
+        "retry_after_seconds": [DAY, 3 * DAY, 7 * DAY],
+        "final_action": "deactivate",
+    }
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        {"retry_after_seconds": [10]},
+        {"retry_after_seconds": "1d"},
+        {"final_action": "explode"},
+        {"retry": [DAY]},
+        {"retry_after_seconds": [True]},
+    ],
+)
+def test_bad_failure_policies_are_refused(raw):
+    with pytest.raises(CopyInputError):
+        FailurePolicy.parse(raw)
