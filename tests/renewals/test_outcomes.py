@@ -15,6 +15,7 @@ from copying.subscriptions import FailurePolicy
 from models import (
     CopyStatus,
     Mode,
+    Order,
     OrderCopy,
     OrderSubscription,
     PaymentAuthorization,
@@ -49,7 +50,7 @@ def declined_renewal(sessions, gateways):
     with sessions.begin() as s:
         sub = make_subscription(
             s,
-            s.merge(shop.source),
+            s.get_one(Order, shop.source.id),
             starts_at=START,
             wallet_entry=declined,
             failure_policy={"retry_after_seconds": [DAY, 3 * DAY], "final_action": "deactivate"},
