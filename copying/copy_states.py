@@ -2,10 +2,10 @@
 
 ::
 
-    pending ─claim─► in_progress ─finish─► completed
-       ▲                 │  ▲
-       │                 │  └─ re-claim once the lease expired (a crashed run)
-       └──── retry ──── failed ◄┘
+    aborted ◄─abort─ pending ─claim─► in_progress ─finish─► completed
+                       ▲                 │  ▲
+                       │                 │  └─ re-claim once the lease expired (a crashed run)
+                       └──── retry ──── failed ◄┘
 
 Every change is one compare-and-set ``UPDATE … WHERE status IN (…)``, so two
 workers, a sweeper and an API request can race on a row and exactly one wins.
@@ -24,12 +24,13 @@ from models import CopyStatus, OrderCopy
 from models.base import UTCDateTime
 
 COPY_TRANSITIONS: dict[CopyStatus, frozenset[CopyStatus]] = {
-    CopyStatus.PENDING: frozenset({CopyStatus.IN_PROGRESS}),
+    CopyStatus.PENDING: frozenset({CopyStatus.IN_PROGRESS, CopyStatus.ABORTED}),
     CopyStatus.IN_PROGRESS: frozenset(
         {CopyStatus.IN_PROGRESS, CopyStatus.COMPLETED, CopyStatus.FAILED}
     ),
     CopyStatus.FAILED: frozenset({CopyStatus.PENDING}),
     CopyStatus.COMPLETED: frozenset(),
+    CopyStatus.ABORTED: frozenset(),
 }
 
 

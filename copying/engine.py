@@ -249,6 +249,31 @@ def retry(
     return row
 
 
+def abort(
+    session: Session, copy_id: str, mode: Mode, *, by: str, now: datetime | None = None
+) -> OrderCopy:
+    """Move a ``pending`` copy to ``aborted``: it will never run (a queued message finds
+    nothing to claim). Raises NotFoundError or CopyStateError. Does not commit."""
+    current = session.get(OrderCopy, copy_id)
+    if current is None or current.mode != mode:
+        raise NotFoundError(f"order copy {copy_id} does not exist in {mode} mode")
+    now = now or utcnow()
+    row = copy_states.transition(
+        session,
+        copy_id,
+        CopyStatus.ABORTED,
+        sources=frozenset({CopyStatus.PENDING}),
+        next_attempt_at=None,
+        updated_at=now,
+    )
+    if row is None:
+        session.refresh(current)
+        raise CopyStateError(copy_id, current.status, "only pending copies can be aborted")
+    history.record(session, copy_id, mode, row.attempt, "aborted", by=by)
+    log.info("copy_aborted", order_copy_id=copy_id, by=by)
+    return row
+
+
 # --- execute --------------------------------------------------------------------------
 
 

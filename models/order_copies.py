@@ -17,6 +17,7 @@ class CopyStatus(enum.StrEnum):
     IN_PROGRESS = "in_progress"
     COMPLETED = "completed"
     FAILED = "failed"
+    ABORTED = "aborted"
 
 
 class CopyStep(enum.StrEnum):

@@ -19,6 +19,7 @@ ALLOWED = {
     (CopyStatus.IN_PROGRESS, CopyStatus.COMPLETED),
     (CopyStatus.IN_PROGRESS, CopyStatus.FAILED),
     (CopyStatus.FAILED, CopyStatus.PENDING),
+    (CopyStatus.PENDING, CopyStatus.ABORTED),
 }
 
 
