@@ -55,6 +55,9 @@ class Settings(BaseSettings):
     renewals_interval_seconds: float = Field(default=60.0, gt=0, description="Beat's renewal tick.")
     renewals_batch_size: int = Field(default=1000, ge=1, le=1000)
     task_time_limit_seconds: int = Field(default=300, ge=10)
+    worker_metrics_port: int | None = Field(
+        default=None, ge=0, le=65535, description="Serve the worker's /metrics on this port."
+    )
     failpoints: str = Field(default="", description="Test only: NAME=raise|exit,…")
 
     @field_validator("database_url")
