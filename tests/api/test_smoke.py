@@ -1,5 +1,5 @@
 def test_build_and_copy_over_http(api):
-    sku = api.create(
+    api.create(
         "skus",
         {
             "code": "TEE",
