@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import structlog
@@ -10,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
 
 from api.errors import MEDIA_TYPE, ApiError, error_document
 from api.resources import REGISTRY, RESOURCES
@@ -20,6 +22,8 @@ from config.logging import configure_logging
 
 log = structlog.get_logger("ordercopy.api")
 BODY_METHODS = {"POST", "PATCH", "PUT"}
+OPENAPI_URL = "/api/openapi.json"
+DOCS_URL = "/api/docs"
 
 
 def _accepts(header: str | None) -> bool:
@@ -36,9 +40,14 @@ def _accepts(header: str | None) -> bool:
     return False
 
 
+def _negotiated(path: str) -> bool:
+    """JSON:API routes; not the OpenAPI document and its browser UI."""
+    return path.startswith("/api/") and not (path == OPENAPI_URL or path.startswith(DOCS_URL))
+
+
 class ContentNegotiation(BaseHTTPMiddleware):
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        if request.url.path.startswith("/api/") and request.url.path != "/api/openapi.json":
+        if _negotiated(request.url.path):
             if not _accepts(request.headers.get("accept")):
                 return _error(ApiError(406, f"send Accept: {MEDIA_TYPE}"))
             has_body = request.headers.get("content-length", "0") != "0" or (
@@ -53,8 +62,18 @@ class ContentNegotiation(BaseHTTPMiddleware):
         return await call_next(request)
 
 
-def _error(*errors: ApiError) -> JsonApiResponse:
-    return JsonApiResponse(error_document(*errors), status_code=errors[0].status)
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes at this path (Starlette's 405 names only the first)."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        if match != Match.NONE and isinstance(route, BaseRoute):
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def _error(*errors: ApiError, headers: Mapping[str, str] | None = None) -> JsonApiResponse:
+    return JsonApiResponse(error_document(*errors), status_code=errors[0].status, headers=headers)
 
 
 def _pointer(location: tuple[Any, ...]) -> str:
@@ -69,6 +88,12 @@ def _validation(request: Request, error: Exception) -> JsonApiResponse:
     body_missing = [p for p in problems if p["type"] == "missing" and tuple(p["loc"]) == ("body",)]
     if body_missing:
         return _error(ApiError(400, 'send a JSON:API document: {"data": {…}}'))
+    wrong_type = [
+        p for p in problems if tuple(p["loc"]) == ("body", "data", "type") and "input" in p
+    ]
+    if wrong_type:  # JSON:API: a type the endpoint does not hold is a conflict
+        detail = f"data.type {wrong_type[0]['input']!r} does not belong at {request.url.path}"
+        return _error(ApiError(409, detail, pointer="/data/type"))
     errors = []
     for problem in problems:
         location = tuple(problem["loc"])
@@ -91,8 +116,8 @@ def create_app() -> FastAPI:
         title="ordercopy",
         version="0.1.0",
         description="Order copies over JSON:API (Commerce Layer conventions).",
-        openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        openapi_url=OPENAPI_URL,
+        docs_url=DOCS_URL,
         redoc_url=None,
     )
     app.add_middleware(ContentNegotiation)
@@ -111,11 +136,18 @@ def create_app() -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: Exception) -> JsonApiResponse:
         assert isinstance(error, HTTPException)
-        detail = {
-            404: f"no route {request.url.path}",
-            405: f"{request.method} is not allowed on {request.url.path}",
-        }
-        return _error(ApiError(error.status_code, detail.get(error.status_code, str(error.detail))))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:
+            allowed = _allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            detail = f"{request.method} is not allowed on {request.url.path}; use " + (
+                ", ".join(allowed)
+            )
+        elif error.status_code == 404:
+            detail = f"no route {request.url.path}"
+        else:
+            detail = str(error.detail)
+        return _error(ApiError(error.status_code, detail), headers=headers)
 
     @app.exception_handler(Exception)
     async def crash(request: Request, error: Exception) -> JsonApiResponse:

@@ -1,42 +1,51 @@
 """Query parameters: ``filter[q][attr_predicate]``, ``sort``, ``page[…]``, ``include``,
 ``fields[…]``.
 
-Anything else is a 400, never silently ignored.
+Anything else is a 400, never silently ignored. ``api/parameters.py`` describes
+the same grammar in the OpenAPI document, from the same tables.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, and_, not_, or_
+from sqlalchemy import BigInteger, ColumnElement, String, not_, or_, type_coerce
 from sqlalchemy.orm import InstrumentedAttribute
 
 from api.errors import ApiError
-from api.spec import Kind, Resource
+from api.lookups import storable
+from api.spec import Attribute, Kind, Resource
 
-PREDICATES = (
-    "not_eq",
-    "not_in",
-    "lteq",
-    "gteq",
-    "present",
-    "start",
-    "null",
-    "cont",
-    "end",
-    "eq",
-    "in",
-    "lt",
-    "gt",
-)
+ORDERING = ("lt", "lteq", "gt", "gteq")
+TEXT = ("cont", "start", "end")
+#: The predicates each kind of attribute takes (Ransack's names).
+PREDICATES: dict[Kind, tuple[str, ...]] = {
+    "string": ("eq", "not_eq", "in", "not_in", *ORDERING, "null", "present", *TEXT),
+    "integer": ("eq", "not_eq", "in", "not_in", *ORDERING, "null", "present"),
+    "datetime": ("eq", "not_eq", "in", "not_in", *ORDERING, "null", "present"),
+    "date": ("eq", "not_eq", "in", "not_in", *ORDERING, "null", "present"),
+    "boolean": ("eq", "not_eq", "null", "present"),
+}
+ALL_PREDICATES = tuple(dict.fromkeys(p for ps in PREDICATES.values() for p in ps))
+#: Predicates whose value is a comma-separated list.
+LISTS = ("in", "not_in")
+#: Predicates whose value is true or false, whatever the attribute's kind.
+FLAGS = ("null", "present")
 DEFAULT_PAGE_SIZE = 10
 MAX_PAGE_SIZE = 25
+#: Beyond this the offset would not fit PostgreSQL's bigint; no list is that long.
+MAX_PAGE_NUMBER = 2**31 - 1
 FILTER = re.compile(r"^filter\[q\]\[([a-z0-9_]+)\]$")
 FIELDS = re.compile(r"^fields\[([a-z_]+)\]$")
+INTEGER = re.compile(r"^-?[0-9]+$")
+#: Integer filters compare as bigint, whatever the column's size.
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
+POSITIVE = re.compile(r"^[0-9]+$")
+DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
 @dataclass
@@ -49,12 +58,27 @@ class Query:
     fields: dict[str, set[str]] = field(default_factory=dict)
 
 
-def filterable(resource: Resource) -> dict[str, Kind]:
-    """Attribute (or column) name → kind, for everything ``filter[q]`` accepts."""
-    names: dict[str, Kind] = {"id": "string"}
-    names.update({a.name: a.kind for a in resource.attributes if a.filterable})
-    names.update(resource.extra_filters)
+def filterable(resource: Resource) -> dict[str, Attribute]:
+    """Name → attribute, for everything ``filter[q]`` accepts."""
+    names: dict[str, Attribute] = {"id": Attribute("id", "string")}
+    names.update({a.name: a for a in resource.attributes if a.filterable})
+    names.update({name: Attribute(name, kind) for name, kind in resource.extra_filters.items()})
     return names
+
+
+def filters(resource: Resource) -> Iterator[tuple[str, Attribute, str]]:
+    """Every ``filter[q][…]`` parameter of ``resource``: its name, attribute and predicate."""
+    for attribute in filterable(resource).values():
+        for predicate in PREDICATES.get(attribute.kind, ()):
+            yield f"filter[q][{attribute.name}_{predicate}]", attribute, predicate
+
+
+def sortable(resource: Resource) -> list[str]:
+    return ["id", *(a.name for a in resource.attributes if a.sortable)]
+
+
+def field_names(resource: Resource) -> list[str]:
+    return [a.name for a in resource.attributes] + [r.name for r in resource.relationships]
 
 
 def _column(resource: Resource, name: str) -> InstrumentedAttribute[Any]:
@@ -65,34 +89,51 @@ def _column(resource: Resource, name: str) -> InstrumentedAttribute[Any]:
     return column
 
 
-def _split(name: str, names: Mapping[str, Kind]) -> tuple[str, str] | None:
-    for predicate in PREDICATES:
+def _as_text(column: Any, attribute: Attribute) -> Any:
+    """An enum column as plain text, for predicates that take any text (``status_cont=fail``):
+    the enum type would refuse a value that is not one of its members."""
+    return type_coerce(column, String()) if attribute.choices else column
+
+
+def _split(name: str, names: Mapping[str, Attribute]) -> tuple[Attribute, str] | None:
+    for predicate in sorted(ALL_PREDICATES, key=len, reverse=True):
         suffix = f"_{predicate}"
-        if name.endswith(suffix) and name[: -len(suffix)] in names:
-            return name[: -len(suffix)], predicate
+        attribute = names.get(name[: -len(suffix)]) if name.endswith(suffix) else None
+        if attribute is not None and predicate in PREDICATES.get(attribute.kind, ()):
+            return attribute, predicate
     return None
 
 
-def _value(kind: Kind, raw: str, parameter: str) -> Any:
-    try:
-        if kind == "integer":
-            return int(raw)
-        if kind == "boolean":
-            if raw not in ("true", "false"):
-                raise ValueError(raw)
-            return raw == "true"
-        if kind == "datetime":
-            moment = datetime.fromisoformat(raw)
-            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
-        if kind == "date":
+def _invalid(parameter: str, detail: str) -> ApiError:
+    return ApiError(400, detail, parameter=parameter, code="INVALID_FILTER_VALUE")
+
+
+def _value(attribute: Attribute, raw: str, parameter: str, *, exact: bool) -> Any:
+    """``raw`` as a value of ``attribute``; ``exact``: one of its choices, if it has some."""
+    kind = attribute.kind
+    if kind == "integer" and INTEGER.match(raw) and BIGINT_MIN <= int(raw) <= BIGINT_MAX:
+        return int(raw)
+    if kind == "boolean" and raw in ("true", "false"):
+        return raw == "true"
+    if kind == "date" and DATE.match(raw):
+        try:
             return date.fromisoformat(raw)
-    except ValueError:
-        raise ApiError(
-            400, f"{raw!r} is not a valid {kind}", parameter=parameter, code="INVALID_FILTER_VALUE"
-        ) from None
-    if kind in ("object", "array"):
-        raise ApiError(400, "this attribute cannot be filtered", parameter=parameter)
-    return raw
+        except ValueError:
+            pass
+    if kind == "datetime":
+        try:
+            moment = datetime.fromisoformat(raw)
+        except ValueError:
+            pass
+        else:
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+    if kind == "string":
+        if not storable(raw):
+            raise _invalid(parameter, "text filters cannot contain NUL characters")
+        if exact and attribute.choices and raw not in attribute.choices:
+            raise _invalid(parameter, f"{raw!r} is not one of {', '.join(attribute.choices)}")
+        return raw
+    raise _invalid(parameter, f"{raw!r} is not a valid {kind}")
 
 
 def _like(raw: str) -> str:
@@ -100,49 +141,36 @@ def _like(raw: str) -> str:
 
 
 def _condition(
-    column: Any, kind: Kind, predicate: str, raw: str, parameter: str
+    column: Any, attribute: Attribute, predicate: str, raw: str, parameter: str
 ) -> ColumnElement[bool]:
-    if predicate in ("null", "present"):
-        wanted = _value("boolean", raw, parameter)
+    if attribute.kind == "integer":
+        # Bound as bigint, so a value too big for an integer column is no error, just no match.
+        column = type_coerce(column, BigInteger())
+    if predicate in FLAGS:
+        wanted = _value(Attribute("flag", "boolean"), raw, parameter, exact=True)
         is_null = column.is_(None)
-        if predicate == "present" and kind == "string":
-            is_null = or_(column.is_(None), column == "")
+        if predicate == "present" and attribute.kind == "string":
+            is_null = or_(column.is_(None), _as_text(column, attribute) == "")
         return cast(
             ColumnElement[bool], is_null if wanted == (predicate == "null") else not_(is_null)
         )
-    if predicate in ("in", "not_in"):
-        values = [_value(kind, part, parameter) for part in raw.split(",") if part != ""]
-        if not values:
-            raise ApiError(
-                400,
-                "give at least one value, separated by commas",
-                parameter=parameter,
-                code="INVALID_FILTER_VALUE",
-            )
-        inside = column.in_(values)
+    if predicate in LISTS:
+        parts = raw.split(",")
+        if "" in parts:
+            raise _invalid(parameter, "give one or more values, separated by commas")
+        inside = column.in_([_value(attribute, part, parameter, exact=True) for part in parts])
         return inside if predicate == "in" else or_(column.is_(None), not_(inside))
-    if predicate in ("cont", "start", "end"):
-        if kind != "string":
-            raise ApiError(
-                400,
-                f"{predicate} works on text attributes only",
-                parameter=parameter,
-                code="INVALID_FILTER_VALUE",
-            )
+    if predicate in TEXT:
+        _value(attribute, raw, parameter, exact=False)
         pattern = {"cont": "%{}%", "start": "{}%", "end": "%{}"}[predicate].format(_like(raw))
-        return cast(ColumnElement[bool], column.ilike(pattern, escape="\\"))
-    value = _value(kind, raw, parameter)
+        return cast(ColumnElement[bool], _as_text(column, attribute).ilike(pattern, escape="\\"))
+    value = _value(attribute, raw, parameter, exact=predicate in ("eq", "not_eq"))
+    if predicate in ORDERING:
+        column = _as_text(column, attribute)
     if predicate == "eq":
         return cast(ColumnElement[bool], column == value)
     if predicate == "not_eq":
         return or_(column.is_(None), column != value)
-    if kind == "boolean":
-        raise ApiError(
-            400,
-            f"{predicate} does not apply to true/false attributes",
-            parameter=parameter,
-            code="INVALID_FILTER_VALUE",
-        )
     return cast(
         ColumnElement[bool],
         {
@@ -154,9 +182,11 @@ def _condition(
     )
 
 
-def _positive(raw: str, parameter: str) -> int:
-    if not raw.isdigit() or int(raw) < 1:
-        raise ApiError(400, f"{raw!r} is not a positive whole number", parameter=parameter)
+def _positive(raw: str, parameter: str, largest: int) -> int:
+    if not POSITIVE.match(raw) or not 1 <= int(raw) <= largest:
+        raise ApiError(
+            400, f"{raw!r} is not a whole number from 1 to {largest}", parameter=parameter
+        )
     return int(raw)
 
 
@@ -187,22 +217,20 @@ def parse(
                 raise ApiError(
                     400,
                     f"unknown filter; filterable: {', '.join(sorted(names))}; "
-                    f"predicates: {', '.join(PREDICATES)}",
+                    f"predicates: {', '.join(ALL_PREDICATES)}",
                     parameter=parameter,
                     code="INVALID_FILTER",
                 )
-            name, predicate = split
+            attribute, predicate = split
             query.conditions.append(
-                _condition(_column(resource, name), names[name], predicate, raw, parameter)
+                _condition(_column(resource, attribute.name), attribute, predicate, raw, parameter)
             )
         elif parameter == "sort":
             query.order_by = _sort(raw, resource)
         elif parameter == "page[number]":
-            query.page_number = _positive(raw, parameter)
+            query.page_number = _positive(raw, parameter, MAX_PAGE_NUMBER)
         elif parameter == "page[size]":
-            query.page_size = _positive(raw, parameter)
-            if query.page_size > MAX_PAGE_SIZE:
-                raise ApiError(400, f"the largest page is {MAX_PAGE_SIZE}", parameter=parameter)
+            query.page_size = _positive(raw, parameter, MAX_PAGE_SIZE)
         else:
             raise ApiError(400, "is not a query parameter of this endpoint", parameter=parameter)
     if listing and not query.order_by:
@@ -210,15 +238,20 @@ def parse(
     return query
 
 
+def _names(raw: str) -> list[str]:
+    """A comma-separated list of names; empty when ``raw`` is."""
+    return raw.split(",") if raw else []
+
+
 def _sort(raw: str, resource: Resource) -> list[Any]:
-    sortable = {"id"} | {a.name for a in resource.attributes if a.sortable}
+    allowed = sortable(resource)
     order = []
     for item in raw.split(","):
         name = item.removeprefix("-")
-        if name not in sortable:
+        if name not in allowed:
             raise ApiError(
                 400,
-                f"cannot sort by {name!r}; sortable: {', '.join(sorted(sortable))}",
+                f"cannot sort by {name!r}; sortable: {', '.join(sorted(allowed))}",
                 parameter="sort",
                 code="INVALID_SORT",
             )
@@ -230,7 +263,7 @@ def _sort(raw: str, resource: Resource) -> list[Any]:
 
 
 def _include(raw: str, resource: Resource) -> list[str]:
-    names = [name for name in raw.split(",") if name]
+    names = _names(raw)
     for name in names:
         if resource.relationship(name) is None:
             known = ", ".join(r.name for r in resource.relationships)
@@ -240,22 +273,19 @@ def _include(raw: str, resource: Resource) -> list[str]:
                 parameter="include",
                 code="INVALID_INCLUDE",
             )
-    return names
+    return list(dict.fromkeys(names))
 
 
 def _fields(type_: str, raw: str, registry: Mapping[str, Resource], parameter: str) -> set[str]:
     target = registry.get(type_)
     if target is None:
         raise ApiError(400, f"unknown resource type {type_!r}", parameter=parameter)
-    wanted = {name for name in raw.split(",") if name}
-    known = {a.name for a in target.attributes} | {r.name for r in target.relationships}
-    unknown = wanted - known
+    wanted = set(_names(raw))
+    unknown = wanted - set(field_names(target))
     if unknown:
         raise ApiError(
-            400, f"unknown fields {', '.join(sorted(unknown))} of {type_}", parameter=parameter
+            400,
+            f"unknown fields {', '.join(sorted(unknown))} of {type_}",
+            parameter=parameter,
         )
     return wanted
-
-
-def combined(conditions: list[ColumnElement[bool]]) -> ColumnElement[bool] | None:
-    return and_(*conditions) if conditions else None

@@ -8,24 +8,34 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api import idempotency, query, schemas
+from api import idempotency, lookups, parameters, query, schemas
 from api.auth import authenticate
 from api.documents import Renderer, pagination_links
-from api.errors import ApiError
+from api.errors import MEDIA_TYPE, ApiError
 from api.responses import JsonApiResponse
-from api.spec import Context, Resource
+from api.spec import Context, Relationship, Resource
 from copying.dispatch import Publish, unit_of_work
-from copying.errors import CopyInputError, CopyStateError, NotFoundError
+from copying.errors import CopyInputError, CopyStateError, NotFoundError, TransientError
 from copying.gateways import Gateways
 from models import ApiKey, Mode, db
 
 Authenticated = Annotated[ApiKey, Depends(authenticate)]
+IdempotencyKeyHeader = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=idempotency.MAX_KEY_LENGTH,
+        description="Send the same key again to get the first response, not a second record.",
+    ),
+]
+DOMAIN_ERRORS = (CopyInputError, CopyStateError, NotFoundError, TransientError)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorDocument, "description": description}
@@ -37,6 +47,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (409, "Conflict"),
         (415, "Unsupported media type"),
         (422, "Validation error"),
+        (503, "A payment gateway did not answer; try again"),
     )
 }
 
@@ -49,7 +60,111 @@ def domain_error(error: Exception, relationships: set[str] | None = None) -> Api
         return ApiError(409, str(error), code="INVALID_STATUS")
     if isinstance(error, NotFoundError):
         return ApiError(404, str(error))
+    if isinstance(error, TransientError):
+        return ApiError(503, f"{error}; nothing was charged twice, try again")
     raise error
+
+
+def related_ids(data: Any) -> dict[str, str | None]:
+    """The relationships a request document sets: name → related id (None to unlink)."""
+    given = getattr(data, "relationships", None)
+    if given is None:
+        return {}
+    return {
+        name: value.data.id if value.data is not None else None
+        for name, value in given
+        if value is not None
+    }
+
+
+class Routes:
+    """What every route of one resource type shares."""
+
+    def __init__(
+        self,
+        resource: Resource,
+        registry: Mapping[str, Resource],
+        publish: Callable[[], Publish],
+        gateways: Callable[[], Gateways],
+    ) -> None:
+        self.resource = resource
+        self.registry = registry
+        self.publish = publish
+        self.gateways = gateways
+
+    def parse(self, request: Request, resource: Resource, *, listing: bool) -> query.Query:
+        params = list(request.query_params.multi_items())
+        return query.parse(params, resource, self.registry, listing=listing)
+
+    def renderer(self, request: Request, parsed: query.Query) -> Renderer:
+        return Renderer(self.registry, str(request.base_url), parsed.fields, parsed.include)
+
+    def load(self, session: Session, mode: Mode, row_id: str, *, lock: bool = False) -> Any:
+        return lookups.load(
+            session, self.resource.model, self.resource.type, row_id, mode, lock=lock
+        )
+
+    def reject_parameters(self, request: Request) -> None:
+        """For routes that take no query parameters at all."""
+        for parameter in request.query_params:
+            raise ApiError(400, "is not a query parameter of this endpoint", parameter=parameter)
+
+    def context(self, session: Session, api_key: ApiKey) -> Context:
+        return Context(
+            session=session,
+            sessions=db.sessions(),
+            mode=api_key.mode,
+            publish=self.publish(),
+            gateways=self.gateways(),
+            resource=self.resource,
+            registry=self.registry,
+        )
+
+    def render_one(
+        self,
+        request: Request,
+        session: Session,
+        resource: Resource,
+        row: Any,
+        mode: Mode,
+        parsed: query.Query,
+    ) -> dict[str, Any]:
+        return self.renderer(request, parsed).document(session, resource, [row], mode, single=True)
+
+    def list_response(
+        self, request: Request, parsed: query.Query, mode: Mode, listed: Resource, statement: Any
+    ) -> Response:
+        with db.sessions().begin() as session:
+            total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
+            rows = session.scalars(
+                statement.order_by(*parsed.order_by)
+                .limit(parsed.page_size)
+                .offset((parsed.page_number - 1) * parsed.page_size)
+            ).all()
+            document = self.renderer(request, parsed).document(
+                session, listed, rows, mode, single=False
+            )
+        pages = math.ceil(total / parsed.page_size)
+        document["meta"] = {"record_count": total, "page_count": pages}
+        document["links"] = pagination_links(
+            str(request.url).split("?")[0],
+            request.query_params.multi_items(),
+            parsed.page_number,
+            pages,
+        )
+        return JsonApiResponse(document)
+
+    def set_relationships(
+        self, session: Session, row: Any, links: Mapping[str, str | None], mode: Mode
+    ) -> None:
+        for name, related_id in links.items():
+            relationship = self.resource.relationship(name)
+            assert relationship is not None
+            assert relationship.column
+            if related_id is not None:
+                target = self.registry[relationship.type]
+                lookups.load_related(session, target.model, target.type, related_id, mode, name)
+            setattr(row, relationship.column, related_id)
 
 
 def router_for(
@@ -60,36 +175,11 @@ def router_for(
     gateways: Callable[[], Gateways],
 ) -> APIRouter:
     router = APIRouter(prefix=f"/api/{resource.type}", tags=[resource.type])
+    routes = Routes(resource, registry, publish, gateways)
     model: Any = resource.model
     single_doc = schemas.single_document(resource)
     list_doc = schemas.list_document(resource)
-    relationship_names = {r.name for r in resource.relationships}
-
-    def renderer(request: Request, parsed: query.Query) -> Renderer:
-        return Renderer(registry, str(request.base_url), parsed.fields, parsed.include)
-
-    def params(request: Request) -> list[tuple[str, str]]:
-        return list(request.query_params.multi_items())
-
-    def load(session: Session, mode: Mode, row_id: str) -> Any:
-        row = session.get(model, row_id)
-        if row is None or row.mode != mode:
-            raise ApiError(404, f"{resource.type} {row_id} does not exist in {mode} mode")
-        return row
-
-    def context(session: Session, api_key: ApiKey) -> Context:
-        return Context(
-            session=session,
-            sessions=db.sessions(),
-            mode=api_key.mode,
-            publish=publish(),
-            gateways=gateways(),
-        )
-
-    def render_one(
-        request: Request, session: Session, row: Any, mode: Mode, parsed: query.Query
-    ) -> dict[str, Any]:
-        return renderer(request, parsed).document(session, resource, [row], mode, single=True)
+    single_params = {"parameters": parameters.single(resource, registry)}
 
     @router.get(
         "",
@@ -97,34 +187,12 @@ def router_for(
         response_class=JsonApiResponse,
         responses=ERRORS,
         summary=f"List {resource.type}",
+        openapi_extra={"parameters": parameters.listing(resource, registry)},
     )
     def list_resources(request: Request, api_key: Authenticated) -> Response:
-        parsed = query.parse(params(request), resource, registry, listing=True)
-        return list_response(
-            request,
-            parsed,
-            api_key.mode,
-            resource,
-            select(model).where(model.mode == api_key.mode, *parsed.conditions),
-        )
-
-    def list_response(
-        request: Request, parsed: query.Query, mode: Mode, listed: Resource, statement: Any
-    ) -> Response:
-        with db.sessions().begin() as session:
-            total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
-            rows = session.scalars(
-                statement.order_by(*parsed.order_by)
-                .limit(parsed.page_size)
-                .offset((parsed.page_number - 1) * parsed.page_size)
-            ).all()
-            document = renderer(request, parsed).document(session, listed, rows, mode, single=False)
-        pages = math.ceil(total / parsed.page_size)
-        document["meta"] = {"record_count": total, "page_count": pages}
-        document["links"] = pagination_links(
-            str(request.url).split("?")[0], params(request), parsed.page_number, pages
-        )
-        return JsonApiResponse(document)
+        parsed = routes.parse(request, resource, listing=True)
+        statement = select(model).where(model.mode == api_key.mode, *parsed.conditions)
+        return routes.list_response(request, parsed, api_key.mode, resource, statement)
 
     @router.get(
         "/{row_id}",
@@ -132,242 +200,226 @@ def router_for(
         response_class=JsonApiResponse,
         responses=ERRORS,
         summary=f"Retrieve one of {resource.type}",
+        openapi_extra=single_params,
     )
     def retrieve(row_id: str, request: Request, api_key: Authenticated) -> Response:
-        parsed = query.parse(params(request), resource, registry, listing=False)
+        parsed = routes.parse(request, resource, listing=False)
         with db.sessions().begin() as session:
-            row = load(session, api_key.mode, row_id)
-            return JsonApiResponse(render_one(request, session, row, api_key.mode, parsed))
+            row = routes.load(session, api_key.mode, row_id)
+            return JsonApiResponse(
+                routes.render_one(request, session, resource, row, api_key.mode, parsed)
+            )
 
     if resource.create is not None:
-        create_model: type[BaseModel] = schemas.create_body(resource)
-        make = resource.create
-
-        @router.post(
-            "",
-            response_model=single_doc,
-            response_class=JsonApiResponse,
-            status_code=201,
-            responses=ERRORS,
-            summary=f"Create one of {resource.type}",
-        )
-        def create(
-            body: create_model,  # type: ignore[valid-type]
-            request: Request,
-            api_key: Authenticated,
-            idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
-        ) -> Response:
-            parsed = query.parse(params(request), resource, registry, listing=False)
-            data = body.data  # type: ignore[attr-defined]
-            attributes = data.attributes.model_dump(exclude_unset=True) if data.attributes else {}
-            related = (
-                {
-                    name: (value.data.id if value.data else None)
-                    for name, value in (data.relationships or {})
-                    if value is not None
-                }
-                if getattr(data, "relationships", None)
-                else {}
-            )
-            digest = ""
-            if idempotency_key is not None:
-                idempotency.check_key(idempotency_key)
-                digest = idempotency.request_hash("POST", request.url.path, document_of(body))
-                with db.sessions().begin() as session:
-                    stored = idempotency.replay(session, api_key, idempotency_key, digest)
-                    if stored is not None:
-                        return JsonApiResponse(stored.response_body, stored.response_status)
-            try:
-                with unit_of_work(db.sessions(), publish()) as session:
-                    try:
-                        row = make(context(session, api_key), attributes, related)
-                    except (CopyInputError, CopyStateError, NotFoundError) as error:
-                        raise domain_error(error, relationship_names) from None
-                    session.flush()
-                    document = render_one(request, session, row, api_key.mode, parsed)
-                    if idempotency_key is not None:
-                        idempotency.remember(
-                            session, api_key, idempotency_key, digest, 201, document
-                        )
-            except IntegrityError:
-                if idempotency_key is None:
-                    raise
-                with db.sessions().begin() as session:  # a concurrent twin won: replay it
-                    stored = idempotency.replay(session, api_key, idempotency_key, digest)
-                if stored is None:
-                    raise
-                return JsonApiResponse(stored.response_body, stored.response_status)
-            return JsonApiResponse(document, status_code=201)
-
+        add_create_route(router, routes, single_doc, single_params)
     writable = [a for a in resource.attributes if a.writable == "always"]
     if resource.updatable and (writable or resource.triggers):
-        update_model: type[BaseModel] = schemas.update_body(resource)
-        triggers = {t.name: t for t in resource.triggers}
-
-        @router.patch(
-            "/{row_id}",
-            response_model=single_doc,
-            response_class=JsonApiResponse,
-            responses=ERRORS,
-            summary=f"Update one of {resource.type}",
-        )
-        def update(
-            row_id: str,
-            body: update_model,  # type: ignore[valid-type]
-            request: Request,
-            api_key: Authenticated,
-        ) -> Response:
-            parsed = query.parse(params(request), resource, registry, listing=False)
-            data = body.data  # type: ignore[attr-defined]
-            if data.id != row_id:
-                raise ApiError(
-                    409,
-                    f"data.id {data.id!r} does not match the URL's {row_id!r}",
-                    pointer="/data/id",
-                )
-            changes = (
-                data.attributes.model_dump(exclude_unset=True, by_alias=True)
-                if data.attributes
-                else {}
-            )
-            links = (
-                {
-                    name: value.data.id if value.data else None
-                    for name, value in (data.relationships or {})
-                    if value is not None
-                }
-                if getattr(data, "relationships", None)
-                else {}
-            )
-            with unit_of_work(db.sessions(), publish()) as session:
-                row = load(session, api_key.mode, row_id)
-                for name, value in changes.items():
-                    attribute = resource.attribute(name)
-                    if attribute is not None:
-                        setattr(row, attribute.attr, value)
-                for name, related_id in links.items():
-                    relationship = resource.relationship(name)
-                    assert relationship is not None
-                    assert relationship.column
-                    if related_id is not None:
-                        check_related(
-                            session, registry, relationship.type, related_id, api_key.mode, name
-                        )
-                    setattr(row, relationship.column, related_id)
-            for name, value in changes.items():
-                if name in triggers and value not in (None, False):
-                    with unit_of_work(db.sessions(), publish()) as session:
-                        try:
-                            triggers[name].run(context(session, api_key), row_id, value)
-                        except (CopyInputError, CopyStateError, NotFoundError) as error:
-                            raise domain_error(error) from None
-            with db.sessions().begin() as session:
-                row = load(session, api_key.mode, row_id)
-                return JsonApiResponse(render_one(request, session, row, api_key.mode, parsed))
-
+        add_update_route(router, routes, single_doc, single_params)
     if resource.delete is not None:
-        remove = resource.delete
-
-        @router.delete(
-            "/{row_id}",
-            status_code=204,
-            response_class=Response,
-            responses=ERRORS,
-            summary=f"Delete one of {resource.type}",
-        )
-        def destroy(row_id: str, request: Request, api_key: Authenticated) -> Response:
-            query.parse(params(request), resource, registry, listing=False)
-            with unit_of_work(db.sessions(), publish()) as session:
-                row = load(session, api_key.mode, row_id)
-                remove(context(session, api_key), row)
-            return Response(status_code=204)
-
+        add_delete_route(router, routes)
     for relationship in resource.relationships:
-        add_relationship_routes(
-            router, resource, relationship, registry, load, renderer, params, list_response
-        )
+        add_relationship_routes(router, routes, relationship)
     return router
 
 
-def document_of(body: Any) -> Any:
-    return body.model_dump(mode="json", exclude_unset=True)
-
-
-def check_related(
-    session: Session,
-    registry: Mapping[str, Resource],
-    type_: str,
-    related_id: str,
-    mode: Mode,
-    name: str,
-) -> Any:
-    row: Any = session.get(registry[type_].model, related_id)
-    if row is None or row.mode != mode:
-        raise ApiError(
-            422,
-            f"{type_} {related_id} does not exist in {mode} mode",
-            pointer=f"/data/relationships/{name}",
-        )
-    return row
-
-
-def add_relationship_routes(
-    router: APIRouter,
-    resource: Resource,
-    relationship: Any,
-    registry: Mapping[str, Resource],
-    load: Any,
-    renderer: Any,
-    params: Any,
-    list_response: Any,
+def add_create_route(
+    router: APIRouter, routes: Routes, single_doc: Any, single_params: dict[str, Any]
 ) -> None:
-    target = registry[relationship.type]
+    resource = routes.resource
+    create_model: type[BaseModel] = schemas.create_body(resource)
+    make = resource.create
+    assert make is not None
+    relationship_names = {r.name for r in resource.relationships}
+
+    @router.post(
+        "",
+        response_model=single_doc,
+        response_class=JsonApiResponse,
+        status_code=201,
+        responses=ERRORS,
+        summary=f"Create one of {resource.type}",
+        openapi_extra=single_params,
+    )
+    def create(
+        body: Annotated[create_model, Body(media_type=MEDIA_TYPE)],  # type: ignore[valid-type]
+        request: Request,
+        api_key: Authenticated,
+        idempotency_key: IdempotencyKeyHeader = None,
+    ) -> Response:
+        parsed = routes.parse(request, resource, listing=False)
+        data = body.data  # type: ignore[attr-defined]
+        attributes = data.attributes.model_dump(exclude_unset=True) if data.attributes else {}
+        related = related_ids(data)
+        digest = ""
+        if idempotency_key is not None:
+            digest = idempotency.request_hash("POST", request.url.path, document_of(body))
+            with db.sessions().begin() as session:
+                stored = idempotency.replay(session, api_key, idempotency_key, digest)
+                if stored is not None:
+                    return JsonApiResponse(stored.response_body, stored.response_status)
+        try:
+            with unit_of_work(db.sessions(), routes.publish()) as session:
+                try:
+                    row = make(routes.context(session, api_key), attributes, related)
+                except DOMAIN_ERRORS as error:
+                    raise domain_error(error, relationship_names) from None
+                session.flush()
+                document = routes.render_one(request, session, resource, row, api_key.mode, parsed)
+                if idempotency_key is not None:
+                    idempotency.remember(session, api_key, idempotency_key, digest, 201, document)
+        except IntegrityError:
+            if idempotency_key is not None:
+                with db.sessions().begin() as session:  # a concurrent twin won: replay it
+                    stored = idempotency.replay(session, api_key, idempotency_key, digest)
+                if stored is not None:
+                    return JsonApiResponse(stored.response_body, stored.response_status)
+            raise ApiError(
+                409, f"a concurrent request changed {resource.type}; try again"
+            ) from None
+        return JsonApiResponse(document, status_code=201)
+
+
+def add_update_route(
+    router: APIRouter, routes: Routes, single_doc: Any, single_params: dict[str, Any]
+) -> None:
+    resource = routes.resource
+    update_model: type[BaseModel] = schemas.update_body(resource)
+    triggers = {t.name: t for t in resource.triggers}
+
+    @router.patch(
+        "/{row_id}",
+        response_model=single_doc,
+        response_class=JsonApiResponse,
+        responses=ERRORS,
+        summary=f"Update one of {resource.type}",
+        openapi_extra=single_params,
+    )
+    def update(
+        row_id: str,
+        body: Annotated[update_model, Body(media_type=MEDIA_TYPE)],  # type: ignore[valid-type]
+        request: Request,
+        api_key: Authenticated,
+    ) -> Response:
+        parsed = routes.parse(request, resource, listing=False)
+        data = body.data  # type: ignore[attr-defined]
+        if data.id != row_id:
+            raise ApiError(
+                409,
+                f"data.id {data.id!r} does not match the URL's {row_id!r}",
+                pointer="/data/id",
+            )
+        changes = (
+            data.attributes.model_dump(exclude_unset=True, by_alias=True) if data.attributes else {}
+        )
+        asked = [
+            (triggers[name], value)
+            for name, value in changes.items()
+            if name in triggers and value not in (None, False)
+        ]
+        links = related_ids(data)
+        with unit_of_work(db.sessions(), routes.publish()) as session:
+            row = routes.load(session, api_key.mode, row_id, lock=True)
+            if resource.check_update is not None:
+                changing = {name for name in changes if name not in triggers} | set(links)
+                resource.check_update(routes.context(session, api_key), row, changing)
+            for name, value in changes.items():
+                attribute = resource.attribute(name)
+                if attribute is not None:
+                    setattr(row, attribute.attr, value)
+            routes.set_relationships(session, row, links, api_key.mode)
+            session.flush()
+            for trigger, value in asked:
+                if trigger.transactional:
+                    run_trigger(routes.context(session, api_key), trigger.run, row_id, value)
+        for trigger, value in asked:
+            if not trigger.transactional:
+                with unit_of_work(db.sessions(), routes.publish()) as session:
+                    run_trigger(routes.context(session, api_key), trigger.run, row_id, value)
+        with db.sessions().begin() as session:
+            row = routes.load(session, api_key.mode, row_id)
+            return JsonApiResponse(
+                routes.render_one(request, session, resource, row, api_key.mode, parsed)
+            )
+
+
+def run_trigger(
+    ctx: Context, run: Callable[[Context, Any, Any], None], row_id: str, value: Any
+) -> None:
+    try:
+        run(ctx, row_id, value)
+    except DOMAIN_ERRORS as error:
+        raise domain_error(error) from None
+
+
+def add_delete_route(router: APIRouter, routes: Routes) -> None:
+    resource = routes.resource
+    remove = resource.delete
+    assert remove is not None
+
+    @router.delete(
+        "/{row_id}",
+        status_code=204,
+        response_class=JsonApiResponse,
+        responses=ERRORS,
+        summary=f"Delete one of {resource.type}",
+    )
+    def destroy(row_id: str, request: Request, api_key: Authenticated) -> Response:
+        routes.reject_parameters(request)
+        try:
+            with unit_of_work(db.sessions(), routes.publish()) as session:
+                row = routes.load(session, api_key.mode, row_id, lock=True)
+                remove(routes.context(session, api_key), row)
+        except IntegrityError:
+            raise ApiError(409, f"{resource.type} {row_id} is still in use; it stays") from None
+        return Response(status_code=204)
+
+
+def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Relationship) -> None:
+    resource = routes.resource
+    target = routes.registry[relationship.type]
     target_model: Any = target.model
     name = relationship.name
 
     if relationship.to_many:
-        related_list = schemas.list_document(target)
+        inverse = getattr(target_model, relationship.inverse or "")
 
         @router.get(
             f"/{{row_id}}/{name}",
-            response_model=related_list,
+            response_model=schemas.list_document(target),
             response_class=JsonApiResponse,
             responses=ERRORS,
             summary=f"List the {name} of one of {resource.type}",
+            openapi_extra={"parameters": parameters.listing(target, routes.registry)},
         )
         def related_many(row_id: str, request: Request, api_key: Authenticated) -> Response:
-            parsed = query.parse(params(request), target, registry, listing=True)
+            parsed = routes.parse(request, target, listing=True)
             with db.sessions().begin() as session:
-                load(session, api_key.mode, row_id)
+                routes.load(session, api_key.mode, row_id)
             statement = select(target_model).where(
-                target_model.mode == api_key.mode,
-                getattr(target_model, relationship.inverse) == row_id,
-                *parsed.conditions,
+                target_model.mode == api_key.mode, inverse == row_id, *parsed.conditions
             )
-            response: Response = list_response(request, parsed, api_key.mode, target, statement)
-            return response
+            return routes.list_response(request, parsed, api_key.mode, target, statement)
     else:
-        related_one = schemas.single_document(target)
 
         @router.get(
             f"/{{row_id}}/{name}",
-            response_model=related_one | schemas.EmptyDocument,
+            response_model=schemas.single_document(target) | schemas.EmptyDocument,
             response_class=JsonApiResponse,
             responses=ERRORS,
             summary=f"Retrieve the {name} of one of {resource.type}",
+            openapi_extra={"parameters": parameters.single(target, routes.registry)},
         )
         def related_single(row_id: str, request: Request, api_key: Authenticated) -> Response:
-            parsed = query.parse(params(request), target, registry, listing=False)
+            parsed = routes.parse(request, target, listing=False)
             with db.sessions().begin() as session:
-                row = load(session, api_key.mode, row_id)
-                related_id = getattr(row, relationship.column)
-                related = session.get(target_model, related_id) if related_id else None
-                if related is None or related.mode != api_key.mode:
+                row = routes.load(session, api_key.mode, row_id)
+                related = lookups.find(
+                    session, target_model, getattr(row, relationship.column or ""), api_key.mode
+                )
+                if related is None:
                     return JsonApiResponse({"data": None})
                 return JsonApiResponse(
-                    renderer(request, parsed).document(
-                        session, target, [related], api_key.mode, single=True
-                    )
+                    routes.render_one(request, session, target, related, api_key.mode, parsed)
                 )
 
     @router.get(
@@ -378,10 +430,14 @@ def add_relationship_routes(
         summary=f"The {name} linkage of one of {resource.type}",
     )
     def linkage(row_id: str, request: Request, api_key: Authenticated) -> Response:
-        parsed = query.parse(params(request), resource, registry, listing=False)
+        routes.reject_parameters(request)
         with db.sessions().begin() as session:
-            row = load(session, api_key.mode, row_id)
-            data, _ = renderer(request, parsed).linkage(
+            row = routes.load(session, api_key.mode, row_id)
+            data, _ = routes.renderer(request, query.Query()).linkage(
                 session, resource, [row], relationship, api_key.mode
             )
         return JsonApiResponse({"data": data[row.id]})
+
+
+def document_of(body: Any) -> Any:
+    return body.model_dump(mode="json", exclude_unset=True)

@@ -4,6 +4,7 @@ with them, and they describe requests and responses in the OpenAPI document."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -11,27 +12,125 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
     StrictBool,
+    StrictFloat,
     StrictInt,
     StrictStr,
 )
 from pydantic import create_model as _create_model
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
+from typing_extensions import TypeAliasType
 
+from api.lookups import storable
 from api.spec import Attribute, Relationship, Resource, Trigger
 
 MAX_METADATA_BYTES = 16 * 1024
+MAX_JSON_DEPTH = 32
+#: Integer columns are 4-byte PostgreSQL integers.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+#: PostgreSQL text cannot hold NUL; the schema says so, so generated requests know.
+NO_NUL = r"^[^\x00]*$"
+DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
 
-def _check_metadata(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(value).encode())
-    if size > MAX_METADATA_BYTES:
-        raise ValueError(f"metadata is {size} bytes, the limit is {MAX_METADATA_BYTES}")
+def _check_text(value: str) -> str:
+    if not storable(value):
+        raise ValueError("must be UTF-8 text without NUL characters")
     return value
 
 
-Metadata = Annotated[dict[str, Any], AfterValidator(_check_metadata)]
+def text(*, max_length: int | None = None, pattern: str | None = None) -> Any:
+    """A string PostgreSQL can store; ``pattern`` (if any) must rule out NUL too."""
+    return Annotated[
+        StrictStr,
+        Field(max_length=max_length, pattern=pattern or NO_NUL),
+        AfterValidator(_check_text),
+    ]
+
+
+def _integral(value: Any) -> Any:
+    """JSON Schema counts 3.0 as an integer; so do we (but not "3" or true)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def whole_number(low: int = INT_MIN, high: int = INT_MAX) -> Any:
+    """An integer from ``low`` to ``high`` (a 4-byte column by default)."""
+    return Annotated[StrictInt, Field(ge=low, le=high), BeforeValidator(_integral)]
+
+
+def _date_text(value: Any) -> Any:
+    """Only "YYYY-MM-DD" (pydantic alone would also take a number or a datetime)."""
+    if not isinstance(value, str) or not DATE.match(value):
+        raise ValueError("must be a date, YYYY-MM-DD")
+    return value
+
+
+#: A date as JSON:API clients send it ("2027-10-31").
+DateText = Annotated[date, BeforeValidator(_date_text)]
+
+
+class _KeysWithoutNul:
+    """Say "no NUL in a key" as JSON Schema does (``propertyNames``): pydantic writes a
+    ``patternProperties`` that leaves other keys unconstrained."""
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        values = json_schema.pop("patternProperties", {}).get(NO_NUL)
+        if values is not None:
+            json_schema["propertyNames"] = {"pattern": NO_NUL}
+            json_schema["additionalProperties"] = values
+        return json_schema
+
+
+JsonText = Annotated[StrictStr, Field(pattern=NO_NUL)]
+#: Any JSON that PostgreSQL's jsonb can hold: no NUL in a string or key, no NaN.
+JsonValue = TypeAliasType(
+    "JsonValue",
+    "JsonText | StrictInt | Annotated[StrictFloat, Field(allow_inf_nan=False)] | StrictBool"
+    " | list[JsonValue] | Annotated[dict[JsonText, JsonValue], _KeysWithoutNul] | None",
+)
+
+
+def _check_json(value: Any, depth: int = 0) -> None:
+    """Raise ValueError on what the schema cannot say: lone surrogates, deep nesting."""
+    if depth > MAX_JSON_DEPTH:
+        raise ValueError(f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    if isinstance(value, str):
+        _check_text(value)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(key)
+            _check_json(item, depth + 1)
+    elif isinstance(value, list):
+        for item in value:
+            _check_json(item, depth + 1)
+
+
+def _check_stored_json(value: Any) -> Any:
+    _check_json(value)
+    size = len(json.dumps(value).encode())
+    if size > MAX_METADATA_BYTES:
+        raise ValueError(f"is {size} bytes of JSON, the limit is {MAX_METADATA_BYTES}")
+    return value
+
+
+Metadata = Annotated[
+    dict[JsonText, JsonValue],
+    _KeysWithoutNul,
+    AfterValidator(_check_stored_json),
+    Field(description=f"Key-value pairs, at most {MAX_METADATA_BYTES} bytes of JSON."),
+]
+JsonArray = Annotated[list[JsonValue], AfterValidator(_check_stored_json)]
 
 
 #: Models are made at run time here; pydantic's typed overloads cannot follow.
@@ -48,25 +147,28 @@ class Open(BaseModel):
 
 def _input_type(attribute: Attribute | Trigger) -> Any:
     kind = attribute.kind
-    if isinstance(attribute, Attribute) and attribute.choices:
-        base: Any = Literal.__getitem__(attribute.choices)
+    field: Attribute | None = attribute if isinstance(attribute, Attribute) else None
+    if field is not None and field.choices:
+        base: Any = Literal.__getitem__(field.choices)
     elif kind == "string":
-        max_length = attribute.max_length if isinstance(attribute, Attribute) else None
-        base = Annotated[StrictStr, Field(max_length=max_length)] if max_length else StrictStr
+        base = text(
+            max_length=field.max_length if field else None,
+            pattern=field.pattern if field else None,
+        )
     elif kind == "integer":
-        minimum = attribute.minimum if isinstance(attribute, Attribute) else None
-        base = Annotated[StrictInt, Field(ge=minimum)] if minimum is not None else StrictInt
+        low = field.minimum if field and field.minimum is not None else INT_MIN
+        base = whole_number(low)
     elif kind == "boolean":
         base = StrictBool
     elif kind == "datetime":
         base = AwareDatetime
     elif kind == "date":
-        base = date
+        base = DateText
     elif kind == "object":
         base = Metadata
     else:
-        base = list[Any]
-    nullable = attribute.nullable if isinstance(attribute, Attribute) else False
+        base = JsonArray
+    nullable = field.nullable if field is not None else False
     return base | None if nullable else base
 
 

@@ -3,7 +3,7 @@ and schema of the API is generated from the same few lines."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -29,6 +29,8 @@ class Attribute:
     sortable: bool = False
     max_length: int | None = None
     minimum: int | None = None
+    #: A regular expression the whole value must match (e.g. ``^[A-Z]{3}$``).
+    pattern: str | None = None
     choices: tuple[str, ...] | None = None
     description: str = ""
 
@@ -62,16 +64,27 @@ class Context:
     mode: Mode
     publish: Publish
     gateways: Gateways
+    #: The resource the request is about, and every resource by type.
+    resource: Resource
+    registry: Mapping[str, Resource]
 
 
 @dataclass(frozen=True)
 class Trigger:
-    """An ``_action`` attribute of PATCH: runs after the attribute changes are committed."""
+    """An ``_action`` attribute of PATCH.
+
+    A ``transactional`` trigger runs in the request's transaction, with the
+    attribute changes: all of it or nothing is written. Otherwise it runs
+    after those are committed and opens its own transactions (``ctx.sessions``),
+    because it waits on a payment gateway; when it fails, the attribute
+    changes stay.
+    """
 
     name: str
     kind: Kind
     run: Callable[[Context, Any, Any], None]
     description: str = ""
+    transactional: bool = True
 
 
 #: A mapped class (named here because ``Resource.type`` shadows the builtin in its body).
@@ -89,6 +102,9 @@ class Resource:
     create: Callable[[Context, dict[str, Any], dict[str, str | None]], Base] | None = None
     #: Allow updates of the ``always`` attributes (the default for anything with some).
     updatable: bool = True
+    #: Before an update: raise ApiError unless the row may change the attributes and
+    #: relationships named (triggers check for themselves).
+    check_update: Callable[[Context, Any, set[str]], None] | None = None
     #: Delete the row, or raise ApiError(409) when it may not go.
     delete: Callable[[Context, Any], None] | None = None
     default_sort: str = "-created_at"

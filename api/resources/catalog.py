@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import select
 
 from api.errors import ApiError
-from api.resources.common import TIMESTAMPS, plain_create, plain_delete
+from api.resources.common import CURRENCY, TIMESTAMPS, plain_create, plain_delete
 from api.spec import Attribute, Context, Resource
 from models import Sku
 
@@ -62,8 +62,9 @@ SKUS = Resource(
             writable="create",
             required=True,
             nullable=False,
-            max_length=3,
+            pattern=CURRENCY,
             filterable=True,
+            description="ISO 4217, e.g. USD",
         ),
         Attribute(
             "stock_quantity",

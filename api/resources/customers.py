@@ -2,9 +2,20 @@
 
 from __future__ import annotations
 
-from api.resources.common import TIMESTAMPS, plain_create, plain_delete
-from api.spec import Attribute, Relationship, Resource
-from models import Customer, CustomerPaymentSource
+from sqlalchemy import exists, select
+
+from api.errors import ApiError
+from api.resources.common import METADATA, TIMESTAMPS, plain_create, plain_delete
+from api.spec import Attribute, Context, Relationship, Resource
+from models import Customer, CustomerPaymentSource, Order
+
+
+def _delete_customer(ctx: Context, customer: Customer) -> None:
+    """Delete the customer and their wallet; not while orders name them."""
+    if ctx.session.scalar(select(exists().where(Order.customer_id == customer.id))):
+        raise ApiError(409, f"customer {customer.id} has orders; a customer with orders stays")
+    ctx.session.delete(customer)
+
 
 CUSTOMERS = Resource(
     type="customers",
@@ -20,7 +31,7 @@ CUSTOMERS = Resource(
             filterable=True,
             sortable=True,
         ),
-        Attribute("metadata", "object", column="metadata_", writable="always", nullable=False),
+        METADATA,
         *TIMESTAMPS,
     ),
     relationships=(
@@ -28,12 +39,13 @@ CUSTOMERS = Resource(
         Relationship("orders", "orders", inverse="customer_id"),
     ),
     create=plain_create(Customer, defaults={"metadata_": {}}),
-    delete=plain_delete,
+    delete=_delete_customer,
 )
 
 CUSTOMER_PAYMENT_SOURCES = Resource(
     type="customer_payment_sources",
     model=CustomerPaymentSource,
+    description="A customer's wallet: payment sources saved at a gateway, reused by copies.",
     attributes=(
         Attribute(
             "payment_source_token",
@@ -42,6 +54,7 @@ CUSTOMER_PAYMENT_SOURCES = Resource(
             required=True,
             nullable=False,
             max_length=255,
+            description="The gateway's token (the test gateway: tok_visa, tok_declined, ...).",
         ),
         Attribute("name", "string", writable="always", nullable=False, max_length=255),
         Attribute(
@@ -62,7 +75,7 @@ CUSTOMER_PAYMENT_SOURCES = Resource(
             "customer", "customers", column="customer_id", writable="create", required=True
         ),
     ),
-    create=plain_create(CustomerPaymentSource, {"customer": "customer_id"}),
+    create=plain_create(CustomerPaymentSource),
     delete=plain_delete,
     extra_filters={"customer_id": "string"},
 )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from api import lookups
 from api.errors import ApiError
 from api.resources.common import TIMESTAMPS, reference_attributes
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
 from copying import engine
-from models import CopyStatus, OrderCopy
+from models import CopyStatus, Order, OrderCopy
 
 
 def create_copy(
@@ -19,10 +20,11 @@ def create_copy(
         raise ApiError(
             422, "an order copy needs a source order", pointer="/data/relationships/source_order"
         )
+    source = lookups.load_related(ctx.session, Order, "orders", source_id, ctx.mode, "source_order")
     return engine.create(
         ctx.session,
         mode=ctx.mode,
-        source_order_id=source_id,
+        source_order_id=source.id,
         place_target_order=attributes.get("place_target_order", False),
         cancel_source_order=attributes.get("cancel_source_order", False),
         reuse_wallet=attributes.get("reuse_wallet", True),
@@ -75,7 +77,12 @@ ORDER_COPIES = Resource(
         _flag("cancel_source_order", "Cancel the source order upon copy."),
         _flag("reuse_wallet", "Copy the source's wallet payment source (default true)."),
         _flag("skip_errors", "Complete with errors recorded, if a target was built."),
-        Attribute("errors_log", "object", nullable=False),
+        Attribute(
+            "errors_log",
+            "object",
+            nullable=False,
+            description="The latest attempt's errors: field or step → messages.",
+        ),
         Attribute("errors_count", "integer", nullable=False, filterable=True, sortable=True),
         *TIMESTAMPS,
         *reference_attributes(),

@@ -6,8 +6,16 @@ from typing import Any
 
 from sqlalchemy import exists, select
 
+from api import lookups
 from api.errors import ApiError
-from api.resources.common import TIMESTAMPS, plain_create, plain_delete, reference_attributes
+from api.resources.common import (
+    COUNTRY,
+    CURRENCY,
+    TIMESTAMPS,
+    plain_create,
+    reference_attributes,
+)
+from api.schemas import INT_MAX
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
 from copying import order_states, orders, targets, wallet
 from models import (
@@ -43,26 +51,41 @@ def _cancel(ctx: Context, order_id: str, _: Any) -> None:
         raise ApiError(422, "; ".join(problems), pointer="/data/attributes/_cancel")
 
 
+def _check_open(order: Order, doing: str) -> None:
+    if order.status not in order_states.PLACEABLE:
+        raise ApiError(
+            409,
+            f"order {order.id} is {order.status}; {doing} only while it is draft or pending",
+            code="INVALID_STATUS",
+        )
+
+
+#: What may still change on an order once it is placed or cancelled.
+ALWAYS_EDITABLE = frozenset({"reference", "reference_origin", "metadata"})
+
+
+def _check_order_update(ctx: Context, order: Order, names: set[str]) -> None:
+    changing = names - ALWAYS_EDITABLE
+    if changing:
+        _check_open(order, f"{', '.join(sorted(changing))} can change")
+
+
 def _use_wallet_entry(ctx: Context, order_id: str, entry_id: Any) -> None:
-    order = ctx.session.get_one(Order, order_id)
-    entry = ctx.session.get(CustomerPaymentSource, entry_id)
+    order = lookups.load(ctx.session, Order, "orders", order_id, ctx.mode, lock=True)
+    _check_open(order, "its payment source can change")
+    entry = lookups.find(ctx.session, CustomerPaymentSource, entry_id, ctx.mode)
     problem = wallet.check_wallet_entry(entry, entry_id, order, utcnow().date())
     if problem is not None or entry is None:
         raise ApiError(
             422,
-            problem or "unknown wallet entry",
+            problem or f"wallet entry {entry_id} no longer exists",
             pointer="/data/attributes/_customer_payment_source_id",
         )
     wallet.attach_wallet_entry(order, entry)
 
 
 def _delete_order(ctx: Context, order: Order) -> None:
-    if order.status not in order_states.PLACEABLE:
-        raise ApiError(
-            409,
-            f"order {order.id} is {order.status}; only draft or pending orders can be deleted",
-            code="INVALID_STATUS",
-        )
+    _check_open(order, "it can be deleted")
     copied = ctx.session.scalar(
         select(
             exists().where(
@@ -109,8 +132,9 @@ ORDERS = Resource(
             writable="create",
             required=True,
             nullable=False,
-            max_length=3,
+            pattern=CURRENCY,
             filterable=True,
+            description="ISO 4217, e.g. USD",
         ),
         Attribute("subtotal_amount_cents", "integer", nullable=False),
         Attribute("shipping_amount_cents", "integer", nullable=False),
@@ -146,18 +170,23 @@ ORDERS = Resource(
             _use_wallet_entry,
             "a wallet entry id: use it as the order's payment source",
         ),
-        Trigger("_place", "boolean", _place, "true: place the order (authorizes, takes stock)"),
-        Trigger("_cancel", "boolean", _cancel, "true: cancel the order (voids, releases stock)"),
+        Trigger(
+            "_place",
+            "boolean",
+            _place,
+            "true: place the order (authorizes, takes stock)",
+            transactional=False,
+        ),
+        Trigger(
+            "_cancel",
+            "boolean",
+            _cancel,
+            "true: cancel the order (voids, releases stock)",
+            transactional=False,
+        ),
     ),
-    create=plain_create(
-        Order,
-        {
-            "customer": "customer_id",
-            "billing_address": "billing_address_id",
-            "shipping_address": "shipping_address_id",
-        },
-        defaults={"metadata_": {}},
-    ),
+    create=plain_create(Order, defaults={"metadata_": {}}),
+    check_update=_check_order_update,
     delete=_delete_order,
     extra_filters={"customer_id": "string"},
 )
@@ -165,32 +194,34 @@ ORDERS = Resource(
 
 def _refresh_totals(ctx: Context, order: Order) -> None:
     lines = targets.load_lines(ctx.session, order.id)
-    for column, value in targets.totals(
+    totals = targets.totals(
         [
             {"item_type": line.item_type, "total_amount_cents": line.total_amount_cents}
             for line in lines
         ]
-    ).items():
+    )
+    for column, value in totals.items():
+        if abs(value) > INT_MAX:
+            raise ApiError(
+                422,
+                f"the order's {column} would be {value}, more than {INT_MAX}",
+                pointer="/data/attributes/quantity",
+            )
         setattr(order, column, value)
     if lines:
         order_states.open_order(order)
 
 
 def _editable_order(ctx: Context, order_id: str | None) -> Order:
-    order = ctx.session.get(Order, order_id) if order_id else None
-    if order is None or order.mode != ctx.mode:
+    """The line item's order, row-locked (totals are recomputed from its lines)."""
+    order: Order | None = lookups.find(ctx.session, Order, order_id, ctx.mode, lock=True)
+    if order is None:
         raise ApiError(
             422,
             f"order {order_id} does not exist in {ctx.mode} mode",
             pointer="/data/relationships/order",
         )
-    if order.status not in order_states.PLACEABLE:
-        raise ApiError(
-            409,
-            f"order {order.id} is {order.status}; line items can change only "
-            "while it is draft or pending",
-            code="INVALID_STATUS",
-        )
+    _check_open(order, "its line items can change")
     return order
 
 
@@ -224,6 +255,12 @@ def _create_line(
             422,
             f"a {item_type} line item needs unit_amount_cents",
             pointer="/data/attributes/unit_amount_cents",
+        )
+    if abs(unit * quantity) > INT_MAX:
+        raise ApiError(
+            422,
+            f"{quantity} times {unit} cents is more than {INT_MAX} cents",
+            pointer="/data/attributes/quantity",
         )
     position = len(targets.load_lines(ctx.session, order.id))
     line = LineItem(
@@ -264,7 +301,13 @@ LINE_ITEMS = Resource(
         Attribute("quantity", "integer", writable="create", nullable=False, minimum=1),
         Attribute("unit_amount_cents", "integer", writable="create"),
         Attribute("total_amount_cents", "integer", nullable=False),
-        Attribute("options", "array", writable="create", nullable=False),
+        Attribute(
+            "options",
+            "array",
+            writable="create",
+            nullable=False,
+            description="Line item options (JSON), copied with the line.",
+        ),
         Attribute("metadata", "object", column="metadata_", writable="create", nullable=False),
         *TIMESTAMPS,
     ),
@@ -279,16 +322,33 @@ LINE_ITEMS = Resource(
 )
 
 
-def _address_field(name: str, *, required: bool = False, length: int = 255) -> Attribute:
+def _address_field(
+    name: str, *, required: bool = False, length: int = 255, pattern: str | None = None
+) -> Attribute:
     return Attribute(
         name,
         "string",
         writable="always",
         required=required,
         nullable=not required,
-        max_length=length,
+        max_length=None if pattern else length,
+        pattern=pattern,
         filterable=name in ("city", "country_code", "email", "zip_code"),
     )
+
+
+def _delete_address(ctx: Context, address: Address) -> None:
+    """Delete the address; not while an order bills or ships to it."""
+    used = ctx.session.scalar(
+        select(
+            exists().where(
+                (Order.billing_address_id == address.id) | (Order.shipping_address_id == address.id)
+            )
+        )
+    )
+    if used:
+        raise ApiError(409, f"address {address.id} belongs to orders; it stays")
+    ctx.session.delete(address)
 
 
 ADDRESSES = Resource(
@@ -303,13 +363,13 @@ ADDRESSES = Resource(
         _address_field("city", required=True),
         _address_field("zip_code", length=32),
         _address_field("state_code", length=32),
-        _address_field("country_code", required=True, length=2),
+        _address_field("country_code", required=True, pattern=COUNTRY),
         _address_field("phone", length=64),
         _address_field("email"),
         *TIMESTAMPS,
     ),
     create=plain_create(Address),
-    delete=plain_delete,
+    delete=_delete_address,
 )
 
 

@@ -1,0 +1,60 @@
+"""Finding a row by its public id, in the mode of the request's API key."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from api.errors import ApiError
+from models import Base, Mode
+
+
+def storable(text: str) -> bool:
+    """Whether PostgreSQL can hold ``text``: no NUL character, no lone surrogate."""
+    if "\x00" in text:
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def find(
+    session: Session, model: type[Base], row_id: Any, mode: Mode, *, lock: bool = False
+) -> Any:
+    """The row with ``row_id`` in ``mode``, or None (also for an id no row can have).
+
+    ``lock``: take its row lock (``FOR UPDATE``) until the transaction ends.
+    """
+    if not isinstance(row_id, str) or not storable(row_id):
+        return None
+    row: Any = session.get(model, row_id, with_for_update=lock)
+    if row is None or row.mode != mode:
+        return None
+    return row
+
+
+def load(
+    session: Session, model: type[Base], type_: str, row_id: str, mode: Mode, *, lock: bool = False
+) -> Any:
+    """The row the URL names, or a 404."""
+    row = find(session, model, row_id, mode, lock=lock)
+    if row is None:
+        raise ApiError(404, f"{type_} {row_id} does not exist in {mode} mode")
+    return row
+
+
+def load_related(
+    session: Session, model: type[Base], type_: str, row_id: str, mode: Mode, name: str
+) -> Any:
+    """The row a request body's relationship ``name`` names, or a 422 pointing at it."""
+    row = find(session, model, row_id, mode)
+    if row is None:
+        raise ApiError(
+            422,
+            f"{type_} {row_id} does not exist in {mode} mode",
+            pointer=f"/data/relationships/{name}",
+        )
+    return row
