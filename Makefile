@@ -20,7 +20,7 @@ run: install
 	$(BIN)/ordercopy db upgrade
 	$(BIN)/ordercopy demo seed --if-empty
 	$(BIN)/ordercopy api-keys create --mode test --name "make run"
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start web worker beat
+	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port 8000 web worker beat
 
 check-services: install
 	$(BIN)/python -m tests.services
