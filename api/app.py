@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,7 +12,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Match
 
 from api.errors import MEDIA_TYPE, ApiError, error_document
 from api.resources import REGISTRY, RESOURCES
@@ -63,13 +63,12 @@ class ContentNegotiation(BaseHTTPMiddleware):
 
 
 def _allowed_methods(request: Request) -> list[str]:
-    """Every method some route takes at this path (Starlette's 405 names only the first)."""
-    methods: set[str] = set()
-    for route in request.app.routes:
-        match, _ = route.matches({**request.scope, "method": "GET"})
-        if match != Match.NONE and isinstance(route, BaseRoute):
-            methods.update(getattr(route, "methods", None) or ())
-    return sorted(methods)
+    """Every method the OpenAPI document lists for this path (a 405's ``Allow``)."""
+    paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
+    for template, operations in paths.items():
+        if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), request.url.path):
+            return sorted(method.upper() for method in operations)
+    return []
 
 
 def _error(*errors: ApiError, headers: Mapping[str, str] | None = None) -> JsonApiResponse:
@@ -85,11 +84,12 @@ def _validation(request: Request, error: Exception) -> JsonApiResponse:
     problems = error.errors()
     if any(p["type"] == "json_invalid" for p in problems):
         return _error(ApiError(400, "the body is not valid JSON"))
-    body_missing = [p for p in problems if p["type"] == "missing" and tuple(p["loc"]) == ("body",)]
-    if body_missing:
+    if any(tuple(p["loc"]) == ("body",) for p in problems):  # none, or not an object
         return _error(ApiError(400, 'send a JSON:API document: {"data": {…}}'))
     wrong_type = [
-        p for p in problems if tuple(p["loc"]) == ("body", "data", "type") and "input" in p
+        p
+        for p in problems
+        if tuple(p["loc"]) == ("body", "data", "type") and p["type"] == "literal_error"
     ]
     if wrong_type:  # JSON:API: a type the endpoint does not hold is a conflict
         detail = f"data.type {wrong_type[0]['input']!r} does not belong at {request.url.path}"

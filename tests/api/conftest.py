@@ -30,8 +30,8 @@ class Api:
     def post(self, path: str, document: Any, headers: dict[str, str] | None = None) -> Any:
         return self.client.post(path, json=document, headers=self.headers(headers))
 
-    def patch(self, path: str, document: Any) -> Any:
-        return self.client.patch(path, json=document, headers=self.headers())
+    def patch(self, path: str, document: Any, **params: Any) -> Any:
+        return self.client.patch(path, json=document, params=params, headers=self.headers())
 
     def delete(self, path: str) -> Any:
         return self.client.delete(path, headers=self.headers())
@@ -50,6 +50,35 @@ class Api:
         response = self.post(f"/api/{type_}", {"data": data})
         assert response.status_code == 201, response.json()
         return response.json()["data"]  # type: ignore[no-any-return]
+
+    def update(
+        self,
+        type_: str,
+        id_: str,
+        attributes: dict[str, Any] | None = None,
+        relationships: dict[str, tuple[str, str] | None] | None = None,
+    ) -> Any:
+        """PATCH the resource; the response, whatever its status."""
+        data: dict[str, Any] = {"type": type_, "id": id_}
+        if attributes is not None:
+            data["attributes"] = attributes
+        if relationships is not None:
+            data["relationships"] = {
+                name: {"data": {"type": value[0], "id": value[1]} if value else None}
+                for name, value in relationships.items()
+            }
+        return self.patch(f"/api/{type_}/{id_}", {"data": data})
+
+    def retrieve(self, type_: str, id_: str, **params: Any) -> dict[str, Any]:
+        response = self.get(f"/api/{type_}/{id_}", **params)
+        assert response.status_code == 200, response.json()
+        return response.json()["data"]  # type: ignore[no-any-return]
+
+    def ids(self, path: str, **params: Any) -> list[str]:
+        """The ids a list returns, in order."""
+        response = self.get(path, **params)
+        assert response.status_code == 200, response.json()
+        return [item["id"] for item in response.json()["data"]]
 
 
 @pytest.fixture

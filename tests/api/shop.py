@@ -1,0 +1,79 @@
+"""A shop built over the API, as a web app would: catalog, customer, wallet, addresses
+and a source order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass
+class Shop:
+    sku: dict[str, Any]
+    customer: dict[str, Any]
+    entry: dict[str, Any]
+    billing: dict[str, Any]
+    shipping: dict[str, Any]
+    order: dict[str, Any]
+
+
+def build_shop(
+    api: Any,
+    *,
+    code: str = "TEE",
+    price: int = 1500,
+    stock: int = 10,
+    quantity: int = 2,
+    token: str = "tok_visa",
+    place: bool = True,
+) -> Shop:
+    """A customer's order of ``quantity`` of one SKU, paid from their wallet; placed
+    (authorized, stock taken) unless ``place`` is false."""
+    sku = api.create(
+        "skus",
+        {
+            "code": code,
+            "name": f"{code} tee",
+            "unit_amount_cents": price,
+            "currency_code": "USD",
+            "stock_quantity": stock,
+        },
+    )
+    customer = api.create("customers", {"email": f"{code.lower()}@example.com"})
+    entry = api.create(
+        "customer_payment_sources",
+        {"payment_source_token": token, "name": "Visa 4242", "expires_on": "2099-12-31"},
+        {"customer": ("customers", customer["id"])},
+    )
+    billing = api.create(
+        "addresses",
+        {
+            "first_name": "Ada",
+            "last_name": "Lovelace",
+            "line_1": "Via Roma 1",
+            "city": "Florence",
+            "zip_code": "50123",
+            "country_code": "IT",
+        },
+    )
+    shipping = api.create(
+        "addresses", {"line_1": "Corso Como 2", "city": "Milan", "country_code": "IT"}
+    )
+    order = api.create(
+        "orders",
+        {"currency_code": "USD", "customer_email": customer["attributes"]["email"]},
+        {
+            "customer": ("customers", customer["id"]),
+            "billing_address": ("addresses", billing["id"]),
+            "shipping_address": ("addresses", shipping["id"]),
+        },
+    )
+    api.create(
+        "line_items", {"sku_code": code, "quantity": quantity}, {"order": ("orders", order["id"])}
+    )
+    attributes: dict[str, Any] = {"_customer_payment_source_id": entry["id"]}
+    if place:
+        attributes["_place"] = True
+    response = api.update("orders", order["id"], attributes)
+    assert response.status_code == 200, response.json()
+    return Shop(sku, customer, entry, billing, shipping, response.json()["data"])
