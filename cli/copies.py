@@ -1,20 +1,34 @@
-"""``ordercopy copies``: list order copies and show one with its history."""
+"""``ordercopy copies``: list order copies, show one with its history, retry and abort.
+
+``retry`` is thin: the selection and the retries are :mod:`copying.bulk`'s; this
+module parses the criteria, shows the progress and prints the summary.
+"""
 
 from __future__ import annotations
 
 import enum
 import json
-from datetime import datetime
+import logging
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from sqlalchemy import inspect
 
 from cli import output, queries
+from copying import bulk, engine
+from copying.bulk import RetryCriteria, RetryOutcome, RetrySummary
+from copying.errors import CopyStateError, NotFoundError
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent, db
 
-copies_app = typer.Typer(no_args_is_help=True, help="Order copies: list them, show one.")
+copies_app = typer.Typer(
+    no_args_is_help=True, help="Order copies: list them, show one, retry failed ones, abort one."
+)
 
 ModeOption = Annotated[
     Mode, typer.Option("--mode", help="Which records to read: test or live.", case_sensitive=False)
@@ -51,6 +65,195 @@ def show_copy(
     console = output.console()
     console.print(fields_table(copy, numbers))
     console.print(events_table(events))
+
+
+def parse_moment(value: str) -> datetime:
+    """An ISO 8601 date or date-time; without an offset it is read as UTC."""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO 8601 date or time, like 2026-11-20 or 2026-11-20T09:30:00Z"
+        ) from None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@copies_app.command("retry")
+def retry_copies(
+    ids: Annotated[
+        list[str] | None,
+        typer.Option("--id", metavar="ID", help="This failed copy (repeat for more)."),
+    ] = None,
+    since: Annotated[
+        datetime | None,
+        typer.Option(
+            parser=parse_moment,
+            metavar="WHEN",
+            help="Failed at or after WHEN (ISO 8601; UTC unless an offset is given).",
+        ),
+    ] = None,
+    until: Annotated[
+        datetime | None,
+        typer.Option(
+            parser=parse_moment,
+            metavar="WHEN",
+            help="Failed before WHEN (ISO 8601; UTC unless an offset is given).",
+        ),
+    ] = None,
+    reference_origin: Annotated[
+        str | None,
+        typer.Option(metavar="ORIGIN", help="Copies whose reference_origin is exactly ORIGIN."),
+    ] = None,
+    subscription: Annotated[
+        str | None, typer.Option(metavar="ID", help="Renewals of this order subscription.")
+    ] = None,
+    error_contains: Annotated[
+        str | None,
+        typer.Option(metavar="TEXT", help="errors_log mentions TEXT (in any case)."),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(min=1, metavar="N", help="At most N copies, the oldest failures first."),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Print what would be retried; change nothing.")
+    ] = False,
+    mode: ModeOption = Mode.TEST,
+) -> None:
+    """Retry failed copies matching every criterion given, each once.
+
+    Each copy is put back to pending in its own transaction and announced to the
+    workers after commit; it resumes from its last checkpoint. A copy another
+    retry (or anyone) already moved on is skipped, so two runs at once retry
+    each copy once.
+    """
+    criteria = RetryCriteria(
+        ids=tuple(ids or ()),
+        since=since,
+        until=until,
+        reference_origin=reference_origin,
+        subscription_id=subscription,
+        error_contains=error_contains,
+        limit=limit,
+    )
+    with db.sessions().begin() as session:
+        if dry_run:
+            copies = queries.failed_copies(session, mode, criteria)
+            selected = [copy.id for copy in copies]
+        else:
+            selected = bulk.select_failed(session, mode, criteria)
+    chosen = set(selected)
+    unmatched = [copy_id for copy_id in dict.fromkeys(criteria.ids) if copy_id not in chosen]
+    if unmatched and criteria.limit is None:
+        output.error_line(
+            f"not failed in {mode} mode, or not matching the other criteria: {', '.join(unmatched)}"
+        )
+    if not selected:
+        typer.echo(f"no failed copies in {mode} mode match; nothing to retry")
+        return
+    if dry_run:
+        output.console().print(would_retry_table(copies, mode))
+        typer.echo(f"dry run: {failed_copies(len(copies))} would be retried; nothing changed")
+        return
+    # The worker's publisher: importing it builds the Celery app.
+    from worker import publisher
+
+    with _progress_bar() as progress:
+        task = progress.add_task(f"retrying {failed_copies(len(selected))}", total=len(selected))
+
+        def advance(_copy_id: str, _outcome: RetryOutcome) -> None:
+            progress.advance(task)
+
+        summary = bulk.retry_each(
+            db.sessions(),
+            selected,
+            mode,
+            by="cli",
+            publish=publisher.publish,
+            progress_callback=advance,
+        )
+    console = output.console()
+    console.print(summary_table(summary, mode))
+    if summary.errors:
+        console.print(errors_table(summary))
+        output.fail(
+            f"{len(summary.errors)} of {summary.total} retries failed; see the errors above"
+        )
+
+
+@copies_app.command("abort")
+def abort_copy(
+    copy_id: Annotated[str, typer.Argument(metavar="ID", help="The pending order copy's id.")],
+    mode: ModeOption = Mode.TEST,
+) -> None:
+    """Abort a pending copy: it will never run."""
+    try:
+        with db.sessions().begin() as session:
+            engine.abort(session, copy_id, mode, by="cli")
+    except (CopyStateError, NotFoundError) as error:
+        output.fail(str(error))
+    typer.echo(f"aborted order copy {copy_id}")
+
+
+@contextmanager
+def _progress_bar() -> Iterator[Progress]:
+    """A progress bar on stderr (stdout stays for the summary); log lines print above it."""
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=output.console(sys.stderr),
+    )
+    with progress:
+        terminal = progress.console.file
+        # On a terminal rich swaps sys.stderr for a proxy that prints above the bar;
+        # the log handler still holds the real stream and would tear the bar apart.
+        handlers = [
+            handler
+            for handler in logging.getLogger().handlers
+            if isinstance(handler, logging.StreamHandler) and handler.stream is terminal
+        ]
+        if progress.console.is_terminal and sys.stderr is not terminal:
+            for handler in handlers:
+                handler.setStream(sys.stderr)
+        try:
+            yield progress
+        finally:
+            for handler in handlers:
+                handler.setStream(terminal)
+
+
+def failed_copies(count: int) -> str:
+    return f"{count} failed {'copy' if count == 1 else 'copies'}"
+
+
+def would_retry_table(copies: list[OrderCopy], mode: Mode) -> Table:
+    table = Table(title=f"failed order copies that would be retried ({mode})")
+    for name in ("id", "failed_at", "errors"):
+        table.add_column(name, no_wrap=name != "errors")
+    for copy in copies:
+        table.add_row(copy.id, output.when(copy.failed_at), output.errors_text(copy.errors_log))
+    return table
+
+
+def summary_table(summary: RetrySummary, mode: Mode) -> Table:
+    table = Table(title=f"retry summary ({mode})")
+    table.add_column("outcome", no_wrap=True)
+    table.add_column("copies", justify="right")
+    table.add_row("retried", str(len(summary.retried)))
+    table.add_row("skipped: no longer failed", str(len(summary.skipped)))
+    table.add_row("errors", str(len(summary.errors)))
+    return table
+
+
+def errors_table(summary: RetrySummary) -> Table:
+    table = Table(title="unexpected errors")
+    table.add_column("id", no_wrap=True)
+    table.add_column("error")
+    for copy_id, error in summary.errors.items():
+        table.add_row(copy_id, error)
+    return table
 
 
 def copies_table(copies: list[OrderCopy], numbers: dict[str, int], mode: Mode) -> Table:

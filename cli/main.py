@@ -1,4 +1,4 @@
-"""``ordercopy``: database, demo and order copies from the command line.
+"""``ordercopy``: database, demo, order copies and their status from the command line.
 
 Settings errors end the command with the one line :func:`config.settings.load_settings`
 prints; a database that cannot be reached ends it with one line too, never a traceback.
@@ -17,6 +17,7 @@ from cli.api_keys import api_keys_app
 from cli.copies import copies_app
 from cli.db import db_app
 from cli.demo import demo_app
+from cli.status import status
 from config.logging import configure_logging
 from config.settings import get_settings
 
@@ -58,6 +59,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(copies_app, name="copies")
 app.add_typer(api_keys_app, name="api-keys")
+app.command("status")(status)
 
 
 @app.callback()

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
+from copying import bulk
 from models import CopyStatus, Mode, Order, OrderCopy, OrderCopyEvent
 
 
@@ -25,6 +26,11 @@ def get_copy(session: Session, copy_id: str, mode: Mode) -> OrderCopy | None:
     """The copy, or None when it does not exist in ``mode`` (a test id is unknown in live)."""
     copy = session.get(OrderCopy, copy_id)
     return copy if copy is not None and copy.mode == mode else None
+
+
+def failed_copies(session: Session, mode: Mode, criteria: bulk.RetryCriteria) -> list[OrderCopy]:
+    """The failed copies a bulk retry with ``criteria`` would select, in its order."""
+    return list(session.scalars(bulk.failed_copies(mode, criteria)))
 
 
 def copy_events(session: Session, copy_id: str) -> list[OrderCopyEvent]:
