@@ -38,7 +38,11 @@ def configure_logging(settings: Settings, *, force: bool = False) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if _wants_json(settings)
-        else structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        else structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(),
+            # A traceback's locals would print settings, URLs and passwords included.
+            exception_formatter=structlog.dev.RichTracebackFormatter(show_locals=False),
+        )
     )
     structlog.configure(
         processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
