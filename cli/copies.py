@@ -118,6 +118,9 @@ def retry_copies(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would be retried; change nothing.")
     ] = False,
+    every: Annotated[
+        bool, typer.Option("--all", help="With no criterion: really retry every failed copy.")
+    ] = False,
     mode: ModeOption = Mode.TEST,
 ) -> None:
     """Retry failed copies matching every criterion given, each once.
@@ -136,6 +139,8 @@ def retry_copies(
         error_contains=error_contains,
         limit=limit,
     )
+    if criteria == RetryCriteria() and not (every or dry_run):
+        output.fail("name the copies to retry (--id, --since, --error-contains, …), or pass --all")
     with db.sessions().begin() as session:
         if dry_run:
             copies = queries.failed_copies(session, mode, criteria)

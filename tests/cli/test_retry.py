@@ -159,8 +159,8 @@ def test_retry_puts_the_selected_copies_back_to_pending_and_announces_them(
 def test_a_second_run_finds_nothing_left_to_retry(
     runner: CliRunner, committed, world: World, broker: Published
 ):
-    first = runner.invoke(app, ["copies", "retry"])
-    second = runner.invoke(app, ["copies", "retry"])
+    first = runner.invoke(app, ["copies", "retry", "--all"])
+    second = runner.invoke(app, ["copies", "retry", "--all"])
 
     assert first.exit_code == 0, first.output
     assert summary(first.stdout)["retried"] == 3
@@ -189,7 +189,7 @@ Args = Callable[[World], list[str]]
         pytest.param(lambda w: ["--subscription", w.subscription], "c", id="subscription"),
         pytest.param(lambda w: ["--error-contains", "OUT OF STOCK"], "b", id="error-contains"),
         pytest.param(lambda w: ["--limit", "2"], "ab", id="limit"),
-        pytest.param(lambda w: ["--mode", "live"], "L", id="mode"),
+        pytest.param(lambda w: ["--mode", "live", "--all"], "L", id="mode"),
     ],
 )
 def test_each_criterion_selects_what_is_retried(
@@ -237,7 +237,7 @@ def test_a_copy_retried_by_someone_else_meanwhile_is_skipped(
 
     monkeypatch.setattr(bulk, "select_failed", selected_then_retried_elsewhere)
 
-    result = runner.invoke(app, ["copies", "retry"])
+    result = runner.invoke(app, ["copies", "retry", "--all"])
 
     assert result.exit_code == 0, result.output
     assert summary(result.stdout) == {"retried": 2, "skipped: no longer failed": 1, "errors": 0}
@@ -258,7 +258,7 @@ def test_unexpected_errors_are_counted_and_named_and_the_run_goes_on(
 
     monkeypatch.setattr(engine, "retry", retry)
 
-    result = runner.invoke(app, ["copies", "retry"])
+    result = runner.invoke(app, ["copies", "retry", "--all"])
 
     assert result.exit_code == 1
     assert summary(result.stdout) == {"retried": 2, "skipped: no longer failed": 0, "errors": 1}
@@ -269,3 +269,9 @@ def test_unexpected_errors_are_counted_and_named_and_the_run_goes_on(
     )
     assert broker == [world.a, world.c]
     assert statuses(committed)[world.b] == CopyStatus.FAILED
+
+
+def test_a_retry_naming_nothing_asks_for_all(committed):
+    result = CliRunner().invoke(app, ["copies", "retry"])
+    assert result.exit_code == 1
+    assert "or pass --all" in result.stderr
