@@ -38,3 +38,8 @@ test: check-services lint typecheck
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+
+## bench: the benchmark suite (not part of `make test`); `make bench BENCH_ARGS=--quick` for a short run
+.PHONY: bench
+bench: check-services
+	$(BIN)/python -m bench.run $(BENCH_ARGS)

@@ -1,0 +1,86 @@
+"""``python -m bench.run [--quick]`` (``make bench``): the whole bench, one table, one JSON.
+
+Every run makes its own PostgreSQL database and Redis key prefix and removes
+them afterwards, so it can run beside the test suite. Absolute figures drift
+with the machine's load: read the ratios, which compare runs side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+from bench import environment
+
+RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="about 500 copies instead of 5,000")
+    parser.add_argument("--copies", type=int, help="copies (and no-op messages) to drain")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
+    parser.add_argument("--keep", action="store_true", help="keep the worker logs")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    options = parse(argv)
+    # A SIGTERM (``timeout``, CI) unwinds like Ctrl-C: workers, database and keys are removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    data_dir = Path(tempfile.mkdtemp(prefix="ordercopy-bench-"))
+    bench = environment.configure(data_dir)
+    # Only now may anything read the settings: import the project after configure().
+    from bench import report, suite
+    from config import get_settings
+    from config.logging import configure_logging
+
+    configure_logging(get_settings())
+    bench_log = (data_dir / "bench.log").open("a")
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.StreamHandler):
+            handler.setStream(bench_log)
+
+    plan = suite.QUICK if options.quick else suite.FULL
+    if options.copies:
+        plan = replace(plan, copies=options.copies)
+    ok = False
+    load_before = os.getloadavg()
+    try:
+        results = suite.run(bench, plan)
+        load = (load_before[0], os.getloadavg()[0])
+        table = report.rows(results)
+        title = (
+            f"ordercopy bench ({'quick' if options.quick else 'full'}, {plan.copies:,} copies, "
+            f"{results['seconds']:.0f} s, {os.cpu_count()} CPUs, load average "
+            f"{load[0]:.1f} -> {load[1]:.1f}): every ratio compares figures from this run"
+        )
+        print(report.render(table, title))
+        meta = {
+            "plan": plan.__dict__,
+            "run_id": bench.run_id,
+            "quick": options.quick,
+            "cpus": os.cpu_count(),
+            "load_average_1min": {"before": load[0], "after": load[1]},
+        }
+        report.write_json(options.out, table, results, meta)
+        print(f"\nwritten to {options.out}")
+        ok = True
+    finally:
+        bench_log.close()
+        if ok and not options.keep:
+            shutil.rmtree(data_dir, ignore_errors=True)
+        else:
+            print(f"worker and bench logs kept in {data_dir}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

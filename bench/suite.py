@@ -1,0 +1,77 @@
+"""The whole bench, phase by phase, in one throwaway database and one broker key prefix."""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from bench import baselines, broker, drain, latency, sizes, world
+from bench.environment import BenchEnvironment
+from models import db
+
+#: Source orders the drain copies round robin; each has SKUs of its own.
+SOURCES = 100
+LINES = 10
+LATENCY_LOAD = 0.5  # of the measured drain rate
+MIN_LATENCY_COPIES = 100  # enough for a p99 that is not the maximum
+
+
+@dataclass(frozen=True)
+class Plan:
+    copies: int
+    latency_seconds: float  # of paced creation
+    size_repeats: dict[int, int] = field(default_factory=dict)
+
+
+QUICK = Plan(copies=500, latency_seconds=20, size_repeats={1: 10, 10: 10, 100: 5, 1000: 3})
+FULL = Plan(copies=5000, latency_seconds=60, size_repeats={1: 30, 10: 30, 100: 10, 1000: 5})
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+def run(bench: BenchEnvironment, plan: Plan) -> dict[str, Any]:
+    """Every measurement; returns the raw results (``bench.report`` turns them into a table)."""
+    began = time.monotonic()
+    try:
+        with world.throwaway_database(bench):
+            sessions = db.sessions()
+            say(f"database {bench.database_name}, broker prefix {bench.key_prefix!r}")
+            sources = world.make_sources(sessions, SOURCES, LINES)
+
+            say(f"no-op Celery drain of {plan.copies} messages")
+            noop = baselines.noop_drain(bench, plan.copies)
+            say(f"  {noop.per_second:.0f} tasks/s")
+            raw = {}
+            for processes in (1, 2):
+                say(f"raw SQL copy loop, {processes} process(es), {plan.copies} copies")
+                ids = world.insert_pending_copies(sessions, sources, plan.copies)
+                raw[processes] = baselines.raw_sql(bench, ids, processes)
+                say(f"  {raw[processes].per_second:.0f} copies/s")
+
+            say(f"worker drain of {plan.copies} copies of {LINES}-line orders")
+            drained = drain.worker_drain(bench, sessions, sources, plan.copies)
+            say(f"  {drained.rate:.0f} copies/s {drained.statuses}")
+
+            say("copy time, statements and round trips by order size")
+            by_size = sizes.scaling(bench, sessions, plan.size_repeats)
+
+            load = drained.rate * LATENCY_LOAD
+            paced_copies = max(MIN_LATENCY_COPIES, round(load * plan.latency_seconds))
+            say(f"latency of {paced_copies} copies created at {load:.1f}/s")
+            paced = latency.paced_latency(bench, sessions, sources, load, paced_copies)
+            say(f"  p50 {paced.p50_ms:.0f} ms, p99 {paced.p99_ms:.0f} ms")
+    finally:
+        broker.flush(bench.key_prefix)
+    return {
+        "noop": noop,
+        "raw_sql": raw,
+        "combined": baselines.combined(noop.per_second, raw[2].per_second),
+        "drain": drained,
+        "sizes": by_size,
+        "latency": paced,
+        "seconds": time.monotonic() - began,
+    }
