@@ -6,6 +6,7 @@ import enum
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -145,8 +146,8 @@ class Renderer:
 def pagination_links(
     url: str, params: Iterable[tuple[str, str]], number: int, pages: int
 ) -> dict[str, str]:
-    from urllib.parse import urlencode
-
+    """``first``/``last`` always, ``prev``/``next`` when there is such a page; every other
+    query parameter (filters, sort, page size) kept."""
     others = [(k, v) for k, v in params if k != "page[number]"]
 
     def page(n: int) -> str:
