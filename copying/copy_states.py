@@ -70,7 +70,7 @@ def claim(
         CopyStatus.IN_PROGRESS,
         sources=frozenset({CopyStatus.PENDING, CopyStatus.IN_PROGRESS}),
         where=(
-            or_(OrderCopy.status == CopyStatus.PENDING, OrderCopy.lease_expires_at < now),
+            or_(OrderCopy.status == CopyStatus.PENDING, OrderCopy.lease_expires_at <= now),
             or_(OrderCopy.next_attempt_at.is_(None), OrderCopy.next_attempt_at <= now),
             OrderCopy.claims < max_claims,
         ),

@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from copying import (
@@ -371,6 +372,9 @@ def execute(
                 if runner.park(error) is Outcome.FAILED:
                     return Outcome.FAILED
                 raise
+            except (OperationalError, InterfaceError) as error:
+                runner.release(error)
+                raise
         except LeaseLostError:  # also from parking: a newer run took over meanwhile
             log.warning("copy_lease_lost", **run.log_fields())
             return Outcome.LEASE_LOST
@@ -665,3 +669,26 @@ class _Runner:
             )
         log.warning("copy_transient_error", error=str(error), **run.log_fields())
         return None
+
+    def release(self, error: Exception) -> None:
+        """After a database error inside a step: give up the lease, best effort, so the
+        caller's quick retry can claim at once instead of waiting for it to expire.
+
+        Writes nothing else: the failed step rolled back, and what this run holds in
+        memory may be ahead of the database.
+        """
+        run = self.run
+        try:
+            with self.sessions.begin() as session:
+                copy_states.fence(session, run.copy_id, run.attempt, self.clock(), timedelta(0))
+                history.record(
+                    session,
+                    run.copy_id,
+                    run.mode,
+                    run.attempt,
+                    "transient_error",
+                    message=str(error).splitlines()[0][:500],
+                )
+        except (OperationalError, InterfaceError, LeaseLostError):
+            pass  # the database is still away (the lease expires) or a newer run took over
+        log.warning("copy_database_error", error=str(error).splitlines()[0], **run.log_fields())

@@ -2,7 +2,8 @@
 
 Off unless turned on, by a test (:func:`enable`) or for a whole process with
 ``ORDERCOPY_FAILPOINTS=name=action,...`` (read through the settings). The
-actions: ``raise`` (an exception, as a bug or a lost connection would),
+actions: ``raise`` (an exception, as a bug would), ``dberror`` (a lost database
+connection, as SQLAlchemy reports it),
 ``exit`` (``os._exit``: the process dies at once, as under SIGKILL), ``hang``
 (the run stops answering, so a test can signal the process at a known place).
 """
@@ -13,6 +14,8 @@ import os
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+from sqlalchemy.exc import OperationalError
 
 NAMES = (
     "after_claim",
@@ -25,7 +28,7 @@ NAMES = (
     "before_finish",
 )
 
-ACTIONS = ("raise", "exit", "hang")
+ACTIONS = ("raise", "dberror", "exit", "hang")
 HANG_SECONDS = 3600
 
 _active: dict[str, str] = {}
@@ -74,6 +77,8 @@ def hit(name: str) -> None:
     action = _active.get(name)
     if action == "raise":
         raise FailpointError(f"failpoint {name}")
+    if action == "dberror":
+        raise OperationalError(f"failpoint {name}", None, ConnectionError("connection lost"))
     if action == "exit":
         os._exit(137)
     if action == "hang":

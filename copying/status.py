@@ -139,7 +139,7 @@ def _in_progress(session: Session, mode: Mode, now: datetime) -> list[InProgress
     )
     return [
         # Expired as the claim sees it: a lease strictly before now can be taken over.
-        InProgress(copy_id, attempt, step, started, lease, lease is not None and lease < now)
+        InProgress(copy_id, attempt, step, started, lease, lease is not None and lease <= now)
         for copy_id, attempt, step, started, lease in rows
     ]
 

@@ -59,7 +59,7 @@ def sweep(
         select(OrderCopy)
         .where(
             OrderCopy.status == CopyStatus.IN_PROGRESS,
-            OrderCopy.lease_expires_at < now,
+            OrderCopy.lease_expires_at <= now,
             # one doorbell per expiry, and again if that one was lost too
             or_(
                 OrderCopy.dispatched_at.is_(None),

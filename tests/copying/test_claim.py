@@ -315,9 +315,9 @@ def test_a_crashed_run_keeps_its_lease_until_it_expires(sessions, gateways, cloc
     with failpoints.enabled(failpoint), pytest.raises(failpoints.FailpointError):
         engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
 
-    clock.advance(LEASE.total_seconds())
+    clock.advance(LEASE.total_seconds() - 1)
     assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.NOT_CLAIMED
-    clock.advance(1)
+    clock.advance(1)  # a lease that expires at T is over at T
     assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
