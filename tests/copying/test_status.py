@@ -139,7 +139,7 @@ def test_every_number_at_a_fixed_now(sessions, sources, copies):
     assert result.oldest_pending == OldestPending(oldest, NOW - minutes(90), 5400.0)
     assert result.in_progress == [
         InProgress(dead, 1, None, NOW - minutes(2), NOW - minutes(1.5), lease_expired=True),
-        InProgress(ending, 1, None, NOW - LEASE, NOW, lease_expired=False),
+        InProgress(ending, 1, None, NOW - LEASE, NOW, lease_expired=True),  # over at its end
         InProgress(fresh, 1, None, NOW - timedelta(seconds=10), NOW + timedelta(seconds=20), False),
     ]
     assert result.top_errors == [
