@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from celery import Celery
-from kombu.entity import Queue
+from kombu.entity import Exchange, Queue
 
 from config import get_settings
 
 QUEUES = ("copies", "renewals", "maintenance")
+EXCHANGE = Exchange("ordercopy", type="direct")
 COPY_TASK = "ordercopy.copy_order"
 SWEEP_TASK = "ordercopy.sweep"
 RENEWALS_TICK_TASK = "ordercopy.renewals.tick"
@@ -40,7 +41,11 @@ def make_app() -> Celery:
         accept_content=["json"],
         task_time_limit=settings.task_time_limit_seconds,
         task_soft_time_limit=settings.task_time_limit_seconds - 5,
-        task_queues=[Queue(name) for name in QUEUES],
+        # One direct exchange, each queue bound under its own name: a message routed
+        # to one queue reaches that queue only, so each pool can be scaled alone.
+        task_queues=[Queue(name, EXCHANGE, routing_key=name) for name in QUEUES],
+        task_default_exchange=EXCHANGE.name,
+        task_default_routing_key="copies",
         task_default_queue="copies",
         task_routes={
             COPY_TASK: {"queue": "copies"},
