@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from api.auth import issue_key
 from api.errors import MEDIA_TYPE
 from models import Base, Mode, db
+from tests.worker.processes import flush_broker
 
 JSONAPI = {"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE}
 
@@ -91,6 +92,13 @@ def delete_all() -> None:
     with db.engine().begin() as connection:
         for table in reversed(Base.metadata.sorted_tables):
             connection.execute(table.delete())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_doorbells_left() -> Iterator[None]:
+    """The API publishes every copy it creates; no worker reads these tests' queue."""
+    yield
+    flush_broker()
 
 
 @pytest.fixture
