@@ -43,3 +43,4 @@ clean:
 .PHONY: bench
 bench: check-services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
+	$(BIN)/python -m bench.api
