@@ -1,21 +1,18 @@
 """Found by the chaos suite (fixed in worker/app.py): every message reached all three queues.
 
-``worker/app.py`` declares ``Queue(name)`` for ``copies``, ``renewals`` and
-``maintenance``. Celery binds each to the default exchange (``copies``) with
+``worker/app.py`` declared ``Queue(name)`` for ``copies``, ``renewals`` and
+``maintenance``. Celery bound each to the default exchange (``copies``) with
 the default routing key (``copies``), so a message routed to any one of them
-is delivered to all three: on Redis, ``_kombu.binding.copies`` lists the three
-queues under the key ``copies``. Nothing breaks (a duplicate doorbell finds its
+was delivered to all three: on Redis, ``_kombu.binding.copies`` listed the three
+queues under the key ``copies``. Nothing broke (a duplicate doorbell finds its
 copy claimed, a duplicate sweep or tick is idempotent), but a worker consuming
-every queue runs each message three times, and no worker can be given only
+every queue ran each message three times, and no worker could be given only
 ``maintenance`` or only ``copies``.
 
-Proposed fix (worker/app.py, not this suite's to make)::
-
-    task_queues=[Queue(n, Exchange(f"ordercopy.{n}"), routing_key=n) for n in QUEUES]
-
-New exchange names, so that the stale bindings already in a deployed Redis
+The fix binds each queue to one direct exchange, ``ordercopy``, under its own
+name. The exchange is new, so the stale bindings a deployed Redis still holds
 (exchange ``copies``, key ``copies``) are never used again; the queue names,
-and the messages waiting in them, stay as they are.
+and the messages waiting in them, stay as they were.
 """
 
 from __future__ import annotations

@@ -1,0 +1,141 @@
+"""The Celery processes of a chaos run: workers and beats, each in its own process group.
+
+A whole process group is signalled at once (the worker and its pool
+children), or one pool child alone. Every process is reaped by
+:meth:`CeleryProcess.stop`, whatever state it was left in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+from tests.worker.processes import CELERY, REPO
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (a prefork worker's pool)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid ...; comm may hold spaces and parentheses.
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry))
+    return sorted(found)
+
+
+def local_tcp_ports(pid: int) -> set[int]:
+    """The local ports of ``pid``'s TCP sockets (its database connections, for one)."""
+    inodes = set()
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+    except OSError:
+        return set()
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                if fields[9] in inodes:
+                    ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+class CeleryProcess:
+    """``celery -A worker worker|beat …`` with its own environment and log file."""
+
+    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.args = [CELERY, "-A", "worker", *args]
+        self.env = env
+        self.log_path = log_dir / f"{name}.log"
+        self.process: subprocess.Popen[bytes] | None = None
+        self.stopped = False  # SIGSTOPped: a zombie until SIGCONT
+        self.starts = 0
+
+    @classmethod
+    def worker(
+        cls, name: str, env: dict[str, str], log_dir: Path, *, concurrency: int
+    ) -> CeleryProcess:
+        args = [
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            str(concurrency),
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "WARNING",
+        ]
+        return cls(name, args, env, log_dir)
+
+    @classmethod
+    def beat(cls, name: str, env: dict[str, str], log_dir: Path) -> CeleryProcess:
+        schedule = log_dir / f"{name}-schedule"
+        return cls(name, ["beat", "-s", str(schedule), "--loglevel", "WARNING"], env, log_dir)
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process is not None else None
+
+    @property
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self) -> None:
+        assert not self.alive, f"{self.name} is already running"
+        self.starts += 1
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                self.args,
+                cwd=REPO,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.stopped = False
+
+    def children(self) -> list[int]:
+        return children(self.process.pid) if self.alive and self.process else []
+
+    def signal_group(self, sig: int) -> None:
+        if self.process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, sig)
+        if sig == signal.SIGSTOP:
+            self.stopped = True
+        elif sig in (signal.SIGCONT, signal.SIGKILL):
+            self.stopped = False
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool at once, as a lost machine would."""
+        self.signal_group(signal.SIGCONT)
+        self.signal_group(signal.SIGKILL)
+        if self.process is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(10)
+
+    def stop(self) -> None:
+        self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

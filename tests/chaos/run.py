@@ -1,0 +1,399 @@
+"""Run the chaos suite: ``python -m tests.chaos.run --copies N --seed S --duration SECONDS``.
+
+It starts its own PostgreSQL cluster and Redis, migrates, builds a seeded
+world (tests/chaos/world.py) and starts the workers (prefork) and a beat.
+Then, for ``--duration`` seconds, it creates copies, retries failed ones in
+bulk and rings every doorbell twice (tests/chaos/traffic.py) while faults hit
+at seeded moments (tests/chaos/faults.py). Then the faults stop: the system
+must finish every copy on its own within ``--quiesce-timeout``, and every
+invariant of tests/invariants.py must hold. It prints a table, and exits 1
+if either fails. Everything it started is stopped and removed at the end
+(``--keep`` keeps the logs and the stopped database; a run that fails, or
+settles slowly, keeps its logs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from types import FrameType
+from typing import TypeVar
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from config import get_settings
+from config.logging import configure_logging
+from copying.gateways import TestGateway
+from migrations import upgrade
+from models import OrderCopy, db
+from tests.chaos import faults, probes
+from tests.chaos import world as worlds
+from tests.chaos.report import Results, render
+from tests.chaos.stack import Stack
+from tests.chaos.traffic import Traffic
+from tests.invariants import check, install_audit, source_cancellations
+
+T = TypeVar("T")
+
+LEASE_SECONDS = 5
+SETTINGS = {
+    "LEASE_SECONDS": str(LEASE_SECONDS),
+    "SWEEP_INTERVAL_SECONDS": "1",
+    "REDISPATCH_AFTER_SECONDS": "5",
+    "RENEWALS_INTERVAL_SECONDS": "1",
+    "MAX_CLAIMS": "8",
+}
+#: Events counted in the processes' JSON logs.
+LOGGED = {
+    "copy_lease_lost": "runs fenced off after losing their lease (copy_lease_lost)",
+    "copy_transient_error": "transient errors parked for a re-claim (copy_transient_error)",
+    "publish_failed": "publishes that failed, left to the sweeper (publish_failed)",
+}
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos.run", description=__doc__)
+    parser.add_argument("--copies", type=int, default=200, help="copies to create (default 200)")
+    parser.add_argument("--seed", type=int, default=None, help="replay a run (default: random)")
+    parser.add_argument("--duration", type=float, default=45, help="seconds of faults (45)")
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    parser.add_argument("--concurrency", type=int, default=2, help="pool of each worker (2)")
+    parser.add_argument("--subscriptions", type=int, default=None, help="default: copies/100")
+    parser.add_argument(
+        "--quiesce-timeout", type=float, default=90, help="bound on settling (90 s)"
+    )
+    parser.add_argument("--report", type=Path, default=None, help="also write the table here")
+    parser.add_argument("--keep", action="store_true", help="keep logs and the stopped database")
+    args = parser.parse_args(argv)
+    if args.duration < 20:
+        parser.error("--duration must be at least 20 seconds")
+    if args.copies < len(worlds.SOURCE_KINDS):  # every source order is copied at least once
+        parser.error(f"--copies must be at least {len(worlds.SOURCE_KINDS)}")
+    if args.seed is None:
+        args.seed = random.SystemRandom().randrange(10**9)
+    if args.subscriptions is None:
+        args.subscriptions = max(4, args.copies // 100)
+    return args
+
+
+def say(message: str) -> None:
+    print(f"chaos: {message}", file=sys.stderr, flush=True)
+
+
+def _terminate(signum: int, _frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)  # so that the finally clauses stop what we started
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    workdir = Path(tempfile.mkdtemp(prefix="ordercopy-chaos-"))
+    stack = Stack(workdir, workers=args.workers, concurrency=args.concurrency, settings=SETTINGS)
+    passed = slow = False
+    try:
+        say(f"seed {args.seed}; working in {workdir}")
+        stack.start_services()
+        results = _run(args, stack)
+        passed = results.passed
+        slow = (results.quiesced_after or 0) > args.quiesce_timeout / 4
+        table = render(results)
+        print(table, flush=True)
+        if args.report:
+            args.report.write_text(table)
+        return 0 if passed else 1
+    finally:
+        stack.close(keep_database=args.keep)
+        if args.keep or not passed or slow:  # a slow settling is worth a look too
+            kept = f", database in {stack.pg.root}" if args.keep else ""
+            say(f"logs kept in {stack.logs}{kept}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _point_at(stack: Stack) -> None:
+    """Settings are read once per process: point this one at the run's own services."""
+    for key in [k for k in os.environ if k.startswith("ORDERCOPY_")]:
+        del os.environ[key]
+    for key, value in stack.settings.items():
+        os.environ[f"ORDERCOPY_{key}"] = value
+    get_settings.cache_clear()
+    db.dispose()
+    configure_logging(get_settings(), force=True)
+    runner_log = logging.FileHandler(stack.logs / "runner.log")
+    runner_log.setFormatter(logging.getLogger().handlers[0].formatter)
+    logging.getLogger().handlers[:] = [runner_log]
+
+
+def _reading(sessions: sessionmaker[Session], read: Callable[[Session], T]) -> Callable[[], T]:
+    def probe() -> T:
+        with sessions.begin() as session:
+            return read(session)
+
+    return probe
+
+
+def _retrying(read: Callable[[], T], timeout: float = 60) -> T:
+    """``read()``, retried while the database (just restarted) refuses connections."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return read()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def creation_times(count: int, duration: float) -> list[float]:
+    """When to create each copy: evenly until the finale, then a last burst while the
+    finale has the workers frozen, whose doorbells Redis then loses."""
+    burst = max(5, count // 20)
+    paced = count - burst
+    return [n * (duration - 3) / paced for n in range(paced)] + [duration - 2.5] * burst
+
+
+def _run(args: argparse.Namespace, stack: Stack) -> Results:
+    _point_at(stack)
+    from worker.publisher import publish  # its Celery app reads the settings on import
+
+    upgrade(stack.settings["DATABASE_URL"])
+    with db.engine().begin() as connection:
+        install_audit(connection)
+    sessions = db.sessions()
+    rng = random.Random(args.seed)
+    say(f"building the world for {args.copies} copies")
+    world = worlds.build(
+        sessions,
+        rng,
+        {"test": TestGateway(db.engine)},
+        copies=args.copies,
+        subscriptions=args.subscriptions,
+        renewals_within=0.6 * args.duration,
+    )
+    schedule = faults.schedule(rng, args.duration, LEASE_SECONDS)
+    injector = faults.Injector(stack, schedule, _reading(sessions, probes.ports_in_transaction))
+    traffic = Traffic(sessions, publish, random.Random(args.seed + 1), injector.redis_down)
+
+    say(f"starting {args.workers} workers and a beat")
+    stack.start_processes()
+    stack.wait_ready()
+    progress = probes.Progress(stack.logs / "progress.log", _sampler(stack, sessions))
+    progress.thread.start()
+    say(f"{args.duration:g} s of faults, {len(schedule)} scheduled")
+    crashed = _drive(args, world, injector, traffic)
+    stack.heal()
+    injector.note("faults over, stack healed")
+    (stack.logs / "faults.log").write_text(
+        "".join(f"{at:7.2f} s  {what}\n" for at, what in injector.timeline)
+    )
+    for at, what in injector.timeline:
+        if "skipped" in what:
+            say(f"{at:.1f} s: {what}")
+    unsettled = _reading(sessions, probes.unsettled)
+    stranded = _retrying(unsettled)
+    say(f"faults over; {stranded} copies unfinished: waiting for the system to settle")
+    quiesced_after = _settle(stack, unsettled, args.quiesce_timeout)
+    progress.stop.set()
+    say(
+        f"settled in {quiesced_after:.1f} s"
+        if quiesced_after is not None
+        else f"not settled after {args.quiesce_timeout:g} s"
+    )
+    results = _results(args, stack, sessions, world, injector, traffic)
+    results.observed = {"copies unfinished when the faults stopped": stranded, **results.observed}
+    results.quiesced_after = quiesced_after
+    results.problems = [*crashed, *injector.errors]
+    return results
+
+
+def _sampler(stack: Stack, sessions: sessionmaker[Session]) -> Callable[[], str]:
+    def sample() -> str:
+        with sessions.begin() as session:
+            counts = probes.statuses(session)
+        queues = probes.queue_lengths(
+            stack.redis.url,
+            stack.settings["BROKER_KEY_PREFIX"],
+            ("copies", "renewals", "maintenance"),
+        )
+        workers = " ".join(
+            f"{w.name}={'stopped' if w.stopped else 'up' if w.alive else 'down'}"
+            for w in stack.workers
+        )
+        done = " ".join(f"{status}={count}" for status, count in sorted(counts.items()))
+        return f"{done} | {queues} | {workers}"
+
+    return sample
+
+
+def _drive(
+    args: argparse.Namespace,
+    world: worlds.World,
+    injector: faults.Injector,
+    traffic: Traffic,
+) -> list[str]:
+    """The fault window: faults, copies created, bulk retries and stray doorbells at once.
+    Returns what went wrong in the runner's own threads."""
+    stop = threading.Event()
+    crashed: list[str] = []
+
+    def record_crash(crash: threading.ExceptHookArgs) -> None:
+        name = crash.thread.name if crash.thread else "?"
+        crashed.append(f"thread {name} crashed: {crash.exc_type.__name__}: {crash.exc_value}")
+        threading.__excepthook__(crash)
+
+    threading.excepthook = record_crash
+    times = creation_times(len(world.copies), args.duration)
+    threads = [
+        threading.Thread(target=injector.run, args=(stop,), name="faults"),
+        threading.Thread(target=traffic.create_all, args=(world.copies, times, stop), name="web"),
+        threading.Thread(target=traffic.retry_failed, args=(stop,), name="ops"),
+        threading.Thread(target=traffic.ring_stray, args=(stop,), name="stray"),
+    ]
+    for thread in threads:
+        thread.daemon = True
+        thread.start()
+    stop.wait(args.duration)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    return crashed
+
+
+def _settle(stack: Stack, unsettled: Callable[[], int], timeout: float) -> float | None:
+    """Seconds until nothing is left to do (the supervisor still restarting what exits),
+    or None if that takes longer than ``timeout``."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        stack.supervise()
+        try:
+            if unsettled() == 0:
+                return time.monotonic() - start
+        except Exception as error:  # a connection from before a restart: try again
+            say(f"settling check failed: {error!r}")
+        time.sleep(0.5)
+    return None
+
+
+def _results(
+    args: argparse.Namespace,
+    stack: Stack,
+    sessions: sessionmaker[Session],
+    world: worlds.World,
+    injector: faults.Injector,
+    traffic: Traffic,
+) -> Results:
+    with sessions.begin() as session:
+        copies = session.execute(
+            select(
+                OrderCopy.id,
+                OrderCopy.status,
+                OrderCopy.errors_log,
+                OrderCopy.order_subscription_id,
+            )
+        ).all()
+        # The ids the clients were told about, and the renewals the ticks created.
+        ids = list(dict.fromkeys([*traffic.created, *(c.id for c in copies)]))
+        found = check(session, ids, world.initial_stock)
+        cancelled = sum(source_cancellations(session, ids).values())
+        claims, resumed = probes.runs(session)
+        audited = probes.audited(session)
+    logged = probes.logged(stack.logs, list(LOGGED))
+    observed = {LOGGED[event]: count for event, count in logged.items()}
+    observed |= {
+        "runs (claims)": claims,
+        "copies resumed by a later run (crash, lost lease or message, transient error)": (resumed),
+        "transactions of stopped workers cut by PostgreSQL (idle in transaction)": (
+            _postgres_log(stack).count("idle-in-transaction timeout")
+        ),
+        "sources cancelled by copies (their history)": cancelled,
+        "order cancellations written (audit trigger)": audited["order_cancelled"],
+        "payments voided (audit trigger: our records and the gateway's)": (
+            audited["authorization_voided"] + audited["charge_voided"]
+        ),
+        "worker or beat exits on their own, restarted by the supervisor": len(
+            stack.unexpected_exits
+        ),
+    }
+    return Results(
+        seed=args.seed,
+        command=_replay_command(args),
+        copies_asked=len(world.copies),
+        statuses=Counter(str(c.status) for c in copies),
+        renewals=sum(1 for c in copies if c.order_subscription_id),
+        subscriptions=len(world.subscriptions),
+        stack=(
+            f"{args.workers} workers of {args.concurrency} prefork children, "
+            f"{len(stack.beats)} beats, PostgreSQL {stack.pg.version}, "
+            f"Redis {_redis_version()} (no persistence)"
+        ),
+        settings=(
+            f"lease {LEASE_SECONDS} s, sweep every {SETTINGS['SWEEP_INTERVAL_SECONDS']} s, "
+            f"re-dispatch after {SETTINGS['REDISPATCH_AFTER_SECONDS']} s, "
+            f"max claims {SETTINGS['MAX_CLAIMS']}; PostgreSQL "
+            "idle_in_transaction_session_timeout 3 s"
+        ),
+        duration=args.duration,
+        quiesce_bound=args.quiesce_timeout,
+        quiesced_after=None,
+        injected=injector.injected,
+        skipped=injector.skipped,
+        mid_run=injector.mid_run,
+        failpoints=injector.failpoints,
+        clients=traffic.counts,
+        observed=observed,
+        causes=Counter(key for c in copies for key in (c.errors_log or {})),
+        found=found,
+    )
+
+
+def _postgres_log(stack: Stack) -> str:
+    try:
+        return stack.pg.log_path.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _redis_version() -> str:
+    program = shutil.which("redis-server") or "redis-server"
+    out = subprocess.run([program, "--version"], capture_output=True, text=True, check=False)
+    found = re.search(r"v=(\S+)", out.stdout)
+    return found.group(1) if found else "?"
+
+
+def _replay_command(args: argparse.Namespace) -> str:
+    return shlex.join(
+        [
+            "python",
+            "-m",
+            "tests.chaos.run",
+            "--copies",
+            str(args.copies),
+            "--duration",
+            f"{args.duration:g}",
+            "--seed",
+            str(args.seed),
+            "--workers",
+            str(args.workers),
+            "--concurrency",
+            str(args.concurrency),
+        ]
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

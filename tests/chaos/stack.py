@@ -1,0 +1,142 @@
+"""Everything a chaos run starts: its PostgreSQL and Redis, its workers and beats.
+
+The stack also plays the process supervisor (systemd, Kubernetes, honcho):
+a worker or beat that exits when nobody meant to stop it is started again,
+and counted.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+from tests.chaos.processes import CeleryProcess
+from tests.chaos.services import PostgresCluster, RedisServer
+
+DATABASE = "ordercopy"
+
+
+class Stack:
+    def __init__(
+        self, workdir: Path, *, workers: int, concurrency: int, settings: dict[str, str]
+    ) -> None:
+        self.workdir = workdir
+        self.logs = workdir / "logs"
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.concurrency = concurrency
+        self.pg = PostgresCluster()
+        self.redis = RedisServer(workdir)
+        self.settings = {
+            "DATABASE_URL": self.pg.url(DATABASE),
+            "BROKER_URL": self.redis.url,
+            "BROKER_KEY_PREFIX": "chaos:",
+            "DATA_DIR": str(workdir / "data"),
+            "LOG_LEVEL": "WARNING",
+            "LOG_FORMAT": "json",
+            "FAILPOINTS": "",
+            **settings,
+        }
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("ORDERCOPY_") and k != "PROMETHEUS_MULTIPROC_DIR"
+        }
+        self.env.update({f"ORDERCOPY_{k}": v for k, v in self.settings.items()})
+        self.workers = [
+            CeleryProcess.worker(f"w{n + 1}", self.env, self.logs, concurrency=concurrency)
+            for n in range(workers)
+        ]
+        self.beats = [CeleryProcess.beat("beat-1", self.env, self.logs)]
+        self.extras: list[CeleryProcess] = []  # failpoint workers, killed when their window ends
+        #: Processes meant to be running; the supervisor restarts those that are not.
+        self.wanted: set[str] = set()
+        self.unexpected_exits: list[str] = []
+        self.lock = threading.RLock()
+
+    # --- services ---
+
+    def start_services(self) -> None:
+        self.pg.init()
+        self.pg.start()
+        self.pg.create_database(DATABASE)
+        self.redis.start()
+
+    # --- processes ---
+
+    def start(self, process: CeleryProcess) -> None:
+        with self.lock:
+            process.start()
+            self.wanted.add(process.name)
+
+    def start_processes(self) -> None:
+        for process in [*self.workers, *self.beats]:
+            self.start(process)
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        """Until every worker has forked its pool."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(len(w.children()) >= self.concurrency for w in self.workers):
+                return
+            time.sleep(0.2)
+        raise RuntimeError("the workers did not start their pools: see " + str(self.logs))
+
+    def add_beat(self) -> CeleryProcess:
+        beat = CeleryProcess.beat(f"beat-{len(self.beats) + 1}", self.env, self.logs)
+        self.beats.append(beat)
+        self.start(beat)
+        return beat
+
+    def failpoint_worker(self, name: str, failpoint: str) -> CeleryProcess:
+        env = {**self.env, "ORDERCOPY_FAILPOINTS": failpoint}
+        worker = CeleryProcess.worker(name, env, self.logs, concurrency=1)
+        self.extras.append(worker)
+        worker.start()  # not supervised: it is meant to die
+        return worker
+
+    def supervise(self) -> None:
+        """Start again whatever wanted process exited on its own."""
+        with self.lock:
+            for process in [*self.workers, *self.beats]:
+                if process.name in self.wanted and not process.alive:
+                    self.unexpected_exits.append(process.name)
+                    process.start()
+
+    def healthy_workers(self) -> list[CeleryProcess]:
+        return [w for w in self.workers if w.alive and not w.stopped and w.name in self.wanted]
+
+    # --- ending ---
+
+    def heal(self) -> None:
+        """Undo every fault still in force: the services up, every worker running."""
+        with self.lock:
+            for extra in self.extras:
+                extra.kill()
+            if not self.redis.up:
+                self.redis.start()
+            if not self.pg.started:
+                self.pg.start()
+            for process in [*self.workers, *self.beats]:
+                if process.stopped:
+                    process.signal_group(signal.SIGCONT)
+                if process.name not in self.wanted:  # killed on purpose, its restart still due
+                    if not process.alive:
+                        process.start()
+                    self.wanted.add(process.name)
+        self.supervise()
+
+    def close(self, *, keep_database: bool = False) -> None:
+        """Stop every process and service this stack started (safe to call twice)."""
+        with self.lock:
+            self.wanted.clear()
+            for process in [*self.extras, *self.beats, *self.workers]:
+                process.stop()
+            self.redis.kill()
+            if keep_database:
+                if self.pg.started:
+                    self.pg.stop("fast")
+            else:
+                self.pg.destroy()
