@@ -115,11 +115,13 @@ def check_copy_input(
             raise CopyInputError(name, "must be a string")
         if text is not None and len(text) > MAX_TEXT:
             raise CopyInputError(name, f"is {len(text)} characters long, the limit is {MAX_TEXT}")
+        if text is not None and "\x00" in text:
+            raise CopyInputError(name, "must not contain NUL characters")
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise CopyInputError("metadata", "must be an object of key-value pairs")
         try:
-            size = len(json.dumps(metadata).encode())
+            size = len(json.dumps(metadata, allow_nan=False).encode())
         except (TypeError, ValueError) as error:
             raise CopyInputError("metadata", f"is not JSON: {error}") from None
         if size > MAX_METADATA_BYTES:

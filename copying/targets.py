@@ -21,6 +21,8 @@ from models import Address, ItemType, LineItem, Order, Sku, new_public_id
 #: are computed for each order by the commerce backend, so they are not copied.
 COPYABLE = frozenset({ItemType.SKUS, ItemType.BUNDLES, ItemType.GIFT_CARDS, ItemType.ADJUSTMENTS})
 ERROR_KEY = "line_items"
+#: Amounts are 4-byte integers in the database.
+MAX_AMOUNT_CENTS = 2**31 - 1
 SUBTOTAL_TYPES = frozenset({ItemType.SKUS, ItemType.BUNDLES, ItemType.GIFT_CARDS})
 
 
@@ -84,6 +86,13 @@ def price_lines(
                 continue
             demand[code] += line.quantity
             unit, name = sku.unit_amount_cents, sku.name
+        if unit * line.quantity > MAX_AMOUNT_CENTS:
+            errors.add(
+                ERROR_KEY,
+                f"line {name or line.sku_code} totals {unit * line.quantity} "
+                f"cents, more than one line may ({MAX_AMOUNT_CENTS})",
+            )
+            continue
         rows.append(
             {
                 "item_type": line.item_type,

@@ -11,7 +11,7 @@ from copying import engine
 from copying.dispatch import pending_announcements, unit_of_work
 from copying.errors import CopyInputError
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
-from tests.factories import Line, copy_events, make_order, make_sku
+from tests.factories import Line, copy_events, make_order, make_shop, make_sku
 
 
 @pytest.fixture
@@ -241,3 +241,11 @@ def test_copy_in_live_mode_of_a_live_order(sessions, published):
     assert published == [copy.id]
     with sessions.begin() as s:
         assert s.get_one(OrderCopy, copy.id).mode == Mode.LIVE
+
+
+def test_metadata_with_nan_or_text_with_nul_is_refused(sessions):
+    with sessions.begin() as s:
+        source = make_shop(s).source
+    for bad in ({"metadata": {"x": float("nan")}}, {"reference": "a\x00b"}):
+        with sessions.begin() as s, pytest.raises(CopyInputError):
+            engine.create(s, mode=Mode.TEST, source_order_id=source.id, **bad)
