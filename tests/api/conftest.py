@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.auth import issue_key
 from api.errors import MEDIA_TYPE
-from models import Base, Mode, db
+from models import Mode
 from tests.worker.processes import flush_broker
 
 JSONAPI = {"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE}
@@ -82,31 +82,11 @@ class Api:
         return [item["id"] for item in response.json()["data"]]
 
 
-def delete_all() -> None:
-    """Empty every table, children first.
-
-    DELETE, not the suite's TRUNCATE: for the few rows an API test writes it is
-    about 70 times faster (TRUNCATE makes new files for every table), and these
-    tests all commit.
-    """
-    with db.engine().begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
-            connection.execute(table.delete())
-
-
 @pytest.fixture(scope="session", autouse=True)
 def _no_doorbells_left() -> Iterator[None]:
     """The API publishes every copy it creates; no worker reads these tests' queue."""
     yield
     flush_broker()
-
-
-@pytest.fixture
-def committed() -> Iterator[Any]:
-    """The process's real session factory (the API commits); every table emptied after."""
-    delete_all()
-    yield db.sessions()
-    delete_all()
 
 
 @pytest.fixture
