@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -10,7 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from copying import failpoints
 from copying.engine import EngineConfig
 from copying.gateways import Gateways, TestGateway
+from migrations import upgrade
 from models import Base, db
+from models.db import make_engine
 
 
 class Published(list[str]):
@@ -73,3 +76,17 @@ def _no_failpoints() -> Iterator[None]:
     failpoints.disable_all()
     yield
     failpoints.disable_all()
+
+
+@pytest.fixture
+def sqlite(tmp_path: Path) -> Iterator[tuple[sessionmaker[Session], Gateways]]:
+    """The embedded default's database, migrated in a temp dir: a session factory on it
+    and a test gateway writing its ledger there too."""
+    url = f"sqlite:///{tmp_path / 'ordercopy.db'}"
+    upgrade(url)
+    sqlite_engine = make_engine(url)
+    yield (
+        sessionmaker(sqlite_engine, expire_on_commit=False),
+        {"test": TestGateway(lambda: sqlite_engine)},
+    )
+    sqlite_engine.dispose()

@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
 
 from copying import engine, orders, stock
 from copying.dispatch import unit_of_work
-from copying.gateways import TestGateway
-from migrations import upgrade
 from models import CopyStatus, Mode, Order, OrderCopy, Sku
-from models.db import make_engine
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.fixtures import Published
 from tests.invariants import violations
-
-
-@pytest.fixture
-def sqlite(tmp_path):
-    url = f"sqlite:///{tmp_path / 'ordercopy.db'}"
-    upgrade(url)
-    sqlite_engine = make_engine(url)
-    yield (
-        sessionmaker(sqlite_engine, expire_on_commit=False),
-        {"test": TestGateway(lambda: sqlite_engine)},
-    )
-    sqlite_engine.dispose()
 
 
 def test_a_copy_places_and_cancels_on_sqlite(sqlite):

@@ -14,10 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from copying import bulk, engine
 from copying.bulk import RetryCriteria, RetryOutcome, RetrySummary
 from copying.engine import Outcome
-from copying.gateways import Gateways, TestGateway
-from migrations import upgrade
+from copying.gateways import Gateways
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
-from models.db import make_engine
 from tests.copying.clock import T0, FixedClock
 from tests.factories import (
     Line,
@@ -189,18 +187,11 @@ def test_selection_changes_nothing(sessions, failures):
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def backend(request, tmp_path) -> Iterator[tuple[sessionmaker[Session], Gateways]]:
+def backend(request) -> Iterator[tuple[sessionmaker[Session], Gateways]]:
     if request.param == "postgresql":
         yield request.getfixturevalue("sessions"), request.getfixturevalue("gateways")
         return
-    url = f"sqlite:///{tmp_path / 'ordercopy.db'}"
-    upgrade(url)
-    sqlite_engine = make_engine(url)
-    yield (
-        sessionmaker(sqlite_engine, expire_on_commit=False),
-        {"test": TestGateway(lambda: sqlite_engine)},
-    )
-    sqlite_engine.dispose()
+    yield request.getfixturevalue("sqlite")
 
 
 def test_error_contains_on_both_backends_quotes_and_non_ascii_included(backend):
