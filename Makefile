@@ -32,9 +32,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-## test: ruff, mypy and the whole pytest suite on real PostgreSQL and Redis
+## test: ruff, mypy and the whole pytest suite on real PostgreSQL and Redis.
+## Schemathesis makes its per-operation cases inside one pytest item: under xdist only
+## one of them runs, so the fuzz run gets a process of its own.
 test: check-services lint typecheck
-	$(BIN)/pytest -n 2 --dist loadgroup
+	$(BIN)/pytest -n 2 --dist loadgroup --ignore=tests/api/test_fuzz.py
+	$(BIN)/pytest -p no:xdist tests/api/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
