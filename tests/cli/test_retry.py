@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
@@ -14,11 +13,9 @@ from typer.testing import CliRunner
 from cli.main import app
 from copying import bulk, engine
 from copying.dispatch import unit_of_work
-from copying.engine import Outcome
 from copying.gateways import Gateways
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
-from tests.copying.clock import T0, FixedClock
-from tests.factories import Line, create_copy, make_order, make_shop, make_sku, make_subscription
+from tests.failures import Failures, make_failures
 from tests.fixtures import Published
 
 HOUR = timedelta(hours=1)
@@ -26,61 +23,9 @@ DISCONTINUED = "SKU GONE-TEE is discontinued"
 OUT_OF_STOCK = "SKU SHORT-TEE is out of stock (2 requested, 0 left)"
 
 
-@dataclass
-class World:
-    """Failed test copies a (T0), b (T0 + 1 h), c (T0 + 2 h), a failed live one, a completed one."""
-
-    a: str  # discontinued SKU, reference_origin "app"
-    b: str  # out of stock, reference_origin "ops"
-    c: str  # discontinued SKU, a renewal of ``subscription``
-    live: str
-    completed: str
-    subscription: str
-
-
-def _run(
-    sessions: sessionmaker[Session],
-    gateways: Gateways,
-    source_id: str,
-    at: datetime,
-    outcome: Outcome,
-    mode: Mode = Mode.TEST,
-    **options: object,
-) -> str:
-    copy = create_copy(sessions, source_id, mode=mode, now=at, **options)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=FixedClock(at)) == outcome
-    return copy.id
-
-
 @pytest.fixture
-def world(committed: sessionmaker[Session], gateways: Gateways) -> World:
-    with committed.begin() as s:
-        gone = make_order(s, [Line(make_sku(s, "GONE-TEE", discontinued=True), 1)])
-        short = make_order(s, [Line(make_sku(s, "SHORT-TEE", stock=0), 2)])
-        live = make_order(
-            s, [Line(make_sku(s, "GONE-TEE", discontinued=True, mode=Mode.LIVE))], mode=Mode.LIVE
-        )
-        good = make_shop(s).source
-        # No retries by the failure policy: the failed renewal stays failed.
-        subscription = make_subscription(
-            s, gone, starts_at=T0, failure_policy={"retry_after_seconds": []}
-        )
-    failed = Outcome.FAILED
-    return World(
-        a=_run(committed, gateways, gone.id, T0, failed, reference_origin="app"),
-        b=_run(committed, gateways, short.id, T0 + HOUR, failed, reference_origin="ops"),
-        c=_run(
-            committed,
-            gateways,
-            gone.id,
-            T0 + 2 * HOUR,
-            failed,
-            order_subscription_id=subscription.id,
-        ),
-        live=_run(committed, gateways, live.id, T0, failed, Mode.LIVE),
-        completed=_run(committed, gateways, good.id, T0, Outcome.COMPLETED),
-        subscription=subscription.id,
-    )
+def world(committed: sessionmaker[Session], gateways: Gateways) -> Failures:
+    return make_failures(committed, gateways)
 
 
 def statuses(sessions: sessionmaker[Session]) -> dict[str, CopyStatus]:
@@ -109,7 +54,7 @@ def summary(output: str) -> dict[str, int]:
 
 
 def test_dry_run_prints_what_would_be_retried_and_changes_nothing(
-    runner: CliRunner, committed, world: World, broker: Published
+    runner: CliRunner, committed, world: Failures, broker: Published
 ):
     before = statuses(committed)
 
@@ -132,7 +77,7 @@ def test_dry_run_prints_what_would_be_retried_and_changes_nothing(
 
 
 def test_retry_puts_the_selected_copies_back_to_pending_and_announces_them(
-    runner: CliRunner, committed, world: World, broker: Published
+    runner: CliRunner, committed, world: Failures, broker: Published
 ):
     result = runner.invoke(app, ["copies", "retry", "--error-contains", "discontinued"])
 
@@ -157,7 +102,7 @@ def test_retry_puts_the_selected_copies_back_to_pending_and_announces_them(
 
 
 def test_a_second_run_finds_nothing_left_to_retry(
-    runner: CliRunner, committed, world: World, broker: Published
+    runner: CliRunner, committed, world: Failures, broker: Published
 ):
     first = runner.invoke(app, ["copies", "retry", "--all"])
     second = runner.invoke(app, ["copies", "retry", "--all"])
@@ -169,7 +114,7 @@ def test_a_second_run_finds_nothing_left_to_retry(
     assert broker == [world.a, world.b, world.c]
 
 
-Args = Callable[[World], list[str]]
+Args = Callable[[Failures], list[str]]
 
 
 @pytest.mark.parametrize(
@@ -186,14 +131,14 @@ Args = Callable[[World], list[str]]
         ),
         pytest.param(lambda w: ["--since", "2026-11-21"], "", id="since-a-date"),
         pytest.param(lambda w: ["--reference-origin", "ops"], "b", id="reference-origin"),
-        pytest.param(lambda w: ["--subscription", w.subscription], "c", id="subscription"),
+        pytest.param(lambda w: ["--subscription", w.subscription_id], "c", id="subscription"),
         pytest.param(lambda w: ["--error-contains", "OUT OF STOCK"], "b", id="error-contains"),
         pytest.param(lambda w: ["--limit", "2"], "ab", id="limit"),
         pytest.param(lambda w: ["--mode", "live", "--all"], "L", id="mode"),
     ],
 )
 def test_each_criterion_selects_what_is_retried(
-    runner: CliRunner, world: World, broker: Published, args: Args, expected: str
+    runner: CliRunner, world: Failures, broker: Published, args: Args, expected: str
 ):
     names = {"a": world.a, "b": world.b, "c": world.c, "L": world.live}
 
@@ -205,7 +150,7 @@ def test_each_criterion_selects_what_is_retried(
         assert summary(result.stdout)["retried"] == len(expected)
 
 
-def test_ids_not_failed_are_named_on_stderr(runner: CliRunner, world: World, broker: Published):
+def test_ids_not_failed_are_named_on_stderr(runner: CliRunner, world: Failures, broker: Published):
     result = runner.invoke(app, ["copies", "retry", "--id", world.completed, "--id", world.a])
 
     assert result.exit_code == 0, result.output
@@ -215,7 +160,7 @@ def test_ids_not_failed_are_named_on_stderr(runner: CliRunner, world: World, bro
     assert broker == [world.a]
 
 
-def test_a_bad_time_is_a_usage_error(runner: CliRunner, world: World, broker: Published):
+def test_a_bad_time_is_a_usage_error(runner: CliRunner, world: Failures, broker: Published):
     result = runner.invoke(app, ["copies", "retry", "--since", "yesterday"])
 
     assert result.exit_code == 2
@@ -224,7 +169,7 @@ def test_a_bad_time_is_a_usage_error(runner: CliRunner, world: World, broker: Pu
 
 
 def test_a_copy_retried_by_someone_else_meanwhile_is_skipped(
-    runner: CliRunner, committed, world: World, broker: Published, monkeypatch
+    runner: CliRunner, committed, world: Failures, broker: Published, monkeypatch
 ):
     select_failed = bulk.select_failed
     elsewhere = Published()
@@ -247,7 +192,7 @@ def test_a_copy_retried_by_someone_else_meanwhile_is_skipped(
 
 
 def test_unexpected_errors_are_counted_and_named_and_the_run_goes_on(
-    runner: CliRunner, committed, world: World, broker: Published, monkeypatch
+    runner: CliRunner, committed, world: Failures, broker: Published, monkeypatch
 ):
     real_retry = engine.retry
 
