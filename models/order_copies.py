@@ -41,6 +41,11 @@ class OrderCopy(Record, Base):
         Index("ix_order_copies_source_order_id", "source_order_id"),
         Index("ix_order_copies_target_order_id", "target_order_id"),
         Index("ix_order_copies_mode_created_at", "mode", "created_at"),
+        # Counts by status and the oldest pending copy (/metrics, ordercopy status), and
+        # the API's most common list: one status, newest first.
+        Index("ix_order_copies_mode_status_created_at", "mode", "status", "created_at"),
+        # Completed copies' run times, read from the index alone (/metrics' histogram).
+        Index("ix_order_copies_mode_completed_at", "mode", "completed_at", "started_at"),
     )
 
     id: Mapped[PublicId]
@@ -91,7 +96,11 @@ class OrderCopyEvent(Record, Base):
     """One fact in a copy's history; never updated."""
 
     __tablename__ = "order_copy_events"
-    __table_args__ = (Index("ix_order_copy_events_order_copy_id_id", "order_copy_id", "id"),)
+    __table_args__ = (
+        Index("ix_order_copy_events_order_copy_id_id", "order_copy_id", "id"),
+        # Created, completed and failed runs counted from the history (/metrics' counters).
+        Index("ix_order_copy_events_kind_mode", "kind", "mode"),
+    )
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
