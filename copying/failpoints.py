@@ -6,6 +6,10 @@ actions: ``raise`` (an exception, as a bug would), ``dberror`` (a lost database
 connection, as SQLAlchemy reports it),
 ``exit`` (``os._exit``: the process dies at once, as under SIGKILL), ``hang``
 (the run stops answering, so a test can signal the process at a known place).
+
+Switches are test-only behaviours of a whole process rather than places in a
+run, turned on with ``NAME=on``: ``publish_twice`` makes the publisher send
+every copy doorbell twice (the chaos suite turns it on in every process).
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ NAMES = (
 )
 
 ACTIONS = ("raise", "dberror", "exit", "hang")
+SWITCHES = ("publish_twice",)
+SWITCH_ON = "on"
 HANG_SECONDS = 3600
 
 _active: dict[str, str] = {}
@@ -43,9 +49,13 @@ def parse(spec: str) -> dict[str, str]:
     parsed: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in spec.split(","))):
         name, _, action = item.partition("=")
+        if name in SWITCHES and action == SWITCH_ON:
+            parsed[name] = action
+            continue
         if name not in NAMES or action not in ACTIONS:
             raise ValueError(
-                f"bad failpoint {item!r}: use NAME={'|'.join(ACTIONS)}, NAME in {NAMES}"
+                f"bad failpoint {item!r}: use NAME={'|'.join(ACTIONS)}, NAME in {NAMES},"
+                f" or SWITCH={SWITCH_ON}, SWITCH in {SWITCHES}"
             )
         parsed[name] = action
     return parsed
@@ -71,6 +81,12 @@ def enabled(name: str, action: str = "raise") -> Iterator[None]:
         yield
     finally:
         _active.pop(name, None)
+
+
+def is_on(name: str, spec: str = "") -> bool:
+    """Whether the switch ``name`` is on: enabled by a test, or named in ``spec`` (the
+    process's ``ORDERCOPY_FAILPOINTS``, for processes that do not :func:`load` it)."""
+    return _active.get(name) == SWITCH_ON or parse(spec).get(name) == SWITCH_ON
 
 
 def hit(name: str) -> None:
