@@ -327,6 +327,9 @@ def add_update_route(
                 if attribute is not None:
                     setattr(row, attribute.attr, value)
             routes.set_relationships(session, row, links, api_key.mode)
+            if resource.check_updated is not None:
+                changed = {name for name in changes if name not in triggers} | set(links)
+                resource.check_updated(routes.context(session, api_key), row, changed)
             session.flush()
             for trigger, value in asked:
                 if trigger.transactional:

@@ -33,6 +33,9 @@ class Attribute:
     pattern: str | None = None
     choices: tuple[str, ...] | None = None
     description: str = ""
+    #: How to read the value from a row, when it is no column of its own (a key of a
+    #: JSON column, say); such an attribute is neither filterable nor sortable.
+    read: Callable[[Any], Any] | None = None
 
     @property
     def attr(self) -> str:
@@ -105,6 +108,9 @@ class Resource:
     #: Before an update: raise ApiError unless the row may change the attributes and
     #: relationships named (triggers check for themselves).
     check_update: Callable[[Context, Any, set[str]], None] | None = None
+    #: After an update's attributes and relationships are set on the row (before the
+    #: flush and the triggers): raise ApiError to refuse the values; may adjust the row.
+    check_updated: Callable[[Context, Any, set[str]], None] | None = None
     #: Delete the row, or raise ApiError(409) when it may not go.
     delete: Callable[[Context, Any], None] | None = None
     default_sort: str = "-created_at"
