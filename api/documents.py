@@ -52,12 +52,13 @@ class Renderer:
     ) -> dict[str, Any]:
         """``related`` maps included relationship names to their linkage data."""
         related = related or {}
+        row_id = str(row.id)  # a JSON:API id is a string, whatever the key's type
         document: dict[str, Any] = {
-            "id": row.id,
+            "id": row_id,
             "type": resource.type,
-            "links": {"self": self.url(resource.type, row.id)},
+            "links": {"self": self.url(resource.type, row_id)},
             "attributes": {
-                a.name: json_value(getattr(row, a.attr))
+                a.name: json_value(a.read(row) if a.read is not None else getattr(row, a.attr))
                 for a in resource.attributes
                 if self._wanted(resource, a.name)
             },
@@ -68,8 +69,8 @@ class Renderer:
                 continue
             entry: dict[str, Any] = {
                 "links": {
-                    "self": self.url(resource.type, row.id, "relationships", relationship.name),
-                    "related": self.url(resource.type, row.id, relationship.name),
+                    "self": self.url(resource.type, row_id, "relationships", relationship.name),
+                    "related": self.url(resource.type, row_id, relationship.name),
                 }
             }
             if relationship.name in related:
@@ -102,7 +103,7 @@ class Renderer:
             data: dict[str, Any] = {r.id: [] for r in rows}
             for item in found:
                 data[getattr(item, relationship.inverse or "")].append(
-                    {"type": target.type, "id": item.id}
+                    {"type": target.type, "id": str(item.id)}
                 )
             return data, found
         ids = {getattr(r, relationship.column or "") for r in rows} - {None}

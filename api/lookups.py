@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from models import Base, Mode
+
+#: A whole number as a key is written: no sign, no leading zero, at most a bigint.
+INTEGER_KEY = re.compile(r"^[1-9][0-9]{0,18}$")
+BIGINT_MAX = 2**63 - 1
 
 
 def storable(text: str) -> bool:
@@ -21,6 +27,11 @@ def storable(text: str) -> bool:
     return True
 
 
+def integer_key(model: type[Base]) -> bool:
+    """Whether the model's primary key is a whole number (the id in a URL is still text)."""
+    return inspect(model).primary_key[0].type.python_type is int
+
+
 def find(
     session: Session, model: type[Base], row_id: Any, mode: Mode, *, lock: bool = False
 ) -> Any:
@@ -30,7 +41,12 @@ def find(
     """
     if not isinstance(row_id, str) or not storable(row_id):
         return None
-    row: Any = session.get(model, row_id, with_for_update=lock)
+    key: Any = row_id
+    if integer_key(model):
+        if not INTEGER_KEY.match(row_id) or int(row_id) > BIGINT_MAX:
+            return None
+        key = int(row_id)
+    row: Any = session.get(model, key, with_for_update=lock)
     if row is None or row.mode != mode:
         return None
     return row

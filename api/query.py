@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, ColumnElement, String, not_, or_, type_coerce
 from sqlalchemy.orm import InstrumentedAttribute
 
 from api.errors import ApiError
-from api.lookups import storable
+from api.lookups import integer_key, storable
 from api.spec import Attribute, Kind, Resource
 
 ORDERING = ("lt", "lteq", "gt", "gteq")
@@ -60,7 +60,9 @@ class Query:
 
 def filterable(resource: Resource) -> dict[str, Attribute]:
     """Name → attribute, for everything ``filter[q]`` accepts."""
-    names: dict[str, Attribute] = {"id": Attribute("id", "string")}
+    names: dict[str, Attribute] = {
+        "id": Attribute("id", "integer" if integer_key(resource.model) else "string")
+    }
     names.update({a.name: a for a in resource.attributes if a.filterable})
     names.update({name: Attribute(name, kind) for name, kind in resource.extra_filters.items()})
     return names
