@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from copying import failpoints
-from tests.chaos.processes import CeleryProcess, local_tcp_ports
+from tests.chaos.processes import Process, local_tcp_ports
 from tests.chaos.stack import Stack
 
 
@@ -37,6 +37,7 @@ class Kind(enum.StrEnum):
     REDIS_OUTAGE = "redis_outage"
     PG_RESTART = "pg_restart"
     SECOND_BEAT = "second_beat"
+    KILL_WEB = "kill_web"
     FREEZE = "freeze"
 
 
@@ -49,6 +50,7 @@ LABELS = {
     Kind.REDIS_OUTAGE: "Redis down 3-6 s while copies are created",
     Kind.PG_RESTART: "PostgreSQL crashed (immediate stop), restarted 0.5-3 s later",
     Kind.SECOND_BEAT: "a second beat started beside the first",
+    Kind.KILL_WEB: "SIGKILL of a web process (restarted 1-3 s later)",
     Kind.FREEZE: "finale: every worker SIGSTOPped for the last 3 s, then one SIGKILLed",
 }
 
@@ -61,6 +63,7 @@ RATES = {
     Kind.REDIS_FLUSH: 0.7,
     Kind.REDIS_OUTAGE: 0.7,
     Kind.PG_RESTART: 0.7,
+    Kind.KILL_WEB: 1.5,
 }
 
 
@@ -88,6 +91,7 @@ def schedule(rng: random.Random, duration: float, lease: float) -> list[Fault]:
                 Kind.REDIS_FLUSH: 0.0,
                 Kind.REDIS_OUTAGE: rng.uniform(3, 6),
                 Kind.PG_RESTART: rng.uniform(0.5, 3),
+                Kind.KILL_WEB: rng.uniform(1, 3),
             }[kind]
             failpoint = ""
             if kind == Kind.FAILPOINT:
@@ -179,13 +183,13 @@ class Injector:
 
     # --- the faults: each returns its follow-ups, or raises Skipped ---
 
-    def _worker(self, fault: Fault) -> CeleryProcess:
+    def _worker(self, fault: Fault) -> Process:
         healthy = self.stack.healthy_workers()
         if not healthy:
             raise Skipped("no worker running")
         return healthy[int(fault.pick * len(healthy))]
 
-    def _busy_worker(self, fault: Fault) -> tuple[CeleryProcess, list[int]]:
+    def _busy_worker(self, fault: Fault) -> tuple[Process, list[int]]:
         """A worker whose pool child is inside a database transaction (a copy run's step,
         most likely), and that child; within 1.5 s, else any worker and its whole pool."""
         deadline = time.monotonic() + 1.5
@@ -226,6 +230,35 @@ class Injector:
         def restart() -> None:
             self.stack.start(worker)
             self.note(f"{worker.name} restarted")
+
+        return [(fault.hold, restart)]
+
+    def _kill_web(self, fault: Fault) -> FollowUps:
+        """SIGKILL a web process, inside a request's transaction if one comes within 1.5 s."""
+        deadline = time.monotonic() + 1.5
+        while True:
+            webs = self.stack.healthy_webs()
+            if not webs:
+                raise Skipped("no web process running")
+            try:
+                ports = self.ports_in_transaction()
+            except Exception:  # the database is down: aim anywhere
+                ports = set()
+            inside = [w for w in webs if w.pid and local_tcp_ports(w.pid) & ports]
+            if inside:
+                self.mid_run[fault.kind] += 1
+                web = inside[int(fault.pick * len(inside))]
+                break
+            if time.monotonic() > deadline:
+                web = webs[int(fault.pick * len(webs))]
+                break
+            time.sleep(0.01)
+        self.stack.wanted.discard(web.name)
+        web.kill()
+
+        def restart() -> None:
+            self.stack.start(web)
+            self.note(f"{web.name} restarted")
 
         return [(fault.hold, restart)]
 

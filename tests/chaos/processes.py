@@ -1,8 +1,8 @@
-"""The Celery processes of a chaos run: workers and beats, each in its own process group.
+"""The processes of a chaos run: workers, beats and the web, each in its own process group.
 
-A whole process group is signalled at once (the worker and its pool
+A whole process group is signalled at once (a worker and its pool
 children), or one pool child alone. Every process is reaped by
-:meth:`CeleryProcess.stop`, whatever state it was left in.
+:meth:`Process.stop`, whatever state it was left in.
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import subprocess
 from pathlib import Path
 
 from tests.worker.processes import CELERY, REPO
+
+UVICORN = str(Path(CELERY).with_name("uvicorn"))
 
 
 def children(pid: int) -> list[int]:
@@ -55,23 +57,26 @@ def local_tcp_ports(pid: int) -> set[int]:
     return ports
 
 
-class CeleryProcess:
-    """``celery -A worker worker|beat …`` with its own environment and log file."""
+class Process:
+    """``celery -A worker worker|beat …`` or ``uvicorn api.app:app``, with its own
+    environment and log file."""
 
     def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
         self.name = name
-        self.args = [CELERY, "-A", "worker", *args]
+        self.args = args
         self.env = env
         self.log_path = log_dir / f"{name}.log"
         self.process: subprocess.Popen[bytes] | None = None
         self.stopped = False  # SIGSTOPped: a zombie until SIGCONT
         self.starts = 0
+        self.port: int | None = None  # a web process's
 
     @classmethod
-    def worker(
-        cls, name: str, env: dict[str, str], log_dir: Path, *, concurrency: int
-    ) -> CeleryProcess:
+    def worker(cls, name: str, env: dict[str, str], log_dir: Path, *, concurrency: int) -> Process:
         args = [
+            CELERY,
+            "-A",
+            "worker",
             "worker",
             "-P",
             "prefork",
@@ -88,9 +93,23 @@ class CeleryProcess:
         return cls(name, args, env, log_dir)
 
     @classmethod
-    def beat(cls, name: str, env: dict[str, str], log_dir: Path) -> CeleryProcess:
+    def beat(cls, name: str, env: dict[str, str], log_dir: Path) -> Process:
         schedule = log_dir / f"{name}-schedule"
-        return cls(name, ["beat", "-s", str(schedule), "--loglevel", "WARNING"], env, log_dir)
+        args = [CELERY, "-A", "worker", "beat", "-s", str(schedule), "--loglevel", "WARNING"]
+        return cls(name, args, env, log_dir)
+
+    @classmethod
+    def web(cls, name: str, env: dict[str, str], log_dir: Path, *, port: int) -> Process:
+        """One uvicorn process (no reloader, no worker manager) on ``port``."""
+        args = [
+            UVICORN,
+            "api.app:app",
+            *("--host", "127.0.0.1", "--port", str(port)),
+            *("--log-level", "warning", "--no-access-log"),
+        ]
+        web = cls(name, args, env, log_dir)
+        web.port = port
+        return web
 
     @property
     def pid(self) -> int | None:
@@ -126,8 +145,13 @@ class CeleryProcess:
         elif sig in (signal.SIGCONT, signal.SIGKILL):
             self.stopped = False
 
+    @property
+    def url(self) -> str:
+        assert self.port is not None, f"{self.name} serves no HTTP"
+        return f"http://127.0.0.1:{self.port}"
+
     def kill(self) -> None:
-        """SIGKILL the worker and its pool at once, as a lost machine would."""
+        """SIGKILL the process and its children at once, as a lost machine would."""
         self.signal_group(signal.SIGCONT)
         self.signal_group(signal.SIGKILL)
         if self.process is not None:

@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from tests.chaos.faults import LABELS, Kind
-from tests.invariants import INVARIANTS
+from tests.chaos.promises import PROMISES
 
 SHOWN_PER_INVARIANT = 10
 
@@ -29,6 +29,7 @@ class Results:
     mid_run: Counter[Kind]
     failpoints: list[str]
     clients: Counter[str]
+    requests: Counter[str]
     observed: dict[str, int]
     causes: Counter[str]
     found: dict[str, list[str]]
@@ -77,24 +78,31 @@ def render(r: Results) -> str:
         notes = []
         if kind in (Kind.KILL_CHILD, Kind.ZOMBIE):
             notes.append(f"{r.mid_run[kind]} hit a child inside a transaction")
+        if kind == Kind.KILL_WEB:
+            notes.append(f"{r.mid_run[kind]} hit a request inside a transaction")
         if r.skipped[kind]:
             notes.append(f"{r.skipped[kind]} skipped: nothing to hit then")
         note = f" ({', '.join(notes)})" if notes else ""
         lines.append(f"| {LABELS[kind]} | {r.injected[kind]}{note} |")
-    lines.append("| every doorbell the clients rang, published twice | always |")
+    lines.append(
+        "| every copy doorbell of every process (API, sweeper, tick, retries, Celery's own"
+        " retries) published twice: failpoint `publish_twice` | always |"
+    )
     if r.failpoints:
         lines += ["", f"Failpoints: {', '.join(sorted(r.failpoints))}."]
     lines += ["", "| clients and ops during the faults | count |", "|---|---:|"]
     lines += [f"| {what} | {_n(count)} |" for what, count in sorted(r.clients.items())]
+    lines += ["", "| HTTP requests (attempts), by outcome | count |", "|---|---:|"]
+    lines += [f"| {what} | {_n(count)} |" for what, count in sorted(r.requests.items())]
     lines += ["", "| seen in the logs and the database | count |", "|---|---:|"]
     lines += [f"| {what} | {_n(count)} |" for what, count in r.observed.items()]
     lines += ["", "| copies with errors, by errors_log key | copies |", "|---|---:|"]
     lines += [f"| `{key}` | {_n(count)} |" for key, count in sorted(r.causes.items())]
     lines += ["", "| invariant | violations |", "|---|---:|"]
-    lines += [f"| {promise} | {len(r.found[name])} |" for name, promise in INVARIANTS.items()]
+    lines += [f"| {promise} | {len(r.found[name])} |" for name, promise in PROMISES.items()]
     for name, sentences in r.found.items():
         if sentences:
-            lines += ["", f"{INVARIANTS[name]}:"]
+            lines += ["", f"{PROMISES[name]}:"]
             lines += [f"- {s}" for s in sentences[:SHOWN_PER_INVARIANT]]
             if len(sentences) > SHOWN_PER_INVARIANT:
                 lines.append(f"- … and {len(sentences) - SHOWN_PER_INVARIANT} more")

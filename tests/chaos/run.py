@@ -1,13 +1,15 @@
 """Run the chaos suite: ``python -m tests.chaos.run --copies N --seed S --duration SECONDS``.
 
 It starts its own PostgreSQL cluster and Redis, migrates, builds a seeded
-world (tests/chaos/world.py) and starts the workers (prefork) and a beat.
-Then, for ``--duration`` seconds, it creates copies, retries failed ones in
-bulk and rings every doorbell twice (tests/chaos/traffic.py) while faults hit
-at seeded moments (tests/chaos/faults.py). Then the faults stop: the system
-must finish every copy on its own within ``--quiesce-timeout``, and every
-invariant of tests/invariants.py must hold. It prints a table, and exits 1
-if either fails. Everything it started is stopped and removed at the end
+world (tests/chaos/world.py), issues an API key and starts the workers
+(prefork), a beat and the web (uvicorn), every process with each doorbell
+published twice (the ``publish_twice`` switch). Then, for ``--duration``
+seconds, clients create copies over HTTP, ops retry failed ones over HTTP and
+in bulk (tests/chaos/traffic.py) while faults hit at seeded moments
+(tests/chaos/faults.py). Then the faults stop: the system must finish every
+copy on its own within ``--quiesce-timeout``, and every promise of
+tests/invariants.py and tests/chaos/promises.py must hold. It prints a table,
+and exits 1 if either fails. Everything it started is stopped and removed at the end
 (``--keep`` keeps the logs and the stopped database; a run that fails, or
 settles slowly, keeps its logs).
 """
@@ -36,16 +38,19 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from api.auth import issue_key
 from config import get_settings
 from config.logging import configure_logging
 from copying.gateways import TestGateway
 from migrations import upgrade
-from models import OrderCopy, db
+from models import Mode, OrderCopy, db
 from tests.chaos import faults, probes
 from tests.chaos import world as worlds
+from tests.chaos.promises import check_api
 from tests.chaos.report import Results, render
 from tests.chaos.stack import Stack
-from tests.chaos.traffic import Traffic
+from tests.chaos.traffic import ABORT_OVER_HTTP, ORIGIN, Traffic
+from tests.chaos.web import ApiClient
 from tests.invariants import check, install_audit, source_cancellations
 
 T = TypeVar("T")
@@ -63,6 +68,7 @@ LOGGED = {
     "copy_lease_lost": "runs fenced off after losing their lease (copy_lease_lost)",
     "copy_transient_error": "transient errors parked for a re-claim (copy_transient_error)",
     "publish_failed": "publishes that failed, left to the sweeper (publish_failed)",
+    "api_crash": "API requests answered 500 (api_crash: the database down, mostly)",
 }
 
 
@@ -73,6 +79,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=45, help="seconds of faults (45)")
     parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
     parser.add_argument("--concurrency", type=int, default=2, help="pool of each worker (2)")
+    parser.add_argument("--webs", type=int, default=2, help="web (uvicorn) processes (2)")
     parser.add_argument("--subscriptions", type=int, default=None, help="default: copies/100")
     parser.add_argument(
         "--quiesce-timeout", type=float, default=90, help="bound on settling (90 s)"
@@ -103,7 +110,13 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
     workdir = Path(tempfile.mkdtemp(prefix="ordercopy-chaos-"))
-    stack = Stack(workdir, workers=args.workers, concurrency=args.concurrency, settings=SETTINGS)
+    stack = Stack(
+        workdir,
+        workers=args.workers,
+        concurrency=args.concurrency,
+        webs=args.webs,
+        settings=SETTINGS,
+    )
     passed = slow = False
     try:
         say(f"seed {args.seed}; working in {workdir}")
@@ -185,11 +198,14 @@ def _run(args: argparse.Namespace, stack: Stack) -> Results:
         subscriptions=args.subscriptions,
         renewals_within=0.6 * args.duration,
     )
+    with sessions.begin() as session:
+        token = issue_key(session, name="chaos", mode=Mode.TEST)[1]
     schedule = faults.schedule(rng, args.duration, LEASE_SECONDS)
     injector = faults.Injector(stack, schedule, _reading(sessions, probes.ports_in_transaction))
-    traffic = Traffic(sessions, publish, random.Random(args.seed + 1), injector.redis_down)
+    api = ApiClient([web.url for web in stack.webs], token)
+    traffic = Traffic(sessions, publish, api, random.Random(args.seed + 1), injector.redis_down)
 
-    say(f"starting {args.workers} workers and a beat")
+    say(f"starting {args.workers} workers, a beat and {args.webs} web processes")
     stack.start_processes()
     stack.wait_ready()
     progress = probes.Progress(stack.logs / "progress.log", _sampler(stack, sessions))
@@ -217,7 +233,8 @@ def _run(args: argparse.Namespace, stack: Stack) -> Results:
     results = _results(args, stack, sessions, world, injector, traffic)
     results.observed = {"copies unfinished when the faults stopped": stranded, **results.observed}
     results.quiesced_after = quiesced_after
-    results.problems = [*crashed, *injector.errors]
+    results.problems = [*crashed, *injector.errors, *traffic.problems]
+    api.close()
     return results
 
 
@@ -260,8 +277,11 @@ def _drive(
     times = creation_times(len(world.copies), args.duration)
     threads = [
         threading.Thread(target=injector.run, args=(stop,), name="faults"),
-        threading.Thread(target=traffic.create_all, args=(world.copies, times, stop), name="web"),
-        threading.Thread(target=traffic.retry_failed, args=(stop,), name="ops"),
+        threading.Thread(
+            target=traffic.create_all, args=(world.copies, times, stop), name="clients"
+        ),
+        threading.Thread(target=traffic.retry_over_http, args=(stop,), name="ops-http"),
+        threading.Thread(target=traffic.retry_failed, args=(stop,), name="ops-bulk"),
         threading.Thread(target=traffic.ring_stray, args=(stop,), name="stray"),
     ]
     for thread in threads:
@@ -309,6 +329,7 @@ def _results(
         # The ids the clients were told about, and the renewals the ticks created.
         ids = list(dict.fromkeys([*traffic.created, *(c.id for c in copies)]))
         found = check(session, ids, world.initial_stock)
+        found |= check_api(session, ORIGIN, traffic.answered, traffic.api.malformed)
         cancelled = sum(source_cancellations(session, ids).values())
         claims, resumed = probes.runs(session)
         audited = probes.audited(session)
@@ -325,7 +346,7 @@ def _results(
         "payments voided (audit trigger: our records and the gateway's)": (
             audited["authorization_voided"] + audited["charge_voided"]
         ),
-        "worker or beat exits on their own, restarted by the supervisor": len(
+        "worker, beat or web exits on their own, restarted by the supervisor": len(
             stack.unexpected_exits
         ),
     }
@@ -338,14 +359,17 @@ def _results(
         subscriptions=len(world.subscriptions),
         stack=(
             f"{args.workers} workers of {args.concurrency} prefork children, "
-            f"{len(stack.beats)} beats, PostgreSQL {stack.pg.version}, "
+            f"{len(stack.beats)} beats, {len(stack.webs)} web processes (uvicorn), "
+            f"PostgreSQL {stack.pg.version}, "
             f"Redis {_redis_version()} (no persistence)"
         ),
         settings=(
             f"lease {LEASE_SECONDS} s, sweep every {SETTINGS['SWEEP_INTERVAL_SECONDS']} s, "
             f"re-dispatch after {SETTINGS['REDISPATCH_AFTER_SECONDS']} s, "
             f"max claims {SETTINGS['MAX_CLAIMS']}; PostgreSQL "
-            "idle_in_transaction_session_timeout 3 s"
+            "idle_in_transaction_session_timeout 3 s; every doorbell published twice "
+            "(publish_twice); aborts "
+            + ("over HTTP (PATCH _abort)" if ABORT_OVER_HTTP else "through the domain (CLI path)")
         ),
         duration=args.duration,
         quiesce_bound=args.quiesce_timeout,
@@ -355,6 +379,7 @@ def _results(
         mid_run=injector.mid_run,
         failpoints=injector.failpoints,
         clients=traffic.counts,
+        requests=traffic.api.requests,
         observed=observed,
         causes=Counter(key for c in copies for key in (c.errors_log or {})),
         found=found,
@@ -391,6 +416,8 @@ def _replay_command(args: argparse.Namespace) -> str:
             str(args.workers),
             "--concurrency",
             str(args.concurrency),
+            "--webs",
+            str(args.webs),
         ]
     )
 

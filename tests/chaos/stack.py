@@ -1,8 +1,9 @@
-"""Everything a chaos run starts: its PostgreSQL and Redis, its workers and beats.
+"""Everything a chaos run starts: its PostgreSQL and Redis, its workers, beats and web.
 
 The stack also plays the process supervisor (systemd, Kubernetes, honcho):
-a worker or beat that exits when nobody meant to stop it is started again,
-and counted.
+a worker, beat or web process that exits when nobody meant to stop it is
+started again, and counted. Every process runs with the test-only switch
+``publish_twice`` (copying/failpoints.py): each copy doorbell goes out twice.
 """
 
 from __future__ import annotations
@@ -13,15 +14,25 @@ import threading
 import time
 from pathlib import Path
 
-from tests.chaos.processes import CeleryProcess
-from tests.chaos.services import PostgresCluster, RedisServer
+import httpx2
+
+from tests.chaos.processes import Process
+from tests.chaos.services import PostgresCluster, RedisServer, free_port
 
 DATABASE = "ordercopy"
+#: Switched on in every process of the stack (and in the runner).
+SWITCHES = "publish_twice=on"
 
 
 class Stack:
     def __init__(
-        self, workdir: Path, *, workers: int, concurrency: int, settings: dict[str, str]
+        self,
+        workdir: Path,
+        *,
+        workers: int,
+        concurrency: int,
+        webs: int,
+        settings: dict[str, str],
     ) -> None:
         self.workdir = workdir
         self.logs = workdir / "logs"
@@ -36,7 +47,7 @@ class Stack:
             "DATA_DIR": str(workdir / "data"),
             "LOG_LEVEL": "WARNING",
             "LOG_FORMAT": "json",
-            "FAILPOINTS": "",
+            "FAILPOINTS": SWITCHES,
             **settings,
         }
         self.env = {
@@ -46,11 +57,14 @@ class Stack:
         }
         self.env.update({f"ORDERCOPY_{k}": v for k, v in self.settings.items()})
         self.workers = [
-            CeleryProcess.worker(f"w{n + 1}", self.env, self.logs, concurrency=concurrency)
+            Process.worker(f"w{n + 1}", self.env, self.logs, concurrency=concurrency)
             for n in range(workers)
         ]
-        self.beats = [CeleryProcess.beat("beat-1", self.env, self.logs)]
-        self.extras: list[CeleryProcess] = []  # failpoint workers, killed when their window ends
+        self.beats = [Process.beat("beat-1", self.env, self.logs)]
+        self.webs = [
+            Process.web(f"web-{n + 1}", self.env, self.logs, port=free_port()) for n in range(webs)
+        ]
+        self.extras: list[Process] = []  # failpoint workers, killed when their window ends
         #: Processes meant to be running; the supervisor restarts those that are not.
         self.wanted: set[str] = set()
         self.unexpected_exits: list[str] = []
@@ -66,33 +80,39 @@ class Stack:
 
     # --- processes ---
 
-    def start(self, process: CeleryProcess) -> None:
+    def start(self, process: Process) -> None:
         with self.lock:
             process.start()
             self.wanted.add(process.name)
 
+    @property
+    def supervised(self) -> list[Process]:
+        return [*self.workers, *self.beats, *self.webs]
+
     def start_processes(self) -> None:
-        for process in [*self.workers, *self.beats]:
+        for process in self.supervised:
             self.start(process)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        """Until every worker has forked its pool."""
+        """Until every worker has forked its pool and every web process answers."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(len(w.children()) >= self.concurrency for w in self.workers):
+            if all(len(w.children()) >= self.concurrency for w in self.workers) and all(
+                _web_ready(web.url) for web in self.webs
+            ):
                 return
             time.sleep(0.2)
-        raise RuntimeError("the workers did not start their pools: see " + str(self.logs))
+        raise RuntimeError("the workers or the web did not start: see " + str(self.logs))
 
-    def add_beat(self) -> CeleryProcess:
-        beat = CeleryProcess.beat(f"beat-{len(self.beats) + 1}", self.env, self.logs)
+    def add_beat(self) -> Process:
+        beat = Process.beat(f"beat-{len(self.beats) + 1}", self.env, self.logs)
         self.beats.append(beat)
         self.start(beat)
         return beat
 
-    def failpoint_worker(self, name: str, failpoint: str) -> CeleryProcess:
-        env = {**self.env, "ORDERCOPY_FAILPOINTS": failpoint}
-        worker = CeleryProcess.worker(name, env, self.logs, concurrency=1)
+    def failpoint_worker(self, name: str, failpoint: str) -> Process:
+        env = {**self.env, "ORDERCOPY_FAILPOINTS": f"{SWITCHES},{failpoint}"}
+        worker = Process.worker(name, env, self.logs, concurrency=1)
         self.extras.append(worker)
         worker.start()  # not supervised: it is meant to die
         return worker
@@ -100,13 +120,16 @@ class Stack:
     def supervise(self) -> None:
         """Start again whatever wanted process exited on its own."""
         with self.lock:
-            for process in [*self.workers, *self.beats]:
+            for process in self.supervised:
                 if process.name in self.wanted and not process.alive:
                     self.unexpected_exits.append(process.name)
                     process.start()
 
-    def healthy_workers(self) -> list[CeleryProcess]:
+    def healthy_workers(self) -> list[Process]:
         return [w for w in self.workers if w.alive and not w.stopped and w.name in self.wanted]
+
+    def healthy_webs(self) -> list[Process]:
+        return [w for w in self.webs if w.alive and w.name in self.wanted]
 
     # --- ending ---
 
@@ -119,7 +142,7 @@ class Stack:
                 self.redis.start()
             if not self.pg.started:
                 self.pg.start()
-            for process in [*self.workers, *self.beats]:
+            for process in self.supervised:
                 if process.stopped:
                     process.signal_group(signal.SIGCONT)
                 if process.name not in self.wanted:  # killed on purpose, its restart still due
@@ -132,7 +155,7 @@ class Stack:
         """Stop every process and service this stack started (safe to call twice)."""
         with self.lock:
             self.wanted.clear()
-            for process in [*self.extras, *self.beats, *self.workers]:
+            for process in [*self.webs, *self.extras, *self.beats, *self.workers]:
                 process.stop()
             self.redis.kill()
             if keep_database:
@@ -140,3 +163,15 @@ class Stack:
                     self.pg.stop("fast")
             else:
                 self.pg.destroy()
+
+
+def _web_ready(url: str) -> bool:
+    """``/readyz`` answers 200; where the app has none yet, the OpenAPI document does."""
+    try:
+        with httpx2.Client(base_url=url, timeout=2) as client:
+            ready = client.get("/readyz")
+            if ready.status_code == 404:
+                ready = client.get("/api/openapi.json")
+    except httpx2.TransportError:
+        return False
+    return ready.status_code == 200
