@@ -18,6 +18,7 @@ import httpx2
 
 from tests.chaos.processes import Process
 from tests.chaos.services import PostgresCluster, RedisServer, free_port
+from tests.worker.processes import REPO
 
 DATABASE = "ordercopy"
 #: Switched on in every process of the stack (and in the runner).
@@ -56,6 +57,12 @@ class Stack:
             if not k.startswith("ORDERCOPY_") and k != "PROMETHEUS_MULTIPROC_DIR"
         }
         self.env.update({f"ORDERCOPY_{k}": v for k, v in self.settings.items()})
+        # The code of the tree the run starts from, even where an editable install (or
+        # Celery, which puts the working directory on sys.path only to find the app)
+        # would import another checkout's.
+        self.env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(REPO), os.environ.get("PYTHONPATH", "")])
+        )
         self.workers = [
             Process.worker(f"w{n + 1}", self.env, self.logs, concurrency=concurrency)
             for n in range(workers)
