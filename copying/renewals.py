@@ -41,13 +41,17 @@ class TickResult:
 
 
 def due_runs(subscription: OrderSubscription, now: datetime) -> list[datetime]:
-    """The scheduled runs to renew now: the latest missed one, or every one with ``catch_up``."""
-    if subscription.next_run_at is None or subscription.next_run_at > now:
+    """The runs to renew now: the latest missed one, or every one with ``catch_up``.
+
+    The planned run (``next_run_at``) counts even when set by hand off the schedule;
+    the scheduled runs after it follow."""
+    planned = subscription.next_run_at
+    if planned is None or planned > now:
         return []
-    schedule = Schedule(subscription.frequency, subscription.starts_at or subscription.next_run_at)
+    schedule = Schedule(subscription.frequency, subscription.starts_at or planned)
     runs = [
         run
-        for run in schedule.between(subscription.next_run_at, now)
+        for run in (planned, *schedule.between(planned + timedelta(microseconds=1), now))
         if subscription.expires_at is None or run < subscription.expires_at
     ]
     return runs if subscription.catch_up else runs[-1:]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from croniter import CroniterBadCronError, croniter
+from croniter import CroniterError, croniter
 from dateutil.relativedelta import relativedelta
 
 FREQUENCIES: dict[str, relativedelta] = {
@@ -25,6 +25,8 @@ FREQUENCIES: dict[str, relativedelta] = {
 }
 #: Upper bound on the runs one call lists: years of hourly runs, never an endless loop.
 MAX_RUNS = 100_000
+#: Where check_frequency looks for a crontab's first run (croniter searches decades on).
+NEVER_PROBE = datetime(2000, 1, 1, tzinfo=UTC)
 
 
 class ScheduleError(ValueError):
@@ -39,10 +41,16 @@ def check_frequency(frequency: str) -> None:
         raise ScheduleError(
             f"{frequency!r} is not one of {', '.join(FREQUENCIES)} nor a crontab expression"
         )
-    if not fields[0].isdigit():
+    if not (fields[0].isascii() and fields[0].isdigit()):
         raise ScheduleError(
             f"{frequency!r} runs more often than hourly: its minute field must be one number"
         )
+    try:
+        croniter(frequency, NEVER_PROBE).get_next(datetime)
+    except CroniterError:
+        raise ScheduleError(
+            f"{frequency!r} names no date that exists (it would never run)"
+        ) from None
 
 
 class Schedule:
@@ -61,7 +69,7 @@ class Schedule:
     def _cron_after(self, moment: datetime) -> datetime:
         try:
             after: datetime = croniter(self.frequency, moment).get_next(datetime)
-        except CroniterBadCronError as error:  # validated already; kept for safety
+        except CroniterError as error:  # validated already; kept for safety
             raise ScheduleError(str(error)) from None
         return after.astimezone(UTC)
 

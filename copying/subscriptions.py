@@ -10,14 +10,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy.orm import Session
+
+from copying import schedules
 from copying.errors import CopyInputError
-from copying.schedules import Schedule
-from models import OrderSubscription, SubscriptionStatus
+from copying.schedules import Schedule, ScheduleError
+from models import (
+    CustomerPaymentSource,
+    Order,
+    OrderStatus,
+    OrderSubscription,
+    SubscriptionStatus,
+    new_public_id,
+)
 
 S = SubscriptionStatus
 SUBSCRIPTION_TRANSITIONS: dict[SubscriptionStatus, frozenset[SubscriptionStatus]] = {
@@ -35,8 +45,13 @@ DEFAULT_FINAL_ACTION = "deactivate"
 
 
 class SubscriptionStateError(ValueError):
-    def __init__(self, subscription_id: str, status: str, wanted: str) -> None:
-        super().__init__(f"order subscription {subscription_id} is {status}; it cannot be {wanted}")
+    """The subscription's status does not allow what was asked."""
+
+    def __init__(self, subscription_id: str, status: str, wanted: str, *, reason: str = "") -> None:
+        super().__init__(
+            f"order subscription {subscription_id} is {status}; it cannot be {wanted}"
+            + (f": {reason}" if reason else "")
+        )
         self.status = status
 
 
@@ -47,14 +62,31 @@ def move(subscription: OrderSubscription, to: SubscriptionStatus, *, wanted: str
 
 
 def activate(subscription: OrderSubscription, now: datetime) -> None:
-    """Start (or restart) renewing: the next run is the first one from now on."""
+    """Start (or restart) renewing from now on: a next run still ahead is kept, one gone
+    by is replaced by the first scheduled run from now (missed periods are not renewed).
+    Starting fixes ``starts_at`` (the schedule's anchor) when it was not given."""
+    if subscription.status in RENEWING:
+        raise SubscriptionStateError(
+            subscription.id, subscription.status, "activated", reason="it renews already"
+        )
+    if subscription.starts_at is None:
+        subscription.starts_at = now
+    upcoming = subscription.next_run_at
+    if upcoming is None or upcoming < now:
+        upcoming = planned_run(subscription.frequency, subscription.starts_at, now)
+    if subscription.expires_at is not None and upcoming >= subscription.expires_at:
+        raise SubscriptionStateError(
+            subscription.id,
+            subscription.status,
+            "activated",
+            reason=f"it expires at {_iso(subscription.expires_at)}, before its next run",
+        )
     move(subscription, S.ACTIVE, wanted="activated")
-    schedule = Schedule(subscription.frequency, subscription.starts_at or now)
-    first = schedule.first()
-    subscription.next_run_at = first if first >= now else schedule.next_after(now)
+    subscription.next_run_at = upcoming
 
 
 def deactivate(subscription: OrderSubscription) -> None:
+    """Stop renewing; ``next_run_at`` stays as the run planned, for activate to keep."""
     move(subscription, S.INACTIVE, wanted="deactivated")
 
 
@@ -108,3 +140,211 @@ class FailurePolicy:
             "retry_after_seconds": [int(d.total_seconds()) for d in self.retry_after],
             "final_action": self.final_action,
         }
+
+
+#: The times a subscription may name (its schedule must stay computable, years ahead).
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST = datetime(2100, 1, 1, tzinfo=UTC)
+
+
+def check_moment(field: str, value: datetime | None) -> None:
+    if value is not None and not EARLIEST <= value < LATEST:
+        raise CopyInputError(field, "must be a time from 2000 to 2099")
+
+
+def _iso(moment: datetime) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def planned_run(frequency: str, starts_at: datetime, now: datetime) -> datetime:
+    """The first scheduled run at or after ``now`` (the first run, if that is later)."""
+    schedule = Schedule(frequency, starts_at)
+    first = schedule.first()
+    return first if first >= now else schedule.next_after(now - timedelta(microseconds=1))
+
+
+def check_frequency(frequency: str) -> None:
+    try:
+        schedules.check_frequency(frequency)
+    except ScheduleError as error:
+        raise CopyInputError("frequency", str(error)) from None
+
+
+def check_dates(subscription: OrderSubscription, changed: Iterable[str] = ()) -> None:
+    """``expires_at`` after ``starts_at``; a ``next_run_at`` set (named in ``changed``)
+    before ``expires_at``. An ``expires_at`` before the planned run simply ends the
+    renewals."""
+    starts, expires = subscription.starts_at, subscription.expires_at
+    if starts is not None and expires is not None and expires <= starts:
+        raise CopyInputError(
+            "expires_at", f"must be after starts_at ({_iso(starts)}), not {_iso(expires)}"
+        )
+    upcoming = subscription.next_run_at
+    if "next_run_at" in changed and upcoming and expires and upcoming >= expires:
+        raise CopyInputError(
+            "next_run_at", f"{_iso(upcoming)} is not before expires_at ({_iso(expires)})"
+        )
+
+
+def check_next_run_at(next_run_at: datetime | None, now: datetime) -> None:
+    if next_run_at is not None and next_run_at <= now:
+        raise CopyInputError(
+            "next_run_at", f"must be in the future (it is {_iso(now)}), not {_iso(next_run_at)}"
+        )
+
+
+def check_source_order(source: Order) -> None:
+    """A subscription renews an order its customer placed."""
+    if source.status not in (OrderStatus.PLACED, OrderStatus.APPROVED):
+        raise CopyInputError(
+            "source_order",
+            f"order {source.id} is {source.status}; a subscription renews a placed "
+            "or approved order",
+        )
+    if source.customer_id is None:
+        raise CopyInputError("source_order", f"order {source.id} has no customer to renew it for")
+
+
+def check_wallet_entry(
+    entry: CustomerPaymentSource | None,
+    entry_id: str,
+    subscription: OrderSubscription,
+    today: date,
+) -> None:
+    """The wallet entry renewals are to charge: the subscription's customer's, in its mode,
+    usable today."""
+    field = "customer_payment_source"
+    if entry is None or entry.mode != subscription.mode:
+        raise CopyInputError(
+            field, f"wallet entry {entry_id} does not exist in {subscription.mode} mode"
+        )
+    if entry.customer_id != subscription.customer_id:
+        raise CopyInputError(
+            field,
+            f"wallet entry {entry_id} belongs to customer {entry.customer_id}, not to the "
+            f"subscription's customer {subscription.customer_id}",
+        )
+    if entry.disabled:
+        raise CopyInputError(field, f"wallet entry {entry_id} is disabled")
+    if entry.expires_on is not None and entry.expires_on < today:
+        raise CopyInputError(field, f"wallet entry {entry_id} expired on {entry.expires_on}")
+
+
+def check_policy(raw: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The failure policy as stored: every key spelled out (defaults filled in)."""
+    return FailurePolicy.parse(raw).as_json()
+
+
+def create(
+    session: Session,
+    source: Order,
+    *,
+    frequency: str,
+    now: datetime,
+    customer_id: str | None = None,
+    wallet_entry_id: str | None = None,
+    starts_at: datetime | None = None,
+    expires_at: datetime | None = None,
+    next_run_at: datetime | None = None,
+    place_target_order: bool = True,
+    catch_up: bool = False,
+    failure_policy: Mapping[str, Any] | None = None,
+    reference: str | None = None,
+    reference_origin: str | None = None,
+    metadata: Mapping[str, Any] | None = None,
+) -> OrderSubscription:
+    """A ``draft`` subscription renewing ``source`` (in its mode), added to the session.
+
+    Its customer is the source's (naming another is an error); its wallet entry is the
+    one given, else the one the source was paid with. ``starts_at`` (the schedule's
+    anchor) defaults to now; ``next_run_at`` to the first scheduled run from now on.
+    Nothing renews before ``activate``. Raises CopyInputError naming the field.
+    Does not commit.
+    """
+    check_source_order(source)
+    if customer_id is not None and customer_id != source.customer_id:
+        raise CopyInputError(
+            "customer",
+            f"customer {customer_id} is not order {source.id}'s customer "
+            f"({source.customer_id}); leave it out to take the order's",
+        )
+    check_frequency(frequency)
+    for field, moment in (
+        ("starts_at", starts_at),
+        ("expires_at", expires_at),
+        ("next_run_at", next_run_at),
+    ):
+        check_moment(field, moment)
+    check_next_run_at(next_run_at, now)
+    subscription = OrderSubscription(
+        id=new_public_id(),
+        mode=source.mode,
+        status=S.DRAFT,
+        source_order_id=source.id,
+        customer_id=source.customer_id,
+        customer_payment_source_id=wallet_entry_id or source.customer_payment_source_id,
+        frequency=frequency,
+        starts_at=starts_at or now,
+        expires_at=expires_at,
+        place_target_order=place_target_order,
+        catch_up=catch_up,
+        failure_policy=check_policy(failure_policy),
+        occurrencies=0,
+        errors_count=0,
+        reference=reference,
+        reference_origin=reference_origin,
+        metadata_=dict(metadata or {}),
+    )
+    subscription.next_run_at = next_run_at or planned_run(
+        frequency, subscription.starts_at or now, now
+    )
+    check_dates(subscription, {"next_run_at"} if next_run_at else ())
+    if wallet_entry_id is not None:
+        entry = session.get(CustomerPaymentSource, wallet_entry_id)
+        check_wallet_entry(entry, wallet_entry_id, subscription, now.date())
+    session.add(subscription)
+    return subscription
+
+
+#: What a cancelled subscription still lets change.
+ALWAYS_EDITABLE = frozenset({"reference", "reference_origin", "metadata"})
+
+
+def check_editable(subscription: OrderSubscription, changing: Iterable[str]) -> None:
+    """Before an update: a cancelled subscription keeps its terms."""
+    terms = set(changing) - ALWAYS_EDITABLE
+    if terms and subscription.status == S.CANCELLED:
+        raise SubscriptionStateError(
+            subscription.id,
+            subscription.status,
+            "changed",
+            reason=f"{', '.join(sorted(terms))} can change only until it is cancelled",
+        )
+
+
+def apply_changes(
+    session: Session, subscription: OrderSubscription, changed: set[str], now: datetime
+) -> None:
+    """Check a subscription whose fields ``changed`` were just set, and follow them up:
+    a new frequency plans the next run on its schedule (unless ``next_run_at`` was set
+    with it); a failure policy is stored with its defaults. Raises CopyInputError.
+    Does not commit."""
+    if "frequency" in changed:
+        check_frequency(subscription.frequency)
+        if "next_run_at" not in changed:
+            subscription.next_run_at = planned_run(
+                subscription.frequency, subscription.starts_at or now, now
+            )
+    check_moment("expires_at", subscription.expires_at)
+    if "next_run_at" in changed:
+        check_moment("next_run_at", subscription.next_run_at)
+        if subscription.next_run_at is None:
+            raise CopyInputError("next_run_at", "cannot be emptied; set a time in the future")
+        check_next_run_at(subscription.next_run_at, now)
+    if "failure_policy" in changed:
+        subscription.failure_policy = check_policy(subscription.failure_policy)
+    check_dates(subscription, changed)
+    entry_id = subscription.customer_payment_source_id
+    if "customer_payment_source" in changed and entry_id is not None:
+        entry = session.get(CustomerPaymentSource, entry_id)
+        check_wallet_entry(entry, entry_id, subscription, now.date())

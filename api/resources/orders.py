@@ -1,4 +1,4 @@
-"""``orders``, their ``line_items`` and ``addresses``; ``order_subscriptions`` (read-only)."""
+"""``orders``, their ``line_items`` and ``addresses``."""
 
 from __future__ import annotations
 
@@ -27,10 +27,8 @@ from models import (
     Order,
     OrderCopy,
     OrderStatus,
-    OrderSubscription,
     PaymentStatus,
     Sku,
-    SubscriptionStatus,
     utcnow,
 )
 
@@ -370,41 +368,4 @@ ADDRESSES = Resource(
     ),
     create=plain_create(Address),
     delete=_delete_address,
-)
-
-
-ORDER_SUBSCRIPTIONS = Resource(
-    type="order_subscriptions",
-    model=OrderSubscription,
-    description="Read-only until subscription renewals land.",
-    attributes=(
-        Attribute("frequency", "string", nullable=False, filterable=True),
-        Attribute(
-            "status",
-            "string",
-            nullable=False,
-            filterable=True,
-            choices=_choices(SubscriptionStatus),
-        ),
-        Attribute("starts_at", "datetime", filterable=True, sortable=True),
-        Attribute("expires_at", "datetime", filterable=True, sortable=True),
-        Attribute("next_run_at", "datetime", filterable=True, sortable=True),
-        Attribute("last_run_at", "datetime", filterable=True, sortable=True),
-        Attribute("occurrencies", "integer", nullable=False),
-        Attribute("errors_count", "integer", nullable=False),
-        Attribute("succeeded_on_last_run", "boolean"),
-        Attribute("place_target_order", "boolean", nullable=False),
-        *TIMESTAMPS,
-    ),
-    relationships=(
-        Relationship("source_order", "orders", column="source_order_id"),
-        Relationship("customer", "customers", column="customer_id"),
-        Relationship(
-            "customer_payment_source",
-            "customer_payment_sources",
-            column="customer_payment_source_id",
-        ),
-        Relationship("order_copies", "order_copies", inverse="order_subscription_id"),
-    ),
-    updatable=False,
 )
