@@ -1,4 +1,5 @@
-"""``order_copies``: the fields of order_copy.md, plus ``skip_errors``."""
+"""``order_copies``: the fields of order_copy.md, plus ``skip_errors``; and
+``order_copy_events``, each copy's history."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from api.errors import ApiError
 from api.resources.common import TIMESTAMPS, reference_attributes
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
 from copying import engine
-from models import CopyStatus, Order, OrderCopy
+from models import CopyStatus, Order, OrderCopy, OrderCopyEvent
 
 
 def create_copy(
@@ -37,6 +38,10 @@ def create_copy(
 
 def retry_copy(ctx: Context, copy_id: str, _: Any) -> None:
     engine.retry(ctx.session, copy_id, ctx.mode, by="api")
+
+
+def abort_copy(ctx: Context, copy_id: str, _: Any) -> None:
+    engine.abort(ctx.session, copy_id, ctx.mode, by="api")
 
 
 def delete_copy(ctx: Context, copy: OrderCopy) -> None:
@@ -68,7 +73,7 @@ ORDER_COPIES = Resource(
             filterable=True,
             sortable=True,
             choices=tuple(s.value for s in CopyStatus),
-            description="pending, in_progress, failed or completed",
+            description="pending, in_progress, failed, completed or aborted (never ran)",
         ),
         Attribute("started_at", "datetime", filterable=True, sortable=True),
         Attribute("completed_at", "datetime", filterable=True, sortable=True),
@@ -93,6 +98,7 @@ ORDER_COPIES = Resource(
         ),
         Relationship("target_order", "orders", column="target_order_id"),
         Relationship("order_subscription", "order_subscriptions", column="order_subscription_id"),
+        Relationship("events", "order_copy_events", inverse="order_copy_id"),
     ),
     triggers=(
         Trigger(
@@ -101,8 +107,95 @@ ORDER_COPIES = Resource(
             retry_copy,
             "true: put a failed copy back to pending for a new attempt",
         ),
+        Trigger(
+            "_abort",
+            "boolean",
+            abort_copy,
+            "true: a pending copy becomes aborted and never runs",
+        ),
     ),
     create=create_copy,
     delete=delete_copy,
     extra_filters={"source_order_id": "string", "target_order_id": "string"},
+)
+
+
+def _data(key: str, default: Any = None) -> Any:
+    """Read one key of an event's recorded data."""
+
+    def read(event: OrderCopyEvent) -> Any:
+        return event.data.get(key, default)
+
+    return read
+
+
+def _errors(event: OrderCopyEvent) -> Any:
+    data = event.data
+    return data.get("errors", data.get("previous_errors", {}))
+
+
+ORDER_COPY_EVENTS = Resource(
+    type="order_copy_events",
+    model=OrderCopyEvent,
+    description="A copy's history, one fact per event, never changed; newest first.",
+    attributes=(
+        Attribute(
+            "kind",
+            "string",
+            nullable=False,
+            filterable=True,
+            sortable=True,
+            description=(
+                "created, claimed, checkpoint, transient_error, completed, failed, "
+                "retried or aborted"
+            ),
+        ),
+        Attribute(
+            "attempt",
+            "integer",
+            nullable=False,
+            filterable=True,
+            sortable=True,
+            description="The run it belongs to (each claim is a new attempt; 0: before any).",
+        ),
+        Attribute(
+            "step",
+            "string",
+            read=_data("step"),
+            description="The last checkpoint the run had reached (claimed, checkpoint, "
+            "transient_error, completed, failed).",
+        ),
+        Attribute(
+            "errors",
+            "object",
+            nullable=False,
+            read=_errors,
+            description="completed, failed: the run's errors_log; retried: the failed run's "
+            "errors, which the retry cleared from the copy; otherwise empty.",
+        ),
+        Attribute(
+            "message",
+            "string",
+            read=_data("message"),
+            description="transient_error: what went wrong (the run was retried).",
+        ),
+        Attribute(
+            "by",
+            "string",
+            read=_data("by"),
+            description="retried, aborted: who asked (api, cli, failure_policy).",
+        ),
+        Attribute(
+            "details",
+            "object",
+            nullable=False,
+            read=lambda event: event.data,
+            description="Everything the event recorded (the keys above and the rest).",
+        ),
+        Attribute("created_at", "datetime", nullable=False, filterable=True, sortable=True),
+    ),
+    relationships=(Relationship("order_copy", "order_copies", column="order_copy_id"),),
+    updatable=False,
+    default_sort="-id",
+    extra_filters={"order_copy_id": "string"},
 )

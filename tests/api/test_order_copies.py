@@ -88,7 +88,12 @@ def test_create_returns_a_pending_copy_with_every_field_of_order_copy_md(api, sh
     assert TIMESTAMP.match(attributes["updated_at"])
     assert attributes["reference"] is attributes["reference_origin"] is None
     assert attributes["metadata"] == {}
-    assert set(copy["relationships"]) == {"source_order", "target_order", "order_subscription"}
+    assert set(copy["relationships"]) == {
+        "source_order",
+        "target_order",
+        "order_subscription",
+        "events",
+    }
     for name, relationship in copy["relationships"].items():
         assert relationship == {
             "links": {
