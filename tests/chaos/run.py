@@ -324,6 +324,8 @@ def _results(
                 OrderCopy.status,
                 OrderCopy.errors_log,
                 OrderCopy.order_subscription_id,
+                OrderCopy.reference,
+                OrderCopy.created_at,
             )
         ).all()
         # The ids the clients were told about, and the renewals the ticks created.
@@ -336,6 +338,14 @@ def _results(
     logged = probes.logged(stack.logs, list(LOGGED))
     observed = {LOGGED[event]: count for event, count in logged.items()}
     observed |= {
+        "creates whose answer was lost after the copy was committed (the resend got it back)": (
+            sum(
+                1
+                for c in copies
+                if c.reference in traffic.resent
+                and c.created_at.timestamp() < traffic.resent[c.reference]
+            )
+        ),
         "runs (claims)": claims,
         "copies resumed by a later run (crash, lost lease or message, transient error)": (resumed),
         "transactions of stopped workers cut by PostgreSQL (idle in transaction)": (

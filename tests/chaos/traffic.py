@@ -42,6 +42,10 @@ OPS_GIVE_UP_AFTER = 10.0
 CLIENTS = 4
 #: The share of creates a client sends twice on purpose (same key, same body).
 DOUBLE_SUBMIT = 0.05
+#: The share of creates whose first attempt the client stops waiting for after
+#: ``IMPATIENCE`` seconds, then sends again while the server may still be at it.
+IMPATIENT = 0.05
+IMPATIENCE = 0.02
 #: Copies created over HTTP carry their Idempotency-Key as reference, with this origin.
 ORIGIN = "chaos-http"
 #: Whether this API has the abort trigger yet.
@@ -89,6 +93,9 @@ class Traffic:
         self.created: list[str] = []
         #: Idempotency-Key → the copy ids the API answered with (one, or a violation).
         self.answered: dict[str, set[str]] = defaultdict(set)
+        #: Idempotency-Key → when the answered attempt was sent, for creates sent more
+        #: than once (a copy created before then was committed by an earlier attempt).
+        self.resent: dict[str, float] = {}
         self.counts: Counter[str] = Counter()
         #: What went wrong that the API should not have done (a 4xx to a valid create).
         self.problems: list[str] = []
@@ -138,7 +145,7 @@ class Traffic:
             if wait > 0 and not stop.is_set():
                 stop.wait(wait)
             down = self.redis_down.is_set()
-            copy_id = self._create(spec)
+            copy_id = self._create(spec, impatient=rng.random() < IMPATIENT)
             if copy_id is None:
                 continue
             self.count("copies created over HTTP")
@@ -149,15 +156,19 @@ class Traffic:
             if spec.abort:
                 self._abort(copy_id)
 
-    def _create(self, spec: CopySpec) -> str | None:
-        response, attempts = self.api.send(
+    def _create(self, spec: CopySpec, *, impatient: bool = False) -> str | None:
+        if impatient:
+            self.count("creates whose first attempt the client stopped waiting for")
+        answer = self.api.send(
             "POST order_copies",
             "POST",
             "/api/order_copies",
             json=create_document(spec),
             headers={"Idempotency-Key": spec.idempotency_key},
             give_up_after=GIVE_UP_AFTER,
+            first_timeout=IMPATIENCE if impatient else None,
         )
+        response = answer.response
         if response is None:
             self._problem(f"gave up creating {spec.idempotency_key} after {GIVE_UP_AFTER:g} s")
             return None
@@ -167,9 +178,10 @@ class Traffic:
             )
             return None
         copy_id = str(response.json()["data"]["id"])
-        if attempts > 1:
-            self.count("creates answered 201 after the client sent them again (same key)")
         with self._lock:
+            if answer.attempts > 1:
+                self.counts["creates answered 201 after the client sent them again"] += 1
+                self.resent.setdefault(spec.idempotency_key, answer.sent_at)
             if not self.answered[spec.idempotency_key]:
                 self.created.append(copy_id)
             self.answered[spec.idempotency_key].add(copy_id)
@@ -177,13 +189,13 @@ class Traffic:
 
     def _abort(self, copy_id: str) -> None:
         if ABORT_OVER_HTTP:
-            response, _ = self.api.send(
+            response = self.api.send(
                 "PATCH _abort",
                 "PATCH",
                 f"/api/order_copies/{copy_id}",
                 json=trigger_document(copy_id, "_abort"),
                 give_up_after=GIVE_UP_AFTER,
-            )
+            ).response
             aborted = response is not None and response.status_code == 200
         else:
             aborted = self._retrying(lambda: self._abort_in_domain(copy_id))
@@ -225,25 +237,25 @@ class Traffic:
     def retry_over_http(self, stop: threading.Event) -> None:
         """Every 2-4 s, list failed copies over HTTP and retry up to 5 (``PATCH _retry``)."""
         while not stop.wait(self.rng.uniform(2, 4)):
-            listed, _ = self.api.send(
+            listed = self.api.send(
                 "GET order_copies (failed)",
                 "GET",
                 "/api/order_copies",
                 params={"filter[q][status_eq]": "failed", "sort": "-failed_at", "page[size]": 25},
                 give_up_after=OPS_GIVE_UP_AFTER,
                 stopping=stop.is_set,
-            )
+            ).response
             if listed is None or listed.status_code != 200:
                 continue
             for copy_id in self._wanted([c["id"] for c in listed.json()["data"]], 5):
-                response, _ = self.api.send(
+                response = self.api.send(
                     "PATCH _retry",
                     "PATCH",
                     f"/api/order_copies/{copy_id}",
                     json=trigger_document(copy_id, "_retry"),
                     give_up_after=OPS_GIVE_UP_AFTER,
                     stopping=stop.is_set,
-                )
+                ).response
                 if response is None:
                     continue
                 if response.status_code == 200:

@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import httpx2
@@ -24,6 +25,16 @@ from api.errors import MEDIA_TYPE
 #: Connect fast (a dead process refuses at once); a request may wait on a slow database.
 TIMEOUT = httpx2.Timeout(10.0, connect=2.0)
 PAUSE = 0.3  # between a refused attempt and the next
+
+
+@dataclass(frozen=True)
+class Answer:
+    """The answer a request finally got (None if the client gave up), the attempts it
+    took, and when the answered attempt was sent (``time.time()``)."""
+
+    response: httpx2.Response | None
+    attempts: int
+    sent_at: float
 
 
 def outcome(error: httpx2.TransportError) -> str:
@@ -82,25 +93,29 @@ class ApiClient:
         *,
         give_up_after: float,
         stopping: Callable[[], bool] = lambda: False,
+        first_timeout: float | None = None,
         **request: Any,
-    ) -> tuple[httpx2.Response | None, int]:
-        """The first answer below 500, or None once ``give_up_after`` seconds passed
-        (or ``stopping()``) with only refusals; and how many attempts it took."""
+    ) -> Answer:
+        """Until the first answer below 500, or ``give_up_after`` seconds (or
+        ``stopping()``) of refusals. ``first_timeout`` cuts the first attempt short, as
+        an impatient client does (the server may well finish it)."""
         deadline = time.monotonic() + give_up_after
         for attempt in itertools.count(1):
             with self._lock:
                 url = self.urls[next(self._next)]
+            sent_at = time.time()
+            timeout = first_timeout if attempt == 1 and first_timeout else TIMEOUT
             try:
-                response = self.http.request(method, url + path, **request)
+                response = self.http.request(method, url + path, timeout=timeout, **request)
             except httpx2.TransportError as error:
                 self.count(what, outcome(error))
             else:
                 self.count(what, self._outcome(what, response))
                 if response.status_code < 500:
-                    return response, attempt
+                    return Answer(response, attempt, sent_at)
             if time.monotonic() > deadline or stopping():
                 self.count(what, "given up")
-                return None, attempt
+                return Answer(None, attempt, sent_at)
             time.sleep(PAUSE)
         raise AssertionError("unreachable")
 
