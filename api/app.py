@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
 
+from api import health, metrics
 from api.errors import MEDIA_TYPE, ApiError, error_document
 from api.resources import REGISTRY, RESOURCES
 from api.responses import JsonApiResponse
@@ -121,6 +122,9 @@ def create_app() -> FastAPI:
         redoc_url=None,
     )
     app.add_middleware(ContentNegotiation)
+    # Operations (no API key, not JSON:API, not in the OpenAPI document): see README.
+    app.include_router(health.router())
+    app.include_router(metrics.router())
     for resource in RESOURCES:
         app.include_router(
             router_for(resource, REGISTRY, publish=lambda: publish, gateways=gateways)
