@@ -48,8 +48,9 @@ bench: check-services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.api
 
-## chaos: the fault-injection suite at full size (2,000 copies; its own PostgreSQL and Redis);
-## writes tests/chaos/LATEST.md. Replay a run with `make chaos CHAOS_ARGS="--seed 123"`
+## chaos: the fault-injection suite at full size (2,000 copies created over HTTP; its own
+## PostgreSQL, Redis, workers, beats and web); writes tests/chaos/LATEST.md.
+## Replay a run with `make chaos CHAOS_ARGS="--seed 123"`
 .PHONY: chaos
 chaos: install
 	$(BIN)/python -m tests.chaos.run --copies 2000 --duration 240 --quiesce-timeout 120 \

@@ -59,7 +59,10 @@ LEASE_SECONDS = 5
 SETTINGS = {
     "LEASE_SECONDS": str(LEASE_SECONDS),
     "SWEEP_INTERVAL_SECONDS": "1",
-    "REDISPATCH_AFTER_SECONDS": "5",
+    # Every pending copy is published again each time this passes without a claim: when
+    # the workers fall behind by more than that, the sweeper's doorbells (twice each,
+    # under publish_twice) flood the queue and slow them down further.
+    "REDISPATCH_AFTER_SECONDS": "10",
     "RENEWALS_INTERVAL_SECONDS": "1",
     "MAX_CLAIMS": "8",
 }
