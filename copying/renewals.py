@@ -9,12 +9,13 @@ renews a period twice) and advances ``next_run_at`` in the same transaction.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 
 import structlog
-from sqlalchemy import insert, select
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from copying import subscriptions
@@ -23,6 +24,7 @@ from copying.schedules import Schedule, ScheduleError, period_key
 from copying.subscriptions import FINAL_ACTIONS, RENEWING, FailurePolicy
 from models import (
     CopyStatus,
+    Mode,
     OrderCopy,
     OrderCopyEvent,
     OrderSubscription,
@@ -40,7 +42,42 @@ class TickResult:
     copies: list[str] = field(default_factory=list)
 
 
-def due_runs(subscription: OrderSubscription, now: datetime) -> list[datetime]:
+class Scheduled(Protocol):
+    """What the calendar needs of a subscription (a row or the columns of one)."""
+
+    @property
+    def frequency(self) -> str: ...
+    @property
+    def starts_at(self) -> datetime | None: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
+    @property
+    def next_run_at(self) -> datetime | None: ...
+    @property
+    def catch_up(self) -> bool: ...
+
+
+@dataclass(frozen=True)
+class Due:
+    """A due subscription, as the tick reads it (columns, not an ORM object)."""
+
+    id: str
+    mode: Mode
+    status: SubscriptionStatus
+    frequency: str
+    starts_at: datetime | None
+    expires_at: datetime | None
+    next_run_at: datetime | None
+    catch_up: bool
+    source_order_id: str
+    customer_payment_source_id: str | None
+    place_target_order: bool
+
+
+DUE_COLUMNS = [getattr(OrderSubscription, name) for name in Due.__dataclass_fields__]
+
+
+def due_runs(subscription: Scheduled, now: datetime) -> list[datetime]:
     """The runs to renew now: the latest missed one, or every one with ``catch_up``.
 
     The planned run (``next_run_at``) counts even when set by hand off the schedule;
@@ -57,7 +94,7 @@ def due_runs(subscription: OrderSubscription, now: datetime) -> list[datetime]:
     return runs if subscription.catch_up else runs[-1:]
 
 
-def next_run(subscription: OrderSubscription, now: datetime) -> datetime | None:
+def next_run(subscription: Scheduled, now: datetime) -> datetime | None:
     """The first run after ``now``, or None once the subscription has expired."""
     schedule = Schedule(subscription.frequency, subscription.starts_at or now)
     upcoming = schedule.next_after(now)
@@ -69,18 +106,25 @@ def next_run(subscription: OrderSubscription, now: datetime) -> datetime | None:
 def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
     """Queue the renewals of up to ``batch_size`` due subscriptions. Does not commit.
 
-    Their copies are announced after commit. Subscriptions locked by another tick
-    are skipped (they are that tick's).
+    Set-based, in the caller's transaction: one locking SELECT of the due rows' columns
+    (``FOR UPDATE SKIP LOCKED``: subscriptions locked by another tick are that
+    tick's), the calendar in Python, one ``INSERT … ON CONFLICT DO NOTHING
+    RETURNING`` of the copies, one of their history, one UPDATE advancing the
+    subscriptions. Their copies are announced after commit.
     """
-    due = session.scalars(
-        select(OrderSubscription)
-        .where(OrderSubscription.status.in_(RENEWING), OrderSubscription.next_run_at <= now)
-        .order_by(OrderSubscription.next_run_at)
-        .limit(batch_size)
-        .with_for_update(skip_locked=True)
-    ).all()
+    due = [
+        Due(*row)
+        for row in session.execute(
+            select(*DUE_COLUMNS)
+            .where(OrderSubscription.status.in_(RENEWING), OrderSubscription.next_run_at <= now)
+            .order_by(OrderSubscription.next_run_at)
+            .limit(batch_size)
+            .with_for_update(skip_locked=True)
+        )
+    ]
     result = TickResult(subscriptions=len(due))
     rows: list[dict[str, Any]] = []
+    advances: list[dict[str, Any]] = []
     for subscription in due:
         try:
             runs = due_runs(subscription, now)
@@ -91,25 +135,117 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
                 order_subscription_id=subscription.id,
                 error=str(error),
             )
-            subscriptions.deactivate(subscription)
+            to = subscriptions.check_move(
+                subscription.id, subscription.status, SubscriptionStatus.INACTIVE
+            )
+            advances.append(_advance(subscription, subscription.next_run_at, to))
             continue
         rows.extend(_renewal(subscription, run, now) for run in runs)
-        subscription.next_run_at = upcoming
+        to = subscription.status
         if runs:
-            subscriptions.move(subscription, SubscriptionStatus.RUNNING)
+            to = subscriptions.check_move(subscription.id, to, SubscriptionStatus.RUNNING)
+        advances.append(_advance(subscription, upcoming, to))
+    if session.get_bind().dialect.name == "postgresql":
+        result.copies = _write_postgresql(session, rows, advances, now)
+    else:
+        result.copies = _write_portable(session, rows, advances, now)
+    if result.copies:
+        publish_after_commit(session, result.copies)
+    if due:
+        log.info("renewals_tick", subscriptions=len(due), copies=len(result.copies))
+    return result
+
+
+#: One statement: the copies (ON CONFLICT DO NOTHING: a period renews once) and the
+#: history of those inserted, from arrays (three parameters, whatever the batch).
+INSERT_RENEWALS = text(
+    """
+    WITH renewal AS (
+        SELECT * FROM unnest(
+            CAST(:copy_ids AS varchar[]),
+            CAST(:subscription_ids AS varchar[]),
+            CAST(:period_keys AS varchar[])
+        ) AS r(copy_id, subscription_id, period_key)
+    ), inserted AS (
+        INSERT INTO order_copies (
+            id, mode, status, source_order_id, order_subscription_id,
+            customer_payment_source_id, place_target_order, cancel_source_order,
+            reuse_wallet, skip_errors, errors_log, errors_count, metadata, attempt,
+            claims, retries, dispatched_at, period_key, created_at, updated_at)
+        SELECT r.copy_id, s.mode, 'pending', s.source_order_id, s.id,
+            s.customer_payment_source_id, s.place_target_order, false,
+            true, false, '{}', 0, '{}', 0,
+            0, 0, :now, r.period_key, :now, :now
+        FROM renewal r JOIN order_subscriptions s ON s.id = r.subscription_id
+        ON CONFLICT (order_subscription_id, period_key) DO NOTHING
+        RETURNING id, mode
+    ), history AS (
+        INSERT INTO order_copy_events (order_copy_id, mode, attempt, kind, data,
+            created_at, updated_at)
+        SELECT id, mode, 0, 'created', '{"renewal": true}', :now, :now FROM inserted
+    )
+    SELECT id FROM inserted
+    """
+)
+ADVANCE = text(
+    """
+    UPDATE order_subscriptions AS s
+    SET next_run_at = a.next_run_at, status = a.status, updated_at = :now
+    FROM unnest(
+        CAST(:subscription_ids AS varchar[]),
+        CAST(:next_runs AS timestamptz[]),
+        CAST(:statuses AS varchar[])
+    ) AS a(id, next_run_at, status)
+    WHERE s.id = a.id
+    """
+)
+
+
+def _write_postgresql(
+    session: Session, rows: list[dict[str, Any]], advances: list[dict[str, Any]], now: datetime
+) -> list[str]:
+    """The batch in two statements, whatever its size. Returns the copies inserted."""
+    copies: list[str] = []
     if rows:
-        result.copies = list(
+        copies = list(
             session.scalars(
-                insert_ignoring_conflicts(
-                    session.get_bind().dialect,
-                    OrderCopy.__table__,
-                    ["order_subscription_id", "period_key"],
-                )
-                .values(rows)
-                .returning(OrderCopy.__table__.c.id)
+                INSERT_RENEWALS,
+                {
+                    "copy_ids": [row["id"] for row in rows],
+                    "subscription_ids": [row["order_subscription_id"] for row in rows],
+                    "period_keys": [row["period_key"] for row in rows],
+                    "now": now,
+                },
             )
         )
-    if result.copies:
+    if advances:
+        session.execute(
+            ADVANCE,
+            {
+                "subscription_ids": [a["subscription_id"] for a in advances],
+                "next_runs": [a["upcoming"] for a in advances],
+                "statuses": [a["to"].value for a in advances],
+                "now": now,
+            },
+        )
+    return copies
+
+
+def _write_portable(
+    session: Session, rows: list[dict[str, Any]], advances: list[dict[str, Any]], now: datetime
+) -> list[str]:
+    """The same with SQLAlchemy Core (SQLite, the embedded default): executemany."""
+    created: Sequence[Any] = ()
+    if rows:
+        created = session.execute(
+            insert_ignoring_conflicts(
+                session.get_bind().dialect,
+                OrderCopy.__table__,
+                ["order_subscription_id", "period_key"],
+            ).returning(OrderCopy.__table__.c.id, OrderCopy.__table__.c.mode),
+            rows,
+        ).all()
+    if created:
         session.execute(
             insert(OrderCopyEvent),
             [
@@ -122,19 +258,28 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
                     "created_at": now,
                     "updated_at": now,
                 }
-                for copy_id, mode in session.execute(
-                    select(OrderCopy.id, OrderCopy.mode).where(OrderCopy.id.in_(result.copies))
-                )
+                for copy_id, mode in created
             ],
         )
-        publish_after_commit(session, result.copies)
-    session.flush()
-    if due:
-        log.info("renewals_tick", subscriptions=len(due), copies=len(result.copies))
-    return result
+    if advances:
+        table = cast(Table, OrderSubscription.__table__)
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("subscription_id"))
+            .values(next_run_at=bindparam("upcoming"), status=bindparam("to"), updated_at=now),
+            advances,
+            execution_options={"synchronize_session": False},
+        )
+    return [copy_id for copy_id, _ in created]
 
 
-def _renewal(subscription: OrderSubscription, run: datetime, now: datetime) -> dict[str, Any]:
+def _advance(
+    subscription: Due, upcoming: datetime | None, to: SubscriptionStatus
+) -> dict[str, Any]:
+    return {"subscription_id": subscription.id, "upcoming": upcoming, "to": to}
+
+
+def _renewal(subscription: Due, run: datetime, now: datetime) -> dict[str, Any]:
     return {
         "id": new_public_id(),
         "mode": subscription.mode,

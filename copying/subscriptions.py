@@ -55,10 +55,17 @@ class SubscriptionStateError(ValueError):
         self.status = status
 
 
+def check_move(
+    subscription_id: str, status: SubscriptionStatus, to: SubscriptionStatus, wanted: str = ""
+) -> SubscriptionStatus:
+    """``to``, when the transition table allows it; for set-based writers (the tick)."""
+    if to not in SUBSCRIPTION_TRANSITIONS[status]:
+        raise SubscriptionStateError(subscription_id, status, wanted or to.value)
+    return to
+
+
 def move(subscription: OrderSubscription, to: SubscriptionStatus, *, wanted: str = "") -> None:
-    if to not in SUBSCRIPTION_TRANSITIONS[subscription.status]:
-        raise SubscriptionStateError(subscription.id, subscription.status, wanted or to.value)
-    subscription.status = to
+    subscription.status = check_move(subscription.id, subscription.status, to, wanted)
 
 
 def activate(subscription: OrderSubscription, now: datetime) -> None:

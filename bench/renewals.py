@@ -1,0 +1,259 @@
+"""``python -m bench.renewals [--count N]``: a renewal storm. N due subscriptions (100,000
+by default) are turned into queued copies by the real tick (``copying.renewals.tick`` in
+batches of ``ORDERCOPY_RENEWALS_BATCH_SIZE``, each batch one transaction, as the beat's
+task runs it), next to the baseline: one raw SQL ``INSERT … SELECT`` of the same
+``order_copies`` rows. Both run in this invocation, on the same world, in the bench's own
+throwaway database.
+
+The tick's copies are announced to a list rather than Redis: this measures the database
+side of a tick (select, lock, schedule, insert, history, advance), which is what
+a storm of due subscriptions costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from bench import environment
+
+#: Source orders the subscriptions renew (round robin): each its customer and wallet entry.
+SOURCES = 50
+INSERT_BATCH = 10_000
+
+#: The baseline: the same copy rows, in one statement, nothing else (no lock, no
+#: schedule, no history, no advance).
+RAW_INSERT = """
+INSERT INTO order_copies (
+    id, mode, status, source_order_id, order_subscription_id, customer_payment_source_id,
+    place_target_order, cancel_source_order, reuse_wallet, skip_errors, errors_log,
+    errors_count, metadata, attempt, claims, retries, dispatched_at, period_key,
+    created_at, updated_at)
+SELECT substr(md5(s.id || clock_timestamp()::text), 1, 10), s.mode, 'pending',
+    s.source_order_id, s.id, s.customer_payment_source_id, s.place_target_order, false,
+    true, false, '{}', 0, '{}', 0, 0, 0, %(now)s,
+    to_char(s.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), %(now)s, %(now)s
+FROM order_subscriptions s
+WHERE s.status IN ('active', 'running') AND s.next_run_at <= %(now)s
+ON CONFLICT (order_subscription_id, period_key) DO NOTHING
+"""
+
+
+@dataclass(frozen=True)
+class Measure:
+    name: str
+    rows: int
+    seconds: float
+    cpu_seconds: float  # this process's CPU (the database's is not counted)
+
+    @property
+    def per_second(self) -> float:
+        return self.rows / self.seconds if self.seconds else 0.0
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.renewals", description=__doc__)
+    parser.add_argument(
+        "--count", type=int, default=100_000, help="due subscriptions (default 100,000)"
+    )
+    return parser.parse_args(argv)
+
+
+def make_world(sessions: object, count: int, due: datetime) -> None:
+    """``count`` active monthly subscriptions, all due at ``due``, over SOURCES orders."""
+    from sqlalchemy import insert
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from bench.world import make_sources
+    from models import Order, OrderSubscription, SubscriptionStatus, new_public_id
+
+    assert isinstance(sessions, sessionmaker)
+    makers: sessionmaker[Session] = sessions
+    sources = make_sources(makers, SOURCES, 1)
+    with makers.begin() as session:
+        orders = [session.get_one(Order, source_id) for source_id in sources]
+        owners = [(o.id, o.customer_id, o.customer_payment_source_id, o.mode) for o in orders]
+    for start in range(0, count, INSERT_BATCH):
+        with makers.begin() as session:
+            session.execute(
+                insert(OrderSubscription),
+                [
+                    {
+                        "id": new_public_id(),
+                        "mode": owners[n % SOURCES][3],
+                        "source_order_id": owners[n % SOURCES][0],
+                        "customer_id": owners[n % SOURCES][1],
+                        "customer_payment_source_id": owners[n % SOURCES][2],
+                        "frequency": "monthly",
+                        "status": SubscriptionStatus.ACTIVE,
+                        "starts_at": due,
+                        "next_run_at": due,
+                        "metadata_": {},
+                        "failure_policy": {},
+                    }
+                    for n in range(start, min(count, start + INSERT_BATCH))
+                ],
+            )
+
+
+def vacuum(psycopg_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(psycopg_url, autocommit=True) as connection:
+        connection.execute("VACUUM ANALYZE")
+
+
+def forget_copies(psycopg_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(psycopg_url, autocommit=True) as connection:
+        connection.execute("TRUNCATE order_copy_events, order_copies")
+    vacuum(psycopg_url)
+
+
+def run_raw(psycopg_url: str, now: datetime) -> Measure:
+    import psycopg
+
+    with psycopg.connect(psycopg_url) as connection:
+        started, cpu = time.perf_counter(), time.process_time()
+        with connection.transaction():
+            inserted = connection.execute(RAW_INSERT, {"now": now}).rowcount
+        return Measure(
+            "raw SQL INSERT … SELECT (one statement)",
+            inserted,
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+        )
+
+
+def run_tick(sessions: object, now: datetime, batch_size: int) -> tuple[Measure, int]:
+    """Tick batch after batch until nothing is due, as ``tasks.renewals.tick`` does;
+    returns the measure and the copies announced."""
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from copying.dispatch import unit_of_work
+    from copying.renewals import tick
+
+    assert isinstance(sessions, sessionmaker)
+    makers: sessionmaker[Session] = sessions
+    announced: list[str] = []
+    subscriptions = 0
+    started, cpu = time.perf_counter(), time.process_time()
+    while True:
+        with unit_of_work(makers, announced.extend) as session:
+            result = tick(session, now, batch_size=batch_size)
+        subscriptions += result.subscriptions
+        if result.subscriptions < batch_size:
+            break
+    measure = Measure(
+        f"renewal tick (copying.renewals, batches of {batch_size:,})",
+        subscriptions,
+        time.perf_counter() - started,
+        time.process_time() - cpu,
+    )
+    return measure, len(announced)
+
+
+def check_renewed(sessions: object, count: int, now: datetime) -> None:
+    """Every subscription renewed once and advanced past ``now``."""
+    from sqlalchemy import func, select
+    from sqlalchemy.orm import Session, sessionmaker
+
+    from models import OrderCopy, OrderSubscription
+
+    assert isinstance(sessions, sessionmaker)
+    makers: sessionmaker[Session] = sessions
+    with makers.begin() as session:
+        copies = session.scalar(select(func.count()).select_from(OrderCopy))
+        pairs = session.scalar(
+            select(func.count()).select_from(
+                select(OrderCopy.order_subscription_id, OrderCopy.period_key).distinct().subquery()
+            )
+        )
+        still_due = session.scalar(
+            select(func.count())
+            .select_from(OrderSubscription)
+            .where(OrderSubscription.next_run_at <= now)
+        )
+    if not copies == pairs == count or still_due:
+        raise SystemExit(f"tick went wrong: {copies} copies, {pairs} periods, {still_due} due")
+
+
+def render(rows: list[tuple[str, str, str, str]], title: str) -> str:
+    header = ("measure", "rows/s", "time", "ratio")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+
+    def line(cells: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)) + " |"
+
+    separator = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
+    return "\n".join([title, "", line(header), separator, *(line(r) for r in rows)])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    options = parse(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    data_dir = Path(tempfile.mkdtemp(prefix="ordercopy-bench-renewals-"))
+    bench = environment.configure(data_dir)
+    environment_log_level = "WARNING"
+    import os
+
+    os.environ["ORDERCOPY_LOG_LEVEL"] = environment_log_level
+    # Only now may anything read the settings.
+    from bench.world import throwaway_database
+    from config import get_settings
+    from config.logging import configure_logging
+    from models import db, utcnow
+
+    settings = get_settings()
+    configure_logging(settings)
+    try:
+        with throwaway_database(bench):
+            sessions = db.sessions()
+            now = utcnow()
+            due = now - timedelta(minutes=5)
+            make_world(sessions, options.count, due)
+            vacuum(bench.psycopg_url)
+            raw = run_raw(bench.psycopg_url, now)
+            if raw.rows != options.count:
+                raise SystemExit(f"the baseline inserted {raw.rows} rows, not {options.count}")
+            forget_copies(bench.psycopg_url)
+            ticked, announced = run_tick(sessions, now, settings.renewals_batch_size)
+            check_renewed(sessions, options.count, now)
+            if announced != options.count:
+                raise SystemExit(f"the tick announced {announced} copies, not {options.count}")
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    load = os.getloadavg()[0]
+    rows = [
+        (
+            raw.name,
+            f"{raw.per_second:,.0f}",
+            f"{raw.seconds:.2f} s",
+            "1.00 (baseline)",
+        ),
+        (
+            ticked.name,
+            f"{ticked.per_second:,.0f}",
+            f"{ticked.seconds:.2f} s ({ticked.cpu_seconds:.2f} s CPU here)",
+            f"{ticked.per_second / raw.per_second:.2f}",
+        ),
+    ]
+    title = (
+        f"renewal storm: {options.count:,} due subscriptions -> pending copies "
+        f"({os.cpu_count()} CPUs, load average {load:.1f}); ratio = tick / baseline"
+    )
+    print(render(rows, title))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
