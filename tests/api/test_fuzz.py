@@ -30,6 +30,7 @@ from copying import engine, targets
 from models import ApiKey, Mode, new_public_id, utcnow
 from tests.factories import (
     Line,
+    copy_events,
     make_customer,
     make_order,
     make_sku,
@@ -100,6 +101,7 @@ def world(committed) -> dict[str, list[str]]:
             "orders": [order.id],
             "line_items": [line.id for line in targets.load_lines(session, order.id)],
             "order_copies": [copy.id],
+            "order_copy_events": [str(event.id) for event in copy_events(session, copy.id)],
             "order_subscriptions": [subscription.id],
         }
 
