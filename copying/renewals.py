@@ -106,22 +106,28 @@ def next_run(subscription: Scheduled, now: datetime) -> datetime | None:
 def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
     """Queue the renewals of up to ``batch_size`` due subscriptions. Does not commit.
 
-    Set-based, in the caller's transaction: one locking SELECT of the due rows' columns
-    (``FOR UPDATE SKIP LOCKED``: subscriptions locked by another tick are that
-    tick's), the calendar in Python, one ``INSERT … ON CONFLICT DO NOTHING
-    RETURNING`` of the copies, one of their history, one UPDATE advancing the
-    subscriptions. Their copies are announced after commit.
+    Set-based, in the caller's transaction: the due rows' columns, locked (``FOR UPDATE
+    SKIP LOCKED``: subscriptions locked by another tick are that tick's), the calendar
+    in Python, then on PostgreSQL one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` of
+    the copies and their history and one UPDATE advancing the subscriptions. Their
+    copies are announced after commit.
     """
-    due = [
-        Due(*row)
-        for row in session.execute(
-            select(*DUE_COLUMNS)
-            .where(OrderSubscription.status.in_(RENEWING), OrderSubscription.next_run_at <= now)
-            .order_by(OrderSubscription.next_run_at)
-            .limit(batch_size)
-            .with_for_update(skip_locked=True)
-        )
-    ]
+    due: list[Due] = []
+    # One status at a time: each reads the (status, next_run_at) index in order and stops
+    # at the batch's end (``status IN (…) ORDER BY next_run_at`` sorts every due row).
+    for status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.RUNNING):
+        if len(due) >= batch_size:
+            break
+        due += [
+            Due(*row)
+            for row in session.execute(
+                select(*DUE_COLUMNS)
+                .where(OrderSubscription.status == status, OrderSubscription.next_run_at <= now)
+                .order_by(OrderSubscription.next_run_at)
+                .limit(batch_size - len(due))
+                .with_for_update(skip_locked=True)
+            )
+        ]
     result = TickResult(subscriptions=len(due))
     rows: list[dict[str, Any]] = []
     advances: list[dict[str, Any]] = []

@@ -748,3 +748,54 @@ def test_a_subscription_cannot_renew_an_order_of_the_other_mode(api, live_api):
     assert_error(
         response, 422, pointer="/data/relationships/source_order", detail="does not exist in test"
     )
+
+
+# --- end to end -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def celery_worker(committed):
+    from celery.contrib.testing.worker import start_worker
+
+    import worker
+    from tests.worker.processes import flush_broker
+
+    flush_broker()
+    with start_worker(
+        worker.app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
+    ) as running:
+        yield running
+    flush_broker()
+
+
+@pytest.mark.worker
+def test_a_subscription_renews_over_http_with_a_real_worker(api, shop, celery_worker):
+    """Created and activated over HTTP; the beat's tick goes through Redis to the worker,
+    which queues the renewal and runs it; the API shows the placed target order."""
+    import time
+
+    from worker.app import RENEWALS_TICK_TASK, app
+
+    subscription = subscribe(api, shop, frequency="daily")
+    ok(trigger(api, subscription["id"], "_activate"))
+    due = utcnow() + timedelta(seconds=1)
+    ok(update(api, subscription["id"], {"next_run_at": iso(due)}))
+    while utcnow() <= due:
+        time.sleep(0.1)
+
+    app.send_task(RENEWALS_TICK_TASK)
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        attributes = api.retrieve(TYPE, subscription["id"])["attributes"]
+        if attributes["occurrencies"] or attributes["errors_count"]:
+            break
+        time.sleep(0.2)
+    assert attributes["occurrencies"] == 1, attributes
+    assert attributes["status"] == "active"
+    assert attributes["succeeded_on_last_run"] is True
+    assert parse(attributes["next_run_at"]) > due
+    [copy] = api.get(f"/api/{TYPE}/{subscription['id']}/order_copies").json()["data"]
+    assert copy["attributes"]["status"] == "completed"
+    target = api.get(f"/api/order_copies/{copy['id']}/target_order").json()["data"]
+    assert target["attributes"]["status"] == "placed"
