@@ -14,7 +14,7 @@ from functools import cache
 
 import redis
 from fastapi import APIRouter
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.pool import NullPool
 from starlette.responses import JSONResponse
@@ -32,17 +32,25 @@ REASON_LENGTH = 300
 @cache
 def _engine(url: str) -> Engine:
     """An engine that opens a new connection per check (NullPool), with short timeouts."""
-    if make_url(url).get_backend_name() == "postgresql":
-        return make_engine(
-            url,
-            poolclass=NullPool,
-            pool_pre_ping=False,
-            connect_args={
-                "connect_timeout": CONNECT_TIMEOUT,
-                "options": f"-c statement_timeout={CONNECT_TIMEOUT * 1000}",
-            },
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        # Read-only and without the app's BEGIN IMMEDIATE: a probe never takes the write
+        # lock, nor creates a database file that is missing.
+        if not parsed.database:
+            return create_engine(url, poolclass=NullPool)
+        read_only = f"sqlite:///file:{parsed.database}?mode=ro&uri=true"
+        return create_engine(
+            read_only, poolclass=NullPool, connect_args={"timeout": CONNECT_TIMEOUT}
         )
-    return make_engine(url, poolclass=NullPool)
+    return make_engine(
+        url,
+        poolclass=NullPool,
+        pool_pre_ping=False,
+        connect_args={
+            "connect_timeout": CONNECT_TIMEOUT,
+            "options": f"-c statement_timeout={CONNECT_TIMEOUT * 1000}",
+        },
+    )
 
 
 def _select_one(url: str) -> None:

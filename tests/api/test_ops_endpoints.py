@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
+import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
@@ -163,16 +164,22 @@ def test_readyz_is_503_when_the_database_cannot_be_reached(http, settings_env):
 
 
 def test_readyz_checks_the_embedded_default_too(http, settings_env, tmp_path):
-    use(
-        settings_env,
-        database_url=f"sqlite:///{tmp_path / 'ordercopy.db'}",
-        broker_url=f"sqla+sqlite:///{tmp_path / 'broker.db'}",
-    )
+    database, broker = tmp_path / "ordercopy.db", tmp_path / "broker.db"
+    use(settings_env, database_url=f"sqlite:///{database}", broker_url=f"sqla+sqlite:///{broker}")
+    sqlite3.connect(database).close()
 
-    response = http.get("/readyz")
+    missing = http.get("/readyz")  # the broker's file is not there: the probe does not make it
 
-    assert response.status_code == 200
-    assert response.json()["checks"] == {"database": "ok", "broker": "ok"}
+    assert missing.status_code == 503
+    assert missing.json()["checks"]["database"] == "ok"
+    assert missing.json()["checks"]["broker"] != "ok"
+    assert not broker.exists()
+
+    sqlite3.connect(broker).close()
+    ready = http.get("/readyz")
+
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
 
 
 # --- /metrics -----------------------------------------------------------------------------
