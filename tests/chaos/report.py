@@ -23,6 +23,7 @@ class Results:
     settings: str
     duration: float
     quiesce_bound: float
+    settle_limit: float
     quiesced_after: float | None
     injected: Counter[Kind]
     skipped: Counter[Kind]
@@ -52,9 +53,11 @@ def render(r: Results) -> str:
     total = sum(r.statuses.values())
     outcome = ", ".join(f"{_n(count)} {status}" for status, count in sorted(r.statuses.items()))
     quiesce = (
-        f"{r.quiesced_after:.1f} s (bound {r.quiesce_bound:.0f} s)"
+        f"{r.quiesced_after:.1f} s (fails after {r.quiesce_bound:.0f} s with no copy"
+        f" finishing, or {r.settle_limit:.0f} s in all)"
         if r.quiesced_after is not None
-        else f"**did not quiesce** within {r.quiesce_bound:.0f} s"
+        else f"**did not quiesce**: {r.quiesce_bound:.0f} s with no copy finishing,"
+        f" or {r.settle_limit:.0f} s in all"
     )
     lines = [
         f"## Chaos run, seed {r.seed}: {'PASS' if r.passed else 'FAIL'}",

@@ -7,7 +7,9 @@ published twice (the ``publish_twice`` switch). Then, for ``--duration``
 seconds, clients create copies over HTTP, ops retry failed ones over HTTP and
 in bulk (tests/chaos/traffic.py) while faults hit at seeded moments
 (tests/chaos/faults.py). Then the faults stop: the system must finish every
-copy on its own within ``--quiesce-timeout``, and every promise of
+copy on its own, with no ``--quiesce-timeout`` seconds without a copy finishing
+(within ``--settle-limit`` in all: on a loaded machine a backlog takes long,
+only a stall is a failure), and every promise of
 tests/invariants.py and tests/chaos/promises.py must hold. It prints a table,
 and exits 1 if either fails. Everything it started is stopped and removed at the end
 (``--keep`` keeps the logs and the stopped database; a run that fails, or
@@ -88,7 +90,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--webs", type=int, default=2, help="web (uvicorn) processes (2)")
     parser.add_argument("--subscriptions", type=int, default=None, help="default: copies/100")
     parser.add_argument(
-        "--quiesce-timeout", type=float, default=90, help="bound on settling (90 s)"
+        "--quiesce-timeout",
+        type=float,
+        default=90,
+        help="settling fails after this long without a copy finishing (90 s)",
+    )
+    parser.add_argument(
+        "--settle-limit", type=float, default=900, help="bound on settling in all (900 s)"
     )
     parser.add_argument("--report", type=Path, default=None, help="also write the table here")
     parser.add_argument("--keep", action="store_true", help="keep logs and the stopped database")
@@ -229,12 +237,12 @@ def _run(args: argparse.Namespace, stack: Stack) -> Results:
     unsettled = _reading(sessions, probes.unsettled)
     stranded = _retrying(unsettled)
     say(f"faults over; {stranded} copies unfinished: waiting for the system to settle")
-    quiesced_after = _settle(stack, unsettled, args.quiesce_timeout)
+    quiesced_after = _settle(stack, unsettled, args.quiesce_timeout, args.settle_limit)
     progress.stop.set()
     say(
         f"settled in {quiesced_after:.1f} s"
         if quiesced_after is not None
-        else f"not settled after {args.quiesce_timeout:g} s"
+        else "not settled: stalled, or over the limit"
     )
     results = _results(args, stack, sessions, world, injector, traffic)
     results.observed = {"copies unfinished when the faults stopped": stranded, **results.observed}
@@ -300,17 +308,22 @@ def _drive(
     return crashed
 
 
-def _settle(stack: Stack, unsettled: Callable[[], int], timeout: float) -> float | None:
+def _settle(stack: Stack, unsettled: Callable[[], int], stall: float, limit: float) -> float | None:
     """Seconds until nothing is left to do (the supervisor still restarting what exits),
-    or None if that takes longer than ``timeout``."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
+    or None if ``stall`` seconds pass with nothing finishing, or ``limit`` in all."""
+    start = progress = time.monotonic()
+    fewest: int | None = None
+    while time.monotonic() - progress < stall and time.monotonic() - start < limit:
         stack.supervise()
         try:
-            if unsettled() == 0:
-                return time.monotonic() - start
+            left = unsettled()
         except Exception as error:  # a connection from before a restart: try again
             say(f"settling check failed: {error!r}")
+        else:
+            if left == 0:
+                return time.monotonic() - start
+            if fewest is None or left < fewest:
+                fewest, progress = left, time.monotonic()
         time.sleep(0.5)
     return None
 
@@ -390,6 +403,7 @@ def _results(
         ),
         duration=args.duration,
         quiesce_bound=args.quiesce_timeout,
+        settle_limit=args.settle_limit,
         quiesced_after=None,
         injected=injector.injected,
         skipped=injector.skipped,
