@@ -2,8 +2,9 @@
 by default) are turned into queued copies by the real tick (``copying.renewals.tick`` in
 batches of ``ORDERCOPY_RENEWALS_BATCH_SIZE``, each batch one transaction, as the beat's
 task runs it), next to the baseline: one raw SQL ``INSERT … SELECT`` of the same
-``order_copies`` rows. Both run in this invocation, on the same world, in the bench's own
-throwaway database.
+``order_copies`` rows; and a second one, the tick's writes (lock, copies, history,
+advance) as one raw SQL statement per batch, without its Python. All run in this
+invocation, on the same world, in the bench's own throwaway database.
 
 The tick's copies are announced to a list rather than Redis: this measures the database
 side of a tick (select, lock, schedule, insert, history, advance), which is what
@@ -44,6 +45,45 @@ SELECT substr(md5(s.id || clock_timestamp()::text), 1, 10), s.mode, 'pending',
 FROM order_subscriptions s
 WHERE s.status IN ('active', 'running') AND s.next_run_at <= %(now)s
 ON CONFLICT (order_subscription_id, period_key) DO NOTHING
+"""
+
+
+#: A second baseline: the tick's writes without its Python, one statement per batch:
+#: lock a batch, insert its copies and their history, advance it (fixed monthly step,
+#: no calendar rules).
+RAW_TICK = """
+WITH due AS (
+    SELECT id, mode, source_order_id, customer_payment_source_id, place_target_order,
+        next_run_at
+    FROM order_subscriptions
+    WHERE status = 'active' AND next_run_at <= %(now)s
+    ORDER BY next_run_at LIMIT %(batch)s
+    FOR UPDATE SKIP LOCKED
+), inserted AS (
+    INSERT INTO order_copies (
+        id, mode, status, source_order_id, order_subscription_id,
+        customer_payment_source_id, place_target_order, cancel_source_order, reuse_wallet,
+        skip_errors, errors_log, errors_count, metadata, attempt, claims, retries,
+        dispatched_at, period_key, created_at, updated_at)
+    SELECT substr(md5(d.id || clock_timestamp()::text), 1, 10), d.mode, 'pending',
+        d.source_order_id, d.id, d.customer_payment_source_id, d.place_target_order, false,
+        true, false, '{}', 0, '{}', 0, 0, 0, %(now)s,
+        to_char(d.next_run_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'),
+        %(now)s, %(now)s
+    FROM due d
+    ON CONFLICT (order_subscription_id, period_key) DO NOTHING
+    RETURNING id, mode
+), history AS (
+    INSERT INTO order_copy_events (order_copy_id, mode, attempt, kind, data, created_at,
+        updated_at)
+    SELECT id, mode, 0, 'created', '{"renewal": true}', %(now)s, %(now)s FROM inserted
+), advanced AS (
+    UPDATE order_subscriptions s
+    SET next_run_at = d.next_run_at + interval '1 month', status = 'running',
+        updated_at = %(now)s
+    FROM due d WHERE s.id = d.id
+)
+SELECT count(*) FROM due
 """
 
 
@@ -132,6 +172,39 @@ def run_raw(psycopg_url: str, now: datetime) -> Measure:
             time.perf_counter() - started,
             time.process_time() - cpu,
         )
+
+
+def run_raw_tick(psycopg_url: str, now: datetime, batch_size: int) -> Measure:
+    import psycopg
+
+    with psycopg.connect(psycopg_url) as connection:
+        started, cpu = time.perf_counter(), time.process_time()
+        renewed = 0
+        while True:
+            with connection.transaction():
+                row = connection.execute(RAW_TICK, {"now": now, "batch": batch_size}).fetchone()
+            taken = row[0] if row else 0
+            renewed += taken
+            if taken < batch_size:
+                break
+        return Measure(
+            f"raw SQL tick: the same writes, one statement per {batch_size:,}",
+            renewed,
+            time.perf_counter() - started,
+            time.process_time() - cpu,
+        )
+
+
+def reset_subscriptions(psycopg_url: str, due: datetime) -> None:
+    """Every subscription due again, no copy left."""
+    import psycopg
+
+    with psycopg.connect(psycopg_url, autocommit=True) as connection:
+        connection.execute(
+            "UPDATE order_subscriptions SET status = 'active', next_run_at = %(due)s",
+            {"due": due},
+        )
+    forget_copies(psycopg_url)
 
 
 def run_tick(sessions: object, now: datetime, batch_size: int) -> tuple[Measure, int]:
@@ -226,6 +299,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if raw.rows != options.count:
                 raise SystemExit(f"the baseline inserted {raw.rows} rows, not {options.count}")
             forget_copies(bench.psycopg_url)
+            raw_tick = run_raw_tick(bench.psycopg_url, now, settings.renewals_batch_size)
+            if raw_tick.rows != options.count:
+                raise SystemExit(f"the raw tick renewed {raw_tick.rows}, not {options.count}")
+            reset_subscriptions(bench.psycopg_url, due)
             ticked, announced = run_tick(sessions, now, settings.renewals_batch_size)
             check_renewed(sessions, options.count, now)
             if announced != options.count:
@@ -241,10 +318,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             "1.00 (baseline)",
         ),
         (
+            raw_tick.name,
+            f"{raw_tick.per_second:,.0f}",
+            f"{raw_tick.seconds:.2f} s",
+            f"{raw_tick.per_second / raw.per_second:.2f}",
+        ),
+        (
             ticked.name,
             f"{ticked.per_second:,.0f}",
             f"{ticked.seconds:.2f} s ({ticked.cpu_seconds:.2f} s CPU here)",
-            f"{ticked.per_second / raw.per_second:.2f}",
+            f"{ticked.per_second / raw.per_second:.2f} "
+            f"({ticked.per_second / raw_tick.per_second:.2f} x the raw tick)",
         ),
     ]
     title = (

@@ -108,9 +108,9 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
 
     Set-based, in the caller's transaction: the due rows' columns, locked (``FOR UPDATE
     SKIP LOCKED``: subscriptions locked by another tick are that tick's), the calendar
-    in Python, then on PostgreSQL one ``INSERT … SELECT … ON CONFLICT DO NOTHING`` of
-    the copies and their history and one UPDATE advancing the subscriptions. Their
-    copies are announced after commit.
+    in Python, then on PostgreSQL one statement: ``INSERT … SELECT … ON CONFLICT DO
+    NOTHING`` of the copies, their history, and the UPDATE advancing the
+    subscriptions. Their copies are announced after commit.
     """
     due: list[Due] = []
     # One status at a time: each reads the (status, next_run_at) index in order and stops
@@ -162,14 +162,16 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
     return result
 
 
-#: One statement: the copies (ON CONFLICT DO NOTHING: a period renews once) and the
-#: history of those inserted, from arrays (three parameters, whatever the batch).
-INSERT_RENEWALS = text(
+#: One statement per batch: the copies (ON CONFLICT DO NOTHING: a period renews once),
+#: the history of those inserted, and the subscriptions advanced; from arrays, so six
+#: parameters whatever the batch's size. (Every part sees the rows as they were before
+#: the statement: the copies read nothing the advance changes.)
+RENEW = text(
     """
     WITH renewal AS (
         SELECT * FROM unnest(
             CAST(:copy_ids AS varchar[]),
-            CAST(:subscription_ids AS varchar[]),
+            CAST(:renewed_ids AS varchar[]),
             CAST(:period_keys AS varchar[])
         ) AS r(copy_id, subscription_id, period_key)
     ), inserted AS (
@@ -189,20 +191,17 @@ INSERT_RENEWALS = text(
         INSERT INTO order_copy_events (order_copy_id, mode, attempt, kind, data,
             created_at, updated_at)
         SELECT id, mode, 0, 'created', '{"renewal": true}', :now, :now FROM inserted
+    ), advanced AS (
+        UPDATE order_subscriptions AS s
+        SET next_run_at = a.next_run_at, status = a.status, updated_at = :now
+        FROM unnest(
+            CAST(:advanced_ids AS varchar[]),
+            CAST(:next_runs AS timestamptz[]),
+            CAST(:statuses AS varchar[])
+        ) AS a(id, next_run_at, status)
+        WHERE s.id = a.id
     )
     SELECT id FROM inserted
-    """
-)
-ADVANCE = text(
-    """
-    UPDATE order_subscriptions AS s
-    SET next_run_at = a.next_run_at, status = a.status, updated_at = :now
-    FROM unnest(
-        CAST(:subscription_ids AS varchar[]),
-        CAST(:next_runs AS timestamptz[]),
-        CAST(:statuses AS varchar[])
-    ) AS a(id, next_run_at, status)
-    WHERE s.id = a.id
     """
 )
 
@@ -210,31 +209,23 @@ ADVANCE = text(
 def _write_postgresql(
     session: Session, rows: list[dict[str, Any]], advances: list[dict[str, Any]], now: datetime
 ) -> list[str]:
-    """The batch in two statements, whatever its size. Returns the copies inserted."""
-    copies: list[str] = []
-    if rows:
-        copies = list(
-            session.scalars(
-                INSERT_RENEWALS,
-                {
-                    "copy_ids": [row["id"] for row in rows],
-                    "subscription_ids": [row["order_subscription_id"] for row in rows],
-                    "period_keys": [row["period_key"] for row in rows],
-                    "now": now,
-                },
-            )
-        )
-    if advances:
-        session.execute(
-            ADVANCE,
+    """The batch in one statement, whatever its size. Returns the copies inserted."""
+    if not advances:
+        return []
+    return list(
+        session.scalars(
+            RENEW,
             {
-                "subscription_ids": [a["subscription_id"] for a in advances],
+                "copy_ids": [row["id"] for row in rows],
+                "renewed_ids": [row["order_subscription_id"] for row in rows],
+                "period_keys": [row["period_key"] for row in rows],
+                "advanced_ids": [a["subscription_id"] for a in advances],
                 "next_runs": [a["upcoming"] for a in advances],
                 "statuses": [a["to"].value for a in advances],
                 "now": now,
             },
         )
-    return copies
+    )
 
 
 def _write_portable(

@@ -7,6 +7,7 @@ one short month to the next.
 
 from __future__ import annotations
 
+from calendar import monthrange
 from datetime import UTC, datetime, timedelta
 
 from croniter import CroniterError, croniter
@@ -61,10 +62,21 @@ class Schedule:
         self.frequency = frequency
         self.anchor = anchor.astimezone(UTC)
         self.step = FREQUENCIES.get(frequency)
+        step = self.step or relativedelta()
+        self._months = step.months + 12 * step.years
+        self._fixed = timedelta(days=step.days, hours=step.hours)
 
     def _nth(self, n: int) -> datetime:
+        """``anchor + step * n``, as relativedelta computes it (a month's step ends on
+        the anchor's day, or on the month's last day if it is shorter), but without its
+        cost: the tick computes this for every due subscription."""
         assert self.step is not None
-        return self.anchor + self.step * n
+        if not self._months:
+            return self.anchor + self._fixed * n
+        year, month = divmod(self.anchor.month - 1 + self._months * n, 12)
+        year += self.anchor.year
+        day = min(self.anchor.day, monthrange(year, month + 1)[1])
+        return self.anchor.replace(year=year, month=month + 1, day=day)
 
     def _cron_after(self, moment: datetime) -> datetime:
         try:
