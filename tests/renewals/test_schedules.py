@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from copying.schedules import Schedule, ScheduleError, check_frequency, period_key
+from copying.schedules import FREQUENCIES, Schedule, ScheduleError, check_frequency, period_key
 
 
 def at(*parts: int) -> datetime:
@@ -99,3 +99,27 @@ def test_unknown_frequencies_are_refused(frequency):
 
 def test_period_keys_name_the_run_to_the_second_in_utc():
     assert period_key(at(2026, 2, 28, 9, 0)) == "2026-02-28T09:00:00Z"
+
+
+@pytest.mark.parametrize("expression", ["0 0 30 2 *", "0 0 31 4 *", "0 0 31 9 *"])
+def test_a_crontab_naming_no_real_date_is_refused(expression):
+    with pytest.raises(ScheduleError, match="never run"):
+        check_frequency(expression)
+
+
+def test_a_crontab_on_a_rare_real_date_is_taken():
+    check_frequency("0 0 29 2 *")
+    assert Schedule("0 0 29 2 *", at(2026, 1, 1)).first() == at(2028, 2, 29)
+
+
+@pytest.mark.parametrize("frequency", sorted(FREQUENCIES))
+@pytest.mark.parametrize(
+    "anchor",
+    [at(2024, 1, 31, 23, 59), at(2024, 2, 29, 6), at(2025, 8, 31), at(2026, 12, 30, 12, 30)],
+)
+def test_the_nth_run_is_the_anchor_plus_n_steps_as_relativedelta_adds_them(frequency, anchor):
+    """The schedule computes month steps itself (for speed); relativedelta is the reference."""
+    schedule = Schedule(frequency, anchor)
+    step = FREQUENCIES[frequency]
+    expected = [anchor + step * n for n in range(40)]
+    assert schedule.between(anchor, expected[-1]) == expected
