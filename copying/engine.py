@@ -6,9 +6,10 @@ separated by checkpoints (``order_copies.step``)::
     claim ─► build target (+ wallet) ─► reserve stock ─► authorize (remote) ─► place
           ─► cancel source ─► void its payments (remote) ─► finish
 
-Each transaction ends with a fenced write of the checkpoint (``WHERE attempt
-= :attempt``): a run that lost its lease finds nothing to update and rolls
-back. No transaction is open across a gateway call. A run that crashes is
+Building and reserving share one transaction (two checkpoints, one commit); the
+payment to ask for is read in it too. Each transaction ends with a fenced write
+of the checkpoint (``WHERE attempt = :attempt``): a run that lost its lease
+finds nothing to update and rolls back. No transaction is open across a gateway call. A run that crashes is
 resumed by the next claim from its last checkpoint: the target order is
 rebuilt in place until it is placed, and the gateway is asked again under
 the same idempotency key, so nothing is built or charged twice.
@@ -299,6 +300,8 @@ class Run:
     skip_errors: bool
     step: CopyStep | None
     errors: ErrorLog = field(default_factory=ErrorLog)
+    #: Checkpoints reached in the current transaction, for its history events.
+    reached_now: list[CopyStep] = field(default_factory=list)
 
     @classmethod
     def of(cls, copy: OrderCopy) -> Run:
@@ -323,6 +326,10 @@ class Run:
     def stopped(self) -> bool:
         """Errors end the run, unless the copy asked to skip them."""
         return bool(self.errors) and not self.skip_errors
+
+    def reach(self, step: CopyStep) -> None:
+        self.step = step
+        self.reached_now.append(step)
 
     def at(self, step: CopyStep) -> bool:
         return self.step == step
@@ -456,6 +463,10 @@ class _Runner:
         self.config = config
         self.clock = clock
         self.outcome: Outcome | None = None
+        # Read or written earlier in this run, so that a later transaction need not read
+        # them again. Resumed at a later checkpoint, the run reads them afresh.
+        self.target: Order | None = None
+        self.contents: targets.Contents | None = None
 
     @contextmanager
     def _step(self) -> Iterator[Session]:
@@ -466,7 +477,7 @@ class _Runner:
         newer run already changed.
         """
         run = self.run
-        before = run.step
+        run.reached_now.clear()
         with self.sessions.begin() as session:
             copy_states.fence(session, run.copy_id, run.attempt, self.clock(), self.config.lease)
             yield session
@@ -482,11 +493,10 @@ class _Runner:
                     errors_log=run.errors.as_dict(),
                     errors_count=run.errors.count,
                 )
-                if run.step != before:
-                    history.record(
-                        session, run.copy_id, run.mode, run.attempt, "checkpoint", step=run.step
-                    )
-        if self.outcome is None and run.step != before:
+                history.record_checkpoints(
+                    session, run.copy_id, run.mode, run.attempt, run.reached_now
+                )
+        if self.outcome is None and run.reached_now:
             log.info("copy_checkpoint", **run.log_fields())
 
     def _finish_if(self, session: Session, condition: bool) -> None:
@@ -495,33 +505,34 @@ class _Runner:
 
     def go(self) -> Outcome:
         run = self.run
+        request: payments.PaymentRequest | None = None
+        reserving = False
         if run.step in (None, CopyStep.TARGET_BUILT):
+            # Building and reserving share a transaction: each still ends at its checkpoint.
             with self._step() as session:
-                self._build(session)
-                self._finish_if(
-                    session,
-                    run.stopped()
-                    or not (
-                        (run.place_target_order and not run.reached(CopyStep.TARGET_PLACED))
-                        or run.cancel_source_order
-                    ),
+                new_target = self._build(session)
+                done = run.stopped() or not (
+                    (run.place_target_order and not run.reached(CopyStep.TARGET_PLACED))
+                    or run.cancel_source_order
                 )
+                reserving = not done and run.place_target_order and run.at(CopyStep.TARGET_BUILT)
+                if reserving:
+                    self._reserve(session)
+                    done = run.stopped() or (
+                        not run.at(CopyStep.STOCK_RESERVED) and not run.cancel_source_order
+                    )
+                    if not done and run.at(CopyStep.STOCK_RESERVED):
+                        request = self._payment_request(session, new_order=new_target)
+                self._finish_if(session, done)
             if self.outcome:
                 return self.outcome
             failpoints.hit("after_build")
-        if run.place_target_order and run.at(CopyStep.TARGET_BUILT):
-            with self._step() as session:
-                self._reserve(session)
-                self._finish_if(
-                    session,
-                    run.stopped()
-                    or (run.step != CopyStep.STOCK_RESERVED and not run.cancel_source_order),
-                )
-            if self.outcome:
-                return self.outcome
-            failpoints.hit("after_reserve")
+            if reserving:
+                failpoints.hit("after_reserve")
         if run.at(CopyStep.STOCK_RESERVED):
-            request = self._payment_request()
+            if request is None:  # resumed here: read it in a transaction of its own
+                with self.sessions.begin() as session:
+                    request = self._payment_request(session)
             answer = payments.ask(self.gateways, request)
             failpoints.hit("after_authorize")
             with self._step() as session:
@@ -541,53 +552,70 @@ class _Runner:
 
     # --- stages ---
 
-    def _build(self, session: Session) -> None:
-        """(Re)build the target and reuse the wallet, unless the target is already placed."""
+    def _build(self, session: Session) -> bool:
+        """(Re)build the target and reuse the wallet, unless the target is already placed.
+
+        Returns whether the target is new (made in this transaction)."""
         run = self.run
         source = session.get(Order, run.source_order_id)
         if source is None:
             run.errors.add(targets.ERROR_KEY, f"source order {run.source_order_id} is gone")
-            return
+            return False
         target = session.get(Order, run.target_order_id) if run.target_order_id else None
         if target is not None and target.status not in order_states.PLACEABLE:
             # Placed by hand (or by a run whose checkpoint was lost): that holds.
             if target.status == OrderStatus.CANCELLED:
                 run.errors.add("target_order", f"target order {target.id} was cancelled")
             else:
-                run.step = CopyStep.TARGET_PLACED
-            return
-        target = targets.build_target(session, source, target, errors=run.errors)
-        if target is None:
-            return
-        run.target_order_id = target.id
-        run.step = CopyStep.TARGET_BUILT
+                run.reach(CopyStep.TARGET_PLACED)
+            return False
+        entry, wallet_problem = None, None
         if run.reuse_wallet:
             entry_id = renewals.wallet_entry_for(session, run.subscription_id, run.wallet_entry_id)
-            wallet.reuse_wallet(session, target, source, entry_id, self.clock().date(), run.errors)
+            entry, wallet_problem = wallet.entry_to_reuse(
+                session, source, entry_id, self.clock().date()
+            )
+        new = target is None
+        built = targets.build_target(
+            session, source, target, errors=run.errors, payment_source=entry
+        )
+        if built is None:
+            return False
+        target, self.contents = built
+        self.target = target
+        run.target_order_id = target.id
+        run.reach(CopyStep.TARGET_BUILT)
+        if run.reuse_wallet:
+            run.errors.clear(wallet.ERROR_KEY)
+            if wallet_problem is not None:
+                run.errors.add(wallet.ERROR_KEY, wallet_problem)
+        return new
 
     def _reserve(self, session: Session) -> None:
         """Check the target can be placed and hold its stock; place it now if it is free."""
         run = self.run
         run.errors.clear(*PLACE_KEYS)
-        target = session.get(Order, run.target_order_id)
+        target = self.target or session.get(Order, run.target_order_id)
         if target is None:
             run.errors.add("target_order", f"target order {run.target_order_id} is gone")
             return
-        problems, lines, skus = orders.check_and_reserve(session, target)
+        problems, self.contents = orders.check_and_reserve(session, target, self.contents)
         for problem in problems:
             run.errors.add("target_order", problem)
         if problems:
             return
         if target.total_amount_cents == 0:
-            order_states.place(target, lines, skus, self.clock(), authorized=False)
-            run.step = CopyStep.TARGET_PLACED
+            order_states.place(target, *self.contents, self.clock(), authorized=False)
+            run.reach(CopyStep.TARGET_PLACED)
         else:
-            run.step = CopyStep.STOCK_RESERVED
+            run.reach(CopyStep.STOCK_RESERVED)
 
-    def _payment_request(self) -> payments.PaymentRequest:
-        with self.sessions.begin() as session:
-            target = session.get_one(Order, self.run.target_order_id)
-            return payments.request_for(session, target, f"order_copy:{self.run.copy_id}:place")
+    def _payment_request(
+        self, session: Session, *, new_order: bool = False
+    ) -> payments.PaymentRequest:
+        target = session.get_one(Order, self.run.target_order_id)
+        key = f"order_copy:{self.run.copy_id}:place"
+        return payments.request_for(session, target, key, new_order=new_order)
 
     def _record_authorization(
         self, session: Session, request: payments.PaymentRequest, answer: GatewayAnswer
@@ -596,13 +624,12 @@ class _Runner:
         target = session.get_one(Order, run.target_order_id)
         payments.record_answer(session, target, request, answer, self.clock())
         if answer.authorized:
-            order_states.place(
-                target, *targets.load_contents(session, target), self.clock(), authorized=True
-            )
-            run.step = CopyStep.TARGET_PLACED
+            contents = self.contents or targets.load_contents(session, target.id, target.mode)
+            order_states.place(target, *contents, self.clock(), authorized=True)
+            run.reach(CopyStep.TARGET_PLACED)
         else:
             stock.release(session, target.id, run.mode)
-            run.step = CopyStep.TARGET_BUILT
+            run.reach(CopyStep.TARGET_BUILT)
             run.errors.add("payment", f"payment declined: {answer.message}")
 
     def _cancel_source(self, session: Session) -> list[str]:
@@ -620,7 +647,7 @@ class _Runner:
             return []
         order_states.cancel(source, self.clock())
         stock.release(session, source.id, run.mode)
-        run.step = CopyStep.SOURCE_CANCELLED
+        run.reach(CopyStep.SOURCE_CANCELLED)
         return [a.id for a in payments.held_authorizations(session, source.id)]
 
     def _void_and_finish(self) -> Outcome:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from models import Mode, OrderCopyEvent
+from models import CopyStep, Mode, OrderCopyEvent
 
 
 def record(
@@ -19,3 +20,23 @@ def record(
             order_copy_id=copy_id, mode=mode, attempt=attempt, kind=kind, data=data
         )
     )
+
+
+def record_checkpoints(
+    session: Session, copy_id: str, mode: Mode, attempt: int, steps: Sequence[CopyStep]
+) -> None:
+    """Append a ``checkpoint`` event per step reached, in one statement. Does not commit."""
+    if steps:
+        session.execute(
+            insert(OrderCopyEvent),
+            [
+                {
+                    "order_copy_id": copy_id,
+                    "mode": mode,
+                    "attempt": attempt,
+                    "kind": "checkpoint",
+                    "data": {"step": step},
+                }
+                for step in steps
+            ],
+        )

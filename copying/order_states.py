@@ -9,18 +9,37 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Protocol
 
 from models import (
     FulfillmentStatus,
     ItemType,
-    LineItem,
     Order,
     OrderStatus,
     PaymentStatus,
-    Sku,
 )
+
+
+class LineLike(Protocol):
+    """What placing reads of a line item (a ``LineItem`` or a ``targets.Line``)."""
+
+    @property
+    def item_type(self) -> str: ...
+    @property
+    def sku_code(self) -> str | None: ...
+
+
+class SkuLike(Protocol):
+    """What placing reads of a SKU (a ``Sku`` or a ``targets.SkuTerms``)."""
+
+    @property
+    def do_not_ship(self) -> bool: ...
+
+
+Lines = Sequence[LineLike]
+Skus = Mapping[str, SkuLike]
 
 ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.DRAFT: frozenset({OrderStatus.PENDING}),
@@ -55,16 +74,17 @@ def open_order(order: Order) -> None:
         _move(order, OrderStatus.PENDING)
 
 
-def ships(lines: Iterable[LineItem], skus: dict[str, Sku]) -> bool:
+def ships(lines: Iterable[LineLike], skus: Skus) -> bool:
     """Whether anything in the order needs a shipping address."""
-    return any(
-        line.item_type == ItemType.SKUS
-        and not (line.sku_code in skus and skus[line.sku_code].do_not_ship)
-        for line in lines
-    )
+    for line in lines:
+        if line.item_type == ItemType.SKUS:
+            sku = skus.get(line.sku_code or "")
+            if sku is None or not sku.do_not_ship:
+                return True
+    return False
 
 
-def check_placeable(order: Order, lines: list[LineItem], skus: dict[str, Sku]) -> list[str]:
+def check_placeable(order: Order, lines: Lines, skus: Skus) -> list[str]:
     """Why ``order`` cannot be placed (empty when it can). Stock is checked by reserving."""
     problems = []
     if order.status not in PLACEABLE:
@@ -86,9 +106,7 @@ def check_placeable(order: Order, lines: list[LineItem], skus: dict[str, Sku]) -
     return problems
 
 
-def place(
-    order: Order, lines: list[LineItem], skus: dict[str, Sku], now: datetime, *, authorized: bool
-) -> None:
+def place(order: Order, lines: Lines, skus: Skus, now: datetime, *, authorized: bool) -> None:
     """Move a checked order to ``placed``. Caller reserved the stock and holds the payment."""
     _move(order, OrderStatus.PLACED)
     order.placed_at = now

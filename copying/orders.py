@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from copying import order_states, payments, stock, targets
 from copying.errors import NotFoundError
 from copying.gateways import Gateways
-from models import LineItem, Mode, Order, Sku, utcnow
+from models import Mode, Order, utcnow
 
 
 def _load(session: Session, order_id: str, mode: Mode, *, lock: bool = False) -> Order:
@@ -25,17 +25,19 @@ def _load(session: Session, order_id: str, mode: Mode, *, lock: bool = False) ->
 
 
 def check_and_reserve(
-    session: Session, order: Order
-) -> tuple[list[str], list[LineItem], dict[str, Sku]]:
+    session: Session, order: Order, contents: targets.Contents | None = None
+) -> tuple[list[str], targets.Contents]:
     """Why ``order`` cannot be placed, else take its stock (problems empty).
 
-    Returns the problems with the order's lines and SKUs. Does not commit.
+    ``contents`` are the order's, if already read in this transaction. Returns
+    the problems and the order's contents. Does not commit.
     """
-    lines, skus = targets.load_contents(session, order)
-    problems = order_states.check_placeable(order, lines, skus) or stock.reserve(
-        session, order.id, order.mode
+    if contents is None:
+        contents = targets.load_contents(session, order.id, order.mode)
+    problems = order_states.check_placeable(order, *contents) or stock.reserve(
+        session, order.id, order.mode, targets.demand(contents.lines)
     )
-    return problems, lines, skus
+    return problems, contents
 
 
 def place_order(
@@ -50,7 +52,9 @@ def place_order(
     now = now or utcnow()
     with sessions.begin() as session:
         order = _load(session, order_id, mode)
-        problems = order_states.check_placeable(order, *targets.load_contents(session, order))
+        problems = order_states.check_placeable(
+            order, *targets.load_contents(session, order.id, order.mode)
+        )
         if problems:
             return problems
         request = payments.request_for(session, order, f"order:{order.id}:place")
@@ -61,9 +65,9 @@ def place_order(
             payments.record_answer(session, order, request, answer, now)
             if not answer.authorized:
                 return [f"payment declined: {answer.message}"]
-        problems, lines, skus = check_and_reserve(session, order)
+        problems, contents = check_and_reserve(session, order)
         if not problems:
-            order_states.place(order, lines, skus, now, authorized=answer is not None)
+            order_states.place(order, *contents, now, authorized=answer is not None)
             return []
     if answer is not None:  # stock ran out (or the order changed) while we asked
         _void_holds(sessions, order_id, gateways, now)

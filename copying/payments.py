@@ -30,19 +30,26 @@ class PaymentRequest:
     recorded: GatewayAnswer | None
 
 
-def request_for(session: Session, order: Order, key_base: str) -> PaymentRequest:
+def request_for(
+    session: Session, order: Order, key_base: str, *, new_order: bool = False
+) -> PaymentRequest:
     """The authorization to ask for ``order``'s total under keys starting with ``key_base``.
 
     A decline is final for its key, so the next try (after the wallet was fixed)
     asks under a new key numbered by the declines so far; a held authorization
-    is always reused, so an order never holds two payments.
+    is always reused, so an order never holds two payments. An order made in
+    this transaction (``new_order``) has no answers yet: nothing is read.
     """
-    answers = session.scalars(
-        select(PaymentAuthorization).where(
-            PaymentAuthorization.order_id == order.id,
-            PaymentAuthorization.idempotency_key.startswith(key_base, autoescape=True),
-        )
-    ).all()
+    answers = (
+        []
+        if new_order
+        else session.scalars(
+            select(PaymentAuthorization).where(
+                PaymentAuthorization.order_id == order.id,
+                PaymentAuthorization.idempotency_key.startswith(key_base, autoescape=True),
+            )
+        ).all()
+    )
     held = next((a for a in answers if a.status != AuthorizationStatus.DECLINED), None)
     declines = sum(a.status == AuthorizationStatus.DECLINED for a in answers)
     return PaymentRequest(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
+
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
@@ -17,38 +19,35 @@ def _demand(order_id: str):  # type: ignore[no-untyped-def]
     )
 
 
-def reserve(session: Session, order_id: str, mode: Mode) -> list[str]:
-    """Take the order's SKU quantities out of stock, all or nothing.
+def reserve(session: Session, order_id: str, mode: Mode, wanted: Mapping[str, int]) -> list[str]:
+    """Take the order's SKU quantities (``wanted``: its demand, as read in this transaction)
+    out of stock, all or nothing.
 
     Returns why it could not (empty on success); on failure nothing changed.
-    Does not commit.
+    One statement when there is enough. Does not commit.
     """
-    demand = _demand(order_id)
-    wanted: dict[str, int] = {
-        code: quantity
-        for code, quantity in session.execute(select(demand.c.sku_code, demand.c.quantity))
-    }
     if not wanted:
         return []
-    with session.begin_nested() as savepoint:
-        taken = (
-            session.execute(
-                update(Sku)
-                .where(
-                    Sku.mode == mode,
-                    Sku.code == demand.c.sku_code,
-                    Sku.stock_quantity >= demand.c.quantity,
-                )
-                .values(stock_quantity=Sku.stock_quantity - demand.c.quantity)
-                .returning(Sku.code)
-                .execution_options(synchronize_session=False)
+    demand = _demand(order_id)
+    taken = (
+        session.execute(
+            update(Sku)
+            .where(
+                Sku.mode == mode,
+                Sku.code == demand.c.sku_code,
+                Sku.stock_quantity >= demand.c.quantity,
             )
-            .scalars()
-            .all()
+            .values(stock_quantity=Sku.stock_quantity - demand.c.quantity)
+            .returning(Sku.code)
+            .execution_options(synchronize_session=False)
         )
-        if len(taken) == len(wanted):
-            return []
-        savepoint.rollback()
+        .scalars()
+        .all()
+    )
+    if len(taken) == len(wanted):
+        return []
+    if taken:  # put back what was taken: the rows stay locked by us until the end
+        _give_back(session, order_id, mode, taken)
     left: dict[str, int] = {
         code: quantity
         for code, quantity in session.execute(
@@ -64,10 +63,17 @@ def reserve(session: Session, order_id: str, mode: Mode) -> list[str]:
 
 def release(session: Session, order_id: str, mode: Mode) -> None:
     """Put the order's SKU quantities back. Does not commit."""
+    _give_back(session, order_id, mode)
+
+
+def _give_back(
+    session: Session, order_id: str, mode: Mode, codes: Sequence[str] | None = None
+) -> None:
     demand = _demand(order_id)
+    only = (Sku.code.in_(codes),) if codes is not None else ()
     session.execute(
         update(Sku)
-        .where(Sku.mode == mode, Sku.code == demand.c.sku_code)
+        .where(Sku.mode == mode, Sku.code == demand.c.sku_code, *only)
         .values(stock_quantity=Sku.stock_quantity + demand.c.quantity)
         .execution_options(synchronize_session=False)
     )

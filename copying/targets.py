@@ -1,21 +1,33 @@
 """Building the target order from the source order.
 
 A constant number of statements whatever the number of lines: the source's
-lines, the SKUs they name and the addresses are each read in one query, and
-the copies are written with one bulk insert per table.
+lines with the SKUs they name are read in one query, the addresses in one,
+and the copies are written with one bulk insert per table. Lines are read as
+plain tuples (:class:`Line`), not ORM objects: a 1,000-line order is read once
+per run and costs what its rows cost.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import and_, delete, insert, select
 from sqlalchemy.orm import Session
 
 from copying import order_states
 from copying.errors import ErrorLog
-from models import Address, ItemType, LineItem, Order, Sku, new_public_id
+from copying.wallet import attach_wallet_entry
+from models import (
+    Address,
+    CustomerPaymentSource,
+    ItemType,
+    LineItem,
+    Mode,
+    Order,
+    Sku,
+    new_public_id,
+)
 
 #: Item types a copy carries over. Shipments, payment methods and promotions
 #: are computed for each order by the commerce backend, so they are not copied.
@@ -26,7 +38,56 @@ MAX_AMOUNT_CENTS = 2**31 - 1
 SUBTOTAL_TYPES = frozenset({ItemType.SKUS, ItemType.BUNDLES, ItemType.GIFT_CARDS})
 
 
+class Line(NamedTuple):
+    """A line item's copied fields, as read or as priced for the target."""
+
+    item_type: ItemType
+    sku_code: str | None
+    name: str
+    quantity: int
+    unit_amount_cents: int
+    options: list[dict[str, Any]]
+    metadata_: dict[str, Any]
+
+
+class SkuTerms(NamedTuple):
+    """What the catalog says of a SKU when the order was read."""
+
+    name: str
+    unit_amount_cents: int
+    currency_code: str
+    stock_quantity: int
+    do_not_ship: bool
+    discontinued: bool
+
+
+class Contents(NamedTuple):
+    lines: list[Line]
+    skus: dict[str, SkuTerms]
+
+
+_LINE_COLUMNS = (
+    LineItem.item_type,
+    LineItem.sku_code,
+    LineItem.name,
+    LineItem.quantity,
+    LineItem.unit_amount_cents,
+    LineItem.options,
+    LineItem.metadata_,
+)
+_SKU_COLUMNS = (
+    Sku.code,
+    Sku.name,
+    Sku.unit_amount_cents,
+    Sku.currency_code,
+    Sku.stock_quantity,
+    Sku.do_not_ship,
+    Sku.discontinued,
+)
+
+
 def load_lines(session: Session, order_id: str) -> list[LineItem]:
+    """The order's line items as ORM objects, in order (for the API's edits)."""
     return list(
         session.scalars(
             select(LineItem).where(LineItem.order_id == order_id).order_by(LineItem.position)
@@ -34,39 +95,54 @@ def load_lines(session: Session, order_id: str) -> list[LineItem]:
     )
 
 
-def load_skus(session: Session, order: Order, lines: list[LineItem]) -> dict[str, Sku]:
-    codes = {line.sku_code for line in lines if line.item_type == ItemType.SKUS and line.sku_code}
-    if not codes:
-        return {}
-    return {
-        sku.code: sku
-        for sku in session.scalars(select(Sku).where(Sku.mode == order.mode, Sku.code.in_(codes)))
-    }
+def load_contents(session: Session, order_id: str, mode: Mode) -> Contents:
+    """The order's line items and the SKUs they name, in one query."""
+    rows = session.execute(
+        select(*_LINE_COLUMNS, *_SKU_COLUMNS)
+        .outerjoin(
+            Sku,
+            and_(
+                LineItem.item_type == ItemType.SKUS,
+                Sku.mode == mode,
+                Sku.code == LineItem.sku_code,
+            ),
+        )
+        .where(LineItem.order_id == order_id)
+        .order_by(LineItem.position)
+    )
+    contents = Contents([], {})
+    width = len(_LINE_COLUMNS)
+    for row in rows:
+        contents.lines.append(Line(*row[:width]))
+        if row[width] is not None:
+            contents.skus[row[width]] = SkuTerms(*row[width + 1 :])
+    return contents
 
 
-def load_contents(session: Session, order: Order) -> tuple[list[LineItem], dict[str, Sku]]:
-    """The order's line items and the SKUs they name (two queries)."""
-    lines = load_lines(session, order.id)
-    return lines, load_skus(session, order, lines)
+def demand(lines: list[Line]) -> dict[str, int]:
+    """The quantity of each SKU the lines ask for."""
+    wanted: Counter[str] = Counter()
+    for line in lines:
+        if line.item_type == ItemType.SKUS and line.sku_code:
+            wanted[line.sku_code] += line.quantity
+    return dict(wanted)
 
 
-def price_lines(
-    lines: list[LineItem], skus: dict[str, Sku], currency_code: str, errors: ErrorLog
-) -> list[dict[str, Any]]:
-    """The target's line items as rows: SKUs repriced from the catalog, the rest as they were.
+def price_lines(contents: Contents, currency_code: str, errors: ErrorLog) -> list[Line]:
+    """The target's line items: SKUs repriced from the catalog, the rest as they were.
 
     A SKU that is unknown, discontinued, priced in another currency or short of
     stock is an error for that line, and the line is left out.
     """
-    rows: list[dict[str, Any]] = []
-    demand: Counter[str] = Counter()
-    for line in lines:
+    priced: list[Line] = []
+    demanded: Counter[str] = Counter()
+    for line in contents.lines:
         if line.item_type not in COPYABLE:
             continue
         unit, name = line.unit_amount_cents, line.name
         if line.item_type == ItemType.SKUS:
             code = line.sku_code or ""
-            sku = skus.get(code)
+            sku = contents.skus.get(code)
             problem = None
             if sku is None:
                 problem = f"SKU {code} is unknown"
@@ -76,15 +152,15 @@ def price_lines(
                 problem = (
                     f"SKU {code} is priced in {sku.currency_code}, the order is in {currency_code}"
                 )
-            elif demand[code] + line.quantity > sku.stock_quantity:
+            elif demanded[code] + line.quantity > sku.stock_quantity:
                 problem = (
-                    f"SKU {code} is out of stock ({demand[code] + line.quantity} "
+                    f"SKU {code} is out of stock ({demanded[code] + line.quantity} "
                     f"requested, {sku.stock_quantity} left)"
                 )
             if problem is not None or sku is None:
                 errors.add(ERROR_KEY, problem or f"SKU {code} is unknown")
                 continue
-            demand[code] += line.quantity
+            demanded[code] += line.quantity
             unit, name = sku.unit_amount_cents, sku.name
         if unit * line.quantity > MAX_AMOUNT_CENTS:
             errors.add(
@@ -93,19 +169,8 @@ def price_lines(
                 f"cents, more than one line may ({MAX_AMOUNT_CENTS})",
             )
             continue
-        rows.append(
-            {
-                "item_type": line.item_type,
-                "sku_code": line.sku_code,
-                "name": name,
-                "quantity": line.quantity,
-                "unit_amount_cents": unit,
-                "total_amount_cents": unit * line.quantity,
-                "options": line.options,
-                "metadata_": line.metadata_,
-            }
-        )
-    return rows
+        priced.append(line._replace(name=name, unit_amount_cents=unit))
+    return priced
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, int]:
@@ -126,10 +191,14 @@ def clone_addresses(session: Session, source: Order) -> tuple[str | None, str | 
     ids = {i for i in (source.billing_address_id, source.shipping_address_id) if i}
     if not ids:
         return None, None
-    originals = session.scalars(select(Address).where(Address.id.in_(ids))).all()
+    originals = session.execute(
+        select(Address.id, *(getattr(Address, c) for c in Address.CLONED)).where(
+            Address.id.in_(ids)
+        )
+    )
     clones = {
-        a.id: {"id": new_public_id(), **{c: getattr(a, c) for c in Address.CLONED}}
-        for a in originals
+        row[0]: {"id": new_public_id(), **dict(zip(Address.CLONED, row[1:], strict=True))}
+        for row in originals
     }
     if clones:
         session.execute(insert(Address), list(clones.values()))
@@ -146,21 +215,36 @@ def build_target(
     target: Order | None,
     *,
     errors: ErrorLog,
+    contents: Contents | None = None,
+    payment_source: CustomerPaymentSource | None = None,
     reference: str | None = None,
-) -> Order | None:
-    """Write the target order (new, or ``target`` refilled) from ``source``'s line items.
+) -> tuple[Order, Contents] | None:
+    """Write the target order (new, or ``target`` refilled) from ``source``'s line items,
+    charged to ``payment_source`` when one is given.
 
-    Returns None, writing nothing, when the source has no line items to copy.
-    ``target`` must still be placeable: a placed target is never rebuilt.
-    Does not commit.
+    ``contents`` are the source's, if already read in this transaction. Returns
+    the target with its own contents, or None, writing nothing, when the source
+    has no line items to copy. ``target`` must still be placeable: a placed
+    target is never rebuilt. Does not commit.
     """
     errors.clear(ERROR_KEY)
-    lines = load_lines(session, source.id)
-    if not any(line.item_type in COPYABLE for line in lines):
+    if contents is None:
+        contents = load_contents(session, source.id, source.mode)
+    if not any(line.item_type in COPYABLE for line in contents.lines):
         errors.add(ERROR_KEY, f"source order {source.id} has no line items to copy")
         return None
-    skus = load_skus(session, source, lines)
-    rows = price_lines(lines, skus, source.currency_code, errors)
+    priced = price_lines(contents, source.currency_code, errors)
+    rows = [
+        {
+            **line._asdict(),
+            "total_amount_cents": line.unit_amount_cents * line.quantity,
+            "id": new_public_id(),
+            "order_id": "",
+            "mode": source.mode,
+            "position": position,
+        }
+        for position, line in enumerate(priced)
+    ]
     if target is None:
         billing_id, shipping_id = clone_addresses(session, source)
         target = Order(
@@ -176,26 +260,20 @@ def build_target(
             metadata_={},
             **totals(rows),
         )
+        if payment_source is not None:
+            attach_wallet_entry(target, payment_source)
         session.add(target)
         session.flush()
     else:
         session.execute(delete(LineItem).where(LineItem.order_id == target.id))
         for column, value in totals(rows).items():
             setattr(target, column, value)
+        if payment_source is not None:
+            attach_wallet_entry(target, payment_source)
         if rows:
             order_states.open_order(target)
     if rows:
-        session.execute(
-            insert(LineItem),
-            [
-                {
-                    **row,
-                    "id": new_public_id(),
-                    "order_id": target.id,
-                    "mode": source.mode,
-                    "position": position,
-                }
-                for position, row in enumerate(rows)
-            ],
-        )
-    return target
+        for row in rows:
+            row["order_id"] = target.id
+        session.execute(insert(LineItem), rows)
+    return target, Contents(priced, contents.skus)

@@ -6,7 +6,6 @@ from datetime import date
 
 from sqlalchemy.orm import Session
 
-from copying.errors import ErrorLog
 from models import CustomerPaymentSource, Order
 
 ERROR_KEY = "payment_source"
@@ -27,29 +26,20 @@ def check_wallet_entry(
     return None
 
 
-def reuse_wallet(
-    session: Session,
-    target: Order,
-    source: Order,
-    override_id: str | None,
-    today: date,
-    errors: ErrorLog,
-) -> None:
-    """Attach the wallet entry (``override_id``, else the source's) to ``target``.
-
-    A source order paid without the wallet leaves nothing to reuse and is no
-    error. Does not commit.
-    """
-    errors.clear(ERROR_KEY)
+def entry_to_reuse(
+    session: Session, source: Order, override_id: str | None, today: date
+) -> tuple[CustomerPaymentSource | None, str | None]:
+    """The wallet entry to charge the target to (``override_id``, else the source's), or why
+    it cannot be charged. ``(None, None)``: the source was paid without the wallet, which
+    leaves nothing to reuse and is no error."""
     entry_id = override_id or source.customer_payment_source_id
     if entry_id is None:
-        return
+        return None, None
     entry = session.get(CustomerPaymentSource, entry_id)
     problem = check_wallet_entry(entry, entry_id, source, today)
     if problem is not None or entry is None:
-        errors.add(ERROR_KEY, problem or f"wallet entry {entry_id} no longer exists")
-        return
-    attach_wallet_entry(target, entry)
+        return None, problem or f"wallet entry {entry_id} no longer exists"
+    return entry, None
 
 
 def attach_wallet_entry(order: Order, entry: CustomerPaymentSource) -> None:

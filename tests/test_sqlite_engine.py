@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from copying import engine, orders, stock
+from copying import engine, orders, stock, targets
 from copying.dispatch import unit_of_work
 from models import CopyStatus, Mode, Order, OrderCopy, Sku
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
@@ -50,7 +50,8 @@ def test_stock_reservation_is_all_or_nothing_on_sqlite(sqlite):
         scarce = make_sku(s, "SCARCE", stock=1)
         order = make_order(s, [Line(plenty, 3), Line(scarce, 2)])
     with sessions.begin() as s:
-        assert stock.reserve(s, order.id, Mode.TEST) == [
+        wanted = targets.demand(targets.load_contents(s, order.id, Mode.TEST).lines)
+        assert stock.reserve(s, order.id, Mode.TEST, wanted) == [
             "SKU SCARCE is out of stock (2 requested, 1 left)"
         ]
     with sessions.begin() as s:

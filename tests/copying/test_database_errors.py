@@ -21,7 +21,7 @@ def test_a_database_error_releases_the_lease_and_the_retry_resumes(sessions, gat
         stalled = s.get_one(OrderCopy, copy.id)
         assert stalled.status == CopyStatus.IN_PROGRESS
         assert stalled.lease_expires_at == clock.now  # given back, not held for 30 s
-        assert stalled.step == "target_built"
+        assert stalled.step == "stock_reserved"  # built and reserved in one transaction
         assert copy_events(s, copy.id)[-1].kind == "transient_error"
     # The same instant: no need to wait for the lease to expire.
     assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED

@@ -28,10 +28,11 @@ from tests.factories import (
 
 LEASE = EngineConfig().lease
 
-# Where the run dies, and the checkpoint the next run finds.
+# Where the run dies, and the checkpoint the next run finds (a run that places builds and
+# reserves in one transaction: after_build finds the stock reserved too).
 CRASHES = [
     ("after_claim", None),
-    ("after_build", CopyStep.TARGET_BUILT),
+    ("after_build", CopyStep.STOCK_RESERVED),
     ("after_reserve", CopyStep.STOCK_RESERVED),
     ("after_authorize", CopyStep.STOCK_RESERVED),
     ("after_place", CopyStep.TARGET_PLACED),

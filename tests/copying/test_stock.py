@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-from copying import stock
-from models import ItemType, Mode, Sku
+from copying import stock, targets
+from models import ItemType, Mode, Order, Sku
 from tests.factories import Line, make_order, make_sku
 
 
 def _stock(s, *skus: Sku) -> list[int]:
     return [s.get_one(Sku, sku.id, populate_existing=True).stock_quantity for sku in skus]
+
+
+def _reserve(s, order: Order) -> list[str]:
+    """Reserve as a run does: with the demand it read in the same transaction."""
+    wanted = targets.demand(targets.load_contents(s, order.id, order.mode).lines)
+    return stock.reserve(s, order.id, order.mode, wanted)
 
 
 def test_reserve_takes_every_line_and_release_gives_it_back(sessions):
@@ -25,7 +31,7 @@ def test_reserve_takes_every_line_and_release_gives_it_back(sessions):
             ],
         )
 
-        assert stock.reserve(s, order.id, Mode.TEST) == []
+        assert _reserve(s, order) == []
         assert _stock(s, tee, mug) == [2, 4]
 
         stock.release(s, order.id, Mode.TEST)
@@ -41,7 +47,7 @@ def test_reserve_is_all_or_nothing(sessions):
         s.delete(gone)
         s.flush()
 
-        assert stock.reserve(s, order.id, Mode.TEST) == [
+        assert _reserve(s, order) == [
             "SKU GONE is unknown",
             "SKU MUG is out of stock (3 requested, 1 left)",
         ]
@@ -54,7 +60,7 @@ def test_reserve_only_touches_skus_of_the_order_mode(sessions):
         live_tee = make_sku(s, "TEE", stock=5, mode=Mode.LIVE)
         order = make_order(s, [Line(live_tee, 2)], mode=Mode.LIVE)
 
-        assert stock.reserve(s, order.id, Mode.LIVE) == []
+        assert _reserve(s, order) == []
         assert _stock(s, test_tee, live_tee) == [5, 3]
 
 
@@ -63,4 +69,4 @@ def test_an_order_without_skus_reserves_nothing(sessions):
         order = make_order(
             s, [Line(item_type=ItemType.GIFT_CARDS, name="Gift card", unit_amount_cents=2500)]
         )
-        assert stock.reserve(s, order.id, Mode.TEST) == []
+        assert _reserve(s, order) == []

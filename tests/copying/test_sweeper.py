@@ -122,7 +122,7 @@ def test_a_copy_whose_run_died_is_rescued_once_its_lease_expired(
     assert (row.status, row.dispatched_at, row.step) == (
         CopyStatus.IN_PROGRESS,
         now,
-        CopyStep.TARGET_BUILT,
+        CopyStep.STOCK_RESERVED,
     )
     # One doorbell per expiry: the next tick does not ring again...
     assert _sweep(sessions, published, clock.advance(15)) == SweepResult()
