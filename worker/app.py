@@ -10,6 +10,7 @@ from config import get_settings
 QUEUES = ("copies", "renewals", "maintenance")
 EXCHANGE = Exchange("ordercopy", type="direct")
 COPY_TASK = "ordercopy.copy_order"
+COPY_BATCH_TASK = "ordercopy.copy_orders"
 SWEEP_TASK = "ordercopy.sweep"
 RENEWALS_TICK_TASK = "ordercopy.renewals.tick"
 
@@ -49,6 +50,7 @@ def make_app() -> Celery:
         task_default_queue="copies",
         task_routes={
             COPY_TASK: {"queue": "copies"},
+            COPY_BATCH_TASK: {"queue": "copies"},
             SWEEP_TASK: {"queue": "maintenance"},
             RENEWALS_TICK_TASK: {"queue": "renewals"},
         },

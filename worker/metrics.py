@@ -19,7 +19,7 @@ import structlog
 from celery import signals
 
 from config import get_settings
-from worker.app import COPY_TASK
+from worker.app import COPY_BATCH_TASK, COPY_TASK
 
 log = structlog.get_logger("ordercopy.metrics")
 _started: dict[str, float] = {}
@@ -96,6 +96,9 @@ def _observe(
         metrics["runs"].labels(outcome=outcome).inc()
         if began is not None:
             metrics["duration"].observe(time.monotonic() - began)
+    elif name == COPY_BATCH_TASK and isinstance(retval, dict):
+        for outcome, runs in retval.items():
+            metrics["runs"].labels(outcome=outcome).inc(runs)
 
 
 @signals.worker_process_shutdown.connect
