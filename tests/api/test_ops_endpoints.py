@@ -30,6 +30,7 @@ from models import (
     db,
     utcnow,
 )
+from models.db import make_engine
 from tests.factories import create_copy, make_shop, make_subscription
 
 
@@ -371,3 +372,19 @@ def test_metrics_read_the_same_on_the_embedded_sqlite(sqlite, gateways):
     assert (count, total) == (1, pytest.approx(7.0, abs=0.01))
     assert within == [0 if bound < 7 else 1 for bound in metrics.DURATION_BUCKETS]
     assert by_status[Mode.TEST, CopyStatus.COMPLETED] == 1
+
+
+def test_metrics_is_a_503_with_the_reason_when_the_database_cannot_be_reached(http, monkeypatch):
+    port = free_port()  # nothing listens there
+    nowhere = make_engine(
+        f"postgresql+psycopg://postgres@127.0.0.1:{port}/nowhere",
+        connect_args={"connect_timeout": 2},
+    )
+    monkeypatch.setattr(metrics.db, "engine", lambda: nowhere)
+
+    response = http.get("/metrics")
+
+    assert response.status_code == 503
+    assert response.text.startswith("database unavailable:")
+    assert str(port) in response.text
+    nowhere.dispose()
