@@ -9,7 +9,6 @@ renews a period twice) and advances ``next_run_at`` in the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
@@ -231,16 +230,20 @@ def _write_postgresql(
 def _write_portable(
     session: Session, rows: list[dict[str, Any]], advances: list[dict[str, Any]], now: datetime
 ) -> list[str]:
-    """The same with SQLAlchemy Core (SQLite, the embedded default): executemany."""
-    created: Sequence[Any] = ()
-    if rows:
-        created = session.execute(
+    """The same with SQLAlchemy Core (SQLite, the embedded default), a few statements.
+
+    The copies go as multi-row VALUES (SQLite cannot RETURNING from executemany), 1,000
+    rows at a time (20 parameters each, under SQLite's 32,766)."""
+    created: list[Any] = []
+    for start in range(0, len(rows), 1000):
+        created += session.execute(
             insert_ignoring_conflicts(
                 session.get_bind().dialect,
                 OrderCopy.__table__,
                 ["order_subscription_id", "period_key"],
-            ).returning(OrderCopy.__table__.c.id, OrderCopy.__table__.c.mode),
-            rows,
+            )
+            .values(rows[start : start + 1000])
+            .returning(OrderCopy.__table__.c.id, OrderCopy.__table__.c.mode)
         ).all()
     if created:
         session.execute(
