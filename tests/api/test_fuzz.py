@@ -26,8 +26,8 @@ from api.app import app
 from api.auth import hash_token
 from api.errors import MEDIA_TYPE
 from api.resources import REGISTRY
-from copying import engine, targets
-from models import ApiKey, Mode, new_public_id, utcnow
+from copying import engine, orders, targets
+from models import ApiKey, Mode, Order, new_public_id, utcnow
 from tests.factories import (
     Line,
     copy_events,
@@ -76,8 +76,9 @@ class TestModeKey:
 
 
 @pytest.fixture
-def world(committed) -> dict[str, list[str]]:
-    """The fuzz key, and one real record of each type: ids by type."""
+def world(committed, gateways) -> dict[str, list[str]]:
+    """The fuzz key, and one real record of each type: ids by type; and a placed order,
+    which order subscriptions renew."""
     with committed.begin() as session:
         session.add(
             ApiKey(id=new_public_id(), name="fuzz", mode=Mode.TEST, token_hash=hash_token(TOKEN))
@@ -86,20 +87,29 @@ def world(committed) -> dict[str, list[str]]:
         customer = make_customer(session)
         entry = make_wallet_entry(session, customer)
         order = make_order(session, [Line(sku, 1)], customer=customer, wallet_entry=entry)
-        subscription = make_subscription(session, order, starts_at=utcnow())
-        copy = engine.create(
-            session,
-            mode=Mode.TEST,
-            source_order_id=order.id,
-            order_subscription_id=subscription.id,
-        )
-        return {
+        placed = make_order(session, [Line(sku, 1)], customer=customer, wallet_entry=entry).id
+        ids = {
             "skus": [sku.id],
             "customers": [customer.id],
             "customer_payment_sources": [entry.id],
             "addresses": [order.billing_address_id or ""],
             "orders": [order.id],
             "line_items": [line.id for line in targets.load_lines(session, order.id)],
+            "placed_orders": [placed],
+        }
+    assert orders.place_order(committed, placed, Mode.TEST, gateways=gateways) == []
+    with committed.begin() as session:
+        subscription = make_subscription(
+            session, session.get_one(Order, placed), starts_at=utcnow()
+        )
+        copy = engine.create(
+            session,
+            mode=Mode.TEST,
+            source_order_id=ids["orders"][0],
+            order_subscription_id=subscription.id,
+        )
+        return {
+            **ids,
             "order_copies": [copy.id],
             "order_copy_events": [str(event.id) for event in copy_events(session, copy.id)],
             "order_subscriptions": [subscription.id],
@@ -134,6 +144,12 @@ def _aim(case: Any, world: dict[str, list[str]]) -> None:
     attributes = data.get("attributes")
     if not isinstance(attributes, dict):
         return
+    if type_ == "order_subscriptions":
+        source = (data.get("relationships") or {}).get("source_order")
+        if isinstance(source, dict) and isinstance(source.get("data"), dict):
+            source["data"]["id"] = world["placed_orders"][0]
+        if isinstance(attributes.get("frequency"), str):
+            attributes["frequency"] = "daily"
     if type_ == "line_items" and attributes.get("item_type") in (None, "skus"):
         attributes["sku_code"] = SKU_CODE
     if isinstance(attributes.get("_customer_payment_source_id"), str):
