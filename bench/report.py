@@ -13,6 +13,7 @@ from bench.baselines import Rate
 from bench.drain import DrainResult
 from bench.latency import LatencyResult
 from bench.sizes import SizeResult
+from bench.storm import StormResult
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
     drain: DrainResult = results["drain"]
     sizes: list[SizeResult] = results["sizes"]
     paced: LatencyResult = results["latency"]
+    stormed: StormResult = results["storm"]
     by_lines = {s.lines: s for s in sizes}
     combined_cpu = noop.cpu_ms + raw2.cpu_ms
     table = [
@@ -128,10 +130,22 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ),
         Row(
             "5",
-            "renewal storm (100,000 due subscriptions)",
-            "not yet: renewal storms are not benchmarked yet",
-            "",
+            f"renewal storm: {stormed.subscriptions:,} due subscriptions, tick -> copies queued",
+            f"{stormed.queued_rate:,.0f} subscriptions/s",
+            f"{stormed.queued_seconds:.1f} s",
+        ),
+        Row(
+            "5",
+            "  tick -> every copy finished (50 copies per message)",
+            f"{stormed.rate:,.0f} copies/s",
+            f"{stormed.rate / noop.per_second:.2f} x no-op drain",
             ">= 1.5 x no-op",
+        ),
+        Row(
+            "5",
+            "  CPU per renewal: worker + its PostgreSQL backends; final statuses",
+            f"{stormed.cpu_ms:.1f} ms",
+            ", ".join(f"{k} {v}" for k, v in stormed.statuses.items()),
         ),
         Row(
             "6",
@@ -180,7 +194,15 @@ def _plain(value: Any) -> Any:
     """Results as JSON: dataclasses as dicts with their derived rates, keys as strings."""
     if hasattr(value, "__dataclass_fields__"):
         plain = {k: _plain(getattr(value, k)) for k in value.__dataclass_fields__}
-        for name in ("per_second", "rate", "db_rate", "tail_ratio", "growth", "round_trips"):
+        for name in (
+            "per_second",
+            "rate",
+            "db_rate",
+            "tail_ratio",
+            "growth",
+            "round_trips",
+            "queued_rate",
+        ):
             if hasattr(value, name):
                 plain[name] = getattr(value, name)
         return plain

@@ -26,6 +26,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="about 500 copies instead of 5,000")
     parser.add_argument("--copies", type=int, help="copies (and no-op messages) to drain")
+    parser.add_argument(
+        "--storm", type=int, help="due subscriptions in the renewal storm (issue 7: 100,000)"
+    )
     parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
     parser.add_argument("--keep", action="store_true", help="keep the worker logs")
     return parser.parse_args(argv)
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     plan = suite.QUICK if options.quick else suite.FULL
     if options.copies:
         plan = replace(plan, copies=options.copies)
+    if options.storm:
+        plan = replace(plan, storm=options.storm)
     ok = False
     load_before = os.getloadavg()
     try:

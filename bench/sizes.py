@@ -126,6 +126,7 @@ def scaling(
     for lines in SIZES:
         count = repeats[lines]
         (source,) = world.make_sources(sessions, 1, lines)
+        world.analyze(bench)
         warm_up, *ids = world.create_copies(sessions, [source], count + 1, lambda _: None)
         # Run first and not counted: it warms caches and connections.
         engine.execute(sessions, warm_up, gateways=gateways, config=config)

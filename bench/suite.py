@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench import baselines, broker, drain, latency, sizes, world
+from bench import baselines, broker, drain, latency, sizes, storm, world
 from bench.environment import BenchEnvironment
 from models import db
 
@@ -23,10 +23,15 @@ class Plan:
     copies: int
     latency_seconds: float  # of paced creation
     size_repeats: dict[int, int] = field(default_factory=dict)
+    storm: int = 0  # due subscriptions in the renewal storm
 
 
-QUICK = Plan(copies=500, latency_seconds=20, size_repeats={1: 10, 10: 10, 100: 5, 1000: 3})
-FULL = Plan(copies=5000, latency_seconds=60, size_repeats={1: 30, 10: 30, 100: 10, 1000: 5})
+QUICK = Plan(
+    copies=500, latency_seconds=20, size_repeats={1: 10, 10: 10, 100: 5, 1000: 3}, storm=1000
+)
+FULL = Plan(
+    copies=5000, latency_seconds=60, size_repeats={1: 30, 10: 30, 100: 10, 1000: 5}, storm=10_000
+)
 
 
 def say(message: str) -> None:
@@ -41,6 +46,7 @@ def run(bench: BenchEnvironment, plan: Plan) -> dict[str, Any]:
             sessions = db.sessions()
             say(f"database {bench.database_name}, broker prefix {bench.key_prefix!r}")
             sources = world.make_sources(sessions, SOURCES, LINES)
+            world.analyze(bench)
 
             say(f"no-op Celery drain of {plan.copies} messages")
             noop = baselines.noop_drain(bench, plan.copies)
@@ -64,6 +70,10 @@ def run(bench: BenchEnvironment, plan: Plan) -> dict[str, Any]:
             say(f"latency of {paced_copies} copies created at {load:.1f}/s")
             paced = latency.paced_latency(bench, sessions, sources, load, paced_copies)
             say(f"  p50 {paced.p50_ms:.0f} ms, p99 {paced.p99_ms:.0f} ms")
+
+            say(f"renewal storm of {plan.storm:,} due subscriptions")
+            stormed = storm.renewal_storm(bench, sessions, sources, plan.storm)
+            say(f"  {stormed.queued_rate:.0f} queued/s, {stormed.rate:.0f} completed/s")
     finally:
         broker.flush(bench.key_prefix)
     return {
@@ -73,5 +83,6 @@ def run(bench: BenchEnvironment, plan: Plan) -> dict[str, Any]:
         "drain": drained,
         "sizes": by_size,
         "latency": paced,
+        "storm": stormed,
         "seconds": time.monotonic() - began,
     }
