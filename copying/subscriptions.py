@@ -164,10 +164,11 @@ def _iso(moment: datetime) -> str:
 
 
 def planned_run(frequency: str, starts_at: datetime, now: datetime) -> datetime:
-    """The first scheduled run at or after ``now`` (the first run, if that is later)."""
-    schedule = Schedule(frequency, starts_at)
-    first = schedule.first()
-    return first if first >= now else schedule.next_after(now - timedelta(microseconds=1))
+    """The first renewal to plan: the first scheduled run after both the start and now.
+
+    The source order stands for the run at the start (a subscription made from an
+    order just placed renews it one period later, never at once)."""
+    return Schedule(frequency, starts_at).next_after(max(starts_at, now))
 
 
 def check_frequency(frequency: str) -> None:
@@ -264,7 +265,7 @@ def create(
 
     Its customer is the source's (naming another is an error); its wallet entry is the
     one given, else the one the source was paid with. ``starts_at`` (the schedule's
-    anchor) defaults to now; ``next_run_at`` to the first scheduled run from now on.
+    anchor) defaults to now; ``next_run_at`` to ``planned_run``.
     Nothing renews before ``activate``. Raises CopyInputError naming the field.
     Does not commit.
     """

@@ -154,7 +154,8 @@ ORDER_SUBSCRIPTIONS = Resource(
             writable="create",
             filterable=True,
             sortable=True,
-            description="The schedule's anchor, its first run (default: when created).",
+            description="The schedule's anchor (default: when created); the source order "
+            "stands for the run at the start.",
         ),
         _editable(
             "expires_at",

@@ -122,8 +122,8 @@ def test_create_returns_a_draft_for_the_source_orders_customer_and_wallet_entry(
     assert attributes["expires_at"] is None
     starts = parse(attributes["starts_at"])
     assert before - timedelta(seconds=1) <= starts <= utcnow()
-    # daily from its start: the first run is the start itself
-    assert attributes["next_run_at"] == attributes["starts_at"]
+    # the source order stands for the start: the first renewal is a period later
+    assert parse(attributes["next_run_at"]) == starts + timedelta(days=1)
     assert set(subscription["relationships"]) == {
         "source_order",
         "customer",
@@ -697,7 +697,8 @@ def test_filters_sort_and_pages(api, shop):
         daily["id"],
         yearly["id"],
     ]
-    assert api.ids(f"/api/{TYPE}", sort="-next_run_at") == [daily["id"], yearly["id"], weekly["id"]]
+    # a period after each start: 2031-01-02, 2030-01-08, 2030-01-04
+    assert api.ids(f"/api/{TYPE}", sort="-next_run_at") == [yearly["id"], weekly["id"], daily["id"]]
     assert api.ids(
         f"/api/{TYPE}", **{"filter[q][customer_id_eq]": shop.customer["id"]}, sort="created_at"
     ) == [daily["id"], weekly["id"], yearly["id"]]

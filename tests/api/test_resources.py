@@ -602,10 +602,3 @@ def test_an_orders_copies_both_ways(api):
 
     assert api.ids(f"/api/orders/{shop.order['id']}/order_copies") == [copy["id"]]
     assert api.ids(f"/api/orders/{shop.order['id']}/origin_order_copies") == []
-
-
-def test_order_subscriptions_are_read_only(api):
-    assert api.get("/api/order_subscriptions").json()["meta"]["record_count"] == 0
-    assert_error(
-        api.post("/api/order_subscriptions", {"data": {"type": "order_subscriptions"}}), 405
-    )
