@@ -5,7 +5,8 @@ from __future__ import annotations
 from api.resources.catalog import SKUS
 from api.resources.customers import CUSTOMER_PAYMENT_SOURCES, CUSTOMERS
 from api.resources.order_copies import ORDER_COPIES, ORDER_COPY_EVENTS
-from api.resources.orders import ADDRESSES, LINE_ITEMS, ORDER_SUBSCRIPTIONS, ORDERS
+from api.resources.order_subscriptions import ORDER_SUBSCRIPTIONS
+from api.resources.orders import ADDRESSES, LINE_ITEMS, ORDERS
 from api.spec import Resource
 
 RESOURCES: tuple[Resource, ...] = (
