@@ -9,10 +9,10 @@ separated by checkpoints (``order_copies.step``)::
 Building and reserving share one transaction (two checkpoints, one commit); the
 payment to ask for is read in it too. Each transaction ends with a fenced write
 of the checkpoint (``WHERE attempt = :attempt``): a run that lost its lease
-finds nothing to update and rolls back. No transaction is open across a gateway call. A run that crashes is
-resumed by the next claim from its last checkpoint: the target order is
-rebuilt in place until it is placed, and the gateway is asked again under
-the same idempotency key, so nothing is built or charged twice.
+finds nothing to update and rolls back. No transaction is open across a gateway
+call. A run that crashes is resumed by the next claim from its last checkpoint:
+the target order is rebuilt in place until it is placed, and the gateway is
+asked again under the same idempotency key, so nothing is built or charged twice.
 """
 
 from __future__ import annotations
