@@ -9,6 +9,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
@@ -152,6 +153,22 @@ def create_app() -> FastAPI:
         else:
             detail = str(error.detail)
         return _error(ApiError(error.status_code, detail), headers=headers)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_unavailable(request: Request, error: Exception) -> JsonApiResponse:
+        # Down, restarting, or refusing for now (lock or statement timeout, a
+        # serialization failure): nothing was committed, so the same request may be sent again.
+        log.warning(
+            "api_database_unavailable",
+            path=request.url.path,
+            method=request.method,
+            error=type(getattr(error, "orig", error)).__name__,
+        )
+        detail = "the database did not answer; send the request again shortly"
+        if request.method == "POST":
+            detail += " (with the same Idempotency-Key, a create is never made twice)"
+        return _error(ApiError(503, detail), headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def crash(request: Request, error: Exception) -> JsonApiResponse:

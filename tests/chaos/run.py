@@ -77,7 +77,8 @@ LOGGED = {
     "copy_lease_lost": "runs fenced off after losing their lease (copy_lease_lost)",
     "copy_transient_error": "transient errors parked for a re-claim (copy_transient_error)",
     "publish_failed": "publishes that failed, left to the sweeper (publish_failed)",
-    "api_crash": "API requests answered 500 (api_crash: the database down, mostly)",
+    "api_database_unavailable": "API requests answered 503: the database unreachable",
+    "api_crash": "API requests answered 500 (api_crash)",
 }
 
 
