@@ -26,6 +26,13 @@ SERVICES = (
 )
 
 
+def free_port() -> int:
+    """A loopback port nothing listens on (for a server of a test's own, or for nothing)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def reachable(url: str, default_port: int) -> bool:
     parts = urlsplit(url)
     try:

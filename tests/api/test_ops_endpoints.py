@@ -4,7 +4,6 @@ database (checked against the rows each test makes) and services really stopped.
 from __future__ import annotations
 
 import os
-import socket
 import sqlite3
 import subprocess
 import time
@@ -32,6 +31,7 @@ from models import (
 )
 from models.db import make_engine
 from tests.factories import create_copy, make_shop, make_subscription
+from tests.services import free_port
 
 
 def test_healthz_answers_without_a_key(http):
@@ -47,13 +47,6 @@ def test_the_ops_endpoints_are_not_in_the_openapi_document():
 
 
 # --- /readyz ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 class RedisServer:

@@ -14,7 +14,6 @@ import pwd
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -23,15 +22,11 @@ from pathlib import Path
 import psycopg
 import redis
 
+from tests.services import free_port
+
 
 class ServiceError(RuntimeError):
     """A service did not start or stop in time."""
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def _postgres_bin() -> Path:

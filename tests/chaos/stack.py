@@ -17,7 +17,8 @@ from pathlib import Path
 import httpx2
 
 from tests.chaos.processes import Process
-from tests.chaos.services import PostgresCluster, RedisServer, free_port
+from tests.chaos.services import PostgresCluster, RedisServer
+from tests.services import free_port
 from tests.worker.processes import REPO
 
 DATABASE = "ordercopy"

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import urllib.request
 
 import pytest
@@ -12,14 +11,9 @@ from copying import engine
 from copying.dispatch import unit_of_work
 from models import CopyStatus, Mode, OrderCopy
 from tests.factories import make_shop
+from tests.services import free_port
 from tests.worker.processes import WorkerProcess, flush_broker, wait_for
 from worker.publisher import publish
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
