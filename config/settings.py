@@ -50,6 +50,11 @@ class Settings(BaseSettings):
     redispatch_after_seconds: int = Field(
         default=120, ge=1, description="A pending copy not claimed by then is published again."
     )
+    redispatch_max_seconds: int = Field(
+        default=1800,
+        ge=1,
+        description="... then after twice as long each time, up to this (a backlog's bound).",
+    )
     sweep_interval_seconds: float = Field(default=15.0, gt=0)
     sweep_batch_size: int = Field(default=1000, ge=1)
     renewals_interval_seconds: float = Field(default=60.0, gt=0, description="Beat's renewal tick.")

@@ -238,6 +238,7 @@ def retry(
         lease_expires_at=None,
         next_attempt_at=not_before,
         dispatched_at=now,
+        dispatches=0,
         updated_at=now,
     )
     if row is None:

@@ -3,6 +3,14 @@
 Called by a beat tick every ~15 s. It never runs a copy itself: it only
 re-announces ids (claiming decides who runs) and fails copies whose runs are
 used up, so it is safe to run twice at once.
+
+It cannot tell a lost doorbell from one still queued behind a backlog, so it
+rings a ``pending`` copy again after ``redispatch_after``, then after twice as
+long each time, up to ``redispatch_max``: a copy waiting W seconds behind a
+backlog adds about log2(W / redispatch_after) messages to it, not
+W / redispatch_after (which, once the queue's wait passed redispatch_after,
+grew the backlog faster than workers drained it). A doorbell that was really
+lost is rung again within about as long as its copy had already waited.
 """
 
 from __future__ import annotations
@@ -11,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import or_, select, update
+from sqlalchemy import ColumnElement, and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from copying.dispatch import publish_after_commit
@@ -34,6 +42,7 @@ def sweep(
     now: datetime,
     *,
     redispatch_after: timedelta,
+    redispatch_max: timedelta,
     max_claims: int,
     batch_size: int,
 ) -> SweepResult:
@@ -47,7 +56,7 @@ def sweep(
             select(OrderCopy.id)
             .where(
                 OrderCopy.status == CopyStatus.PENDING,
-                or_(OrderCopy.dispatched_at.is_(None), OrderCopy.dispatched_at < stale),
+                _rung_long_ago(now, redispatch_after, redispatch_max),
                 or_(OrderCopy.next_attempt_at.is_(None), OrderCopy.next_attempt_at <= now),
             )
             .order_by(OrderCopy.created_at)
@@ -93,7 +102,7 @@ def sweep(
         session.execute(
             update(OrderCopy)
             .where(OrderCopy.id.in_(announce))
-            .values(dispatched_at=now)
+            .values(dispatched_at=now, dispatches=OrderCopy.dispatches + 1)
             .execution_options(synchronize_session=False)
         )
         publish_after_commit(session, announce)
@@ -105,3 +114,23 @@ def sweep(
             gave_up=len(result.gave_up),
         )
     return result
+
+
+def _rung_long_ago(
+    now: datetime, redispatch_after: timedelta, redispatch_max: timedelta
+) -> ColumnElement[bool]:
+    """Never rung, or rung longer ago than the wait its ``dispatches`` count earned:
+    ``redispatch_after`` * 2**dispatches, at most ``redispatch_max``."""
+    rungs: list[ColumnElement[bool]] = [OrderCopy.dispatched_at.is_(None)]
+    for doubling in range(32):
+        wait = redispatch_after * 2**doubling
+        if wait >= redispatch_max:
+            rungs.append(
+                and_(
+                    OrderCopy.dispatches >= doubling,
+                    OrderCopy.dispatched_at < now - redispatch_max,
+                )
+            )
+            break
+        rungs.append(and_(OrderCopy.dispatches == doubling, OrderCopy.dispatched_at < now - wait))
+    return or_(*rungs)

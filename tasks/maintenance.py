@@ -21,6 +21,7 @@ def sweep() -> dict[str, int]:
             session,
             utcnow(),
             redispatch_after=timedelta(seconds=settings.redispatch_after_seconds),
+            redispatch_max=timedelta(seconds=settings.redispatch_max_seconds),
             max_claims=settings.max_claims,
             batch_size=settings.sweep_batch_size,
         )

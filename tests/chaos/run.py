@@ -61,14 +61,11 @@ LEASE_SECONDS = 5
 SETTINGS = {
     "LEASE_SECONDS": str(LEASE_SECONDS),
     "SWEEP_INTERVAL_SECONDS": "1",
-    # Every pending copy is published again each time this passes without a claim: when
-    # the workers fall behind by more than that, the sweeper's doorbells (twice each,
-    # under publish_twice) flood the queue and slow them down further.
-    "REDISPATCH_AFTER_SECONDS": "10",
-    # ... so each sweep re-publishes at most this many: on a loaded machine a full run
-    # queued 8,800 messages for 1,650 pending copies and completed 1 copy a second (and
-    # with 10 a sweep, two beats and every doorbell twice, still 40 a second).
-    "SWEEP_BATCH_SIZE": "5",
+    # A pending copy not claimed is published again after 5 s, then after twice as long
+    # each time up to 40 s (the sweeper's backoff: before it, with workers behind and every
+    # doorbell twice, a full run queued 8,800 messages for 1,650 pending copies).
+    "REDISPATCH_AFTER_SECONDS": "5",
+    "REDISPATCH_MAX_SECONDS": "40",
     "RENEWALS_INTERVAL_SECONDS": "1",
     "MAX_CLAIMS": "8",
 }
@@ -396,8 +393,8 @@ def _results(
         ),
         settings=(
             f"lease {LEASE_SECONDS} s, sweep every {SETTINGS['SWEEP_INTERVAL_SECONDS']} s, "
-            f"re-dispatch after {SETTINGS['REDISPATCH_AFTER_SECONDS']} s "
-            f"({SETTINGS['SWEEP_BATCH_SIZE']} copies a sweep at most), "
+            f"re-dispatch after {SETTINGS['REDISPATCH_AFTER_SECONDS']} s, doubling up to "
+            f"{SETTINGS['REDISPATCH_MAX_SECONDS']} s, "
             f"max claims {SETTINGS['MAX_CLAIMS']}; PostgreSQL "
             "idle_in_transaction_session_timeout 3 s; every doorbell published twice "
             "(publish_twice); aborts "

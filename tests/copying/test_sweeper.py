@@ -15,6 +15,7 @@ from models import CopyStatus, CopyStep, Order, OrderCopy, OrderStatus, Sku
 from tests.factories import Shop, copy_events, create_copy, make_shop
 
 REDISPATCH_AFTER = timedelta(seconds=120)
+REDISPATCH_MAX = timedelta(seconds=1800)
 MAX_CLAIMS = 3
 LEASE = EngineConfig().lease
 
@@ -27,6 +28,7 @@ def _sweep(
             s,
             now,
             redispatch_after=REDISPATCH_AFTER,
+            redispatch_max=REDISPATCH_MAX,
             max_claims=max_claims,
             batch_size=batch_size,
         )
@@ -73,6 +75,41 @@ def test_a_pending_copy_never_dispatched_is_announced(sessions, clock, published
 
     assert _sweep(sessions, published, clock.now).republished == [copy.id]
     assert published == [copy.id]
+
+
+def _rings(sessions, published, clock, copy_id: str, until: float) -> list[float]:
+    """Seconds after the copy's last doorbell at which the sweeper, ticking every 15 s
+    up to ``until``, rang it again."""
+    start, rung = clock.now, []
+    while (clock.now - start).total_seconds() < until:
+        if _sweep(sessions, published, clock.advance(15)).republished == [copy_id]:
+            rung.append((clock.now - start).total_seconds())
+    return rung
+
+
+def test_a_copy_left_pending_is_rung_again_after_twice_as_long_each_time_up_to_a_bound(
+    sessions, clock, published
+):
+    copy = _copy(sessions, clock)
+
+    rung = _rings(sessions, published, clock, copy.id, until=3 * 3600)
+
+    # Past 120 s, then 240, 480, 960, then 1,800 s each time (the first 15 s tick past each).
+    waits = [later - earlier for earlier, later in zip([0.0, *rung], rung, strict=False)]
+    assert waits == [135, 255, 495, 975, 1815, 1815, 1815, 1815]
+    assert _row(sessions, copy.id).dispatches == len(rung)
+
+
+def test_a_retry_starts_the_doorbells_waits_over(sessions, gateways, clock, published):
+    copy = _copy(sessions, clock, place_target_order=True)
+    _rings(sessions, published, clock, copy.id, until=3600)
+    _set(sessions, copy.id, status=CopyStatus.FAILED, failed_at=clock.now)
+
+    with unit_of_work(sessions, published) as s:
+        engine.retry(s, copy.id, s.get_one(OrderCopy, copy.id).mode, by="ops", now=clock.now)
+
+    assert _row(sessions, copy.id).dispatches == 0
+    assert _rings(sessions, published, clock, copy.id, until=400) == [135, 135 + 255]
 
 
 def test_fresh_copies_are_left_alone(sessions, gateways, clock, published):
