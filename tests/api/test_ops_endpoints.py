@@ -5,14 +5,11 @@ from __future__ import annotations
 
 import os
 import sqlite3
-import subprocess
-import time
 from collections.abc import Iterator
 from datetime import timedelta
 from unittest import mock
 
 import pytest
-import redis
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
@@ -30,6 +27,7 @@ from models import (
     utcnow,
 )
 from models.db import make_engine
+from tests.chaos.services import RedisServer
 from tests.factories import create_copy, make_shop, make_subscription
 from tests.services import free_port
 
@@ -49,56 +47,12 @@ def test_the_ops_endpoints_are_not_in_the_openapi_document():
 # --- /readyz ------------------------------------------------------------------------------
 
 
-class RedisServer:
-    """A redis-server of this test's own, on a loopback port, stopped and started at will."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.url = f"redis://127.0.0.1:{port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--daemonize",
-                "no",
-            ],
-            stdout=subprocess.DEVNULL,
-        )
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=1)
-        for _ in range(200):  # until it takes connections
-            try:
-                client.ping()
-                return
-            except redis.ConnectionError:
-                assert self.process.poll() is None, "redis-server exited"
-                time.sleep(0.05)
-            finally:
-                client.close()
-        raise AssertionError(f"redis-server on port {self.port} never answered")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(timeout=30)
-        self.process = None
-
-
 @pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    server = RedisServer(free_port())
+def own_redis(tmp_path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path)
     server.start()
     yield server
-    server.stop()
+    server.kill()
 
 
 @pytest.fixture
@@ -128,7 +82,7 @@ def test_readyz_is_503_while_the_broker_is_down_and_200_once_it_is_back(
     use(settings_env, broker_url=own_redis.url)
     assert http.get("/readyz").status_code == 200
 
-    own_redis.stop()
+    own_redis.kill()
     down = http.get("/readyz")
 
     assert down.status_code == 503
