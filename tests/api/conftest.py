@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from api.auth import issue_key
 from api.errors import MEDIA_TYPE
 from models import Mode
+from tests.api.shop import Shop, build_shop
 from tests.worker.processes import flush_broker
 
 JSONAPI = {"Accept": MEDIA_TYPE, "Content-Type": MEDIA_TYPE}
@@ -111,3 +112,9 @@ def api(http, committed) -> Api:
 @pytest.fixture
 def live_api(http, committed) -> Api:
     return _api(http, committed, Mode.LIVE)
+
+
+@pytest.fixture
+def shop(api) -> Shop:
+    """A placed source order built over the API (tests/api/shop.py)."""
+    return build_shop(api)

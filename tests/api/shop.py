@@ -3,8 +3,15 @@ and a source order."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
+
+from copying import engine
+from copying.engine import Outcome
+
+#: How the API writes a timestamp.
+TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 
 
 @dataclass
@@ -77,3 +84,16 @@ def build_shop(
     response = api.update("orders", order["id"], attributes)
     assert response.status_code == 200, response.json()
     return Shop(sku, customer, entry, billing, shipping, response.json()["data"])
+
+
+def create_copy(api: Any, order_id: str, **attributes: Any) -> dict[str, Any]:
+    """POST a copy of ``order_id``; its resource object."""
+    result: dict[str, Any] = api.create(
+        "order_copies", attributes, {"source_order": ("orders", order_id)}
+    )
+    return result
+
+
+def run(committed: Any, gateways: Any, copy_id: str) -> Outcome:
+    """Execute the copy here, as a worker would."""
+    return engine.execute(committed, copy_id, gateways=gateways)

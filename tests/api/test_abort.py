@@ -11,16 +11,7 @@ from api.app import app
 from copying import copy_states, engine
 from models import utcnow
 from tests.api.errors import assert_error
-from tests.api.shop import build_shop
-
-
-@pytest.fixture
-def shop(api):
-    return build_shop(api)
-
-
-def create_copy(api, order_id, **attributes):
-    return api.create("order_copies", attributes, {"source_order": ("orders", order_id)})
+from tests.api.shop import build_shop, create_copy
 
 
 def test_abort_moves_a_pending_copy_to_aborted_for_good(api, shop, committed, gateways):

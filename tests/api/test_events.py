@@ -3,31 +3,15 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from copying import engine
 from models import db
 from tests.api.errors import assert_error
-from tests.api.shop import build_shop
+from tests.api.shop import TIMESTAMP, build_shop, create_copy, run
 from tests.factories import copy_events
 
 BASE = "http://testserver/api"
-TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
-@pytest.fixture
-def shop(api):
-    return build_shop(api)
-
-
-def create_copy(api, order_id, **attributes):
-    return api.create("order_copies", attributes, {"source_order": ("orders", order_id)})
-
-
-def run(committed, gateways, copy_id):
-    return engine.execute(committed, copy_id, gateways=gateways)
 
 
 def failed_retried_completed(api, shop, committed, gateways):

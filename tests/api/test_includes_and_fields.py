@@ -6,12 +6,6 @@ import pytest
 
 from copying import engine
 from tests.api.errors import assert_error
-from tests.api.shop import build_shop
-
-
-@pytest.fixture
-def shop(api):
-    return build_shop(api)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import worker.publisher
 from copying import copy_states, engine
 from models import CopyStatus, Order, OrderCopy, db, utcnow
 from tests.api.errors import assert_error
-from tests.api.shop import build_shop
+from tests.api.shop import TIMESTAMP, build_shop, create_copy, run
 from tests.factories import make_subscription
 
 BASE = "http://testserver/api"
@@ -35,21 +35,6 @@ ATTRIBUTES = {
     "reference_origin",
     "metadata",
 }
-TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-
-
-@pytest.fixture
-def shop(api):
-    return build_shop(api)
-
-
-def create_copy(api, order_id, **attributes):
-    return api.create("order_copies", attributes, {"source_order": ("orders", order_id)})
-
-
-def run(committed, gateways, copy_id):
-    """Execute the copy here, as a worker would."""
-    return engine.execute(committed, copy_id, gateways=gateways)
 
 
 def test_create_returns_a_pending_copy_with_every_field_of_order_copy_md(api, shop):

@@ -49,11 +49,6 @@ def parse(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-@pytest.fixture
-def shop(api):
-    return build_shop(api)
-
-
 def document(
     attributes: dict[str, Any], relationships: dict[str, tuple[str, str] | None]
 ) -> dict[str, Any]:
