@@ -13,6 +13,7 @@ workers, a sweeper and an API request can race on a row and exactly one wins.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -47,16 +48,35 @@ def transition(
 
     Returns the updated row. Does not commit.
     """
+    moved = transition_many(session, [copy_id], to, sources=sources, where=where, **values)
+    return moved[0] if moved else None
+
+
+def transition_many(
+    session: Session,
+    copy_ids: Sequence[str],
+    to: CopyStatus,
+    *,
+    sources: frozenset[CopyStatus],
+    where: tuple[ColumnElement[bool], ...] = (),
+    **values: Any,
+) -> list[OrderCopy]:
+    """:func:`transition` for many copies in one statement; returns those that moved, in
+    the order of ``copy_ids``. Does not commit."""
     for source in sources:
         if to not in COPY_TRANSITIONS[source]:
             raise ValueError(f"copy status {source} → {to} is not a transition")
-    return session.execute(
-        update(OrderCopy)
-        .where(OrderCopy.id == copy_id, OrderCopy.status.in_(sources), *where)
-        .values(status=to, **values)
-        .returning(OrderCopy)
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
+    moved = {
+        copy.id: copy
+        for copy in session.scalars(
+            update(OrderCopy)
+            .where(OrderCopy.id.in_(copy_ids), OrderCopy.status.in_(sources), *where)
+            .values(status=to, **values)
+            .returning(OrderCopy)
+            .execution_options(populate_existing=True)
+        )
+    }
+    return [moved[copy_id] for copy_id in dict.fromkeys(copy_ids) if copy_id in moved]
 
 
 def claim(
@@ -64,9 +84,18 @@ def claim(
 ) -> OrderCopy | None:
     """Take the copy for a new run (``attempt`` + 1), or None if another run owns it,
     it is finished, it is not due, or its runs are used up. Does not commit."""
-    return transition(
+    claimed = claim_many(session, [copy_id], now, lease, max_claims)
+    return claimed[0] if claimed else None
+
+
+def claim_many(
+    session: Session, copy_ids: Sequence[str], now: datetime, lease: timedelta, max_claims: int
+) -> list[OrderCopy]:
+    """:func:`claim` for many copies in one statement: those taken, in the order of
+    ``copy_ids``. Does not commit."""
+    return transition_many(
         session,
-        copy_id,
+        copy_ids,
         CopyStatus.IN_PROGRESS,
         sources=frozenset({CopyStatus.PENDING, CopyStatus.IN_PROGRESS}),
         where=(

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -363,14 +363,44 @@ def execute(
     parks the copy for a quick re-claim and re-raises (the caller retries).
     """
     config = config or EngineConfig()
+    runs = claim(sessions, [copy_id], config=config, clock=clock)
+    if not runs:
+        return Outcome.NOT_CLAIMED
+    return run_claimed(sessions, runs[0], gateways=gateways, config=config, clock=clock)
+
+
+def claim(
+    sessions: sessionmaker[Session],
+    copy_ids: Sequence[str],
+    *,
+    config: EngineConfig,
+    clock: Clock = utcnow,
+) -> list[Run]:
+    """Claim the copies of ``copy_ids`` that are due, in one transaction (a batch claims
+    many at once); each then runs on its own with :func:`run_claimed`, soon: its lease
+    runs from now."""
     with sessions.begin() as session:
-        claimed = copy_states.claim(session, copy_id, clock(), config.lease, config.max_claims)
-        if claimed is None:
-            return Outcome.NOT_CLAIMED
-        run = Run.of(claimed)
-        history.record(
-            session, run.copy_id, run.mode, run.attempt, "claimed", step=run.step, claims=run.claims
+        claimed = copy_states.claim_many(
+            session, copy_ids, clock(), config.lease, config.max_claims
         )
+        runs = [Run.of(copy) for copy in claimed]
+        history.record_many(
+            session,
+            "claimed",
+            [(r.copy_id, r.mode, r.attempt, {"step": r.step, "claims": r.claims}) for r in runs],
+        )
+    return runs
+
+
+def run_claimed(
+    sessions: sessionmaker[Session],
+    run: Run,
+    *,
+    gateways: Gateways,
+    config: EngineConfig,
+    clock: Clock = utcnow,
+) -> Outcome:
+    """Run a claimed copy from its last checkpoint to its end (see :func:`execute`)."""
     runner = _Runner(sessions, run, gateways, config, clock)
     with structlog.contextvars.bound_contextvars(attempt=run.attempt):
         log.info("copy_claimed", **run.log_fields())

@@ -22,11 +22,12 @@ def record(
     )
 
 
-def record_checkpoints(
-    session: Session, copy_id: str, mode: Mode, attempt: int, steps: Sequence[CopyStep]
+def record_many(
+    session: Session, kind: str, facts: Sequence[tuple[str, Mode, int, dict[str, Any]]]
 ) -> None:
-    """Append a ``checkpoint`` event per step reached, in one statement. Does not commit."""
-    if steps:
+    """Append one ``kind`` event per (copy id, mode, attempt, data), in one statement.
+    Does not commit."""
+    if facts:
         session.execute(
             insert(OrderCopyEvent),
             [
@@ -34,9 +35,16 @@ def record_checkpoints(
                     "order_copy_id": copy_id,
                     "mode": mode,
                     "attempt": attempt,
-                    "kind": "checkpoint",
-                    "data": {"step": step},
+                    "kind": kind,
+                    "data": data,
                 }
-                for step in steps
+                for copy_id, mode, attempt, data in facts
             ],
         )
+
+
+def record_checkpoints(
+    session: Session, copy_id: str, mode: Mode, attempt: int, steps: Sequence[CopyStep]
+) -> None:
+    """Append a ``checkpoint`` event per step reached, in one statement. Does not commit."""
+    record_many(session, "checkpoint", [(copy_id, mode, attempt, {"step": s}) for s in steps])

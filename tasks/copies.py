@@ -6,9 +6,11 @@ from collections import Counter
 
 import structlog
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 
 from copying import engine
 from copying.errors import TransientError
+from copying.gateways import Gateways
 from models import db
 from worker import runtime
 from worker.app import COPY_BATCH_TASK, COPY_TASK, app
@@ -38,10 +40,15 @@ def copy_order(order_copy_id: str) -> str:
     return outcome.value
 
 
+#: Copies of a batch claimed in one statement: the last of them starts well within its lease.
+CLAIMED_AT_ONCE = 10
+
+
 @app.task(name=COPY_BATCH_TASK, acks_late=True, ignore_result=True)
 def copy_orders(order_copy_ids: list[str]) -> dict[str, int]:
-    """Run many copies from one message, one after the other: Celery's cost per message is
-    paid once per batch. Each copy is claimed and fenced on its own, as from its own message.
+    """Run many copies from one message: Celery's cost per message is paid once per batch,
+    and claims are made ``CLAIMED_AT_ONCE`` at a time. Each copy then runs, fenced and
+    checkpointed, on its own, as from its own message.
 
     A copy that meets transient trouble goes on alone, in a ``copy_order`` message of its own
     that retries with backoff; one that meets a bug keeps its lease, which the sweeper
@@ -49,17 +56,38 @@ def copy_orders(order_copy_ids: list[str]) -> dict[str, int]:
     """
     sessions, gateways, config = db.sessions(), runtime.gateways(), runtime.engine_config()
     outcomes: Counter[str] = Counter()
-    for copy_id in order_copy_ids:
-        with structlog.contextvars.bound_contextvars(order_copy_id=copy_id):
-            try:
-                outcome = engine.execute(sessions, copy_id, gateways=gateways, config=config)
-                outcomes[outcome.value] += 1
-            except TRANSIENT as error:
-                log.warning("copy_handed_on", error=str(error).splitlines()[0])
-                publish([copy_id])
-                outcomes["handed_on"] += 1
-            except Exception:
-                log.exception("copy_run_crashed")
-                outcomes["crashed"] += 1
+    ids = list(dict.fromkeys(order_copy_ids))
+    for start in range(0, len(ids), CLAIMED_AT_ONCE):
+        chunk = ids[start : start + CLAIMED_AT_ONCE]
+        try:
+            runs = engine.claim(sessions, chunk, config=config)
+        except TRANSIENT as error:
+            log.warning("copies_handed_on", copies=len(chunk), error=str(error).splitlines()[0])
+            publish(chunk)
+            outcomes["handed_on"] += len(chunk)
+            continue
+        outcomes[engine.Outcome.NOT_CLAIMED.value] += len(chunk) - len(runs)
+        for run in runs:
+            _run_one(sessions, run, gateways, config, outcomes)
     log.info("copy_batch_done", copies=len(order_copy_ids), **outcomes)
     return dict(outcomes)
+
+
+def _run_one(
+    sessions: sessionmaker[Session],
+    run: engine.Run,
+    gateways: Gateways,
+    config: engine.EngineConfig,
+    outcomes: Counter[str],
+) -> None:
+    with structlog.contextvars.bound_contextvars(order_copy_id=run.copy_id):
+        try:
+            outcome = engine.run_claimed(sessions, run, gateways=gateways, config=config)
+            outcomes[outcome.value] += 1
+        except TRANSIENT as error:
+            log.warning("copy_handed_on", error=str(error).splitlines()[0])
+            publish([run.copy_id])
+            outcomes["handed_on"] += 1
+        except Exception:
+            log.exception("copy_run_crashed")
+            outcomes["crashed"] += 1

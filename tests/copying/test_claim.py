@@ -323,3 +323,30 @@ def test_a_crashed_run_keeps_its_lease_until_it_expires(sessions, gateways, cloc
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
     assert (row.attempt, row.started_at, row.completed_at) == (2, started, clock.now)
+
+
+# --- claiming many at once (a batch) ----------------------------------------------------
+
+
+def test_a_batch_claims_its_due_copies_in_one_go_and_each_runs_on_its_own(
+    sessions, gateways, clock
+):
+    copies = [_copy_of_shop(sessions, clock, place_target_order=True)[1] for _ in range(3)]
+    done, held, due = copies
+    assert engine.execute(sessions, done.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    with sessions.begin() as s:
+        assert copy_states.claim(s, held.id, clock.now, LEASE, 8) is not None
+    config = EngineConfig()
+
+    runs = engine.claim(sessions, [held.id, due.id, done.id, due.id], config=config, clock=clock)
+
+    assert [(r.copy_id, r.attempt) for r in runs] == [(due.id, 1)]
+    with sessions.begin() as s:
+        assert [e.kind for e in copy_events(s, due.id)] == ["created", "claimed"]
+        assert s.get_one(OrderCopy, due.id).lease_expires_at == clock.now + LEASE
+    [run] = runs
+    outcome = engine.run_claimed(sessions, run, gateways=gateways, config=config, clock=clock)
+    assert outcome == Outcome.COMPLETED
+    with sessions.begin() as s:
+        assert s.get_one(OrderCopy, due.id).status == CopyStatus.COMPLETED
+        assert s.get_one(OrderCopy, held.id).status == CopyStatus.IN_PROGRESS
