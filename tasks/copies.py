@@ -52,7 +52,9 @@ def copy_orders(order_copy_ids: list[str]) -> dict[str, int]:
 
     A copy that meets transient trouble goes on alone, in a ``copy_order`` message of its own
     that retries with backoff; one that meets a bug keeps its lease, which the sweeper
-    rescues. Either way the rest of the batch runs.
+    rescues. Either way the rest of the batch runs. A process that dies midway spends a
+    claim of each copy of its chunk not yet run (the sweeper re-announces them once their
+    leases expire).
     """
     sessions, gateways, config = db.sessions(), runtime.gateways(), runtime.engine_config()
     outcomes: Counter[str] = Counter()
