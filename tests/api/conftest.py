@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from celery.contrib.testing.worker import start_worker
 from fastapi.testclient import TestClient
 
 from api.auth import issue_key
@@ -118,3 +119,17 @@ def live_api(http, committed) -> Api:
 def shop(api) -> Shop:
     """A placed source order built over the API (tests/api/shop.py)."""
     return build_shop(api)
+
+
+@pytest.fixture
+def celery_worker(committed) -> Iterator[object]:
+    """A real worker (solo pool, in a thread) on the tests' Redis; the queue emptied first
+    and afterwards."""
+    import worker
+
+    flush_broker()
+    with start_worker(
+        worker.app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
+    ) as running:
+        yield running
+    flush_broker()

@@ -9,24 +9,12 @@ import time
 from typing import Any
 
 import pytest
-from celery.contrib.testing.worker import start_worker
 
-import worker
 from tests.api.conftest import Api
 from tests.api.shop import Shop, build_shop
-from tests.worker.processes import flush_broker
 
 pytestmark = pytest.mark.worker
 FINISHED = ("completed", "failed")
-
-
-@pytest.fixture
-def celery_worker(committed):
-    flush_broker()
-    with start_worker(
-        worker.app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
-    ) as running:
-        yield running
 
 
 def wait_until_finished(api: Api, copy_id: str, timeout: float = 60.0) -> dict[str, Any]:

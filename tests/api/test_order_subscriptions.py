@@ -749,21 +749,6 @@ def test_a_subscription_cannot_renew_an_order_of_the_other_mode(api, live_api):
 # --- end to end -------------------------------------------------------------------------
 
 
-@pytest.fixture
-def celery_worker(committed):
-    from celery.contrib.testing.worker import start_worker
-
-    import worker
-    from tests.worker.processes import flush_broker
-
-    flush_broker()
-    with start_worker(
-        worker.app, pool="solo", perform_ping_check=False, shutdown_timeout=30, loglevel="WARNING"
-    ) as running:
-        yield running
-    flush_broker()
-
-
 @pytest.mark.worker
 def test_a_subscription_renews_over_http_with_a_real_worker(api, shop, celery_worker):
     """Created and activated over HTTP; the beat's tick goes through Redis to the worker,
