@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException
 from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
 from starlette.responses import Response
@@ -71,6 +72,32 @@ def _allowed_methods(request: Request) -> list[str]:
         if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), request.url.path):
             return sorted(method.upper() for method in operations)
     return []
+
+
+#: SQLSTATEs that mean "not now": the server shutting down or starting, a serialization
+#: failure, a deadlock. Class 08 (connection exceptions) is matched by its prefix.
+NOT_NOW = frozenset({"57P01", "57P02", "57P03", "40001", "40P01"})
+#: SQLite: busy, locked, cannot open the file.
+SQLITE_NOT_NOW = frozenset({5, 6, 14})
+UNAVAILABLE: defaultdict[str, str] = defaultdict(
+    lambda: "the database did not answer; send the request again shortly",
+    POST="the database did not answer; send the request again shortly: with the same "
+    "Idempotency-Key a create is never made twice",
+    PATCH="the database did not answer; this change may or may not have been saved: "
+    "read the resource, then send it again if needed",
+    DELETE="the database did not answer; read the resource to see whether it is gone",
+)
+
+
+def _not_now(error: DBAPIError) -> bool:
+    """Unreachable or busy (a 503 the client may retry), not a request the database refuses."""
+    if error.connection_invalidated:
+        return True
+    sqlite_code = getattr(error.orig, "sqlite_errorcode", None)
+    if sqlite_code is not None:
+        return sqlite_code in SQLITE_NOT_NOW
+    sqlstate: str | None = getattr(error.orig, "sqlstate", None)
+    return sqlstate is None or sqlstate.startswith("08") or sqlstate in NOT_NOW
 
 
 def _error(*errors: ApiError, headers: Mapping[str, str] | None = None) -> JsonApiResponse:
@@ -154,26 +181,24 @@ def create_app() -> FastAPI:
             detail = str(error.detail)
         return _error(ApiError(error.status_code, detail), headers=headers)
 
-    @app.exception_handler(OperationalError)
-    @app.exception_handler(InterfaceError)
-    async def database_unavailable(request: Request, error: Exception) -> JsonApiResponse:
-        # Down, restarting, or refusing for now (lock or statement timeout, a
-        # serialization failure): nothing was committed, so the same request may be sent again.
-        log.warning(
-            "api_database_unavailable",
-            path=request.url.path,
-            method=request.method,
-            error=type(getattr(error, "orig", error)).__name__,
-        )
-        detail = "the database did not answer; send the request again shortly"
-        if request.method == "POST":
-            detail += " (with the same Idempotency-Key, a create is never made twice)"
-        return _error(ApiError(503, detail), headers={"Retry-After": "1"})
-
     @app.exception_handler(Exception)
     async def crash(request: Request, error: Exception) -> JsonApiResponse:
         log.exception("api_crash", path=request.url.path, method=request.method)
         return _error(ApiError(500, "something went wrong on our side; it was logged"))
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    async def database_error(request: Request, error: Exception) -> JsonApiResponse:
+        assert isinstance(error, DBAPIError)
+        if not _not_now(error):
+            return await crash(request, error)
+        log.warning(
+            "api_database_unavailable",
+            path=request.url.path,
+            method=request.method,
+            error=type(error.orig).__name__,
+        )
+        return _error(ApiError(503, UNAVAILABLE[request.method]), headers={"Retry-After": "1"})
 
     return app
 

@@ -1,11 +1,14 @@
 """While the database cannot be reached the API answers 503 with Retry-After, never a
-500; a create refused that way and sent again with its Idempotency-Key is made once."""
+500; a create refused that way and sent again with its Idempotency-Key is made once. A
+statement the database refuses for good stays a 500."""
 
 from __future__ import annotations
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
+from api.app import _not_now
 from models import OrderCopy, db
 from models.db import make_engine
 from tests.api.errors import assert_error
@@ -64,10 +67,36 @@ def test_a_create_refused_while_the_database_is_down_is_made_once_when_sent_agai
 
     refused = api.post("/api/order_copies", document, key)
 
-    assert_error(refused, 503, detail="Idempotency-Key")
+    assert_error(refused, 503, detail="with the same Idempotency-Key")
     postgres.up()
     made = api.post("/api/order_copies", document, key)
     again = api.post("/api/order_copies", document, key)
     assert made.status_code == again.status_code == 201, made.json()
     assert made.json()["data"]["id"] == again.json()["data"]["id"]
     assert copies() == 1
+
+
+def database_error(statement: str, url: str | None = None) -> DBAPIError:
+    """The error SQLAlchemy raises for ``statement`` on a real connection."""
+    engine = make_engine(url or db.engine().url.render_as_string(hide_password=False))
+    try:
+        with pytest.raises(DBAPIError) as raised, engine.connect() as connection:
+            connection.exec_driver_sql(statement)
+        return raised.value
+    finally:
+        engine.dispose()
+
+
+def test_an_unreachable_or_restarting_database_is_not_now():
+    nowhere = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/x"
+
+    assert _not_now(database_error("SELECT 1", nowhere))  # connection refused
+    assert _not_now(database_error("SELECT pg_terminate_backend(pg_backend_pid())"))
+
+
+def test_a_query_the_database_refuses_is_not_a_503():
+    """A statement timeout would time out again: a 500, logged, not "send it again"."""
+    timed_out = database_error("SET statement_timeout = 10; SELECT pg_sleep(1)")
+
+    assert timed_out.orig.sqlstate == "57014"
+    assert not _not_now(timed_out)
