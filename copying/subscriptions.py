@@ -71,11 +71,17 @@ def move(subscription: OrderSubscription, to: SubscriptionStatus, *, wanted: str
 def activate(subscription: OrderSubscription, now: datetime) -> None:
     """Start (or restart) renewing from now on: a next run still ahead is kept, one gone
     by is replaced by the first scheduled run from now (missed periods are not renewed).
-    Starting fixes ``starts_at`` (the schedule's anchor) when it was not given."""
+    Starting fixes ``starts_at`` (the schedule's anchor) when it was not given.
+    Raises CopyInputError on ``frequency`` when the one stored no longer passes
+    ``check_frequency`` (stored before it got stricter: the tick deactivates such rows)."""
     if subscription.status in RENEWING:
         raise SubscriptionStateError(
             subscription.id, subscription.status, "activated", reason="it renews already"
         )
+    try:
+        schedules.check_frequency(subscription.frequency)
+    except ScheduleError as error:
+        raise CopyInputError("frequency", f"{error}; set a valid frequency first") from None
     if subscription.starts_at is None:
         subscription.starts_at = now
     upcoming = subscription.next_run_at

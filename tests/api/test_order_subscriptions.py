@@ -780,3 +780,23 @@ def test_a_subscription_renews_over_http_with_a_real_worker(api, shop, celery_wo
     assert copy["attributes"]["status"] == "completed"
     target = api.get(f"/api/order_copies/{copy['id']}/target_order").json()["data"]
     assert target["attributes"]["status"] == "placed"
+
+
+@pytest.mark.parametrize("planned_run_gone_by", [False, True])
+def test_activate_with_a_stored_frequency_no_longer_valid_is_a_422(
+    api, shop, committed, planned_run_gone_by
+):
+    """Stored before check_frequency got stricter (the tick deactivates such rows)."""
+    from models import OrderSubscription
+
+    subscription = subscribe(api, shop)
+    with committed.begin() as session:
+        row = session.get_one(OrderSubscription, subscription["id"])
+        row.frequency = "*/5 * * * *"
+        if planned_run_gone_by:
+            row.next_run_at = utcnow() - timedelta(days=1)
+
+    response = trigger(api, subscription["id"], "_activate")
+
+    assert_error(response, 422, pointer="/data/attributes/frequency", detail="valid frequency")
+    assert api.retrieve(TYPE, subscription["id"])["attributes"]["status"] == "draft"
