@@ -18,23 +18,30 @@ from celery import signals
 
 from config import get_settings
 from copying import failpoints
-from worker.app import COPY_TASK, app
+from worker.app import COPY_BATCH_TASK, COPY_TASK, app
 
 log = structlog.get_logger("ordercopy.publisher")
 PUBLISH_TWICE = "publish_twice"
 _sending_twin = threading.local()
 
 
-def publish(copy_ids: Sequence[str]) -> None:
-    """Send one ``copy_order`` message per id, after commit.
+def publish(copy_ids: Sequence[str], *, per_message: int = 1) -> None:
+    """Send the ids, after commit: a ``copy_order`` message each, or ``copy_orders``
+    messages of ``per_message`` ids (renewal storms pay Celery's cost per message once
+    per batch).
 
     A broker outage is logged, not raised: the rows are committed, and the
-    sweeper re-sends copies that stay ``pending``.
+    sweeper re-sends copies that stay ``pending``, one by one.
     """
     try:
         with app.producer_or_acquire() as producer:
-            for copy_id in copy_ids:
-                app.send_task(COPY_TASK, args=(copy_id,), queue="copies", producer=producer)
+            if per_message == 1:
+                for copy_id in copy_ids:
+                    app.send_task(COPY_TASK, args=(copy_id,), queue="copies", producer=producer)
+            else:
+                for start in range(0, len(copy_ids), per_message):
+                    batch = list(copy_ids[start : start + per_message])
+                    app.send_task(COPY_BATCH_TASK, args=(batch,), queue="copies", producer=producer)
     except Exception as error:  # kombu raises many kinds; every one means "not sent"
         log.warning(
             "publish_failed",
@@ -58,14 +65,18 @@ def _send_twin(
 ) -> None:
     """Under ``publish_twice``: a copy doorbell that went out goes out once more, with
     the same arguments, delay (``eta``) and retry count."""
-    if sender != COPY_TASK or getattr(_sending_twin, "active", False) or not publishes_twice():
+    if (
+        sender not in (COPY_TASK, COPY_BATCH_TASK)
+        or getattr(_sending_twin, "active", False)
+        or not publishes_twice()
+    ):
         return
     args, kwargs = (body[0], body[1]) if isinstance(body, list | tuple) else ((), {})
     headers = headers or {}
     _sending_twin.active = True
     try:
         app.send_task(
-            COPY_TASK,
+            sender,
             args=args,
             kwargs=kwargs,
             queue=routing_key or "copies",

@@ -16,7 +16,7 @@ import redis
 from config import get_settings
 from copying import failpoints
 from tests.worker.processes import flush_broker
-from worker.app import COPY_TASK, app
+from worker.app import COPY_BATCH_TASK, COPY_TASK, app
 from worker.publisher import publish, publishes_twice
 
 
@@ -55,6 +55,19 @@ def test_switched_on_each_doorbell_the_publisher_sends_goes_out_twice():
     with failpoints.enabled("publish_twice", "on"):
         publish(["CopyA", "CopyB"])
     assert sorted(m["args"][0] for m in queued()) == ["CopyA", "CopyA", "CopyB", "CopyB"]
+
+
+@pytest.mark.usefixtures("empty_broker")
+def test_a_batch_of_doorbells_goes_out_in_messages_of_so_many_ids_and_twice_switched_on():
+    publish(["A", "B", "C"], per_message=2)
+    assert sorted((m["headers"]["task"], m["args"][0]) for m in queued()) == [
+        (COPY_BATCH_TASK, ["A", "B"]),
+        (COPY_BATCH_TASK, ["C"]),
+    ]
+    flush_broker()
+    with failpoints.enabled("publish_twice", "on"):
+        publish(["A", "B", "C"], per_message=2)
+    assert sorted(m["args"][0] for m in queued()) == [["A", "B"], ["A", "B"], ["C"], ["C"]]
 
 
 @pytest.mark.usefixtures("empty_broker")
