@@ -4,7 +4,8 @@ A client that sends a create again with the same Idempotency-Key, after a
 connection error or a 5xx, must never get a second copy: checked both from
 what the API answered (one copy id per key) and in the database (one copy
 per reference: the chaos clients send their key as the copy's reference).
-Every error the API answers is a JSON:API error document, a 500 included.
+Every error the API answers is a JSON:API error document, and no fault makes it
+crash: a database it cannot reach is a 503, never a 500.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from tests.invariants import INVARIANTS
 API_INVARIANTS: dict[str, str] = {
     "one_copy_per_key": "one copy per Idempotency-Key, however often a client sent it",
     "error_documents": "every error the API answered is a JSON:API error document",
+    "no_crashes": "no server error but 503 (database unreachable): never a 500",
 }
 #: Every promise a chaos run checks, by name.
 PROMISES: dict[str, str] = {**INVARIANTS, **API_INVARIANTS}
@@ -30,11 +32,12 @@ def check_api(
     origin: str,
     answered: Mapping[str, set[str]],
     malformed: Sequence[str],
+    crashed: Sequence[str] = (),
 ) -> dict[str, list[str]]:
     """The broken API promises by name. ``answered`` maps each Idempotency-Key to the
     copy ids the API answered with; copies created with reference origin ``origin``
     carry their key as reference; ``malformed`` lists the error answers that were
-    not JSON:API error documents."""
+    not JSON:API error documents, ``crashed`` the server errors other than 503."""
     found: dict[str, list[str]] = {name: [] for name in API_INVARIANTS}
     for key, ids in sorted(answered.items()):
         if len(ids) > 1:
@@ -57,4 +60,5 @@ def check_api(
                 f" {sorted(answered[key])}"
             )
     found["error_documents"] = list(malformed)
+    found["no_crashes"] = list(crashed)
     return found

@@ -51,7 +51,7 @@ from tests.chaos import world as worlds
 from tests.chaos.promises import check_api
 from tests.chaos.report import Results, render
 from tests.chaos.stack import Stack
-from tests.chaos.traffic import ABORT_OVER_HTTP, ORIGIN, Traffic
+from tests.chaos.traffic import ORIGIN, Traffic
 from tests.chaos.web import ApiClient
 from tests.invariants import check, install_audit, source_cancellations
 
@@ -349,7 +349,9 @@ def _results(
         # The ids the clients were told about, and the renewals the ticks created.
         ids = list(dict.fromkeys([*traffic.created, *(c.id for c in copies)]))
         found = check(session, ids, world.initial_stock)
-        found |= check_api(session, ORIGIN, traffic.answered, traffic.api.malformed)
+        found |= check_api(
+            session, ORIGIN, traffic.answered, traffic.api.malformed, traffic.api.crashed
+        )
         cancelled = sum(source_cancellations(session, ids).values())
         claims, resumed = probes.runs(session)
         audited = probes.audited(session)
@@ -397,8 +399,7 @@ def _results(
             f"{SETTINGS['REDISPATCH_MAX_SECONDS']} s, "
             f"max claims {SETTINGS['MAX_CLAIMS']}; PostgreSQL "
             "idle_in_transaction_session_timeout 3 s; every doorbell published twice "
-            "(publish_twice); aborts "
-            + ("over HTTP (PATCH _abort)" if ABORT_OVER_HTTP else "through the domain (CLI path)")
+            "(publish_twice); aborts over HTTP (PATCH _abort)"
         ),
         duration=args.duration,
         quiesce_bound=args.quiesce_timeout,

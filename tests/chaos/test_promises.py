@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import httpx2
 
+from api.errors import MEDIA_TYPE
 from tests.chaos.promises import API_INVARIANTS, check_api
-from tests.chaos.web import error_document_problem
+from tests.chaos.web import ApiClient, error_document_problem
 from tests.factories import create_copy, make_shop
 
 ORIGIN = "chaos-http"
@@ -77,3 +78,22 @@ def test_error_answers_that_are_not_json_api_are_reported(sessions):
     with sessions.begin() as s:
         found = check_api(s, ORIGIN, {}, ["POST order_copies answered 500: content-type"])
     assert found["error_documents"] == ["POST order_copies answered 500: content-type"]
+
+
+def test_server_errors_other_than_503_are_reported_as_crashes(sessions):
+    api = ApiClient(["http://127.0.0.1:9"], "key")
+
+    def answer(status: int) -> httpx2.Response:
+        body = {"errors": [{"status": str(status), "title": "t", "detail": "d", "code": "c"}]}
+        return httpx2.Response(status, json=body, headers={"content-type": MEDIA_TYPE})
+
+    for status in (422, 503, 500, 502):
+        api._outcome("POST order_copies", answer(status))
+    api.close()
+    with sessions.begin() as s:
+        found = check_api(s, ORIGIN, {}, [], api.crashed)
+
+    assert found["no_crashes"] == [
+        "POST order_copies answered 500",
+        "POST order_copies answered 502",
+    ]

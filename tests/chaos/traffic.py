@@ -18,16 +18,14 @@ import random
 import threading
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from api.resources.order_copies import ORDER_COPIES
-from copying import bulk, engine
+from copying import bulk
 from copying.dispatch import Publish
-from copying.errors import CopyStateError
 from models import Mode
 from tests.chaos.web import ApiClient
 from tests.chaos.world import CopySpec
@@ -48,8 +46,6 @@ IMPATIENT = 0.05
 IMPATIENCE = 0.02
 #: Copies created over HTTP carry their Idempotency-Key as reference, with this origin.
 ORIGIN = "chaos-http"
-#: Whether this API has the abort trigger yet.
-ABORT_OVER_HTTP = any(t.name == "_abort" for t in ORDER_COPIES.triggers)
 
 
 def create_document(spec: CopySpec) -> dict[str, Any]:
@@ -188,38 +184,19 @@ class Traffic:
         return copy_id
 
     def _abort(self, copy_id: str) -> None:
-        if ABORT_OVER_HTTP:
-            response = self.api.send(
-                "PATCH _abort",
-                "PATCH",
-                f"/api/order_copies/{copy_id}",
-                json=trigger_document(copy_id, "_abort"),
-                give_up_after=GIVE_UP_AFTER,
-            ).response
-            aborted = response is not None and response.status_code == 200
-        else:
-            aborted = self._retrying(lambda: self._abort_in_domain(copy_id))
-        self.count("copies aborted" if aborted else "aborts too late (claimed already)")
-
-    def _abort_in_domain(self, copy_id: str) -> bool:
-        with self.sessions.begin() as session:
-            try:
-                engine.abort(session, copy_id, Mode.TEST, by="chaos")
-            except CopyStateError:  # claimed already: too late to abort
-                return False
-        return True
-
-    def _retrying(self, attempt: Callable[[], bool]) -> bool:
-        """``attempt()`` until the database answers, as a client retries a 503."""
-        deadline = time.monotonic() + GIVE_UP_AFTER
-        while True:
-            try:
-                return attempt()
-            except (OperationalError, InterfaceError):
-                self.count("domain calls retried (database down)")
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
+        response = self.api.send(
+            "PATCH _abort",
+            "PATCH",
+            f"/api/order_copies/{copy_id}",
+            json=trigger_document(copy_id, "_abort"),
+            give_up_after=GIVE_UP_AFTER,
+        ).response
+        status = None if response is None else response.status_code
+        self.count(
+            {200: "copies aborted", 409: "aborts too late (claimed already)"}.get(
+                status, f"aborts answered {status or 'never'}"
+            )
+        )
 
     def _problem(self, what: str) -> None:
         with self._lock:

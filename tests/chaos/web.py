@@ -76,6 +76,8 @@ class ApiClient:
         self.requests: Counter[str] = Counter()
         #: Error answers that were not JSON:API error documents.
         self.malformed: list[str] = []
+        #: Answers that were server errors other than 503 (the database unreachable).
+        self.crashed: list[str] = []
         self._lock = threading.Lock()
 
     def close(self) -> None:
@@ -124,9 +126,11 @@ class ApiClient:
         if status < 400:
             return str(status)
         problem = error_document_problem(response)
-        if problem:
-            with self._lock:
+        with self._lock:
+            if problem:
                 self.malformed.append(f"{what} answered {status}: {problem}")
+            if status >= 500 and status != 503:
+                self.crashed.append(f"{what} answered {status}")
         errors = response.json().get("errors", [{}]) if not problem else [{}]
         code = errors[0].get("code") or ""
         return f"{status} {code}".strip() if problem is None else f"{status} (not JSON:API)"
