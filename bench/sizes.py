@@ -1,7 +1,7 @@
 """Scaling with size: one copy of a 1-, 10-, 100- and 1,000-line order, in this process.
 
-``copying.engine.execute`` runs as the task runs it, while SQLAlchemy's events
-count what reaches the database. The raw SQL copy of the same orders is the
+``copying.engine.execute`` runs as the task runs it (on the worker's engine), while
+SQLAlchemy's events count what reaches the database. The raw SQL copy of the same orders is the
 baseline for each size.
 """
 
@@ -34,18 +34,18 @@ class Traffic:
 
     ``round_trips`` adds to the statements what psycopg and the pool send on
     their own: BEGIN (psycopg opens each transaction with it), COMMIT or
-    ROLLBACK, and the pool's pre-ping on every connection checkout.
+    ROLLBACK, and the pool's pre-ping on every connection checkout (if it pings).
     """
 
     statements: int = 0
     begins: int = 0
     ends: int = 0
-    checkouts: int = 0
+    pings: int = 0
     verbs: list[str] = field(default_factory=list)
 
     @property
     def round_trips(self) -> int:
-        return self.statements + self.begins + self.ends + self.checkouts
+        return self.statements + self.begins + self.ends + self.pings
 
 
 @contextmanager
@@ -63,8 +63,10 @@ def counting() -> Iterator[Traffic]:
     def end(*_: Any) -> None:
         traffic.ends += 1
 
+    pings = getattr(target.pool, "_pre_ping", False)  # the worker's engine does not ping
+
     def checkout(*_: Any) -> None:
-        traffic.checkouts += 1
+        traffic.pings += pings
 
     hooks = [
         (target, "before_cursor_execute", statement),

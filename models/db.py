@@ -18,6 +18,8 @@ from config import get_settings
 
 _engine: Engine | None = None
 _sessions: sessionmaker[Session] | None = None
+#: Extra ``make_engine`` options for the process's engine (see :func:`configure`).
+_options: dict[str, Any] = {}
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -59,12 +61,27 @@ def engine() -> Engine:
         _engine.dispose(close=False)
         _engine = _sessions = None
     if _engine is None:
-        _engine = make_engine(get_settings().resolved_database_url)
+        _engine = make_engine(get_settings().resolved_database_url, **_options)
         _pid = os.getpid()
     return _engine
 
 
 _pid = os.getpid()
+
+
+def configure(**options: Any) -> None:
+    """Options for the process's engine (``make_engine``'s), from its next use on."""
+    _options.clear()
+    _options.update(options)
+    dispose()
+
+
+#: A worker's engine: no ping before each checkout (a round trip per transaction, four
+#: per copy). A connection that died meanwhile (a PostgreSQL restart) fails its first
+#: statement with OperationalError, which invalidates the whole pool; the run gives up
+#: its lease and Celery retries it from its checkpoint at once. Connections are
+#: replaced after half an hour, before a firewall or proxy forgets an idle one.
+WORKER_ENGINE = {"pool_pre_ping": False, "pool_recycle": 1800}
 
 
 def sessions() -> sessionmaker[Session]:

@@ -10,11 +10,17 @@ from celery import signals
 from config import get_settings
 from config.logging import configure_logging
 from copying import failpoints
+from models import db
 
 
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     configure_logging(get_settings())
+
+
+@signals.worker_init.connect
+def _configure_engine(**_: Any) -> None:
+    db.configure(**db.WORKER_ENGINE)  # before the pool forks: every child inherits it
 
 
 @signals.worker_process_init.connect
