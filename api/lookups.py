@@ -13,7 +13,8 @@ from models import Base, Mode
 
 #: A whole number as a key is written: no sign, no leading zero, at most a bigint.
 INTEGER_KEY = re.compile(r"^[1-9][0-9]{0,18}$")
-BIGINT_MAX = 2**63 - 1
+#: Integer keys and filters compare as bigint, whatever the column's size.
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 def storable(text: str) -> bool:

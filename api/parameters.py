@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from api import query
+from api import lookups, query
 from api.schemas import NO_NUL
 from api.spec import Attribute, Kind, Resource
 
@@ -19,7 +19,7 @@ from api.spec import Attribute, Kind, Resource
 LIST_ITEM = r"^[^,\x00]+$"
 SCALARS: dict[Kind, dict[str, Any]] = {
     "string": {"type": "string", "pattern": NO_NUL},
-    "integer": {"type": "integer", "minimum": query.BIGINT_MIN, "maximum": query.BIGINT_MAX},
+    "integer": {"type": "integer", "minimum": lookups.BIGINT_MIN, "maximum": lookups.BIGINT_MAX},
     "boolean": {"type": "boolean"},
     "datetime": {"type": "string", "format": "date-time"},
     "date": {"type": "string", "format": "date"},

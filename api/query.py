@@ -17,7 +17,7 @@ from sqlalchemy import BigInteger, ColumnElement, String, not_, or_, type_coerce
 from sqlalchemy.orm import InstrumentedAttribute
 
 from api.errors import ApiError
-from api.lookups import integer_key, storable
+from api.lookups import BIGINT_MAX, BIGINT_MIN, integer_key, storable
 from api.spec import Attribute, Kind, Resource
 
 ORDERING = ("lt", "lteq", "gt", "gteq")
@@ -42,8 +42,6 @@ MAX_PAGE_NUMBER = 2**31 - 1
 FILTER = re.compile(r"^filter\[q\]\[([a-z0-9_]+)\]$")
 FIELDS = re.compile(r"^fields\[([a-z_]+)\]$")
 INTEGER = re.compile(r"^-?[0-9]+$")
-#: Integer filters compare as bigint, whatever the column's size.
-BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 POSITIVE = re.compile(r"^[0-9]+$")
 DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 
