@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -64,6 +64,15 @@ class Settings(BaseSettings):
         default=None, ge=0, le=65535, description="Serve the worker's /metrics on this port."
     )
     failpoints: str = Field(default="", description="Test only: NAME=raise|exit,…")
+
+    @model_validator(mode="after")
+    def _check_redispatch(self) -> Settings:
+        if self.redispatch_max_seconds < self.redispatch_after_seconds:
+            raise ValueError(
+                f"REDISPATCH_MAX_SECONDS ({self.redispatch_max_seconds}) is below "
+                f"REDISPATCH_AFTER_SECONDS ({self.redispatch_after_seconds})"
+            )
+        return self
 
     @field_validator("database_url")
     @classmethod

@@ -54,6 +54,20 @@ def test_bad_setting_is_one_line_error_from_every_command():
     assert line.startswith("ordercopy: invalid settings: ORDERCOPY_LEASE_SECONDS: ")
 
 
+def test_a_redispatch_bound_below_the_first_wait_is_refused_naming_both():
+    result = ordercopy(
+        "copies",
+        "list",
+        ORDERCOPY_REDISPATCH_AFTER_SECONDS="120",
+        ORDERCOPY_REDISPATCH_MAX_SECONDS="60",
+    )
+
+    assert result.returncode == 2
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("ordercopy: invalid settings: ")
+    assert "REDISPATCH_MAX_SECONDS (60) is below REDISPATCH_AFTER_SECONDS (120)" in line
+
+
 def test_unreachable_database_is_one_line_error():
     # Port 9 (discard) on localhost refuses connections: the URL is valid, the server absent.
     result = ordercopy(
