@@ -54,6 +54,8 @@ class Scheduled(Protocol):
     def next_run_at(self) -> datetime | None: ...
     @property
     def catch_up(self) -> bool: ...
+    @property
+    def updated_at(self) -> datetime: ...
 
 
 @dataclass(frozen=True)
@@ -68,6 +70,7 @@ class Due:
     expires_at: datetime | None
     next_run_at: datetime | None
     catch_up: bool
+    updated_at: datetime
     source_order_id: str
     customer_payment_source_id: str | None
     place_target_order: bool
@@ -76,27 +79,52 @@ class Due:
 DUE_COLUMNS = [getattr(OrderSubscription, name) for name in Due.__dataclass_fields__]
 
 
-def due_runs(subscription: Scheduled, now: datetime) -> list[datetime]:
-    """The runs to renew now: the latest missed one, or every one with ``catch_up``.
+def planned_period(subscription: Scheduled, schedule: Schedule, planned: datetime) -> datetime:
+    """The scheduled run the planned one (``next_run_at``) renews: itself, or the one it
+    replaces when it was moved off the schedule (PATCH ``next_run_at``).
 
-    The planned run (``next_run_at``) counts even when set by hand off the schedule;
-    the scheduled runs after it follow."""
+    A run moved *later* lies after the run it replaces, which was still to come when it
+    was moved; a run moved *earlier* lies before it, with the run before it gone by. The
+    row's ``updated_at`` is no earlier than that move, so: the last scheduled run at or
+    before the planned one if it is after ``updated_at`` (moved later), else the first
+    after it (moved earlier). Never a period the schedule renews again: a run moved
+    earlier by less than a period always counts as the one it replaced."""
+    before = schedule.last_until(planned)
+    if before == planned or (before is not None and before > subscription.updated_at):
+        return before
+    return schedule.next_after(planned)
+
+
+def due_runs(subscription: Scheduled, now: datetime) -> list[datetime]:
+    """The scheduled runs (periods) to renew now: the latest missed one, or every one
+    with ``catch_up``.
+
+    The planned run (``next_run_at``) counts even when moved off the schedule, as the
+    period it replaces (``planned_period``); the scheduled runs after both follow."""
     planned = subscription.next_run_at
     if planned is None or planned > now:
         return []
     schedule = Schedule(subscription.frequency, subscription.starts_at or planned)
+    period = planned_period(subscription, schedule, planned)
+    later = schedule.between(max(planned, period) + timedelta(microseconds=1), now)
     runs = [
-        run
-        for run in (planned, *schedule.between(planned + timedelta(microseconds=1), now))
-        if subscription.expires_at is None or run < subscription.expires_at
+        renewed
+        for renewed, at in ((period, planned), *((run, run) for run in later))
+        if subscription.expires_at is None or at < subscription.expires_at
     ]
     return runs if subscription.catch_up else runs[-1:]
 
 
 def next_run(subscription: Scheduled, now: datetime) -> datetime | None:
-    """The first run after ``now``, or None once the subscription has expired."""
+    """The first scheduled run after ``now`` and after the period the planned run renews
+    (a run moved earlier stands for a later one), or None once the subscription has
+    expired."""
     schedule = Schedule(subscription.frequency, subscription.starts_at or now)
-    upcoming = schedule.next_after(now)
+    after = now
+    planned = subscription.next_run_at
+    if planned is not None and planned <= now:
+        after = max(now, planned_period(subscription, schedule, planned))
+    upcoming = schedule.next_after(after)
     if subscription.expires_at is not None and upcoming >= subscription.expires_at:
         return None
     return upcoming

@@ -104,6 +104,26 @@ class Schedule:
             n -= 1
         return self._nth(n)
 
+    def last_until(self, moment: datetime) -> datetime | None:
+        """The last run at or before ``moment``; None before the first."""
+        upcoming = self.next_after(moment - timedelta(microseconds=1))
+        if upcoming == moment:
+            return moment
+        if moment < self.first():
+            return None
+        if self.step is None:
+            try:
+                before: datetime = croniter(self.frequency, moment).get_prev(datetime)
+            except CroniterError as error:  # validated already; kept for safety
+                raise ScheduleError(str(error)) from None
+            return before.astimezone(UTC)
+        n = self._estimate(moment)
+        while n > 0 and self._nth(n) > moment:
+            n -= 1
+        while self._nth(n + 1) <= moment:
+            n += 1
+        return self._nth(n)
+
     def _estimate(self, moment: datetime) -> int:
         assert self.step is not None
         if self.step.months or self.step.years:

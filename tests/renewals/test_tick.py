@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import func, select
 
 from copying import renewals
@@ -149,3 +150,59 @@ def test_inactive_draft_and_cancelled_subscriptions_do_not_renew(sessions):
     assert tick(sessions, JAN_31 + timedelta(days=90)).copies == []
     with sessions.begin() as s:
         assert s.scalar(select(func.count()).select_from(OrderCopy)) == 0
+
+
+JAN_1 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def move_next_run(sessions, subscription_id, to, *, at):
+    """As PATCH next_run_at does at ``at`` (its ``updated_at``)."""
+    with sessions.begin() as s:
+        subscription = s.get_one(OrderSubscription, subscription_id)
+        subscription.next_run_at = to
+        subscription.updated_at = at
+
+
+@pytest.mark.parametrize(
+    ("planned", "moved_to"),
+    [
+        # the 01-10 00:00 run an hour earlier (less than a period)
+        (datetime(2026, 1, 10, tzinfo=UTC), datetime(2026, 1, 9, 23, tzinfo=UTC)),
+        # a run planned for 01-12 (set ahead) moved back past two scheduled runs
+        (datetime(2026, 1, 12, tzinfo=UTC), datetime(2026, 1, 9, 23, tzinfo=UTC)),
+    ],
+)
+def test_a_run_moved_earlier_renews_its_period_once(sessions, planned, moved_to):
+    """Daily at 00:00: a tick at the moved time and one at the scheduled time renew once."""
+    with sessions.begin() as s:
+        sub_id = make_subscription(
+            s, make_shop(s).source, frequency="daily", starts_at=JAN_1, next_run_at=planned
+        ).id
+    move_next_run(sessions, sub_id, moved_to, at=datetime(2026, 1, 9, 12, tzinfo=UTC))
+
+    assert len(tick(sessions, moved_to).copies) == 1
+    assert tick(sessions, datetime(2026, 1, 10, 0, 1, tzinfo=UTC)).copies == []
+
+    assert [c.period_key for c in copies_of(sessions, sub_id)] == ["2026-01-10T00:00:00Z"]
+    with sessions.begin() as s:
+        assert s.get_one(OrderSubscription, sub_id).next_run_at == datetime(2026, 1, 11, tzinfo=UTC)
+
+
+def test_a_run_moved_later_renews_the_period_it_was_planned_for(sessions):
+    with sessions.begin() as s:
+        sub_id = make_subscription(
+            s, make_shop(s).source, frequency="daily", starts_at=JAN_1, next_run_at=JAN_1
+        ).id
+    tick(sessions, JAN_1)  # renews 01-01; next 01-02 00:00
+    moved_to = datetime(2026, 1, 2, 6, tzinfo=UTC)
+    move_next_run(sessions, sub_id, moved_to, at=datetime(2026, 1, 1, 12, tzinfo=UTC))
+
+    assert tick(sessions, datetime(2026, 1, 2, 0, 1, tzinfo=UTC)).copies == []
+    assert len(tick(sessions, moved_to).copies) == 1
+
+    assert [c.period_key for c in copies_of(sessions, sub_id)] == [
+        "2026-01-01T00:00:00Z",
+        "2026-01-02T00:00:00Z",
+    ]
+    with sessions.begin() as s:
+        assert s.get_one(OrderSubscription, sub_id).next_run_at == datetime(2026, 1, 3, tzinfo=UTC)

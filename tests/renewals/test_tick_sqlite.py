@@ -55,3 +55,22 @@ def test_the_tick_renews_each_period_once_on_sqlite(sqlite):
         SubscriptionStatus.RUNNING,
         datetime(2026, 2, 3, 9, tzinfo=UTC),
     )
+
+
+def test_a_run_moved_earlier_renews_its_period_once_on_sqlite(sqlite):
+    sessions, _ = sqlite
+    with sessions.begin() as s:
+        sub_id = make_subscription(
+            s,
+            make_shop(s).source,
+            frequency="daily",
+            starts_at=datetime(2026, 1, 1, tzinfo=UTC),
+            next_run_at=datetime(2026, 1, 9, 23, tzinfo=UTC),  # the 01-10 00:00 run, moved
+        ).id
+    for now in (datetime(2026, 1, 9, 23, tzinfo=UTC), datetime(2026, 1, 10, 0, 1, tzinfo=UTC)):
+        with unit_of_work(sessions, Published()) as s:
+            renewals.tick(s, now, batch_size=10)
+
+    with sessions.begin() as s:
+        assert s.scalars(select(OrderCopy.period_key)).all() == ["2026-01-10T00:00:00Z"]
+        assert s.get_one(OrderSubscription, sub_id).next_run_at == datetime(2026, 1, 11, tzinfo=UTC)
