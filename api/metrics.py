@@ -17,7 +17,7 @@ time) are served by the worker (``worker/metrics.py``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -31,7 +31,17 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import ColumnElement, Connection, Float, case, func, or_, select, type_coerce
+from sqlalchemy import (
+    ColumnElement,
+    Connection,
+    Executable,
+    Float,
+    case,
+    func,
+    or_,
+    select,
+    type_coerce,
+)
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
@@ -59,28 +69,32 @@ def _seconds(connection: Connection) -> ColumnElement[float]:
     )
 
 
+def _counted(connection: Connection, statement: Executable, keys: Iterable[Any]) -> dict[Any, int]:
+    """``statement``'s ``(key, ..., count)`` rows over ``keys``: zero where it found none."""
+    counts = dict.fromkeys(keys, 0)
+    for *key, count in connection.execute(statement):
+        counts[key[0] if len(key) == 1 else tuple(key)] = count
+    return counts
+
+
 def _by_status(connection: Connection) -> dict[tuple[Mode, CopyStatus], int]:
-    counts = {(mode, status): 0 for mode in Mode for status in CopyStatus}
-    rows = connection.execute(
+    return _counted(
+        connection,
         select(OrderCopy.mode, OrderCopy.status, func.count()).group_by(
             OrderCopy.mode, OrderCopy.status
-        )
+        ),
+        [(mode, status) for mode in Mode for status in CopyStatus],
     )
-    for mode, status, count in rows:
-        counts[Mode(mode), CopyStatus(status)] = count
-    return counts
 
 
 def _history_counts(connection: Connection) -> dict[tuple[Mode, str], int]:
-    counts = {(mode, kind): 0 for mode in Mode for kind in COUNTED}
-    rows = connection.execute(
-        select(OrderCopyEvent.kind, OrderCopyEvent.mode, func.count())
+    return _counted(
+        connection,
+        select(OrderCopyEvent.mode, OrderCopyEvent.kind, func.count())
         .where(OrderCopyEvent.kind.in_(COUNTED))
-        .group_by(OrderCopyEvent.kind, OrderCopyEvent.mode)
+        .group_by(OrderCopyEvent.kind, OrderCopyEvent.mode),
+        [(mode, kind) for mode in Mode for kind in COUNTED],
     )
-    for kind, mode, count in rows:
-        counts[Mode(mode), kind] = count
-    return counts
 
 
 def _durations(connection: Connection) -> dict[Mode, tuple[list[int], int, float]]:
@@ -116,15 +130,13 @@ def _oldest_pending_age(connection: Connection, mode: Mode, now: datetime) -> fl
 
 
 def _renewals_due(connection: Connection, now: datetime) -> dict[Mode, int]:
-    due = dict.fromkeys(Mode, 0)
-    rows = connection.execute(
+    return _counted(
+        connection,
         select(OrderSubscription.mode, func.count())
         .where(OrderSubscription.status.in_(RENEWING), OrderSubscription.next_run_at <= now)
-        .group_by(OrderSubscription.mode)
+        .group_by(OrderSubscription.mode),
+        Mode,
     )
-    for mode, count in rows:
-        due[Mode(mode)] = count
-    return due
 
 
 class CopiesCollector(Collector):
