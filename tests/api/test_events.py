@@ -85,8 +85,11 @@ def test_an_event_is_a_json_api_resource_linked_to_its_copy(api, shop, committed
             "reuse_wallet": True,
             "skip_errors": False,
         },
-        "created_at": created["attributes"]["created_at"],
+        "created_at": created["attributes"]["created_at"],  # checked below
     }
+    # recorded as the copy was made: in the API's format, not before the copy
+    assert TIMESTAMP.match(created["attributes"]["created_at"])
+    assert created["attributes"]["created_at"] >= copy["attributes"]["created_at"]
     assert created["relationships"]["order_copy"]["links"]["related"] == (
         f"{BASE}/order_copy_events/{created['id']}/order_copy"
     )
