@@ -17,7 +17,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from copying import schedules
+from copying import schedules, wallet
 from copying.errors import CopyInputError
 from copying.schedules import Schedule, ScheduleError
 from models import (
@@ -226,22 +226,10 @@ def check_wallet_entry(
     today: date,
 ) -> None:
     """The wallet entry renewals are to charge: the subscription's customer's, in its mode,
-    usable today."""
-    field = "customer_payment_source"
-    if entry is None or entry.mode != subscription.mode:
-        raise CopyInputError(
-            field, f"wallet entry {entry_id} does not exist in {subscription.mode} mode"
-        )
-    if entry.customer_id != subscription.customer_id:
-        raise CopyInputError(
-            field,
-            f"wallet entry {entry_id} belongs to customer {entry.customer_id}, not to the "
-            f"subscription's customer {subscription.customer_id}",
-        )
-    if entry.disabled:
-        raise CopyInputError(field, f"wallet entry {entry_id} is disabled")
-    if entry.expires_on is not None and entry.expires_on < today:
-        raise CopyInputError(field, f"wallet entry {entry_id} expired on {entry.expires_on}")
+    usable today (``wallet.check_wallet_entry``, as a CopyInputError)."""
+    problem = wallet.check_wallet_entry(entry, entry_id, subscription, today)
+    if problem is not None:
+        raise CopyInputError("customer_payment_source", problem)
 
 
 def check_policy(raw: Mapping[str, Any] | None) -> dict[str, Any]:

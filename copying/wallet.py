@@ -3,18 +3,28 @@
 from __future__ import annotations
 
 from datetime import date
+from typing import Protocol
 
 from sqlalchemy.orm import Session
 
-from models import CustomerPaymentSource, Order
+from models import CustomerPaymentSource, Mode, Order
 
 ERROR_KEY = "payment_source"
 
 
+class Payer(Protocol):
+    """Whose wallet entry it must be: an order, or a subscription renewing one."""
+
+    @property
+    def mode(self) -> Mode: ...
+    @property
+    def customer_id(self) -> str | None: ...
+
+
 def check_wallet_entry(
-    entry: CustomerPaymentSource | None, entry_id: str, source: Order, today: date
+    entry: CustomerPaymentSource | None, entry_id: str, source: Payer, today: date
 ) -> str | None:
-    """Why the wallet entry cannot be charged again, or None when it can."""
+    """Why the wallet entry cannot be charged (again) for ``source``, or None when it can."""
     if entry is None or entry.mode != source.mode:
         return f"wallet entry {entry_id} no longer exists"
     if entry.customer_id != source.customer_id:

@@ -303,7 +303,7 @@ def other_customers_entry(api) -> dict[str, Any]:
 def test_create_refuses_a_wallet_entry_renewals_could_not_charge(api, shop, entry, detail):
     if detail is None:
         bad = other_customers_entry(api)
-        detail = "not to the subscription's customer"
+        detail = "belongs to another customer"
     else:
         bad = api.create(
             "customer_payment_sources",
@@ -448,7 +448,7 @@ def test_update_refuses_another_customers_wallet_entry(api, shop):
         response,
         422,
         pointer="/data/relationships/customer_payment_source",
-        detail="not to the subscription's customer",
+        detail="belongs to another customer",
     )
     assert related_id(api, subscription["id"], "customer_payment_source") == shop.entry["id"]
 
