@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from copying import schedules, wallet
 from copying.errors import CopyInputError
-from copying.schedules import Schedule, ScheduleError
+from copying.schedules import Schedule, ScheduleError, period_key
 from models import (
     CustomerPaymentSource,
     Order,
@@ -92,7 +92,7 @@ def activate(subscription: OrderSubscription, now: datetime) -> None:
             subscription.id,
             subscription.status,
             "activated",
-            reason=f"it expires at {_iso(subscription.expires_at)}, before its next run",
+            reason=f"it expires at {period_key(subscription.expires_at)}, before its next run",
         )
     move(subscription, S.ACTIVE, wanted="activated")
     subscription.next_run_at = upcoming
@@ -165,10 +165,6 @@ def check_moment(field: str, value: datetime | None) -> None:
         raise CopyInputError(field, "must be a time from 2000 to 2099")
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def planned_run(frequency: str, starts_at: datetime, now: datetime) -> datetime:
     """The first renewal to plan: the first scheduled run after both the start and now.
 
@@ -191,19 +187,22 @@ def check_dates(subscription: OrderSubscription, changed: Iterable[str] = ()) ->
     starts, expires = subscription.starts_at, subscription.expires_at
     if starts is not None and expires is not None and expires <= starts:
         raise CopyInputError(
-            "expires_at", f"must be after starts_at ({_iso(starts)}), not {_iso(expires)}"
+            "expires_at",
+            f"must be after starts_at ({period_key(starts)}), not {period_key(expires)}",
         )
     upcoming = subscription.next_run_at
     if "next_run_at" in changed and upcoming and expires and upcoming >= expires:
         raise CopyInputError(
-            "next_run_at", f"{_iso(upcoming)} is not before expires_at ({_iso(expires)})"
+            "next_run_at",
+            f"{period_key(upcoming)} is not before expires_at ({period_key(expires)})",
         )
 
 
 def check_next_run_at(next_run_at: datetime | None, now: datetime) -> None:
     if next_run_at is not None and next_run_at <= now:
         raise CopyInputError(
-            "next_run_at", f"must be in the future (it is {_iso(now)}), not {_iso(next_run_at)}"
+            "next_run_at",
+            f"must be in the future (it is {period_key(now)}), not {period_key(next_run_at)}",
         )
 
 

@@ -123,3 +123,11 @@ def test_the_nth_run_is_the_anchor_plus_n_steps_as_relativedelta_adds_them(frequ
     step = FREQUENCIES[frequency]
     expected = [anchor + step * n for n in range(40)]
     assert schedule.between(anchor, expected[-1]) == expected
+
+
+def test_a_frequency_is_checked_once_however_many_schedules_use_it():
+    anchor = at(2026, 1, 5)
+    check_frequency.cache_clear()
+    for _ in range(3):
+        Schedule("0 9 * * 1", anchor)
+    assert check_frequency.cache_info().misses == 1
