@@ -23,6 +23,7 @@ from api.spec import Context, Relationship, Resource
 from copying.dispatch import Publish, unit_of_work
 from copying.errors import CopyInputError, CopyStateError, NotFoundError, TransientError
 from copying.gateways import Gateways
+from copying.subscriptions import SubscriptionStateError
 from models import ApiKey, Mode, db
 
 Authenticated = Annotated[ApiKey, Depends(authenticate)]
@@ -35,7 +36,13 @@ IdempotencyKeyHeader = Annotated[
         description="Send the same key again to get the first response, not a second record.",
     ),
 ]
-DOMAIN_ERRORS = (CopyInputError, CopyStateError, NotFoundError, TransientError)
+DOMAIN_ERRORS = (
+    CopyInputError,
+    CopyStateError,
+    SubscriptionStateError,
+    NotFoundError,
+    TransientError,
+)
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": schemas.ErrorDocument, "description": description}
@@ -56,7 +63,7 @@ def domain_error(error: Exception, relationships: set[str] | None = None) -> Api
     if isinstance(error, CopyInputError):
         where = "relationships" if error.field in (relationships or set()) else "attributes"
         return ApiError(422, error.message, pointer=f"/data/{where}/{error.field}")
-    if isinstance(error, CopyStateError):
+    if isinstance(error, CopyStateError | SubscriptionStateError):
         return ApiError(409, str(error), code="INVALID_STATUS")
     if isinstance(error, NotFoundError):
         return ApiError(404, str(error))
@@ -285,6 +292,7 @@ def add_update_route(
     resource = routes.resource
     update_model: type[BaseModel] = schemas.update_body(resource)
     triggers = {t.name: t for t in resource.triggers}
+    relationship_names = {r.name for r in resource.relationships}
 
     @router.patch(
         "/{row_id}",
@@ -317,19 +325,21 @@ def add_update_route(
             if name in triggers and value not in (None, False)
         ]
         links = related_ids(data)
+        changed = {name for name in changes if name not in triggers} | set(links)
         with unit_of_work(db.sessions(), routes.publish()) as session:
             row = routes.load(session, api_key.mode, row_id, lock=True)
-            if resource.check_update is not None:
-                changing = {name for name in changes if name not in triggers} | set(links)
-                resource.check_update(routes.context(session, api_key), row, changing)
-            for name, value in changes.items():
-                attribute = resource.attribute(name)
-                if attribute is not None:
-                    setattr(row, attribute.attr, value)
-            routes.set_relationships(session, row, links, api_key.mode)
-            if resource.check_updated is not None:
-                changed = {name for name in changes if name not in triggers} | set(links)
-                resource.check_updated(routes.context(session, api_key), row, changed)
+            try:
+                if resource.check_update is not None:
+                    resource.check_update(routes.context(session, api_key), row, changed)
+                for name, value in changes.items():
+                    attribute = resource.attribute(name)
+                    if attribute is not None:
+                        setattr(row, attribute.attr, value)
+                routes.set_relationships(session, row, links, api_key.mode)
+                if resource.check_updated is not None:
+                    resource.check_updated(routes.context(session, api_key), row, changed)
+            except DOMAIN_ERRORS as error:
+                raise domain_error(error, relationship_names) from None
             session.flush()
             for trigger, value in asked:
                 if trigger.transactional:

@@ -1,7 +1,8 @@
 """``order_subscriptions``: schedules that renew a source order (Commerce Layer's model).
 
 A new subscription is a ``draft``: nothing renews until ``_activate``. The rules
-live in ``copying.subscriptions``; this module maps them to JSON:API.
+live in ``copying.subscriptions``; their errors become JSON:API ones in
+``api.routes.domain_error`` (422 with a pointer, 409 ``INVALID_STATUS``).
 """
 
 from __future__ import annotations
@@ -13,9 +14,7 @@ from api.errors import ApiError
 from api.resources.common import TIMESTAMPS, reference_attributes
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
 from copying import subscriptions
-from copying.errors import CopyInputError
 from copying.schedules import FREQUENCIES
-from copying.subscriptions import SubscriptionStateError
 from models import (
     Customer,
     CustomerPaymentSource,
@@ -26,16 +25,6 @@ from models import (
 )
 
 TYPE = "order_subscriptions"
-RELATIONSHIPS = frozenset({"source_order", "customer", "customer_payment_source"})
-
-
-def _input_error(error: CopyInputError) -> ApiError:
-    where = "relationships" if error.field in RELATIONSHIPS else "attributes"
-    return ApiError(422, error.message, pointer=f"/data/{where}/{error.field}")
-
-
-def _state_error(error: SubscriptionStateError) -> ApiError:
-    return ApiError(409, str(error), code="INVALID_STATUS")
 
 
 def create_subscription(
@@ -62,40 +51,31 @@ def create_subscription(
             ctx.mode,
             "customer_payment_source",
         )
-    try:
-        return subscriptions.create(
-            ctx.session,
-            source,
-            frequency=attributes["frequency"],
-            now=utcnow(),
-            customer_id=customer_id,
-            wallet_entry_id=entry_id,
-            starts_at=attributes.get("starts_at"),
-            expires_at=attributes.get("expires_at"),
-            next_run_at=attributes.get("next_run_at"),
-            place_target_order=attributes.get("place_target_order", True),
-            catch_up=attributes.get("catch_up", False),
-            failure_policy=attributes.get("failure_policy"),
-            reference=attributes.get("reference"),
-            reference_origin=attributes.get("reference_origin"),
-            metadata=attributes.get("metadata"),
-        )
-    except CopyInputError as error:
-        raise _input_error(error) from None
+    return subscriptions.create(
+        ctx.session,
+        source,
+        frequency=attributes["frequency"],
+        now=utcnow(),
+        customer_id=customer_id,
+        wallet_entry_id=entry_id,
+        starts_at=attributes.get("starts_at"),
+        expires_at=attributes.get("expires_at"),
+        next_run_at=attributes.get("next_run_at"),
+        place_target_order=attributes.get("place_target_order", True),
+        catch_up=attributes.get("catch_up", False),
+        failure_policy=attributes.get("failure_policy"),
+        reference=attributes.get("reference"),
+        reference_origin=attributes.get("reference_origin"),
+        metadata=attributes.get("metadata"),
+    )
 
 
 def _check_update(ctx: Context, subscription: OrderSubscription, names: set[str]) -> None:
-    try:
-        subscriptions.check_editable(subscription, names)
-    except SubscriptionStateError as error:
-        raise _state_error(error) from None
+    subscriptions.check_editable(subscription, names)
 
 
 def _check_updated(ctx: Context, subscription: OrderSubscription, changed: set[str]) -> None:
-    try:
-        subscriptions.apply_changes(ctx.session, subscription, changed, utcnow())
-    except CopyInputError as error:
-        raise _input_error(error) from None
+    subscriptions.apply_changes(ctx.session, subscription, changed, utcnow())
 
 
 def _transition(name: str) -> Any:
@@ -103,15 +83,12 @@ def _transition(name: str) -> Any:
         subscription = lookups.load(
             ctx.session, OrderSubscription, TYPE, subscription_id, ctx.mode, lock=True
         )
-        try:
-            if name == "activate":
-                subscriptions.activate(subscription, utcnow())
-            elif name == "deactivate":
-                subscriptions.deactivate(subscription)
-            else:
-                subscriptions.cancel(subscription)
-        except SubscriptionStateError as error:
-            raise _state_error(error) from None
+        if name == "activate":
+            subscriptions.activate(subscription, utcnow())
+        elif name == "deactivate":
+            subscriptions.deactivate(subscription)
+        else:
+            subscriptions.cancel(subscription)
 
     return run
 

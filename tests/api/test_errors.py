@@ -10,7 +10,10 @@ import pytest
 from sqlalchemy import update
 
 from api.errors import MEDIA_TYPE
+from api.routes import domain_error
 from copying import copy_states
+from copying.errors import CopyInputError
+from copying.subscriptions import SubscriptionStateError
 from models import ApiKey, db, utcnow
 from tests.api.errors import assert_error
 from tests.api.shop import build_shop
@@ -376,3 +379,21 @@ def test_a_crash_is_a_json_api_500_and_is_logged(api, order, monkeypatch, caplog
     crashes = [r for r in caplog.records if "api_crash" in str(r.msg)]
     assert len(crashes) == 1
     assert crashes[0].exc_info is not None
+
+
+@pytest.mark.parametrize(
+    ("error", "status", "pointer", "code"),
+    [
+        (CopyInputError("customer", "wrong"), 422, "/data/relationships/customer", None),
+        (CopyInputError("frequency", "wrong"), 422, "/data/attributes/frequency", None),
+        (SubscriptionStateError("s1", "cancelled", "changed"), 409, None, "INVALID_STATUS"),
+    ],
+)
+def test_domain_errors_map_to_one_api_error_each(error, status, pointer, code):
+    """Resources raise them (subscriptions too); the routes alone map them."""
+    mapped = domain_error(error, {"customer"})
+
+    assert mapped.status == status
+    assert mapped.pointer == pointer
+    if code is not None:
+        assert mapped.code == code
