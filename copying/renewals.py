@@ -138,6 +138,15 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
     in Python, then on PostgreSQL one statement: ``INSERT … SELECT … ON CONFLICT DO
     NOTHING`` of the copies, their history, and the UPDATE advancing the
     subscriptions. Their copies are announced after commit.
+
+    Order: due ``active`` subscriptions first, then due ``running`` ones (a renewal still
+    in flight), each by ``next_run_at``. While a backlog of at least ``batch_size``
+    active ones is due, due running ones wait for a later tick (the backlog drains: each
+    renewed row leaves it). Kept so because each status is read along its (status,
+    next_run_at) index, stopping at the batch's end, with ``SKIP LOCKED`` in the same
+    statement; picking across both statuses by ``next_run_at`` would need either a sort
+    of every due row or the ids chosen before locking (concurrent ticks would then choose
+    the same rows and one would find them all locked).
     """
     due: list[Due] = []
     # One status at a time: each reads the (status, next_run_at) index in order and stops

@@ -206,3 +206,22 @@ def test_a_run_moved_later_renews_the_period_it_was_planned_for(sessions):
     ]
     with sessions.begin() as s:
         assert s.get_one(OrderSubscription, sub_id).next_run_at == datetime(2026, 1, 3, tzinfo=UTC)
+
+
+def test_due_active_subscriptions_go_first_and_due_running_ones_follow(sessions):
+    """The documented order: a full batch of active ones leaves running ones to the next."""
+    with sessions.begin() as s:
+        shop = make_shop(s)
+        running = make_subscription(
+            s, shop.source, starts_at=JAN_31, status=SubscriptionStatus.RUNNING
+        ).id
+        active = [
+            make_subscription(s, shop.source, starts_at=JAN_31 + timedelta(hours=1)).id
+            for _ in range(2)
+        ]
+    now = JAN_31 + timedelta(hours=2)
+
+    assert tick(sessions, now, batch_size=2).subscriptions == 2
+    assert [len(copies_of(sessions, i)) for i in [running, *active]] == [0, 1, 1]
+    assert tick(sessions, now, batch_size=2).subscriptions == 1
+    assert len(copies_of(sessions, running)) == 1
