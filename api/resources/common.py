@@ -26,6 +26,11 @@ METADATA = Attribute(
 )
 
 
+def choices(enum_type: Any) -> tuple[str, ...]:
+    """The values of a status enum, as its attribute lists them."""
+    return tuple(member.value for member in enum_type)
+
+
 def reference_attributes() -> tuple[Attribute, ...]:
     return (
         Attribute("reference", "string", writable="always", max_length=255, filterable=True),

@@ -7,7 +7,7 @@ from typing import Any
 
 from api import lookups
 from api.errors import ApiError
-from api.resources.common import TIMESTAMPS, reference_attributes
+from api.resources.common import TIMESTAMPS, choices, reference_attributes
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
 from copying import engine
 from models import CopyStatus, Order, OrderCopy, OrderCopyEvent
@@ -72,7 +72,7 @@ ORDER_COPIES = Resource(
             nullable=False,
             filterable=True,
             sortable=True,
-            choices=tuple(s.value for s in CopyStatus),
+            choices=choices(CopyStatus),
             description="pending, in_progress, failed, completed or aborted (never ran)",
         ),
         Attribute("started_at", "datetime", filterable=True, sortable=True),

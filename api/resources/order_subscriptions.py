@@ -11,7 +11,7 @@ from typing import Any
 
 from api import lookups
 from api.errors import ApiError
-from api.resources.common import TIMESTAMPS, reference_attributes
+from api.resources.common import TIMESTAMPS, choices, reference_attributes
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
 from copying import subscriptions
 from copying.schedules import FREQUENCIES
@@ -122,7 +122,7 @@ ORDER_SUBSCRIPTIONS = Resource(
             nullable=False,
             filterable=True,
             sortable=True,
-            choices=tuple(s.value for s in SubscriptionStatus),
+            choices=choices(SubscriptionStatus),
             description="draft (new), inactive, active, running (a renewal in flight), cancelled",
         ),
         Attribute(

@@ -12,6 +12,7 @@ from api.resources.common import (
     COUNTRY,
     CURRENCY,
     TIMESTAMPS,
+    choices,
     plain_create,
     reference_attributes,
 )
@@ -31,10 +32,6 @@ from models import (
     Sku,
     utcnow,
 )
-
-
-def _choices(enum_type: Any) -> tuple[str, ...]:
-    return tuple(member.value for member in enum_type)
 
 
 def _place(ctx: Context, order_id: str, _: Any) -> None:
@@ -107,21 +104,21 @@ ORDERS = Resource(
             nullable=False,
             filterable=True,
             sortable=True,
-            choices=_choices(OrderStatus),
+            choices=choices(OrderStatus),
         ),
         Attribute(
             "payment_status",
             "string",
             nullable=False,
             filterable=True,
-            choices=_choices(PaymentStatus),
+            choices=choices(PaymentStatus),
         ),
         Attribute(
             "fulfillment_status",
             "string",
             nullable=False,
             filterable=True,
-            choices=_choices(FulfillmentStatus),
+            choices=choices(FulfillmentStatus),
         ),
         Attribute("customer_email", "string", writable="always", max_length=255, filterable=True),
         Attribute(
@@ -293,7 +290,7 @@ LINE_ITEMS = Resource(
     attributes=(
         Attribute("sku_code", "string", writable="create", max_length=64, filterable=True),
         Attribute(
-            "item_type", "string", writable="create", filterable=True, choices=_choices(ItemType)
+            "item_type", "string", writable="create", filterable=True, choices=choices(ItemType)
         ),
         Attribute("name", "string", writable="create", max_length=255),
         Attribute("quantity", "integer", writable="create", nullable=False, minimum=1),
