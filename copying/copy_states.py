@@ -17,12 +17,16 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, literal, or_, update
+from sqlalchemy import ColumnElement, Row, Table, func, literal, or_, update
 from sqlalchemy.orm import Session
 
 from copying.errors import LeaseLostError
 from models import CopyStatus, OrderCopy
 from models.base import UTCDateTime
+
+#: The table, for the run's own statements: Core, not ORM-enabled, as they update rows
+#: no session holds and read back plain columns (half the CPU of the ORM's path).
+COPIES: Table = OrderCopy.__table__  # type: ignore[assignment]
 
 COPY_TRANSITIONS: dict[CopyStatus, frozenset[CopyStatus]] = {
     CopyStatus.PENDING: frozenset({CopyStatus.IN_PROGRESS, CopyStatus.ABORTED}),
@@ -63,9 +67,7 @@ def transition_many(
 ) -> list[OrderCopy]:
     """:func:`transition` for many copies in one statement; returns those that moved, in
     the order of ``copy_ids``. Does not commit."""
-    for source in sources:
-        if to not in COPY_TRANSITIONS[source]:
-            raise ValueError(f"copy status {source} → {to} is not a transition")
+    _check(sources, to)
     moved = {
         copy.id: copy
         for copy in session.scalars(
@@ -79,9 +81,31 @@ def transition_many(
     return [moved[copy_id] for copy_id in dict.fromkeys(copy_ids) if copy_id in moved]
 
 
+def finish(session: Session, copy_id: str, attempt: int, to: CopyStatus, **values: Any) -> bool:
+    """End run ``attempt`` of an ``in_progress`` copy as ``to``; False if that run no longer
+    owns it. Does not commit."""
+    _check(frozenset({CopyStatus.IN_PROGRESS}), to)
+    updated = session.execute(
+        update(COPIES)
+        .where(
+            COPIES.c.id == copy_id,
+            COPIES.c.attempt == attempt,
+            COPIES.c.status == CopyStatus.IN_PROGRESS,
+        )
+        .values(status=to, **values)
+    )
+    return bool(updated.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def _check(sources: frozenset[CopyStatus], to: CopyStatus) -> None:
+    for source in sources:
+        if to not in COPY_TRANSITIONS[source]:
+            raise ValueError(f"copy status {source} → {to} is not a transition")
+
+
 def claim(
     session: Session, copy_id: str, now: datetime, lease: timedelta, max_claims: int
-) -> OrderCopy | None:
+) -> Row[Any] | None:
     """Take the copy for a new run (``attempt`` + 1), or None if another run owns it,
     it is finished, it is not due, or its runs are used up. Does not commit."""
     claimed = claim_many(session, [copy_id], now, lease, max_claims)
@@ -90,26 +114,36 @@ def claim(
 
 def claim_many(
     session: Session, copy_ids: Sequence[str], now: datetime, lease: timedelta, max_claims: int
-) -> list[OrderCopy]:
-    """:func:`claim` for many copies in one statement: those taken, in the order of
-    ``copy_ids``. Does not commit."""
-    return transition_many(
-        session,
-        copy_ids,
-        CopyStatus.IN_PROGRESS,
-        sources=frozenset({CopyStatus.PENDING, CopyStatus.IN_PROGRESS}),
-        where=(
-            or_(OrderCopy.status == CopyStatus.PENDING, OrderCopy.lease_expires_at <= now),
-            or_(OrderCopy.next_attempt_at.is_(None), OrderCopy.next_attempt_at <= now),
-            OrderCopy.claims < max_claims,
-        ),
-        attempt=OrderCopy.attempt + 1,
-        claims=OrderCopy.claims + 1,
-        started_at=func.coalesce(OrderCopy.started_at, literal(now, UTCDateTime())),
-        lease_expires_at=now + lease,
-        next_attempt_at=None,  # the wait, if any, is over
-        updated_at=now,
-    )
+) -> list[Row[Any]]:
+    """:func:`claim` for many copies in one statement: the rows taken (every column, as
+    updated), in the order of ``copy_ids``. Does not commit."""
+    sources = frozenset({CopyStatus.PENDING, CopyStatus.IN_PROGRESS})
+    _check(sources, CopyStatus.IN_PROGRESS)
+    c = COPIES.c
+    claimed = {
+        row.id: row
+        for row in session.execute(
+            update(COPIES)
+            .where(
+                c.id.in_(copy_ids),
+                c.status.in_(sources),
+                or_(c.status == CopyStatus.PENDING, c.lease_expires_at <= now),
+                or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now),
+                c.claims < max_claims,
+            )
+            .values(
+                status=CopyStatus.IN_PROGRESS,
+                attempt=c.attempt + 1,
+                claims=c.claims + 1,
+                started_at=func.coalesce(c.started_at, literal(now, UTCDateTime())),
+                lease_expires_at=now + lease,
+                next_attempt_at=None,  # the wait, if any, is over
+                updated_at=now,
+            )
+            .returning(*c)
+        )
+    }
+    return [claimed[copy_id] for copy_id in dict.fromkeys(copy_ids) if copy_id in claimed]
 
 
 def fence(
@@ -121,14 +155,13 @@ def fence(
     stalled older run can never write over a newer one. Does not commit.
     """
     updated = session.execute(
-        update(OrderCopy)
+        update(COPIES)
         .where(
-            OrderCopy.id == copy_id,
-            OrderCopy.attempt == attempt,
-            OrderCopy.status == CopyStatus.IN_PROGRESS,
+            COPIES.c.id == copy_id,
+            COPIES.c.attempt == attempt,
+            COPIES.c.status == CopyStatus.IN_PROGRESS,
         )
         .values(lease_expires_at=now + lease, updated_at=now, **values)
-        .execution_options(synchronize_session=False)
     )
     if updated.rowcount != 1:  # type: ignore[attr-defined]
         raise LeaseLostError(f"order copy {copy_id}: attempt {attempt} no longer owns it")

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
+from sqlalchemy import Row
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -305,7 +306,8 @@ class Run:
     reached_now: list[CopyStep] = field(default_factory=list)
 
     @classmethod
-    def of(cls, copy: OrderCopy) -> Run:
+    def of(cls, copy: OrderCopy | Row[Any]) -> Run:
+        """From the copy's row, as an object or as the columns a claim read back."""
         return cls(
             copy_id=copy.id,
             mode=copy.mode,
@@ -441,12 +443,11 @@ def _finish(session: Session, run: Run, now: datetime) -> Outcome:
         run.skip_errors and run.target_order_id is not None and not run.errors.has(RUN_KEY)
     )
     outcome = Outcome.COMPLETED if ok else Outcome.FAILED
-    finished = copy_states.transition(
+    finished = copy_states.finish(
         session,
         run.copy_id,
+        run.attempt,
         CopyStatus.COMPLETED if ok else CopyStatus.FAILED,
-        sources=frozenset({CopyStatus.IN_PROGRESS}),
-        where=(OrderCopy.attempt == run.attempt,),
         completed_at=now if ok else None,
         failed_at=None if ok else now,
         lease_expires_at=None,
@@ -456,7 +457,7 @@ def _finish(session: Session, run: Run, now: datetime) -> Outcome:
         errors_count=run.errors.count,
         updated_at=now,
     )
-    if finished is None:
+    if not finished:
         raise LeaseLostError(f"order copy {run.copy_id}: attempt {run.attempt} lost it")
     history.record(
         session,
@@ -652,14 +653,17 @@ class _Runner:
         self, session: Session, request: payments.PaymentRequest, answer: GatewayAnswer
     ) -> None:
         run = self.run
-        target = session.get_one(Order, run.target_order_id)
-        payments.record_answer(session, target, request, answer, self.clock())
+        target_id = request.order_id
+        payments.record_answer(session, run.mode, request, answer, self.clock())
         if answer.authorized:
-            contents = self.contents or targets.load_contents(session, target.id, target.mode)
-            order_states.place(target, *contents, self.clock(), authorized=True)
+            contents = self.contents or targets.load_contents(session, target_id, run.mode)
+            # Not read first: the fence holds the copy, and placing checks the status.
+            order_states.place_unloaded(
+                session, target_id, *contents, self.clock(), authorized=True
+            )
             run.reach(CopyStep.TARGET_PLACED)
         else:
-            stock.release(session, target.id, run.mode)
+            stock.release(session, target_id, run.mode)
             run.reach(CopyStep.TARGET_BUILT)
             run.errors.add("payment", f"payment declined: {answer.message}")
 

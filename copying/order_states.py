@@ -13,6 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
+from sqlalchemy import Table, update
+from sqlalchemy.orm import Session
+
 from models import (
     FulfillmentStatus,
     ItemType,
@@ -48,6 +51,7 @@ ORDER_TRANSITIONS: dict[OrderStatus, frozenset[OrderStatus]] = {
     OrderStatus.APPROVED: frozenset({OrderStatus.CANCELLED}),
     OrderStatus.CANCELLED: frozenset(),
 }
+ORDERS: Table = Order.__table__  # type: ignore[assignment]
 PLACEABLE = frozenset({OrderStatus.DRAFT, OrderStatus.PENDING})
 CANCELLABLE = frozenset({OrderStatus.PLACED, OrderStatus.APPROVED})
 UNSHIPPED = frozenset({FulfillmentStatus.UNFULFILLED, FulfillmentStatus.NOT_REQUIRED})
@@ -114,6 +118,36 @@ def place(order: Order, lines: Lines, skus: Skus, now: datetime, *, authorized: 
     order.fulfillment_status = (
         FulfillmentStatus.UNFULFILLED if ships(lines, skus) else FulfillmentStatus.NOT_REQUIRED
     )
+
+
+def place_unloaded(
+    session: Session,
+    order_id: str,
+    lines: Lines,
+    skus: Skus,
+    now: datetime,
+    *,
+    authorized: bool,
+) -> None:
+    """:func:`place` for an order not loaded in ``session``: one compare-and-set UPDATE from
+    a placeable status (no read first). Raises OrderTransitionError if the order was no
+    longer placeable. Caller reserved the stock and holds the payment. Does not commit."""
+    updated = session.execute(
+        update(ORDERS)
+        .where(ORDERS.c.id == order_id, ORDERS.c.status.in_(PLACEABLE))
+        .values(
+            status=OrderStatus.PLACED,
+            placed_at=now,
+            payment_status=PaymentStatus.AUTHORIZED if authorized else PaymentStatus.FREE,
+            fulfillment_status=(
+                FulfillmentStatus.UNFULFILLED
+                if ships(lines, skus)
+                else FulfillmentStatus.NOT_REQUIRED
+            ),
+        )
+    )
+    if updated.rowcount != 1:  # type: ignore[attr-defined]
+        raise OrderTransitionError(f"order {order_id} is no longer draft or pending: not placed")
 
 
 def check_cancellable(order: Order) -> list[str]:

@@ -62,7 +62,7 @@ def place_order(
     with sessions.begin() as session:
         order = _load(session, order_id, mode, lock=True)
         if answer is not None:
-            payments.record_answer(session, order, request, answer, now)
+            payments.record_answer(session, order.mode, request, answer, now)
             if not answer.authorized:
                 return [f"payment declined: {answer.message}"]
         problems, contents = check_and_reserve(session, order)

@@ -14,7 +14,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from copying.gateways import GatewayAnswer, Gateways
-from models import AuthorizationStatus, Order, PaymentAuthorization, new_public_id
+from models import AuthorizationStatus, Mode, Order, PaymentAuthorization, new_public_id
 from models.dialects import insert_ignoring_conflicts
 
 
@@ -81,16 +81,17 @@ def ask(gateways: Gateways, request: PaymentRequest) -> GatewayAnswer:
 
 
 def record_answer(
-    session: Session, order: Order, request: PaymentRequest, answer: GatewayAnswer, now: datetime
+    session: Session, mode: Mode, request: PaymentRequest, answer: GatewayAnswer, now: datetime
 ) -> None:
-    """Store the answer under its idempotency key (a second store is a no-op). Does not commit."""
+    """Store the answer for ``request.order_id`` (of ``mode``) under its idempotency key (a
+    second store is a no-op). Does not commit."""
     session.execute(
         insert_ignoring_conflicts(
             session.get_bind().dialect, PaymentAuthorization.__table__, ["idempotency_key"]
         ).values(
             id=new_public_id(),
-            mode=order.mode,
-            order_id=order.id,
+            mode=mode,
+            order_id=request.order_id,
             amount_cents=request.amount_cents,
             currency_code=request.currency_code,
             gateway=request.gateway,

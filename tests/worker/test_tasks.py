@@ -107,6 +107,7 @@ def test_a_worker_whose_connections_were_cut_retries_on_fresh_ones(committed, ga
                 )
             )
         assert cut  # the worker's pooled connections among them
+        db.engine().dispose()  # this process's own, cut too: closed here, not left to the GC
         second = copy_of_source()
         wait_for(lambda: completed(second), 60, "the copy after the cut to complete")
     finally:
