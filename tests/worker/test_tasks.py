@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import select
 
 from copying import engine, orders
 from copying.dispatch import unit_of_work
-from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent, db
+from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.invariants import violations
 from tests.worker.processes import WorkerProcess, flush_broker, wait_for
@@ -71,48 +71,3 @@ def test_a_flaky_gateway_is_retried_by_celery_until_it_authorizes(committed, gat
         assert line["order_copy_id"] == copy_id
         assert isinstance(line["attempt"], int)
         assert line["task_id"]
-
-
-@pytest.mark.xdist_group("worker-processes")
-def test_a_worker_whose_connections_were_cut_retries_on_fresh_ones(committed, gateways, tmp_path):
-    """The worker's engine does not ping before each checkout: a pooled connection that
-    died (a PostgreSQL restart, here its backends terminated) fails its first statement,
-    and the task's retry runs on a new one."""
-    flush_broker()
-    with committed.begin() as s:
-        sku = make_sku(s, "CUT-TEE", stock=10)
-        customer = make_customer(s)
-        visa = make_wallet_entry(s, customer)
-        source = make_order(s, [Line(sku, 1)], customer=customer, wallet_entry=visa)
-
-    def copy_of_source() -> str:
-        with unit_of_work(committed, publish) as s:
-            return engine.create(
-                s, mode=Mode.TEST, source_order_id=source.id, place_target_order=True
-            ).id
-
-    def completed(copy_id: str) -> bool:
-        with committed.begin() as s:
-            return s.get_one(OrderCopy, copy_id).status == CopyStatus.COMPLETED
-
-    worker = WorkerProcess(tmp_path, "cut", log_level="INFO")
-    try:
-        first = copy_of_source()
-        wait_for(lambda: completed(first), 60, "the first copy to complete")
-        with db.engine().connect() as connection:  # this database's: every other backend
-            cut = connection.scalar(
-                text(
-                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-                )
-            )
-        assert cut  # the worker's pooled connections among them
-        db.engine().dispose()  # this process's own, cut too: closed here, not left to the GC
-        second = copy_of_source()
-        wait_for(lambda: completed(second), 60, "the copy after the cut to complete")
-    finally:
-        worker.stop()
-
-    assert "AdminShutdown" in worker.log()  # met the dead connection (no ping spared it)
-    with committed.begin() as s:
-        assert violations(s, [first, second], {"CUT-TEE": 10}) == []
