@@ -70,10 +70,10 @@ _pid = os.getpid()
 
 
 def configure(**options: Any) -> None:
-    """Options for the process's engine (``make_engine``'s), from its next use on."""
+    """Options for the process's engines made from now on (``make_engine``'s); one already
+    made is kept, as session factories may hold it (an in-process test worker)."""
     _options.clear()
     _options.update(options)
-    dispose()
 
 
 #: A worker's engine: no ping before each checkout (a round trip per transaction, four
