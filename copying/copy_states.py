@@ -85,6 +85,11 @@ def finish(session: Session, copy_id: str, attempt: int, to: CopyStatus, **value
     """End run ``attempt`` of an ``in_progress`` copy as ``to``; False if that run no longer
     owns it. Does not commit."""
     _check(frozenset({CopyStatus.IN_PROGRESS}), to)
+    return _update_owned(session, copy_id, attempt, status=to, **values)
+
+
+def _update_owned(session: Session, copy_id: str, attempt: int, **values: Any) -> bool:
+    """Write ``values`` if run ``attempt`` still owns the copy (``in_progress``, same attempt)."""
     updated = session.execute(
         update(COPIES)
         .where(
@@ -92,7 +97,7 @@ def finish(session: Session, copy_id: str, attempt: int, to: CopyStatus, **value
             COPIES.c.attempt == attempt,
             COPIES.c.status == CopyStatus.IN_PROGRESS,
         )
-        .values(status=to, **values)
+        .values(**values)
     )
     return bool(updated.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -154,14 +159,7 @@ def fence(
     Every transaction of a run does this first: it row-locks the copy, so a
     stalled older run can never write over a newer one. Does not commit.
     """
-    updated = session.execute(
-        update(COPIES)
-        .where(
-            COPIES.c.id == copy_id,
-            COPIES.c.attempt == attempt,
-            COPIES.c.status == CopyStatus.IN_PROGRESS,
-        )
-        .values(lease_expires_at=now + lease, updated_at=now, **values)
-    )
-    if updated.rowcount != 1:  # type: ignore[attr-defined]
+    if not _update_owned(
+        session, copy_id, attempt, lease_expires_at=now + lease, updated_at=now, **values
+    ):
         raise LeaseLostError(f"order copy {copy_id}: attempt {attempt} no longer owns it")
