@@ -13,7 +13,7 @@ import signal
 import subprocess
 from pathlib import Path
 
-from tests.worker.processes import CELERY, REPO
+from tests.worker.processes import CELERY, REPO, worker_command
 
 UVICORN = str(Path(CELERY).with_name("uvicorn"))
 
@@ -73,24 +73,9 @@ class Process:
 
     @classmethod
     def worker(cls, name: str, env: dict[str, str], log_dir: Path, *, concurrency: int) -> Process:
-        args = [
-            CELERY,
-            "-A",
-            "worker",
-            "worker",
-            "-P",
-            "prefork",
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "WARNING",
-        ]
-        return cls(name, args, env, log_dir)
+        return cls(
+            name, worker_command(name, pool="prefork", concurrency=concurrency), env, log_dir
+        )
 
     @classmethod
     def beat(cls, name: str, env: dict[str, str], log_dir: Path) -> Process:

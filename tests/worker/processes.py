@@ -18,6 +18,27 @@ CELERY = str(Path(sys.executable).with_name("celery"))
 REPO = Path(__file__).resolve().parents[2]
 
 
+def worker_command(name: str, *, pool: str, concurrency: int) -> list[str]:
+    """``celery worker`` as the tests start it: quiet, no gossip, mingle or heartbeat."""
+    return [
+        CELERY,
+        "-A",
+        "worker",
+        "worker",
+        "-P",
+        pool,
+        "-c",
+        str(concurrency),
+        "-n",
+        f"{name}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+        "--loglevel",
+        "WARNING",
+    ]
+
+
 def flush_broker() -> None:
     """Delete this test worker's broker keys: no message from an earlier test survives."""
     settings = get_settings()
@@ -51,23 +72,7 @@ class WorkerProcess:
             ORDERCOPY_LOG_FORMAT="json",
         )
         env.update({f"ORDERCOPY_{k.upper()}": str(v) for k, v in settings.items()})
-        args = [
-            CELERY,
-            "-A",
-            "worker",
-            "worker",
-            "-P",
-            pool,
-            "-c",
-            str(concurrency),
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "WARNING",
-        ]
+        args = worker_command(name, pool=pool, concurrency=concurrency)
         if beat:
             args += ["-B", "-s", str(data_dir / f"{name}-beat-schedule")]
         data_dir.mkdir(parents=True, exist_ok=True)
