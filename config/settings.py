@@ -47,6 +47,13 @@ class Settings(BaseSettings):
 
     lease_seconds: int = Field(default=30, ge=5, description="A claim's lease, renewed per step.")
     max_claims: int = Field(default=8, ge=1, description="Claims of one run before it fails.")
+    chunk_size: int = Field(
+        default=20,
+        ge=1,
+        le=500,
+        description="Copies a worker claims and runs together: a copy's message takes other due"
+        " pending copies up to this many, a batch message takes its ids this many at a time.",
+    )
     redispatch_after_seconds: int = Field(
         default=120, ge=1, description="A pending copy not claimed by then is published again."
     )

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, Table, func, literal, or_, update
+from sqlalchemy import ColumnElement, Row, String, Table, func, literal, or_, select, text, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from copying.errors import LeaseLostError
@@ -118,37 +119,70 @@ def claim(
 
 
 def claim_many(
-    session: Session, copy_ids: Sequence[str], now: datetime, lease: timedelta, max_claims: int
+    session: Session,
+    copy_ids: Sequence[str],
+    now: datetime,
+    lease: timedelta,
+    max_claims: int,
+    *,
+    ahead: int = 0,
 ) -> list[Row[Any]]:
     """:func:`claim` for many copies in one statement: the rows taken (every column, as
-    updated), in the order of ``copy_ids``. Does not commit."""
+    updated), in the order of ``copy_ids``.
+
+    ``ahead`` (PostgreSQL): also take up to that many other due ``pending`` copies, the
+    longest announced first, skipping rows another transaction holds; they come last,
+    oldest first. Their own messages then find them taken. Does not commit."""
     sources = frozenset({CopyStatus.PENDING, CopyStatus.IN_PROGRESS})
     _check(sources, CopyStatus.IN_PROGRESS)
     c = COPIES.c
-    claimed = {
-        row.id: row
-        for row in session.execute(
-            update(COPIES)
+    due = or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now)
+    wanted: ColumnElement[bool] = c.id.in_(copy_ids)
+    if ahead > 0 and session.get_bind().dialect.name == "postgresql":
+        # ``id = ANY(ARRAY(…))``: the ids are found first (an index scan on status and
+        # dispatched_at), then taken by primary key; an ``OR id IN (…)`` would scan the table.
+        due_ids = (
+            select(c.id)
             .where(
-                c.id.in_(copy_ids),
-                c.status.in_(sources),
-                or_(c.status == CopyStatus.PENDING, c.lease_expires_at <= now),
-                or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now),
+                c.status == CopyStatus.PENDING,
+                due,
                 c.claims < max_claims,
+                c.id.not_in(copy_ids),
             )
-            .values(
-                status=CopyStatus.IN_PROGRESS,
-                attempt=c.attempt + 1,
-                claims=c.claims + 1,
-                started_at=func.coalesce(c.started_at, literal(now, UTCDateTime())),
-                lease_expires_at=now + lease,
-                next_attempt_at=None,  # the wait, if any, is over
-                updated_at=now,
-            )
-            .returning(*c)
+            .order_by(c.dispatched_at)
+            .limit(ahead)
+            .with_for_update(skip_locked=True)
         )
-    }
-    return [claimed[copy_id] for copy_id in dict.fromkeys(copy_ids) if copy_id in claimed]
+        wanted = c.id == func.any(
+            func.array_cat(
+                postgresql.array(list(copy_ids), type_=String),
+                func.array(due_ids.scalar_subquery()),
+            )
+        )
+    rows = session.execute(
+        update(COPIES)
+        .where(
+            wanted,
+            c.status.in_(sources),
+            or_(c.status == CopyStatus.PENDING, c.lease_expires_at <= now),
+            due,
+            c.claims < max_claims,
+        )
+        .values(
+            status=CopyStatus.IN_PROGRESS,
+            attempt=c.attempt + 1,
+            claims=c.claims + 1,
+            started_at=func.coalesce(c.started_at, literal(now, UTCDateTime())),
+            lease_expires_at=now + lease,
+            next_attempt_at=None,  # the wait, if any, is over
+            updated_at=now,
+        )
+        .returning(*c)
+    ).all()
+    asked = set(copy_ids)
+    named = {row.id: row for row in rows if row.id in asked}
+    others = sorted((row for row in rows if row.id not in named), key=lambda r: r.dispatched_at)
+    return [named[copy_id] for copy_id in dict.fromkeys(copy_ids) if copy_id in named] + others
 
 
 def fence(
@@ -163,3 +197,77 @@ def fence(
         session, copy_id, attempt, lease_expires_at=now + lease, updated_at=now, **values
     ):
         raise LeaseLostError(f"order copy {copy_id}: attempt {attempt} no longer owns it")
+
+
+# --- many runs at once (PostgreSQL: a chunk's copies, each row with its own values) ----
+
+_FENCE_MANY = text(
+    """UPDATE order_copies AS c SET lease_expires_at = :lease_ends, updated_at = :now
+    FROM unnest(CAST(:ids AS text[]), CAST(:attempts AS int[])) AS r(id, attempt)
+    WHERE c.id = r.id AND c.attempt = r.attempt AND c.status = 'in_progress'
+    RETURNING c.id"""
+)
+
+_ADVANCE_MANY = text(
+    """UPDATE order_copies AS c
+    SET step = r.step, target_order_id = r.target_order_id,
+        status = CASE WHEN r.done THEN 'completed' ELSE 'in_progress' END,
+        completed_at = CASE WHEN r.done THEN CAST(:now AS timestamptz) END,
+        lease_expires_at = CASE WHEN r.done THEN NULL ELSE CAST(:lease_ends AS timestamptz) END,
+        errors_log = '{}', errors_count = 0, updated_at = :now
+    FROM unnest(CAST(:ids AS text[]), CAST(:attempts AS int[]), CAST(:steps AS text[]),
+        CAST(:targets AS text[]), CAST(:done AS boolean[]))
+        AS r(id, attempt, step, target_order_id, done)
+    WHERE c.id = r.id AND c.attempt = r.attempt AND c.status = 'in_progress'
+    RETURNING c.id"""
+)
+
+
+class Advance(NamedTuple):
+    """A run's checkpoint with no errors: ``step`` reached, or ``done`` (completed) there."""
+
+    copy_id: str
+    attempt: int
+    step: str
+    target_order_id: str
+    done: bool
+
+
+def fence_many(
+    session: Session, runs: Sequence[tuple[str, int]], now: datetime, lease: timedelta
+) -> set[str]:
+    """:func:`fence` for many (copy id, attempt) runs in one statement (PostgreSQL): the ids
+    of the copies their runs still own, now row-locked, leases renewed. Does not commit."""
+    if not runs:
+        return set()
+    ids, attempts = zip(*runs, strict=True)
+    owned = session.execute(
+        _FENCE_MANY,
+        {"ids": list(ids), "attempts": list(attempts), "now": now, "lease_ends": now + lease},
+    )
+    return set(owned.scalars())
+
+
+def advance_many(
+    session: Session, advances: Sequence[Advance], now: datetime, lease: timedelta
+) -> set[str]:
+    """Write each run's checkpoint, or its end as ``completed`` (in_progress → completed),
+    in one statement (PostgreSQL); errors are cleared. Returns the ids written: a run that
+    lost its copy is left out. Does not commit."""
+    _check(frozenset({CopyStatus.IN_PROGRESS}), CopyStatus.COMPLETED)
+    if not advances:
+        return set()
+    columns = list(zip(*advances, strict=True))
+    written = session.execute(
+        _ADVANCE_MANY,
+        {
+            "ids": list(columns[0]),
+            "attempts": list(columns[1]),
+            "steps": [str(step) for step in columns[2]],
+            "targets": list(columns[3]),
+            "done": list(columns[4]),
+            "now": now,
+            "lease_ends": now + lease,
+        },
+    )
+    return set(written.scalars())

@@ -377,13 +377,15 @@ def claim(
     *,
     config: EngineConfig,
     clock: Clock = utcnow,
+    ahead: int = 0,
 ) -> list[Run]:
     """Claim the copies of ``copy_ids`` that are due, in one transaction (a batch claims
-    many at once); each then runs on its own with :func:`run_claimed`, soon: its lease
-    runs from now."""
+    many at once), and with ``ahead`` up to that many other due pending copies (PostgreSQL;
+    see ``copy_states.claim_many``). Each then runs soon, its lease running from now: on
+    its own with :func:`run_claimed`, or with others in ``chunks.run_chunk``."""
     with sessions.begin() as session:
         claimed = copy_states.claim_many(
-            session, copy_ids, clock(), config.lease, config.max_claims
+            session, copy_ids, clock(), config.lease, config.max_claims, ahead=ahead
         )
         runs = [Run.of(copy) for copy in claimed]
         history.record_many(
@@ -401,13 +403,19 @@ def run_claimed(
     gateways: Gateways,
     config: EngineConfig,
     clock: Clock = utcnow,
+    just_claimed: bool = True,
 ) -> Outcome:
-    """Run a claimed copy from its last checkpoint to its end (see :func:`execute`)."""
+    """Run a claimed copy from its last checkpoint to its end (see :func:`execute`).
+
+    ``just_claimed`` False: the run got this copy part of the way with others
+    (``chunks.run_chunk``) and goes on alone from the checkpoint it reached."""
     runner = _Runner(sessions, run, gateways, config, clock)
     with structlog.contextvars.bound_contextvars(attempt=run.attempt):
-        log.info("copy_claimed", **run.log_fields())
+        if just_claimed:
+            log.info("copy_claimed", **run.log_fields())
         try:
-            failpoints.hit("after_claim")
+            if just_claimed:
+                failpoints.hit("after_claim")
             try:
                 return runner.go()
             except TransientError as error:
@@ -420,6 +428,25 @@ def run_claimed(
         except LeaseLostError:  # also from parking: a newer run took over meanwhile
             log.warning("copy_lease_lost", **run.log_fields())
             return Outcome.LEASE_LOST
+
+
+def park(
+    sessions: sessionmaker[Session],
+    run: Run,
+    error: Exception,
+    *,
+    config: EngineConfig,
+    clock: Clock = utcnow,
+) -> Outcome | None:
+    """After transient trouble outside a transaction (a gateway that did not answer): record
+    it and let the next claim come at once; FAILED if the copy's runs are used up. Raises
+    LeaseLostError if a newer run owns the copy."""
+    return _Runner(sessions, run, {}, config, clock).park(error)
+
+
+def place_key(copy_id: str) -> str:
+    """The first idempotency key of the payment placing the copy's target asks for."""
+    return f"order_copy:{copy_id}:place"
 
 
 def give_up(session: Session, copy: OrderCopy, now: datetime, reason: str) -> None:
@@ -646,8 +673,9 @@ class _Runner:
         self, session: Session, *, new_order: bool = False
     ) -> payments.PaymentRequest:
         target = session.get_one(Order, self.run.target_order_id)
-        key = f"order_copy:{self.run.copy_id}:place"
-        return payments.request_for(session, target, key, new_order=new_order)
+        return payments.request_for(
+            session, target, place_key(self.run.copy_id), new_order=new_order
+        )
 
     def _record_authorization(
         self, session: Session, request: payments.PaymentRequest, answer: GatewayAnswer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
@@ -25,29 +25,38 @@ def record(
     )
 
 
+class Event(NamedTuple):
+    order_copy_id: str
+    mode: Mode
+    attempt: int
+    kind: str
+    data: dict[str, Any]
+
+
+def append(session: Session, events: Sequence[Event]) -> None:
+    """Append ``events`` (of any kinds, any copies) in one statement. Does not commit."""
+    if events:
+        session.execute(insert(EVENTS), [event._asdict() for event in events])
+
+
 def record_many(
     session: Session, kind: str, facts: Sequence[tuple[str, Mode, int, dict[str, Any]]]
 ) -> None:
     """Append one ``kind`` event per (copy id, mode, attempt, data), in one statement.
     Does not commit."""
-    if facts:
-        session.execute(
-            insert(EVENTS),
-            [
-                {
-                    "order_copy_id": copy_id,
-                    "mode": mode,
-                    "attempt": attempt,
-                    "kind": kind,
-                    "data": data,
-                }
-                for copy_id, mode, attempt, data in facts
-            ],
-        )
+    append(
+        session,
+        [Event(copy_id, mode, attempt, kind, data) for copy_id, mode, attempt, data in facts],
+    )
+
+
+def checkpoints(copy_id: str, mode: Mode, attempt: int, steps: Sequence[CopyStep]) -> list[Event]:
+    """The ``checkpoint`` events of the steps a run reached."""
+    return [Event(copy_id, mode, attempt, "checkpoint", {"step": step}) for step in steps]
 
 
 def record_checkpoints(
     session: Session, copy_id: str, mode: Mode, attempt: int, steps: Sequence[CopyStep]
 ) -> None:
     """Append a ``checkpoint`` event per step reached, in one statement. Does not commit."""
-    record_many(session, "checkpoint", [(copy_id, mode, attempt, {"step": s}) for s in steps])
+    append(session, checkpoints(copy_id, mode, attempt, steps))

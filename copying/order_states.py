@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import Table, update
+from sqlalchemy import Table, case, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -132,22 +132,34 @@ def place_unloaded(
     """:func:`place` for an order not loaded in ``session``: one compare-and-set UPDATE from
     a placeable status (no read first). Raises OrderTransitionError if the order was no
     longer placeable. Caller reserved the stock and holds the payment. Does not commit."""
+    if not place_many_unloaded(session, {order_id: ships(lines, skus)}, now, authorized=authorized):
+        raise OrderTransitionError(f"order {order_id} is no longer draft or pending: not placed")
+
+
+def place_many_unloaded(
+    session: Session, shipping: Mapping[str, bool], now: datetime, *, authorized: bool
+) -> bool:
+    """:func:`place_unloaded` for many orders (``shipping``: whether each order's items
+    ship, by id) in one statement. False when one was no longer placeable: the caller must
+    roll back. Does not commit."""
+    fulfillment = case(
+        (
+            ORDERS.c.id.in_([i for i, ships in shipping.items() if ships]),
+            FulfillmentStatus.UNFULFILLED,
+        ),
+        else_=FulfillmentStatus.NOT_REQUIRED,
+    )
     updated = session.execute(
         update(ORDERS)
-        .where(ORDERS.c.id == order_id, ORDERS.c.status.in_(PLACEABLE))
+        .where(ORDERS.c.id.in_(list(shipping)), ORDERS.c.status.in_(PLACEABLE))
         .values(
             status=OrderStatus.PLACED,
             placed_at=now,
             payment_status=PaymentStatus.AUTHORIZED if authorized else PaymentStatus.FREE,
-            fulfillment_status=(
-                FulfillmentStatus.UNFULFILLED
-                if ships(lines, skus)
-                else FulfillmentStatus.NOT_REQUIRED
-            ),
+            fulfillment_status=fulfillment,
         )
     )
-    if updated.rowcount != 1:  # type: ignore[attr-defined]
-        raise OrderTransitionError(f"order {order_id} is no longer draft or pending: not placed")
+    return bool(updated.rowcount == len(shipping))  # type: ignore[attr-defined]
 
 
 def check_cancellable(order: Order) -> list[str]:

@@ -85,27 +85,42 @@ def record_answer(
 ) -> None:
     """Store the answer for ``request.order_id`` (of ``mode``) under its idempotency key (a
     second store is a no-op). Does not commit."""
+    record_answers(session, [(mode, request, answer)], now)
+
+
+def record_answers(
+    session: Session,
+    answers: Sequence[tuple[Mode, PaymentRequest, GatewayAnswer]],
+    now: datetime,
+) -> None:
+    """:func:`record_answer` for many requests, in one statement. Does not commit."""
+    if not answers:
+        return
     session.execute(
         insert_ignoring_conflicts(
             session.get_bind().dialect, PaymentAuthorization.__table__, ["idempotency_key"]
-        ).values(
-            id=new_public_id(),
-            mode=mode,
-            order_id=request.order_id,
-            amount_cents=request.amount_cents,
-            currency_code=request.currency_code,
-            gateway=request.gateway,
-            gateway_reference=answer.reference,
-            idempotency_key=request.idempotency_key,
-            status=(
-                AuthorizationStatus.AUTHORIZED
-                if answer.authorized
-                else AuthorizationStatus.DECLINED
-            ),
-            message=answer.message[:1024],
-            created_at=now,
-            updated_at=now,
-        )
+        ),
+        [
+            {
+                "id": new_public_id(),
+                "mode": mode,
+                "order_id": request.order_id,
+                "amount_cents": request.amount_cents,
+                "currency_code": request.currency_code,
+                "gateway": request.gateway,
+                "gateway_reference": answer.reference,
+                "idempotency_key": request.idempotency_key,
+                "status": (
+                    AuthorizationStatus.AUTHORIZED
+                    if answer.authorized
+                    else AuthorizationStatus.DECLINED
+                ),
+                "message": answer.message[:1024],
+                "created_at": now,
+                "updated_at": now,
+            }
+            for mode, request, answer in answers
+        ],
     )
 
 

@@ -9,12 +9,14 @@ renews a period twice) and advances ``next_run_at`` in the same transaction.
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, insert, select, text, update
+from sqlalchemy import Table, bindparam, case, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from copying import subscriptions
@@ -33,6 +35,8 @@ from models import (
 from models.dialects import insert_ignoring_conflicts
 
 log = structlog.get_logger("ordercopy.renewals")
+
+SUBSCRIPTIONS = cast(Table, OrderSubscription.__table__)
 
 
 @dataclass
@@ -299,7 +303,7 @@ def _write_portable(
             ],
         )
     if advances:
-        table = cast(Table, OrderSubscription.__table__)
+        table = SUBSCRIPTIONS
         session.execute(
             update(table)
             .where(table.c.id == bindparam("subscription_id"))
@@ -341,20 +345,42 @@ def _renewal(subscription: Due, run: datetime, now: datetime) -> dict[str, Any]:
     }
 
 
+def record_completed(session: Session, subscription_ids: Sequence[str], now: datetime) -> None:
+    """Count a completed renewal for each id (an id twice: two renewals); a ``running``
+    subscription is ``active`` again. One statement per count, almost always one. Does not
+    commit."""
+    subscriptions.check_move("", SubscriptionStatus.RUNNING, SubscriptionStatus.ACTIVE)
+    counts = Counter(subscription_ids)
+    for count in sorted(set(counts.values())):
+        session.execute(
+            update(SUBSCRIPTIONS)
+            .where(SUBSCRIPTIONS.c.id.in_([i for i, n in counts.items() if n == count]))
+            .values(
+                last_run_at=now,
+                occurrencies=SUBSCRIPTIONS.c.occurrencies + count,
+                succeeded_on_last_run=True,
+                status=case(
+                    (
+                        SUBSCRIPTIONS.c.status == SubscriptionStatus.RUNNING,
+                        SubscriptionStatus.ACTIVE,
+                    ),
+                    else_=SUBSCRIPTIONS.c.status,
+                ),
+                updated_at=now,
+            )
+        )
+
+
 def record_renewal(
     session: Session, subscription_id: str, *, completed: bool, retries: int, now: datetime
 ) -> timedelta | None:
     """Apply a renewal's outcome to its subscription; returns the delay after which the
     failed copy is to be retried (its failure policy), or None. Does not commit."""
+    if completed:
+        record_completed(session, [subscription_id], now)
+        return None
     subscription = session.get(OrderSubscription, subscription_id, with_for_update=True)
     if subscription is None:
-        return None
-    if completed:
-        subscription.last_run_at = now
-        subscription.occurrencies += 1
-        subscription.succeeded_on_last_run = True
-        if subscription.status == SubscriptionStatus.RUNNING:
-            subscriptions.move(subscription, SubscriptionStatus.ACTIVE)
         return None
     subscription.errors_count += 1
     subscription.succeeded_on_last_run = False

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from models import ItemType, LineItem, Mode, Sku
@@ -59,6 +59,40 @@ def reserve(session: Session, order_id: str, mode: Mode, wanted: Mapping[str, in
         for code in sorted(wanted)
         if code not in left or left[code] < wanted[code]
     ]
+
+
+#: PostgreSQL: many orders' demand taken in one statement, the SKUs' rows locked in id
+#: order first (two chunks wanting the same SKUs cannot deadlock), each taken only if
+#: there is enough of it.
+_RESERVE_MANY = text(
+    """WITH wanted AS (
+        SELECT * FROM unnest(CAST(:modes AS text[]), CAST(:codes AS text[]),
+            CAST(:quantities AS int[])) AS w(mode, code, quantity)),
+    locked AS (
+        SELECT s.id, wanted.quantity FROM skus AS s
+        JOIN wanted ON s.mode = wanted.mode AND s.code = wanted.code
+        ORDER BY s.id FOR UPDATE OF s)
+    UPDATE skus SET stock_quantity = skus.stock_quantity - locked.quantity
+    FROM locked WHERE skus.id = locked.id AND skus.stock_quantity >= locked.quantity
+    RETURNING skus.id"""
+)
+
+
+def reserve_many(session: Session, wanted: Mapping[tuple[Mode, str], int]) -> bool:
+    """Take ``wanted`` (quantity by SKU mode and code: the demand of many orders, added up)
+    out of stock in one statement (PostgreSQL). False when some SKU is short or gone: then
+    part may have been taken, and the caller must roll back. Does not commit."""
+    if not wanted:
+        return True
+    taken = session.execute(
+        _RESERVE_MANY,
+        {
+            "modes": [str(mode) for mode, _ in wanted],
+            "codes": [code for _, code in wanted],
+            "quantities": list(wanted.values()),
+        },
+    )
+    return len(taken.all()) == len(wanted)
 
 
 def release(session: Session, order_id: str, mode: Mode) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from sqlalchemy import Table, and_, delete, insert, select, text
@@ -18,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from copying import order_states
 from copying.errors import ErrorLog
-from copying.wallet import attach_wallet_entry
+from copying.wallet import attach_wallet_entry, payment_fields
 from models import (
     Address,
     CustomerPaymentSource,
@@ -99,26 +100,33 @@ def load_lines(session: Session, order_id: str) -> list[LineItem]:
 
 def load_contents(session: Session, order_id: str, mode: Mode) -> Contents:
     """The order's line items and the SKUs they name, in one query."""
+    return load_contents_many(session, [order_id]).get(order_id, Contents([], {}))
+
+
+def load_contents_many(session: Session, order_ids: Collection[str]) -> dict[str, Contents]:
+    """:func:`load_contents` of many orders in one query (orders with no lines are left out).
+    A line's SKU is looked up in the line's mode, which is its order's."""
     rows = session.execute(
-        select(*_LINE_COLUMNS, *_SKU_COLUMNS)
+        select(LineItem.order_id, *_LINE_COLUMNS, *_SKU_COLUMNS)
         .outerjoin(
             Sku,
             and_(
                 LineItem.item_type == ItemType.SKUS,
-                Sku.mode == mode,
+                Sku.mode == LineItem.mode,
                 Sku.code == LineItem.sku_code,
             ),
         )
-        .where(LineItem.order_id == order_id)
-        .order_by(LineItem.position)
+        .where(LineItem.order_id.in_(order_ids))
+        .order_by(LineItem.order_id, LineItem.position)
     )
-    contents = Contents([], {})
-    width = len(_LINE_COLUMNS)
+    loaded: dict[str, Contents] = {}
+    width = len(_LINE_COLUMNS) + 1
     for row in rows:
-        contents.lines.append(Line(*row[:width]))
+        contents = loaded.setdefault(row[0], Contents([], {}))
+        contents.lines.append(Line(*row[1:width]))
         if row[width] is not None:
             contents.skus[row[width]] = SkuTerms(*row[width + 1 :])
-    return contents
+    return loaded
 
 
 def demand(lines: list[Line]) -> dict[str, int]:
@@ -175,6 +183,19 @@ def price_lines(contents: Contents, currency_code: str, errors: ErrorLog) -> lis
     return priced
 
 
+def line_totals(lines: list[Line]) -> dict[str, int]:
+    """An order's amounts from its (priced) lines."""
+    return totals(
+        [
+            {
+                "item_type": line.item_type,
+                "total_amount_cents": line.unit_amount_cents * line.quantity,
+            }
+            for line in lines
+        ]
+    )
+
+
 def totals(rows: list[dict[str, Any]]) -> dict[str, int]:
     subtotal = sum(r["total_amount_cents"] for r in rows if r["item_type"] in SUBTOTAL_TYPES)
     adjustments = sum(
@@ -193,27 +214,76 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, int]:
 _ADDRESSES: Table = Address.__table__  # type: ignore[assignment]
 
 
-def clone_addresses(session: Session, source: Order) -> tuple[str | None, str | None]:
-    """New copies of the source's billing and shipping addresses (one, if they are one)."""
-    ids = {i for i in (source.billing_address_id, source.shipping_address_id) if i}
+def read_addresses(session: Session, sources: Iterable[Order]) -> dict[str, dict[str, Any]]:
+    """The cloned columns of the sources' billing and shipping addresses, by id."""
+    ids = {i for o in sources for i in (o.billing_address_id, o.shipping_address_id) if i}
     if not ids:
-        return None, None
+        return {}
     originals = session.execute(
         select(Address.id, *(getattr(Address, c) for c in Address.CLONED)).where(
             Address.id.in_(ids)
         )
     )
+    return {row[0]: dict(zip(Address.CLONED, row[1:], strict=True)) for row in originals}
+
+
+def address_clones(
+    source: Order, originals: Mapping[str, dict[str, Any]]
+) -> tuple[list[dict[str, Any]], str | None, str | None]:
+    """New copies of the source's billing and shipping addresses (one, if they are one), as
+    rows to insert, and the ids of the billing and shipping clones."""
     clones = {
-        row[0]: {"id": new_public_id(), **dict(zip(Address.CLONED, row[1:], strict=True))}
-        for row in originals
+        address_id: {"id": new_public_id(), **originals[address_id]}
+        for address_id in (source.billing_address_id, source.shipping_address_id)
+        if address_id is not None and address_id in originals
     }
-    if clones:
-        session.execute(insert(_ADDRESSES), list(clones.values()))
 
     def clone_of(address_id: str | None) -> str | None:
         return clones[address_id]["id"] if address_id in clones else None
 
-    return clone_of(source.billing_address_id), clone_of(source.shipping_address_id)
+    return (
+        list(clones.values()),
+        clone_of(source.billing_address_id),
+        clone_of(source.shipping_address_id),
+    )
+
+
+def insert_addresses(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(_ADDRESSES), rows)
+
+
+def clone_addresses(session: Session, source: Order) -> tuple[str | None, str | None]:
+    """New copies of the source's billing and shipping addresses (one, if they are one)."""
+    rows, billing_id, shipping_id = address_clones(source, read_addresses(session, [source]))
+    insert_addresses(session, rows)
+    return billing_id, shipping_id
+
+
+def target_values(
+    source: Order,
+    priced: list[Line],
+    *,
+    billing_address_id: str | None,
+    shipping_address_id: str | None,
+    payment_source: CustomerPaymentSource | None,
+    reference: str | None = None,
+) -> dict[str, Any]:
+    """A new target order's columns: ``source``'s customer, ``priced`` lines' totals."""
+    return {
+        "id": new_public_id(),
+        "mode": source.mode,
+        "status": order_states.initial_status(bool(priced)),
+        "customer_id": source.customer_id,
+        "customer_email": source.customer_email,
+        "currency_code": source.currency_code,
+        "billing_address_id": billing_address_id,
+        "shipping_address_id": shipping_address_id,
+        "reference": reference,
+        "metadata_": {},
+        **line_totals(priced),
+        **(payment_fields(payment_source) if payment_source is not None else {}),
+    }
 
 
 def build_target(
@@ -241,37 +311,23 @@ def build_target(
         errors.add(ERROR_KEY, f"source order {source.id} has no line items to copy")
         return None
     priced = price_lines(contents, source.currency_code, errors)
-    amounts = totals(
-        [
-            {
-                "item_type": line.item_type,
-                "total_amount_cents": line.unit_amount_cents * line.quantity,
-            }
-            for line in priced
-        ]
-    )
     if target is None:
         billing_id, shipping_id = clone_addresses(session, source)
         target = Order(
-            id=new_public_id(),
-            mode=source.mode,
-            status=order_states.initial_status(bool(priced)),
-            customer_id=source.customer_id,
-            customer_email=source.customer_email,
-            currency_code=source.currency_code,
-            billing_address_id=billing_id,
-            shipping_address_id=shipping_id,
-            reference=reference,
-            metadata_={},
-            **amounts,
+            **target_values(
+                source,
+                priced,
+                billing_address_id=billing_id,
+                shipping_address_id=shipping_id,
+                payment_source=payment_source,
+                reference=reference,
+            )
         )
-        if payment_source is not None:
-            attach_wallet_entry(target, payment_source)
         session.add(target)
         session.flush()
     else:
         session.execute(delete(LineItem).where(LineItem.order_id == target.id))
-        for column, value in amounts.items():
+        for column, value in line_totals(priced).items():
             setattr(target, column, value)
         if payment_source is not None:
             attach_wallet_entry(target, payment_source)
@@ -288,19 +344,34 @@ def build_target(
 _INSERT_LINES_PG = text(
     """INSERT INTO line_items (id, order_id, mode, position, item_type, sku_code, name, quantity,
         unit_amount_cents, total_amount_cents, options, metadata, created_at, updated_at)
-    SELECT line.id, :order_id, :mode, line.position, line.item_type, line.sku_code, line.name,
-        line.quantity, line.unit, line.unit * line.quantity, line.options::jsonb,
+    SELECT line.id, line.order_id, line.mode, line.position, line.item_type, line.sku_code,
+        line.name, line.quantity, line.unit, line.unit * line.quantity, line.options::jsonb,
         line.metadata::jsonb, :now, :now
-    FROM unnest(CAST(:ids AS text[]), CAST(:positions AS int[]), CAST(:item_types AS text[]),
-        CAST(:sku_codes AS text[]), CAST(:names AS text[]), CAST(:quantities AS int[]),
-        CAST(:units AS int[]), CAST(:options AS text[]), CAST(:metadata AS text[]))
-        AS line(id, position, item_type, sku_code, name, quantity, unit, options, metadata)
+    FROM unnest(CAST(:ids AS text[]), CAST(:order_ids AS text[]), CAST(:modes AS text[]),
+        CAST(:positions AS int[]), CAST(:item_types AS text[]), CAST(:sku_codes AS text[]),
+        CAST(:names AS text[]), CAST(:quantities AS int[]), CAST(:units AS int[]),
+        CAST(:options AS text[]), CAST(:metadata AS text[]))
+        AS line(id, order_id, mode, position, item_type, sku_code, name, quantity, unit,
+            options, metadata)
     """
 )
 
 
 def insert_lines(session: Session, order: Order, lines: list[Line]) -> None:
     """Add ``lines`` to ``order``, in order, in one statement. Does not commit."""
+    insert_lines_many(session, [(order.id, order.mode, lines)])
+
+
+def insert_lines_many(session: Session, orders: list[tuple[str, Mode, list[Line]]]) -> None:
+    """Add each (order id, mode, lines)'s lines to its order, in order, in one statement.
+    Does not commit."""
+    rows = [
+        (order_id, mode, position, line)
+        for order_id, mode, lines in orders
+        for position, line in enumerate(lines)
+    ]
+    if not rows:
+        return
     if session.get_bind().dialect.name != "postgresql":
         session.execute(
             insert(LineItem),
@@ -309,28 +380,28 @@ def insert_lines(session: Session, order: Order, lines: list[Line]) -> None:
                     **line._asdict(),
                     "total_amount_cents": line.unit_amount_cents * line.quantity,
                     "id": new_public_id(),
-                    "order_id": order.id,
-                    "mode": order.mode,
+                    "order_id": order_id,
+                    "mode": mode,
                     "position": position,
                 }
-                for position, line in enumerate(lines)
+                for order_id, mode, position, line in rows
             ],
         )
         return
     session.execute(
         _INSERT_LINES_PG,
         {
-            "order_id": order.id,
-            "mode": str(order.mode),
             "now": utcnow(),
-            "ids": [new_public_id() for _ in lines],
-            "positions": list(range(len(lines))),
-            "item_types": [str(line.item_type) for line in lines],
-            "sku_codes": [line.sku_code for line in lines],
-            "names": [line.name for line in lines],
-            "quantities": [line.quantity for line in lines],
-            "units": [line.unit_amount_cents for line in lines],
-            "options": [json.dumps(line.options) for line in lines],
-            "metadata": [json.dumps(line.metadata_) for line in lines],
+            "ids": [new_public_id() for _ in rows],
+            "order_ids": [order_id for order_id, _, _, _ in rows],
+            "modes": [str(mode) for _, mode, _, _ in rows],
+            "positions": [position for _, _, position, _ in rows],
+            "item_types": [str(line.item_type) for *_, line in rows],
+            "sku_codes": [line.sku_code for *_, line in rows],
+            "names": [line.name for *_, line in rows],
+            "quantities": [line.quantity for *_, line in rows],
+            "units": [line.unit_amount_cents for *_, line in rows],
+            "options": [json.dumps(line.options) for *_, line in rows],
+            "metadata": [json.dumps(line.metadata_) for *_, line in rows],
         },
     )

@@ -52,9 +52,17 @@ def entry_to_reuse(
     return entry, None
 
 
+def payment_fields(entry: CustomerPaymentSource) -> dict[str, str | None]:
+    """An order's columns that charge it to ``entry``."""
+    return {
+        "customer_payment_source_id": entry.id,
+        "payment_method": entry.payment_method,
+        "payment_gateway": entry.gateway,
+        "payment_source_token": entry.payment_source_token,
+    }
+
+
 def attach_wallet_entry(order: Order, entry: CustomerPaymentSource) -> None:
     """Use ``entry`` as ``order``'s payment source (the API's ``_customer_payment_source_id``)."""
-    order.customer_payment_source_id = entry.id
-    order.payment_method = entry.payment_method
-    order.payment_gateway = entry.gateway
-    order.payment_source_token = entry.payment_source_token
+    for column, value in payment_fields(entry).items():
+        setattr(order, column, value)

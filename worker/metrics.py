@@ -91,14 +91,16 @@ def _observe(
     metrics = _metrics()
     name = getattr(task, "name", "unknown")
     metrics["tasks"].labels(task=name, result=(state or "unknown").lower()).inc()
-    if name == COPY_TASK:
-        outcome = retval if isinstance(retval, str) else (state or "error").lower()
-        metrics["runs"].labels(outcome=outcome).inc()
-        if began is not None:
-            metrics["duration"].observe(time.monotonic() - began)
-    elif name == COPY_BATCH_TASK and isinstance(retval, dict):
-        for outcome, runs in retval.items():
-            metrics["runs"].labels(outcome=outcome).inc(runs)
+    if name not in (COPY_TASK, COPY_BATCH_TASK):
+        return
+    # Both return their copies by outcome; a copy task that raised counts as one run.
+    outcomes = retval if isinstance(retval, dict) else {}
+    if name == COPY_TASK and not isinstance(retval, dict):
+        outcomes = {(state or "error").lower(): 1}
+    for outcome, runs in outcomes.items():
+        metrics["runs"].labels(outcome=outcome).inc(runs)
+    if name == COPY_TASK and began is not None:
+        metrics["duration"].observe(time.monotonic() - began)
 
 
 @signals.worker_process_shutdown.connect

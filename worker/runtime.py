@@ -21,3 +21,7 @@ def engine_config() -> EngineConfig:
     return EngineConfig(
         lease=timedelta(seconds=settings.lease_seconds), max_claims=settings.max_claims
     )
+
+
+def chunk_size() -> int:
+    return get_settings().chunk_size

@@ -10,14 +10,16 @@ authorization and one cancellation.
 from __future__ import annotations
 
 import signal
+from collections import Counter
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from copying import engine, failpoints, orders
 from copying.dispatch import unit_of_work
-from models import CopyStatus, Mode, OrderCopy, TestGatewayCharge
+from models import CopyStatus, CopyStep, Mode, OrderCopy, TestGatewayCharge, utcnow
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
+from tests.fixtures import Published
 from tests.invariants import violations
 from tests.worker.processes import WorkerProcess, flush_broker, wait_for
 from worker.publisher import publish
@@ -26,7 +28,7 @@ FAST = {"lease_seconds": 5, "sweep_interval_seconds": 1, "redispatch_after_secon
 STOCK = 100
 
 
-def make_copies(sessions, gateways, count):
+def make_copies(sessions, gateways, count, announce=publish):
     """``count`` copies that place the target and cancel a placed source, each its own source."""
     with sessions.begin() as s:
         sku = make_sku(s, "CRASH-TEE", stock=STOCK)
@@ -38,7 +40,7 @@ def make_copies(sessions, gateways, count):
         ]
     for source in sources:
         assert orders.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
-    with unit_of_work(sessions, publish) as s:
+    with unit_of_work(sessions, announce) as s:
         return [
             engine.create(
                 s,
@@ -64,18 +66,36 @@ def all_finished(sessions, ids):
     )
 
 
+def kill_at_each(sessions, tmp_path, ids, names, chunk_size, announce=None):
+    """One faulty worker per failpoint in ``names``: each claims the next ``chunk_size``
+    copies (its message's and the oldest pending) and dies there; ``announce(n)`` sends the
+    n-th worker's message first. Their leases are long, so that no faulty worker takes over
+    a dead one's copies, and expired at the end."""
+    for n, name in enumerate(names):
+        if announce is not None:
+            announce(n)
+        faulty = WorkerProcess(
+            tmp_path,
+            f"dies-{name}-{chunk_size}",
+            failpoints=f"{name}=exit",
+            chunk_size=chunk_size,
+            **{**FAST, "lease_seconds": 300},
+        )
+        try:
+            assert faulty.wait(timeout=20) == 137, (faulty.log(), statuses(sessions, ids))
+        finally:
+            faulty.stop()
+    stalled = statuses(sessions, ids)
+    assert set(stalled.values()) == {CopyStatus.IN_PROGRESS}, stalled
+    with sessions.begin() as s:
+        s.execute(update(OrderCopy).where(OrderCopy.id.in_(ids)).values(lease_expires_at=utcnow()))
+
+
 @pytest.mark.xdist_group("worker-processes")
 def test_worker_killed_after_each_checkpoint(committed, gateways, tmp_path):
     flush_broker()
     ids = make_copies(committed, gateways, len(failpoints.NAMES))
-    for name in failpoints.NAMES:  # each faulty worker takes the next copy and dies there
-        faulty = WorkerProcess(tmp_path, f"dies-{name}", failpoints=f"{name}=exit", **FAST)
-        try:
-            assert faulty.wait(timeout=20) == 137, (faulty.log(), statuses(committed, ids))
-        finally:
-            faulty.stop()
-    stalled = statuses(committed, ids)
-    assert set(stalled.values()) == {CopyStatus.IN_PROGRESS}, stalled
+    kill_at_each(committed, tmp_path, ids, failpoints.NAMES, chunk_size=1)
 
     rescuer = WorkerProcess(tmp_path, "rescuer", beat=True, **FAST)
     try:
@@ -87,6 +107,33 @@ def test_worker_killed_after_each_checkpoint(committed, gateways, tmp_path):
         assert violations(s, ids, {"CRASH-TEE": STOCK}) == []
         steps = s.scalars(select(OrderCopy.attempt).where(OrderCopy.id.in_(ids))).all()
         assert all(attempt >= 2 for attempt in steps)  # each was resumed by a new claim
+
+
+CHUNK_POINTS = ("after_claim", "after_build", "after_authorize", "after_place")
+
+
+@pytest.mark.xdist_group("worker-processes")
+def test_a_chunk_killed_at_each_stage_is_rescued(committed, gateways, tmp_path):
+    """Three copies run together die at each of the chunk's stages: each dead chunk leaves
+    its copies where a copy alone would be, and the sweeper ends them all right, once."""
+    flush_broker()
+    ids = make_copies(committed, gateways, 3 * len(CHUNK_POINTS), announce=Published())
+    # Each worker's message is the next group's first copy: it takes the two after it.
+    lead = lambda n: publish([ids[3 * n]])  # noqa: E731
+    kill_at_each(committed, tmp_path, ids, CHUNK_POINTS, chunk_size=3, announce=lead)
+    with committed.begin() as s:
+        steps = Counter(s.scalars(select(OrderCopy.step).where(OrderCopy.id.in_(ids))))
+    # after_claim: none; after_build and after_authorize: stock reserved; after_place: placed.
+    assert steps == {None: 3, CopyStep.STOCK_RESERVED: 6, CopyStep.TARGET_PLACED: 3}, steps
+
+    rescuer = WorkerProcess(tmp_path, "rescuer", beat=True, **FAST)
+    try:
+        wait_for(all_finished(committed, ids), 90, "the sweeper to rescue every copy")
+    finally:
+        rescuer.stop()
+    assert set(statuses(committed, ids).values()) == {CopyStatus.COMPLETED}, rescuer.log()
+    with committed.begin() as s:
+        assert violations(s, ids, {"CRASH-TEE": STOCK}) == []
 
 
 @pytest.mark.xdist_group("worker-processes")

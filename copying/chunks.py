@@ -1,0 +1,462 @@
+"""Chunks: claimed copies run together, each stage one statement per table for all of them.
+
+A copy run alone (``engine.run_claimed``) costs 19 statements in 4 transactions. A chunk
+of claimed copies on their common path costs about a dozen statements in all, plus each
+copy's own gateway call::
+
+    build + reserve, for every copy (one transaction) ─► authorize each at its gateway
+    (no transaction open) ─► record the answers, place and finish (one transaction)
+
+It is the engine's path, not a second one: the same checkpoints and history events, the
+same fence at the start of each transaction and checkpoint at its end, the same
+idempotency keys and failpoints; only the statements are shared by the chunk. A copy that
+leaves the common path goes on alone, from the checkpoint it reached, through the engine
+(:attr:`Chunk.alone`):
+
+* one resumed (a checkpoint already reached), or cancelling its source without placing;
+* one whose build or placing meets any problem (the alone run meets it again and records
+  it as a run alone would), or whose target is free;
+* one whose payment is declined (alone, it asks again under the same key and records the
+  decline), and, once placed, one that cancels its source.
+
+A stage beaten by another transaction (stock taken meanwhile, a target no longer
+placeable) rolls back, and its copies go on alone from their last checkpoint.
+
+PostgreSQL only (``unnest``, ``UPDATE … FROM``): on SQLite every copy goes on alone.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import insert, select
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from copying import (
+    copy_states,
+    failpoints,
+    history,
+    order_states,
+    payments,
+    renewals,
+    stock,
+    targets,
+    wallet,
+)
+from copying.copy_states import Advance
+from copying.engine import Clock, EngineConfig, Outcome, Run, park, place_key
+from copying.errors import ErrorLog, LeaseLostError, TransientError
+from copying.gateways import GatewayAnswer, Gateways
+from models import (
+    CopyStep,
+    CustomerPaymentSource,
+    Mode,
+    Order,
+    OrderSubscription,
+    utcnow,
+)
+
+log = structlog.get_logger("ordercopy.chunks")
+
+
+@dataclass
+class Chunk:
+    """What became of a chunk's copies."""
+
+    #: Copies the chunk ended: completed, failed (runs used up) or lease lost.
+    ended: dict[str, Outcome] = field(default_factory=dict)
+    #: Copies to go on alone from their checkpoint (``engine.run_claimed``, not just claimed).
+    alone: list[Run] = field(default_factory=list)
+    #: Copies parked after transient trouble at their gateway: to be announced again.
+    parked: dict[str, Exception] = field(default_factory=dict)
+    #: Copies whose gateway call crashed: they keep their lease (the sweeper rescues them).
+    crashed: list[str] = field(default_factory=list)
+    #: Whether the chunk started its runs (logged them claimed): not on SQLite.
+    started: bool = True
+
+
+@dataclass
+class _Copy:
+    """A copy on the chunk's path: its run and the target made for it."""
+
+    run: Run
+    target: Order  # in no session: its columns, for the checks and the payment request
+    values: dict[str, Any]  # the same, to insert
+    clones: list[dict[str, Any]]  # its addresses, to insert
+    lines: list[targets.Line]
+    ships: bool
+    request: payments.PaymentRequest | None = None
+    answer: GatewayAnswer | None = None
+
+
+class _Beaten(Exception):
+    """Another transaction changed what a stage read: roll the stage back, go on alone."""
+
+
+def run_chunk(
+    sessions: sessionmaker[Session],
+    runs: Sequence[Run],
+    *,
+    gateways: Gateways,
+    config: EngineConfig,
+    clock: Clock = utcnow,
+) -> Chunk:
+    """Run the claimed ``runs`` together as far as their common path goes (see above).
+
+    A database error releases the lease of every copy of the chunk not ended (best effort,
+    so that a retry claims at once) and is raised: the caller announces them again.
+    """
+    chunk = Chunk()
+    if sessions.kw["bind"].dialect.name != "postgresql":
+        return Chunk(alone=list(runs), started=False)
+    for run in runs:
+        log.info("copy_claimed", **run.log_fields())
+    try:
+        failpoints.hit("after_claim")
+        chunk.alone = [r for r in runs if not _on_path(r)]
+        placing = _build_and_reserve(
+            sessions, [r for r in runs if _on_path(r)], chunk, config, clock
+        )
+        if placing:
+            failpoints.hit("after_build")
+            failpoints.hit("after_reserve")
+        authorized = _authorize(sessions, placing, gateways, chunk, config, clock)
+        if authorized:
+            _place_and_finish(sessions, authorized, chunk, config, clock)
+            failpoints.hit("after_place")
+    except (OperationalError, InterfaceError) as error:
+        _release(sessions, [r for r in runs if r.copy_id not in chunk.ended], error, clock)
+        raise
+    return chunk
+
+
+def _on_path(run: Run) -> bool:
+    """A fresh run with no errors, placing its target or not cancelling its source."""
+    return (
+        run.step is None
+        and run.target_order_id is None
+        and not run.errors
+        and (run.place_target_order or not run.cancel_source_order)
+    )
+
+
+# --- build + reserve ------------------------------------------------------------------
+
+
+def _build_and_reserve(
+    sessions: sessionmaker[Session],
+    runs: list[Run],
+    chunk: Chunk,
+    config: EngineConfig,
+    clock: Clock,
+) -> list[_Copy]:
+    """Build every target, take its stock and write the checkpoints, in one transaction;
+    a copy not placing its target completes here. Returns the copies to authorize."""
+    if not runs:
+        return []
+    now = clock()
+    built: list[_Copy] = []
+    try:
+        with sessions.begin() as session:
+            owned = _fence(session, runs, chunk, now, config.lease)
+            built = _build(session, owned, chunk, now.date())
+            wanted: Counter[tuple[Mode, str]] = Counter()
+            for copy in built:
+                if copy.run.place_target_order:
+                    for code, quantity in targets.demand(copy.lines).items():
+                        wanted[copy.run.mode, code] += quantity
+            if not stock.reserve_many(session, wanted):
+                raise _Beaten
+            for copy in built:
+                run = copy.run
+                run.target_order_id = copy.target.id
+                run.reach(CopyStep.TARGET_BUILT)
+                if run.place_target_order:
+                    run.reach(CopyStep.STOCK_RESERVED)
+                    copy.request = payments.request_for(
+                        session, copy.target, place_key(run.copy_id), new_order=True
+                    )
+            _advance(session, [c.run for c in built], chunk, now, config.lease)
+    except _Beaten:
+        log.info("chunk_beaten", stage="reserve", copies=len(built))
+        for copy in built:
+            copy.run.step, copy.run.target_order_id = None, None
+        chunk.alone += [c.run for c in built]
+        return []
+    return [c for c in built if c.request is not None]
+
+
+def _build(session: Session, runs: list[Run], chunk: Chunk, today: date) -> list[_Copy]:
+    """Read what the targets are made of (one query per table), plan each, and write the
+    targets of the copies on the common path (one statement per table); the others are
+    left to go on alone."""
+    sources, _loaded = _prefetch(session, runs)
+    contents = targets.load_contents_many(session, sources)
+    addresses = targets.read_addresses(session, sources.values())
+    stock_left: dict[tuple[Mode, str], int] = {}
+    built: list[_Copy] = []
+    for run in runs:
+        copy = _plan(session, run, sources, contents, addresses, stock_left, today)
+        if copy is None:
+            chunk.alone.append(run)
+        else:
+            built.append(copy)
+    if built:
+        targets.insert_addresses(session, [row for c in built for row in c.clones])
+        session.execute(insert(Order), [c.values for c in built])
+        targets.insert_lines_many(session, [(c.target.id, c.run.mode, c.lines) for c in built])
+    return built
+
+
+def _prefetch(session: Session, runs: list[Run]) -> tuple[dict[str, Order], list[object]]:
+    """Load the runs' source orders, subscriptions and wallet entries, one query each: the
+    engine's own lookups (``session.get``) then find them in the session, as long as the
+    second value (every object loaded: the session holds them weakly) is kept."""
+    sources = {
+        o.id: o
+        for o in session.scalars(
+            select(Order).where(Order.id.in_({r.source_order_id for r in runs}))
+        )
+    }
+    wallets = [r for r in runs if r.reuse_wallet]
+    renewing = {r.subscription_id for r in wallets if r.subscription_id}
+    loaded: list[object] = []
+    if renewing:
+        loaded += session.scalars(
+            select(OrderSubscription).where(OrderSubscription.id.in_(renewing))
+        ).all()
+    entry_ids = set()
+    for run in wallets:
+        source = sources.get(run.source_order_id)
+        chosen = renewals.wallet_entry_for(session, run.subscription_id, run.wallet_entry_id)
+        entry_ids.add(chosen or (source.customer_payment_source_id if source else None))
+    entry_ids.discard(None)
+    if entry_ids:
+        loaded += session.scalars(
+            select(CustomerPaymentSource).where(CustomerPaymentSource.id.in_(entry_ids))
+        ).all()
+    return sources, loaded
+
+
+def _plan(
+    session: Session,
+    run: Run,
+    sources: dict[str, Order],
+    contents: dict[str, targets.Contents],
+    addresses: dict[str, dict[str, Any]],
+    stock_left: dict[tuple[Mode, str], int],
+    today: date,
+) -> _Copy | None:
+    """The copy's target, or None when anything would keep it off the common path."""
+    source = sources.get(run.source_order_id)
+    if source is None:
+        return None
+    entry = None
+    if run.reuse_wallet:
+        entry_id = renewals.wallet_entry_for(session, run.subscription_id, run.wallet_entry_id)
+        entry, problem = wallet.entry_to_reuse(session, source, entry_id, today)
+        if problem is not None:
+            return None
+    have = contents.get(source.id)
+    if have is None or not any(line.item_type in targets.COPYABLE for line in have.lines):
+        return None
+    errors = ErrorLog()
+    priced = targets.price_lines(have, source.currency_code, errors)
+    if errors:
+        return None
+    clones, billing_id, shipping_id = targets.address_clones(source, addresses)
+    values = targets.target_values(
+        source,
+        priced,
+        billing_address_id=billing_id,
+        shipping_address_id=shipping_id,
+        payment_source=entry,
+    )
+    target = Order(**values)
+    if run.place_target_order:
+        if target.total_amount_cents == 0 or order_states.check_placeable(
+            target, priced, have.skus
+        ):
+            return None
+        demand = targets.demand(priced)
+        for code in demand:  # what the chunk's earlier copies left
+            stock_left.setdefault((run.mode, code), have.skus[code].stock_quantity)
+        if any(quantity > stock_left[run.mode, code] for code, quantity in demand.items()):
+            return None
+        for code, quantity in demand.items():
+            stock_left[run.mode, code] -= quantity
+    return _Copy(run, target, values, clones, priced, order_states.ships(priced, have.skus))
+
+
+# --- authorize ------------------------------------------------------------------------
+
+
+def _authorize(
+    sessions: sessionmaker[Session],
+    copies: list[_Copy],
+    gateways: Gateways,
+    chunk: Chunk,
+    config: EngineConfig,
+    clock: Clock,
+) -> list[_Copy]:
+    """Ask each copy's gateway (no transaction open); returns the copies authorized."""
+    authorized = []
+    for copy in copies:
+        run = copy.run
+        assert copy.request is not None
+        try:
+            copy.answer = payments.ask(gateways, copy.request)
+        except TransientError as error:
+            try:
+                if park(sessions, run, error, config=config, clock=clock) is Outcome.FAILED:
+                    chunk.ended[run.copy_id] = Outcome.FAILED
+                else:
+                    chunk.parked[run.copy_id] = error
+            except LeaseLostError:
+                _lost(chunk, [run])
+            continue
+        except (OperationalError, InterfaceError):
+            raise
+        except Exception:
+            log.exception("copy_run_crashed", **run.log_fields())
+            chunk.crashed.append(run.copy_id)
+            continue
+        failpoints.hit("after_authorize")
+        if copy.answer.authorized:
+            authorized.append(copy)
+        else:  # alone, it asks again under the same key and records the decline
+            chunk.alone.append(run)
+    return authorized
+
+
+# --- place + finish -------------------------------------------------------------------
+
+
+def _place_and_finish(
+    sessions: sessionmaker[Session],
+    copies: list[_Copy],
+    chunk: Chunk,
+    config: EngineConfig,
+    clock: Clock,
+) -> None:
+    """Record the answers, place the targets and write the checkpoints, in one
+    transaction; a copy not cancelling its source completes here."""
+    now = clock()
+    placed: list[_Copy] = []
+    try:
+        with sessions.begin() as session:
+            owned = {
+                r.copy_id
+                for r in _fence(session, [c.run for c in copies], chunk, now, config.lease)
+            }
+            placed = [c for c in copies if c.run.copy_id in owned]
+            payments.record_answers(
+                session,
+                [(c.run.mode, c.request, c.answer) for c in placed],  # type: ignore[misc]
+                now,
+            )
+            if not order_states.place_many_unloaded(
+                session, {c.target.id: c.ships for c in placed}, now, authorized=True
+            ):
+                raise _Beaten
+            for copy in placed:
+                copy.run.reached_now.clear()
+                copy.run.reach(CopyStep.TARGET_PLACED)
+            _advance(session, [c.run for c in placed], chunk, now, config.lease)
+    except _Beaten:
+        log.info("chunk_beaten", stage="place", copies=len(placed))
+        chunk.alone += [c.run for c in placed]
+        return
+    chunk.alone += [c.run for c in placed if c.run.cancel_source_order]  # to cancel it
+
+
+# --- writing the runs' progress ----------------------------------------------------------
+
+
+def _fence(
+    session: Session, runs: list[Run], chunk: Chunk, now: datetime, lease: timedelta
+) -> list[Run]:
+    """Fence every run (see ``engine._Runner._step``); returns those still owning their copy."""
+    owned = copy_states.fence_many(session, [(r.copy_id, r.attempt) for r in runs], now, lease)
+    _lost(chunk, [r for r in runs if r.copy_id not in owned])
+    return [r for r in runs if r.copy_id in owned]
+
+
+def _advance(
+    session: Session, runs: list[Run], chunk: Chunk, now: datetime, lease: timedelta
+) -> None:
+    """Write each run's checkpoint, or its end where it has nothing left to do (it places no
+    target, or cancels no source), with their history and the renewals completed."""
+    done = [r for r in runs if not (r.cancel_source_order or r.at(CopyStep.STOCK_RESERVED))]
+    finished = {r.copy_id for r in done}
+    copy_states.advance_many(
+        session,
+        [
+            Advance(r.copy_id, r.attempt, r.step, r.target_order_id, r.copy_id in finished)  # type: ignore[arg-type]
+            for r in runs
+        ],
+        now,
+        lease,
+    )
+    # As alone: a transaction that ends a run records its end, not the checkpoints it passed.
+    going_on = [r for r in runs if r.copy_id not in finished]
+    events = [
+        e
+        for r in going_on
+        for e in history.checkpoints(r.copy_id, r.mode, r.attempt, r.reached_now)
+    ]
+    events += [
+        history.Event(
+            r.copy_id,
+            r.mode,
+            r.attempt,
+            Outcome.COMPLETED.value,
+            {"step": r.step, "errors": {}},
+        )
+        for r in done
+    ]
+    history.append(session, events)
+    renewals.record_completed(session, [r.subscription_id for r in done if r.subscription_id], now)
+    for run in going_on:
+        log.info("copy_checkpoint", **run.log_fields())
+    for run in done:
+        log.info("copy_completed", errors_count=0, **run.log_fields())
+        chunk.ended[run.copy_id] = Outcome.COMPLETED
+
+
+def _lost(chunk: Chunk, runs: list[Run]) -> None:
+    for run in runs:
+        log.warning("copy_lease_lost", **run.log_fields())
+        chunk.ended[run.copy_id] = Outcome.LEASE_LOST
+
+
+def _release(
+    sessions: sessionmaker[Session], runs: list[Run], error: Exception, clock: Clock
+) -> None:
+    """After a database error: give up the runs' leases, best effort (``engine``'s release,
+    for many)."""
+    message = str(error).splitlines()[0][:500]
+    try:
+        with sessions.begin() as session:
+            owned = copy_states.fence_many(
+                session, [(r.copy_id, r.attempt) for r in runs], clock(), timedelta(0)
+            )
+            history.append(
+                session,
+                [
+                    history.Event(
+                        r.copy_id, r.mode, r.attempt, "transient_error", {"message": message}
+                    )
+                    for r in runs
+                    if r.copy_id in owned
+                ],
+            )
+    except (OperationalError, InterfaceError):
+        pass  # the database is still away: the leases expire
+    log.warning("chunk_database_error", error=message, copies=len(runs))
