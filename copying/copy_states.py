@@ -17,7 +17,20 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import ColumnElement, Row, String, Table, func, literal, or_, select, text, update
+from sqlalchemy import (
+    ColumnElement,
+    Integer,
+    Row,
+    String,
+    Table,
+    Update,
+    bindparam,
+    func,
+    or_,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -118,6 +131,62 @@ def claim(
     return claimed[0] if claimed else None
 
 
+def _claim_statement(*, ahead: bool) -> Update:
+    """The claim, built once (bound values only): a message's claim is the worker's most
+    frequent statement, and building it anew cost more CPU than running it."""
+    c = COPIES.c
+    now = bindparam("now", type_=UTCDateTime())
+    max_claims = bindparam("max_claims", type_=Integer())
+    due = or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now)
+    wanted: ColumnElement[bool] = c.id.in_(bindparam("ids", expanding=True))
+    if ahead:
+        # ``id = ANY(ARRAY(…))``: the ids are found first (an index scan on status and
+        # dispatched_at), then taken by primary key; an ``OR id IN (…)`` would scan the table.
+        due_ids = (
+            select(c.id)
+            .where(
+                c.status == CopyStatus.PENDING,
+                due,
+                c.claims < max_claims,
+                c.id.not_in(bindparam("ids", expanding=True)),
+            )
+            .order_by(c.dispatched_at)
+            .limit(bindparam("ahead", type_=Integer()))
+            .with_for_update(skip_locked=True)
+        )
+        wanted = c.id == func.any(
+            func.array_cat(
+                bindparam("id_array", type_=postgresql.ARRAY(String())),
+                func.array(due_ids.scalar_subquery()),
+            )
+        )
+    return (
+        update(COPIES)
+        .where(
+            wanted,
+            c.status.in_([CopyStatus.PENDING, CopyStatus.IN_PROGRESS]),
+            or_(c.status == CopyStatus.PENDING, c.lease_expires_at <= now),
+            due,
+            c.claims < max_claims,
+        )
+        .values(
+            status=CopyStatus.IN_PROGRESS,
+            attempt=c.attempt + 1,
+            claims=c.claims + 1,
+            started_at=func.coalesce(c.started_at, now),
+            lease_expires_at=bindparam("lease_ends", type_=UTCDateTime()),
+            next_attempt_at=None,  # the wait, if any, is over
+            updated_at=now,
+        )
+        .returning(*c)
+    )
+
+
+_check(frozenset({CopyStatus.PENDING, CopyStatus.IN_PROGRESS}), CopyStatus.IN_PROGRESS)
+_CLAIM = _claim_statement(ahead=False)
+_CLAIM_AHEAD = _claim_statement(ahead=True)
+
+
 def claim_many(
     session: Session,
     copy_ids: Sequence[str],
@@ -133,51 +202,17 @@ def claim_many(
     ``ahead`` (PostgreSQL): also take up to that many other due ``pending`` copies, the
     longest announced first, skipping rows another transaction holds; they come last,
     oldest first. Their own messages then find them taken. Does not commit."""
-    sources = frozenset({CopyStatus.PENDING, CopyStatus.IN_PROGRESS})
-    _check(sources, CopyStatus.IN_PROGRESS)
-    c = COPIES.c
-    due = or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now)
-    wanted: ColumnElement[bool] = c.id.in_(copy_ids)
-    if ahead > 0 and session.get_bind().dialect.name == "postgresql":
-        # ``id = ANY(ARRAY(…))``: the ids are found first (an index scan on status and
-        # dispatched_at), then taken by primary key; an ``OR id IN (…)`` would scan the table.
-        due_ids = (
-            select(c.id)
-            .where(
-                c.status == CopyStatus.PENDING,
-                due,
-                c.claims < max_claims,
-                c.id.not_in(copy_ids),
-            )
-            .order_by(c.dispatched_at)
-            .limit(ahead)
-            .with_for_update(skip_locked=True)
-        )
-        wanted = c.id == func.any(
-            func.array_cat(
-                postgresql.array(list(copy_ids), type_=String),
-                func.array(due_ids.scalar_subquery()),
-            )
-        )
+    ahead = ahead if session.get_bind().dialect.name == "postgresql" else 0
     rows = session.execute(
-        update(COPIES)
-        .where(
-            wanted,
-            c.status.in_(sources),
-            or_(c.status == CopyStatus.PENDING, c.lease_expires_at <= now),
-            due,
-            c.claims < max_claims,
-        )
-        .values(
-            status=CopyStatus.IN_PROGRESS,
-            attempt=c.attempt + 1,
-            claims=c.claims + 1,
-            started_at=func.coalesce(c.started_at, literal(now, UTCDateTime())),
-            lease_expires_at=now + lease,
-            next_attempt_at=None,  # the wait, if any, is over
-            updated_at=now,
-        )
-        .returning(*c)
+        _CLAIM_AHEAD if ahead > 0 else _CLAIM,
+        {
+            "ids": list(copy_ids),
+            "id_array": list(copy_ids),
+            "ahead": ahead,
+            "now": now,
+            "lease_ends": now + lease,
+            "max_claims": max_claims,
+        },
     ).all()
     asked = set(copy_ids)
     named = {row.id: row for row in rows if row.id in asked}

@@ -70,27 +70,32 @@ class TestGateway:
         self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str
     ) -> GatewayAnswer:
         charge_of_key = TestGatewayCharge.idempotency_key == idempotency_key
-        # A new key whose token answers at once is answered in the statement that records it.
+        # A new key whose token answers at once is answered by the one statement that
+        # records it, on its own (autocommit): one round trip.
         immediate = None if token == "tok_flaky" else _answer_for(token)
-        with self._engine().begin() as conn:
-            first = conn.execute(
-                insert_ignoring_conflicts(
-                    conn.dialect, TestGatewayCharge.__table__, ["idempotency_key"]
-                )
-                .values(
-                    idempotency_key=idempotency_key,
-                    token=token,
-                    amount_cents=amount_cents,
-                    currency_code=currency_code,
-                    created_at=utcnow(),
-                    outcome=None if immediate is None else _outcome(immediate),
-                    reference=None if immediate is None else immediate.reference,
-                    message=None if immediate is None else immediate.message,
-                )
-                .returning(TestGatewayCharge.__table__.c.idempotency_key)
-            ).first()
-            if first is not None and immediate is not None:
+        engine = self._engine()
+        record = insert_ignoring_conflicts(
+            engine.dialect, TestGatewayCharge.__table__, ["idempotency_key"]
+        ).values(
+            idempotency_key=idempotency_key,
+            token=token,
+            amount_cents=amount_cents,
+            currency_code=currency_code,
+            created_at=utcnow(),
+            outcome=None if immediate is None else _outcome(immediate),
+            reference=None if immediate is None else immediate.reference,
+            message=None if immediate is None else immediate.message,
+        )
+        if immediate is not None:
+            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+                first = conn.execute(
+                    record.returning(TestGatewayCharge.__table__.c.idempotency_key)
+                ).first()
+            if first is not None:
                 return immediate
+        with engine.begin() as conn:
+            if immediate is None:
+                conn.execute(record)
             charge = conn.execute(
                 select(TestGatewayCharge.__table__).where(charge_of_key).with_for_update()
             ).one()

@@ -27,8 +27,14 @@ PUBLIC_ID_LENGTH = 10
 
 
 def new_public_id() -> str:
-    """A short random base62 id, like ``XAyRWNUzyN``."""
-    return "".join(secrets.choice(PUBLIC_ID_ALPHABET) for _ in range(PUBLIC_ID_LENGTH))
+    """A short random base62 id, like ``XAyRWNUzyN``: the base-62 digits of a 128-bit
+    random number (one call for the randomness; a copy makes one id per line it writes)."""
+    number = secrets.randbits(128)
+    digits = []
+    for _ in range(PUBLIC_ID_LENGTH):
+        number, digit = divmod(number, len(PUBLIC_ID_ALPHABET))
+        digits.append(PUBLIC_ID_ALPHABET[digit])
+    return "".join(digits)
 
 
 def utcnow() -> datetime:

@@ -8,6 +8,7 @@ database's per chunk.
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 
@@ -54,7 +55,9 @@ def copy_order(order_copy_id: str) -> dict[str, int]:
         raise own
     if own == engine.Outcome.NOT_CLAIMED.value:
         outcomes[own] += 1
-    log.info("copy_task_done", outcome=own, **outcomes)
+    # A message that found nothing to run (another chunk took its copy) is the common case
+    # in a backlog: its line is a debug one.
+    log.log(logging.INFO if runs else logging.DEBUG, "copy_task_done", outcome=own, **outcomes)
     return dict(outcomes)
 
 
