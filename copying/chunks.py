@@ -164,7 +164,7 @@ def _build_and_reserve(
     built: list[_Copy] = []
     try:
         with sessions.begin() as session:
-            owned = _fence(session, runs, chunk, now, config.lease)
+            owned = _fence(session, runs, chunk)
             built = _build(session, owned, chunk, now.date())
             wanted: Counter[tuple[Mode, str]] = Counter()
             for copy in built:
@@ -351,10 +351,7 @@ def _place_and_finish(
     placed: list[_Copy] = []
     try:
         with sessions.begin() as session:
-            owned = {
-                r.copy_id
-                for r in _fence(session, [c.run for c in copies], chunk, now, config.lease)
-            }
+            owned = {r.copy_id for r in _fence(session, [c.run for c in copies], chunk)}
             placed = [c for c in copies if c.run.copy_id in owned]
             payments.record_answers(
                 session,
@@ -379,11 +376,10 @@ def _place_and_finish(
 # --- writing the runs' progress ----------------------------------------------------------
 
 
-def _fence(
-    session: Session, runs: list[Run], chunk: Chunk, now: datetime, lease: timedelta
-) -> list[Run]:
-    """Fence every run (see ``engine._Runner._step``); returns those still owning their copy."""
-    owned = copy_states.fence_many(session, [(r.copy_id, r.attempt) for r in runs], now, lease)
+def _fence(session: Session, runs: list[Run], chunk: Chunk) -> list[Run]:
+    """Fence every run (see ``engine._Runner._step``; the leases are renewed by the
+    transaction's advance); returns those still owning their copy."""
+    owned = copy_states.lock_many(session, [(r.copy_id, r.attempt) for r in runs])
     _lost(chunk, [r for r in runs if r.copy_id not in owned])
     return [r for r in runs if r.copy_id in owned]
 
@@ -444,8 +440,8 @@ def _release(
     message = str(error).splitlines()[0][:500]
     try:
         with sessions.begin() as session:
-            owned = copy_states.fence_many(
-                session, [(r.copy_id, r.attempt) for r in runs], clock(), timedelta(0)
+            owned = copy_states.release_many(
+                session, [(r.copy_id, r.attempt) for r in runs], clock()
             )
             history.append(
                 session,

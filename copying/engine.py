@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import Row
+from sqlalchemy import Connection, Engine, Row
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -383,9 +383,23 @@ def claim(
     many at once), and with ``ahead`` up to that many other due pending copies (PostgreSQL;
     see ``copy_states.claim_many``). Each then runs soon, its lease running from now: on
     its own with :func:`run_claimed`, or with others in ``chunks.run_chunk``."""
+    bind = sessions.kw["bind"]
+    if bind.dialect.name == "postgresql":
+        # One statement: on an engine, with no transaction around it (autocommit); on a
+        # connection (a caller's transaction, as in tests), inside that transaction.
+        with (
+            bind.connect().execution_options(isolation_level="AUTOCOMMIT")
+            if isinstance(bind, Engine)
+            else sessions.begin() as unit
+        ):
+            connection = unit if isinstance(unit, Connection) else unit.connection()
+            claimed = copy_states.claim_recorded(
+                connection, copy_ids, clock(), config.lease, config.max_claims, ahead=ahead
+            )
+        return [Run.of(copy) for copy in claimed]
     with sessions.begin() as session:
         claimed = copy_states.claim_many(
-            session, copy_ids, clock(), config.lease, config.max_claims, ahead=ahead
+            session, copy_ids, clock(), config.lease, config.max_claims
         )
         runs = [Run.of(copy) for copy in claimed]
         history.record_many(

@@ -10,9 +10,10 @@ from __future__ import annotations
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from functools import cache
+from typing import Any, Protocol
 
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Dialect, Engine, select, update
 
 from copying.errors import TransientError
 from models import TestGatewayCharge, utcnow
@@ -74,36 +75,30 @@ class TestGateway:
         # records it, on its own (autocommit): one round trip.
         immediate = None if token == "tok_flaky" else _answer_for(token)
         engine = self._engine()
-        record = insert_ignoring_conflicts(
-            engine.dialect, TestGatewayCharge.__table__, ["idempotency_key"]
-        ).values(
-            idempotency_key=idempotency_key,
-            token=token,
-            amount_cents=amount_cents,
-            currency_code=currency_code,
-            created_at=utcnow(),
-            outcome=None if immediate is None else _outcome(immediate),
-            reference=None if immediate is None else immediate.reference,
-            message=None if immediate is None else immediate.message,
-        )
+        record = _record(engine.dialect)
+        charge = {
+            "idempotency_key": idempotency_key,
+            "token": token,
+            "amount_cents": amount_cents,
+            "currency_code": currency_code,
+            "created_at": utcnow(),
+            "outcome": None if immediate is None else _outcome(immediate),
+            "reference": None if immediate is None else immediate.reference,
+            "message": None if immediate is None else immediate.message,
+        }
         if immediate is not None:
             with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                first = conn.execute(
-                    record.returning(TestGatewayCharge.__table__.c.idempotency_key)
-                ).first()
-            if first is not None:
-                return immediate
+                if conn.execute(record, charge).first() is not None:
+                    return immediate
         with engine.begin() as conn:
             if immediate is None:
-                conn.execute(record)
-            charge = conn.execute(
+                conn.execute(record, charge)
+            row = conn.execute(
                 select(TestGatewayCharge.__table__).where(charge_of_key).with_for_update()
             ).one()
-            if charge.outcome is not None:
-                return GatewayAnswer(
-                    charge.outcome == "authorized", charge.reference, charge.message or ""
-                )
-            if charge.token == "tok_flaky" and charge.failures < FLAKY_FAILURES:
+            if row.outcome is not None:
+                return GatewayAnswer(row.outcome == "authorized", row.reference, row.message or "")
+            if row.token == "tok_flaky" and row.failures < FLAKY_FAILURES:
                 conn.execute(
                     update(TestGatewayCharge)
                     .where(charge_of_key)
@@ -112,7 +107,7 @@ class TestGateway:
                 flaky = True
             else:
                 flaky = False
-                answer = _answer_for(charge.token)
+                answer = _answer_for(row.token)
                 conn.execute(
                     update(TestGatewayCharge)
                     .where(charge_of_key)
@@ -137,6 +132,16 @@ class TestGateway:
                 )
                 .values(voided_at=utcnow())
             )
+
+
+@cache
+def _record(dialect: Dialect) -> Any:
+    """The ledger's INSERT of a new key (none if the key is known), built once per dialect:
+    it is the gateway's one statement for most calls."""
+    table = TestGatewayCharge.__table__
+    return insert_ignoring_conflicts(dialect, table, ["idempotency_key"]).returning(
+        table.c.idempotency_key
+    )
 
 
 def _outcome(answer: GatewayAnswer) -> str:
