@@ -7,13 +7,16 @@ returns the first answer and never charges twice.
 
 from __future__ import annotations
 
+import os
 import secrets
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
 
-from sqlalchemy import Dialect, Engine, select, update
+from sqlalchemy import Connection, Dialect, Engine, select, update
+from sqlalchemy.exc import DBAPIError
 
 from copying.errors import TransientError
 from models import TestGatewayCharge, utcnow
@@ -52,6 +55,8 @@ TEST_TOKENS = {
     "tok_flaky": "fails transiently twice per idempotency key, then authorizes",
 }
 FLAKY_FAILURES = 2
+#: How the test gateway's own connection shows in ``pg_stat_activity``.
+LEDGER_APPLICATION = "ordercopy test gateway"
 
 
 class TestGateway:
@@ -66,6 +71,42 @@ class TestGateway:
 
     def __init__(self, engine: Callable[[], Engine]) -> None:
         self._engine = engine  # a factory: the process's engine, also after a fork
+        self._ledger: tuple[int, Engine, Connection] | None = None
+
+    def _record_new(self, engine: Engine, sql: str, values: Any) -> bool:
+        """Record a new key's charge; False if the key is known (nothing written).
+
+        PostgreSQL: on this process's autocommit connection, kept open, so that the one
+        statement most calls make costs its round trip and little else. SQLite: in a
+        transaction of its own (its engine begins every transaction, also in autocommit).
+        """
+        if engine.dialect.name == "postgresql":
+            try:
+                recorded = self._ledger_connection(engine).exec_driver_sql(sql, values)
+                return recorded.first() is not None
+            except DBAPIError:
+                self._close_ledger()  # lost, or left unusable: the next call connects anew
+                raise
+        with engine.begin() as conn:
+            return conn.exec_driver_sql(sql, values).first() is not None
+
+    def _close_ledger(self) -> None:
+        ledger, self._ledger = self._ledger, None
+        if ledger is not None:
+            _discard(ledger[2], ledger[0])
+
+    def _ledger_connection(self, engine: Engine) -> Connection:
+        if self._ledger is not None and self._ledger[:2] == (os.getpid(), engine):
+            return self._ledger[2]
+        self._close_ledger()  # the process's engine was replaced
+        connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+        cursor = connection.connection.cursor()  # on the driver: not one of the copies' statements
+        cursor.execute(f"SET application_name = '{LEDGER_APPLICATION}'")
+        cursor.close()
+        # Never back to the pool (it is named): closed with the gateway, or when lost.
+        weakref.finalize(self, _discard, connection, os.getpid())
+        self._ledger = (os.getpid(), engine, connection)
+        return connection
 
     def authorize(
         self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str
@@ -75,24 +116,25 @@ class TestGateway:
         # records it, on its own (autocommit): one round trip.
         immediate = None if token == "tok_flaky" else _answer_for(token)
         engine = self._engine()
-        record = _record(engine.dialect)
+        sql, order = _record(engine.dialect)
         charge = {
             "idempotency_key": idempotency_key,
             "token": token,
             "amount_cents": amount_cents,
             "currency_code": currency_code,
-            "created_at": utcnow(),
+            "failures": 0,
             "outcome": None if immediate is None else _outcome(immediate),
             "reference": None if immediate is None else immediate.reference,
             "message": None if immediate is None else immediate.message,
+            "voided_at": None,
+            "created_at": utcnow(),
         }
-        if immediate is not None:
-            with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-                if conn.execute(record, charge).first() is not None:
-                    return immediate
+        values = tuple(charge[name] for name in order) if order else charge
+        if immediate is not None and self._record_new(engine, sql, values):
+            return immediate
         with engine.begin() as conn:
             if immediate is None:
-                conn.execute(record, charge)
+                conn.exec_driver_sql(sql, values)
             row = conn.execute(
                 select(TestGatewayCharge.__table__).where(charge_of_key).with_for_update()
             ).one()
@@ -134,14 +176,27 @@ class TestGateway:
             )
 
 
+def _discard(connection: Connection, pid: int) -> None:
+    """Close the ledger's connection for good (it is named: it never goes back to the pool),
+    in the process that opened it only: a forked child must not close its parent's."""
+    if pid == os.getpid() and not connection.closed:
+        connection.invalidate()
+        connection.close()
+
+
 @cache
-def _record(dialect: Dialect) -> Any:
-    """The ledger's INSERT of a new key (none if the key is known), built once per dialect:
-    it is the gateway's one statement for most calls."""
+def _record(dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
+    """The ledger's INSERT of a new key (none if the key is known), compiled once per
+    dialect, and the order of its parameters where they are positional: it is the
+    gateway's one statement for most calls, sent as it is (no compiling, no caching)."""
     table = TestGatewayCharge.__table__
-    return insert_ignoring_conflicts(dialect, table, ["idempotency_key"]).returning(
+    statement = insert_ignoring_conflicts(dialect, table, ["idempotency_key"]).returning(
         table.c.idempotency_key
     )
+    compiled = statement.compile(
+        dialect=dialect, column_keys=[c.key for c in table.c if c.key != "id"]
+    )
+    return str(compiled), tuple(compiled.positiontup) if compiled.positional else None
 
 
 def _outcome(answer: GatewayAnswer) -> str:

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from copying import payments
-from copying.gateways import GatewayAnswer, GatewayUnavailableError, TestGateway
+from copying.gateways import (
+    LEDGER_APPLICATION,
+    GatewayAnswer,
+    GatewayUnavailableError,
+    TestGateway,
+)
 from models import new_public_id
 from tests.factories import gateway_charge
 
@@ -121,3 +128,30 @@ def test_ask_replays_a_recorded_answer_without_calling_the_gateway(key):
     )
 
     assert payments.ask({}, request) is recorded
+
+
+def test_a_lost_ledger_connection_fails_one_call_and_the_next_connects_anew(
+    committed, gateway, key
+):
+    """The gateway keeps a connection for recording new keys; when PostgreSQL drops it,
+    that call fails as the database's transient error and the next one reconnects."""
+    assert _authorize(gateway, key, "tok_visa").authorized
+    with committed.begin() as s:
+        dropped = s.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE datname = current_database() AND application_name = :name"
+            ),
+            {"name": LEDGER_APPLICATION},
+        ).all()
+    assert dropped
+    assert all(ok for (ok,) in dropped)
+
+    second, third = f"{key}:2", f"{key}:3"
+    with pytest.raises(OperationalError):
+        _authorize(gateway, second, "tok_visa")
+    assert _authorize(gateway, third, "tok_visa").authorized
+    assert _authorize(gateway, second, "tok_visa").authorized  # asked again: recorded once
+    with committed.begin() as s:
+        assert gateway_charge(s, second).outcome == "authorized"
+        assert gateway_charge(s, third).outcome == "authorized"
