@@ -214,14 +214,17 @@ def _build(session: Session, runs: list[Run], chunk: Chunk, today: date) -> list
     return built
 
 
-def _prefetch(session: Session, runs: list[Run]) -> tuple[dict[str, Order], list[object]]:
-    """Load the runs' source orders, subscriptions and wallet entries, one query each: the
-    engine's own lookups (``session.get``) then find them in the session, as long as the
-    second value (every object loaded: the session holds them weakly) is kept."""
-    sources = {
-        o.id: o
-        for o in session.scalars(
-            select(Order).where(Order.id.in_({r.source_order_id for r in runs}))
+def _prefetch(
+    session: Session, runs: list[Run]
+) -> tuple[dict[str, targets.SourceOrder], list[object]]:
+    """Read the runs' source orders (the columns a target is built from), and load their
+    subscriptions and wallet entries, one query each: the engine's own lookups of those
+    (``session.get``) then find them in the session, as long as the second value (every
+    object loaded: the session holds them weakly) is kept."""
+    sources: dict[str, targets.SourceOrder] = {
+        row.id: row
+        for row in session.execute(
+            select(*targets.SOURCE_COLUMNS).where(Order.id.in_({r.source_order_id for r in runs}))
         )
     }
     wallets = [r for r in runs if r.reuse_wallet]
@@ -247,7 +250,7 @@ def _prefetch(session: Session, runs: list[Run]) -> tuple[dict[str, Order], list
 def _plan(
     session: Session,
     run: Run,
-    sources: dict[str, Order],
+    sources: dict[str, targets.SourceOrder],
     contents: dict[str, targets.Contents],
     addresses: dict[str, dict[str, Any]],
     stock_left: dict[tuple[Mode, str], int],
@@ -419,8 +422,11 @@ def _advance(
     ]
     history.append(session, events)
     renewals.record_completed(session, [r.subscription_id for r in done if r.subscription_id], now)
+    # Per copy at debug (the history has each checkpoint), once per chunk at info.
     for run in going_on:
-        log.info("copy_checkpoint", **run.log_fields())
+        log.debug("copy_checkpoint", **run.log_fields())
+    if going_on:
+        log.info("chunk_checkpoint", step=going_on[0].step, copies=len(going_on))
     for run in done:
         log.info("copy_completed", errors_count=0, **run.log_fields())
         chunk.ended[run.copy_id] = Outcome.COMPLETED

@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Collection, Iterable, Mapping
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Table, and_, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from copying import order_states
 from copying.errors import ErrorLog
-from copying.wallet import attach_wallet_entry, payment_fields
+from copying.wallet import WalletPayer, attach_wallet_entry, payment_fields
 from models import (
     Address,
     CustomerPaymentSource,
@@ -62,6 +62,34 @@ class SkuTerms(NamedTuple):
     stock_quantity: int
     do_not_ship: bool
     discontinued: bool
+
+
+class SourceOrder(WalletPayer, Protocol):
+    """What building a target reads of its source order: an ``Order``, or a row of
+    :data:`SOURCE_COLUMNS` (a chunk reads its sources so, not as entities)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def customer_email(self) -> str | None: ...
+    @property
+    def currency_code(self) -> str: ...
+    @property
+    def billing_address_id(self) -> str | None: ...
+    @property
+    def shipping_address_id(self) -> str | None: ...
+
+
+SOURCE_COLUMNS = (
+    Order.id,
+    Order.mode,
+    Order.customer_id,
+    Order.customer_email,
+    Order.currency_code,
+    Order.billing_address_id,
+    Order.shipping_address_id,
+    Order.customer_payment_source_id,
+)
 
 
 class Contents(NamedTuple):
@@ -214,7 +242,7 @@ def totals(rows: list[dict[str, Any]]) -> dict[str, int]:
 _ADDRESSES: Table = Address.__table__  # type: ignore[assignment]
 
 
-def read_addresses(session: Session, sources: Iterable[Order]) -> dict[str, dict[str, Any]]:
+def read_addresses(session: Session, sources: Iterable[SourceOrder]) -> dict[str, dict[str, Any]]:
     """The cloned columns of the sources' billing and shipping addresses, by id."""
     ids = {i for o in sources for i in (o.billing_address_id, o.shipping_address_id) if i}
     if not ids:
@@ -228,7 +256,7 @@ def read_addresses(session: Session, sources: Iterable[Order]) -> dict[str, dict
 
 
 def address_clones(
-    source: Order, originals: Mapping[str, dict[str, Any]]
+    source: SourceOrder, originals: Mapping[str, dict[str, Any]]
 ) -> tuple[list[dict[str, Any]], str | None, str | None]:
     """New copies of the source's billing and shipping addresses (one, if they are one), as
     rows to insert, and the ids of the billing and shipping clones."""
@@ -261,7 +289,7 @@ def clone_addresses(session: Session, source: Order) -> tuple[str | None, str | 
 
 
 def target_values(
-    source: Order,
+    source: SourceOrder,
     priced: list[Line],
     *,
     billing_address_id: str | None,

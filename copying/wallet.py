@@ -21,6 +21,13 @@ class Payer(Protocol):
     def customer_id(self) -> str | None: ...
 
 
+class WalletPayer(Payer, Protocol):
+    """A source order, as far as reusing its wallet entry goes."""
+
+    @property
+    def customer_payment_source_id(self) -> str | None: ...
+
+
 def check_wallet_entry(
     entry: CustomerPaymentSource | None, entry_id: str, source: Payer, today: date
 ) -> str | None:
@@ -37,7 +44,7 @@ def check_wallet_entry(
 
 
 def entry_to_reuse(
-    session: Session, source: Order, override_id: str | None, today: date
+    session: Session, source: WalletPayer, override_id: str | None, today: date
 ) -> tuple[CustomerPaymentSource | None, str | None]:
     """The wallet entry to charge the target to (``override_id``, else the source's), or why
     it cannot be charged. ``(None, None)``: the source was paid without the wallet, which

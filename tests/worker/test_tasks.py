@@ -15,7 +15,7 @@ from tests.invariants import violations
 from tests.worker.processes import WorkerProcess, flush_broker, wait_for
 from worker.publisher import publish
 
-ENGINE_EVENTS = {"copy_claimed", "copy_checkpoint", "copy_transient_error", "copy_completed"}
+ENGINE_EVENTS = {"copy_claimed", "copy_transient_error", "copy_completed"}
 
 
 @pytest.mark.xdist_group("worker-processes")
@@ -71,3 +71,7 @@ def test_a_flaky_gateway_is_retried_by_celery_until_it_authorizes(committed, gat
         assert line["order_copy_id"] == copy_id
         assert isinstance(line["attempt"], int)
         assert line["task_id"]
+    # The copy ran in chunks (of one): their checkpoints are logged once per chunk.
+    checkpoints = [line for line in lines if line.get("event") == "chunk_checkpoint"]
+    assert {line["step"] for line in checkpoints} == {"stock_reserved"}, checkpoints
+    assert all(line["task_id"] and line["copies"] == 1 for line in checkpoints)
