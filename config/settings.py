@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         description="Copies a worker claims and runs together: a copy's message takes other due"
         " pending copies up to this many, a batch message takes its ids this many at a time.",
     )
+    gateway_concurrency: int = Field(
+        default=4,
+        ge=1,
+        le=32,
+        description="Payment gateway calls a worker process makes at once for a chunk of copies.",
+    )
     redispatch_after_seconds: int = Field(
         default=120, ge=1, description="A pending copy not claimed by then is published again."
     )

@@ -27,8 +27,11 @@ PostgreSQL only (``unnest``, ``UPDATE … FROM``): on SQLite every copy goes on 
 
 from __future__ import annotations
 
+import contextvars
+import os
 from collections import Counter
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -308,34 +311,64 @@ def _authorize(
     config: EngineConfig,
     clock: Clock,
 ) -> list[_Copy]:
-    """Ask each copy's gateway (no transaction open); returns the copies authorized."""
+    """Ask each copy's gateway, no transaction open; returns the copies authorized."""
     authorized = []
-    for copy in copies:
+    for copy, answer in zip(copies, _ask_all(gateways, copies, config), strict=True):
         run = copy.run
-        assert copy.request is not None
-        try:
-            copy.answer = payments.ask(gateways, copy.request)
-        except TransientError as error:
+        if isinstance(answer, OperationalError | InterfaceError):
+            raise answer
+        if isinstance(answer, TransientError):
             try:
-                if park(sessions, run, error, config=config, clock=clock) is Outcome.FAILED:
+                if park(sessions, run, answer, config=config, clock=clock) is Outcome.FAILED:
                     chunk.ended[run.copy_id] = Outcome.FAILED
                 else:
-                    chunk.parked[run.copy_id] = error
+                    chunk.parked[run.copy_id] = answer
             except LeaseLostError:
                 _lost(chunk, [run])
             continue
-        except (OperationalError, InterfaceError):
-            raise
-        except Exception:
-            log.exception("copy_run_crashed", **run.log_fields())
+        if isinstance(answer, Exception):
+            log.error("copy_run_crashed", exc_info=answer, **run.log_fields())
             chunk.crashed.append(run.copy_id)
             continue
         failpoints.hit("after_authorize")
-        if copy.answer.authorized:
+        copy.answer = answer
+        if answer.authorized:
             authorized.append(copy)
         else:  # alone, it asks again under the same key and records the decline
             chunk.alone.append(run)
     return authorized
+
+
+def _ask_all(
+    gateways: Gateways, copies: list[_Copy], config: EngineConfig
+) -> list[GatewayAnswer | Exception]:
+    """Each copy's answer, or what its gateway raised: up to ``config.gateway_concurrency``
+    calls at once (remote calls wait on the network, not on this process), each with the
+    caller's context (its log fields)."""
+
+    def ask(copy: _Copy) -> GatewayAnswer | Exception:
+        assert copy.request is not None
+        try:
+            return payments.ask(gateways, copy.request)
+        except Exception as error:  # sorted out by the caller, in order
+            return error
+
+    if config.gateway_concurrency <= 1 or len(copies) <= 1:
+        return [ask(copy) for copy in copies]
+    pool = _pool(config.gateway_concurrency)
+    calls = [pool.submit(contextvars.copy_context().run, ask, copy) for copy in copies]
+    return [call.result() for call in calls]
+
+
+_pools: dict[tuple[int, int], ThreadPoolExecutor] = {}
+
+
+def _pool(size: int) -> ThreadPoolExecutor:
+    """This process's threads for gateway calls (a forked child makes its own)."""
+    key = (os.getpid(), size)
+    if key not in _pools:
+        _pools[key] = ThreadPoolExecutor(size, thread_name_prefix="gateway")
+    return _pools[key]
 
 
 # --- place + finish -------------------------------------------------------------------

@@ -136,6 +136,28 @@ def claim(
     return claimed[0] if claimed else None
 
 
+#: What a claim reads back: what a run needs (``engine.Run.of``) and the claim order.
+CLAIMED_COLUMNS = (
+    "id",
+    "mode",
+    "attempt",
+    "claims",
+    "source_order_id",
+    "target_order_id",
+    "customer_payment_source_id",
+    "order_subscription_id",
+    "retries",
+    "place_target_order",
+    "cancel_source_order",
+    "reuse_wallet",
+    "skip_errors",
+    "step",
+    "errors_log",
+    "dispatched_at",
+    "updated_at",
+)
+
+
 def _claim_statement(*, ahead: bool) -> Update:
     """The claim, built once (bound values only): a message's claim is the worker's most
     frequent statement, and building it anew cost more CPU than running it."""
@@ -153,7 +175,7 @@ def _claim_statement(*, ahead: bool) -> Update:
                 c.status == CopyStatus.PENDING,
                 due,
                 c.claims < max_claims,
-                c.id.not_in(bindparam("ids", expanding=True)),
+                c.id != func.all(bindparam("id_array", type_=postgresql.ARRAY(String()))),
             )
             .order_by(c.dispatched_at)
             .limit(bindparam("ahead", type_=Integer()))
@@ -183,7 +205,7 @@ def _claim_statement(*, ahead: bool) -> Update:
             next_attempt_at=None,  # the wait, if any, is over
             updated_at=now,
         )
-        .returning(*c)
+        .returning(*(c[name] for name in CLAIMED_COLUMNS))
     )
 
 
@@ -246,8 +268,8 @@ def claim_many(
     *,
     ahead: int = 0,
 ) -> list[Row[Any]]:
-    """:func:`claim` for many copies in one statement: the rows taken (every column, as
-    updated), in the order of ``copy_ids``.
+    """:func:`claim` for many copies in one statement: the rows taken (their
+    :data:`CLAIMED_COLUMNS`, as updated), in the order of ``copy_ids``.
 
     ``ahead`` (PostgreSQL): also take up to that many other due ``pending`` copies, the
     longest announced first, skipping rows another transaction holds; they come last,

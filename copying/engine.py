@@ -81,6 +81,8 @@ RUN_KEY = "order_copy"
 class EngineConfig:
     lease: timedelta = timedelta(seconds=30)
     max_claims: int = 8
+    #: Gateway calls a chunk of copies makes at once (``chunks``).
+    gateway_concurrency: int = 1
 
 
 class Outcome(enum.StrEnum):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import threading
 import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -72,21 +73,23 @@ class TestGateway:
     def __init__(self, engine: Callable[[], Engine]) -> None:
         self._engine = engine  # a factory: the process's engine, also after a fork
         self._ledger: tuple[int, Engine, Connection] | None = None
+        self._ledger_lock = threading.Lock()  # one connection, one statement at a time
 
     def _record_new(self, engine: Engine, sql: str, values: Any) -> bool:
         """Record a new key's charge; False if the key is known (nothing written).
 
-        PostgreSQL: on this process's autocommit connection, kept open, so that the one
+        PostgreSQL: on the process's autocommit connection, kept open, so that the one
         statement most calls make costs its round trip and little else. SQLite: in a
         transaction of its own (its engine begins every transaction, also in autocommit).
         """
         if engine.dialect.name == "postgresql":
-            try:
-                recorded = self._ledger_connection(engine).exec_driver_sql(sql, values)
-                return recorded.first() is not None
-            except DBAPIError:
-                self._close_ledger()  # lost, or left unusable: the next call connects anew
-                raise
+            with self._ledger_lock:
+                try:
+                    recorded = self._ledger_connection(engine).exec_driver_sql(sql, values)
+                    return recorded.first() is not None
+                except DBAPIError:
+                    self._close_ledger()  # lost, or left unusable: the next call connects anew
+                    raise
         with engine.begin() as conn:
             return conn.exec_driver_sql(sql, values).first() is not None
 
@@ -96,6 +99,8 @@ class TestGateway:
             _discard(ledger[2], ledger[0])
 
     def _ledger_connection(self, engine: Engine) -> Connection:
+        """The process's connection for recording new keys, in autocommit, kept open (one:
+        a web process calls from many threads; the lock makes them take turns)."""
         if self._ledger is not None and self._ledger[:2] == (os.getpid(), engine):
             return self._ledger[2]
         self._close_ledger()  # the process's engine was replaced

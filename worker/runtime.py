@@ -19,7 +19,9 @@ def gateways() -> Gateways:
 def engine_config() -> EngineConfig:
     settings = get_settings()
     return EngineConfig(
-        lease=timedelta(seconds=settings.lease_seconds), max_claims=settings.max_claims
+        lease=timedelta(seconds=settings.lease_seconds),
+        max_claims=settings.max_claims,
+        gateway_concurrency=settings.gateway_concurrency,
     )
 
 

@@ -86,7 +86,8 @@ def test_claim_sets_the_lease_and_started_at_once(sessions, clock):
     first = clock.now
 
     with sessions.begin() as s:
-        claimed = copy_states.claim(s, copy.id, clock.now, LEASE, 8)
+        assert copy_states.claim(s, copy.id, clock.now, LEASE, 8) is not None
+        claimed = s.get_one(OrderCopy, copy.id, populate_existing=True)
     assert (claimed.status, claimed.attempt, claimed.claims) == (CopyStatus.IN_PROGRESS, 1, 1)
     assert (claimed.started_at, claimed.lease_expires_at) == (first, first + LEASE)
 
@@ -96,7 +97,8 @@ def test_claim_sets_the_lease_and_started_at_once(sessions, clock):
 
     clock.advance(LEASE.total_seconds())  # now past the lease
     with sessions.begin() as s:
-        rescued = copy_states.claim(s, copy.id, clock.now, LEASE, 8)
+        assert copy_states.claim(s, copy.id, clock.now, LEASE, 8) is not None
+        rescued = s.get_one(OrderCopy, copy.id, populate_existing=True)
     assert (rescued.attempt, rescued.claims) == (2, 2)
     assert (rescued.started_at, rescued.lease_expires_at) == (first, clock.now + LEASE)
 
