@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -213,8 +214,13 @@ def test_claim_ahead_skips_pending_copies_another_transaction_holds(committed, c
 # --- the common path ---------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("concurrency", [1, 4])
 @pytest.mark.parametrize("place", [True, False])
-def test_a_chunk_ends_each_copy_as_it_would_end_alone(sessions, gateways, config, place):
+def test_a_chunk_ends_each_copy_as_it_would_end_alone(
+    sessions, gateways, config, place, concurrency
+):
+    """Also with the gateway calls made several at once (from threads)."""
+    config = replace(config, gateway_concurrency=concurrency)
     options = {"place_target_order": place, "reuse_wallet": True}
     clock = FixedClock()
     chunked, single = _shops(sessions, 3), _shops(sessions, 3)
@@ -301,12 +307,14 @@ def _no_payment_source(s) -> tuple[Shop, dict[str, Any]]:
     return make_shop(s), {"place_target_order": True, "reuse_wallet": False}
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
 @pytest.mark.parametrize(
     "world", [_declined, _out_of_stock, _wallet_disabled, _no_payment_source, "resumed"]
 )
 def test_a_copy_leaving_the_path_ends_alone_as_it_would_have_alone(
-    sessions, gateways, config, world
+    sessions, gateways, config, world, concurrency
 ):
+    config = replace(config, gateway_concurrency=concurrency)
     clock = FixedClock()
     goods = _shops(sessions, 2)
     good_ids = _copies(sessions, clock, goods, **PLACING)
