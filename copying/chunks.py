@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import contextvars
 import os
+import time
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -43,6 +44,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from copying import (
     copy_states,
+    engine,
     failpoints,
     history,
     order_states,
@@ -83,6 +85,11 @@ class Chunk:
     #: Whether the chunk started its runs (logged them claimed): not on SQLite.
     started: bool = True
 
+    def unsettled(self, runs: Sequence[Run]) -> list[Run]:
+        """The runs of ``runs`` the chunk has neither ended, parked nor left crashed."""
+        settled = {*self.ended, *self.parked, *self.crashed}
+        return [r for r in runs if r.copy_id not in settled]
+
 
 @dataclass
 class _Copy:
@@ -112,8 +119,10 @@ def run_chunk(
 ) -> Chunk:
     """Run the claimed ``runs`` together as far as their common path goes (see above).
 
-    A database error releases the lease of every copy of the chunk not ended (best effort,
-    so that a retry claims at once) and is raised: the caller announces them again.
+    Trouble stays in the chunk. A database error releases the leases of the copies it
+    had not ended (best effort, so that the next claim comes at once) and parks them, to
+    be announced again; anything else (a bug) is logged and leaves them crashed, keeping
+    their leases for the sweeper, as a crash would.
     """
     chunk = Chunk()
     if sessions.kw["bind"].dialect.name != "postgresql":
@@ -134,9 +143,83 @@ def run_chunk(
             _place_and_finish(sessions, authorized, chunk, config, clock)
             failpoints.hit("after_place")
     except (OperationalError, InterfaceError) as error:
-        _release(sessions, [r for r in runs if r.copy_id not in chunk.ended], error, clock)
-        raise
+        left = chunk.unsettled(runs)
+        _renew(sessions, left, clock, timedelta(0), error=error)
+        chunk.alone = []
+        chunk.parked.update(dict.fromkeys((r.copy_id for r in left), error))
+    except Exception:
+        left = chunk.unsettled(runs)
+        log.exception("chunk_crashed", copies=len(left))
+        chunk.alone = []
+        chunk.crashed += [r.copy_id for r in left]
     return chunk
+
+
+@dataclass
+class Ran:
+    """What became of claimed copies (:func:`run_all`)."""
+
+    #: Outcome by copy id: ``completed``, ``failed``, ``lease_lost`` or ``crashed`` (its
+    #: lease kept, for the sweeper).
+    outcome: dict[str, str] = field(default_factory=dict)
+    #: Copies that met transient trouble, not ended: to be announced again (parked, or
+    #: their leases given up, so the next claim comes at once).
+    transient: dict[str, Exception] = field(default_factory=dict)
+
+    def counts(self) -> Counter[str]:
+        return Counter(self.outcome.values())
+
+
+def run_all(
+    sessions: sessionmaker[Session],
+    runs: Sequence[Run],
+    *,
+    gateways: Gateways,
+    config: EngineConfig,
+    clock: Clock = utcnow,
+) -> Ran:
+    """Run claimed copies together as far as their common path goes (:func:`run_chunk`),
+    then each of the rest alone from its checkpoint (``engine.run_claimed``), renewing
+    the leases of those still waiting every third of a lease. One copy's trouble never
+    stops the others."""
+    chunk = run_chunk(sessions, runs, gateways=gateways, config=config, clock=clock)
+    ran = Ran(
+        outcome={
+            **{copy_id: outcome.value for copy_id, outcome in chunk.ended.items()},
+            **dict.fromkeys(chunk.crashed, CRASHED),
+        },
+        transient=dict(chunk.parked),
+    )
+    waiting, renewed = list(chunk.alone), time.monotonic()
+    beat = config.lease.total_seconds() / 3
+    while waiting:
+        run = waiting.pop(0)
+        if waiting and time.monotonic() - renewed > beat:
+            _renew(sessions, waiting, clock, config.lease)
+            renewed = time.monotonic()
+        with structlog.contextvars.bound_contextvars(order_copy_id=run.copy_id):
+            try:
+                outcome = engine.run_claimed(
+                    sessions,
+                    run,
+                    gateways=gateways,
+                    config=config,
+                    clock=clock,
+                    just_claimed=not chunk.started,
+                )
+            except (TransientError, OperationalError, InterfaceError) as error:
+                ran.transient[run.copy_id] = error
+                continue
+            except Exception:
+                log.exception("copy_run_crashed")
+                ran.outcome[run.copy_id] = CRASHED
+                continue
+        ran.outcome[run.copy_id] = outcome.value
+    return ran
+
+
+#: A copy whose run met a bug: it keeps its lease (the sweeper rescues it).
+CRASHED = "crashed"
 
 
 def _on_path(run: Run) -> bool:
@@ -185,13 +268,14 @@ def _build_and_reserve(
                     copy.request = payments.request_for(
                         session, copy.target, place_key(run.copy_id), new_order=True
                     )
-            _advance(session, [c.run for c in built], chunk, now, config.lease)
+            done = _advance(session, [c.run for c in built], now, config.lease)
     except _Beaten:
         log.info("chunk_beaten", stage="reserve", copies=len(built))
         for copy in built:
             copy.run.step, copy.run.target_order_id = None, None
         chunk.alone += [c.run for c in built]
         return []
+    _completed(chunk, done)
     return [c for c in built if c.request is not None]
 
 
@@ -199,7 +283,8 @@ def _build(session: Session, runs: list[Run], chunk: Chunk, today: date) -> list
     """Read what the targets are made of (one query per table), plan each, and write the
     targets of the copies on the common path (one statement per table); the others are
     left to go on alone."""
-    sources, _loaded = _prefetch(session, runs)
+    # ``held`` keeps what was loaded alive (the session holds it weakly) while planning.
+    sources, held = _prefetch(session, runs)
     contents = targets.load_contents_many(session, sources)
     addresses = targets.read_addresses(session, sources.values())
     stock_left: dict[tuple[Mode, str], int] = {}
@@ -210,6 +295,7 @@ def _build(session: Session, runs: list[Run], chunk: Chunk, today: date) -> list
             chunk.alone.append(run)
         else:
             built.append(copy)
+    del held
     if built:
         targets.insert_addresses(session, [row for c in built for row in c.clones])
         session.execute(insert(Order), [c.values for c in built])
@@ -313,7 +399,8 @@ def _authorize(
 ) -> list[_Copy]:
     """Ask each copy's gateway, no transaction open; returns the copies authorized."""
     authorized = []
-    for copy, answer in zip(copies, _ask_all(gateways, copies, config), strict=True):
+    answers = _ask_all(sessions, gateways, copies, config, clock)
+    for copy, answer in zip(copies, answers, strict=True):
         run = copy.run
         if isinstance(answer, OperationalError | InterfaceError):
             raise answer
@@ -340,11 +427,16 @@ def _authorize(
 
 
 def _ask_all(
-    gateways: Gateways, copies: list[_Copy], config: EngineConfig
+    sessions: sessionmaker[Session],
+    gateways: Gateways,
+    copies: list[_Copy],
+    config: EngineConfig,
+    clock: Clock,
 ) -> list[GatewayAnswer | Exception]:
     """Each copy's answer, or what its gateway raised: up to ``config.gateway_concurrency``
     calls at once (remote calls wait on the network, not on this process), each with the
-    caller's context (its log fields)."""
+    caller's context (its log fields). The copies' leases are renewed every third of a
+    lease while calls are still out."""
 
     def ask(copy: _Copy) -> GatewayAnswer | Exception:
         assert copy.request is not None
@@ -353,10 +445,24 @@ def _ask_all(
         except Exception as error:  # sorted out by the caller, in order
             return error
 
+    runs = [c.run for c in copies]
+    beat = config.lease.total_seconds() / 3
     if config.gateway_concurrency <= 1 or len(copies) <= 1:
-        return [ask(copy) for copy in copies]
+        answers, renewed = [], time.monotonic()
+        for copy in copies:
+            if time.monotonic() - renewed > beat:
+                _renew(sessions, runs, clock, config.lease)
+                renewed = time.monotonic()
+            answers.append(ask(copy))
+        return answers
     pool = _pool(config.gateway_concurrency)
     calls = [pool.submit(contextvars.copy_context().run, ask, copy) for copy in copies]
+    try:
+        while wait(calls, timeout=beat).not_done:
+            _renew(sessions, runs, clock, config.lease)
+    finally:
+        for call in calls:  # interrupted (a time limit): calls not started are dropped
+            call.cancel()
     return [call.result() for call in calls]
 
 
@@ -401,11 +507,12 @@ def _place_and_finish(
             for copy in placed:
                 copy.run.reached_now.clear()
                 copy.run.reach(CopyStep.TARGET_PLACED)
-            _advance(session, [c.run for c in placed], chunk, now, config.lease)
+            done = _advance(session, [c.run for c in placed], now, config.lease)
     except _Beaten:
         log.info("chunk_beaten", stage="place", copies=len(placed))
         chunk.alone += [c.run for c in placed]
         return
+    _completed(chunk, done)
     chunk.alone += [c.run for c in placed if c.run.cancel_source_order]  # to cancel it
 
 
@@ -420,11 +527,10 @@ def _fence(session: Session, runs: list[Run], chunk: Chunk) -> list[Run]:
     return [r for r in runs if r.copy_id in owned]
 
 
-def _advance(
-    session: Session, runs: list[Run], chunk: Chunk, now: datetime, lease: timedelta
-) -> None:
+def _advance(session: Session, runs: list[Run], now: datetime, lease: timedelta) -> list[Run]:
     """Write each run's checkpoint, or its end where it has nothing left to do (it places no
-    target, or cancels no source), with their history and the renewals completed."""
+    target, or cancels no source), with their history and the renewals completed. Returns
+    the runs ended: they count as such once the transaction commits (:func:`_completed`)."""
     done = [r for r in runs if not (r.cancel_source_order or r.at(CopyStep.STOCK_RESERVED))]
     finished = {r.copy_id for r in done}
     copy_states.advance_many(
@@ -460,7 +566,11 @@ def _advance(
         log.debug("copy_checkpoint", **run.log_fields())
     if going_on:
         log.info("chunk_checkpoint", step=going_on[0].step, copies=len(going_on))
-    for run in done:
+    return done
+
+
+def _completed(chunk: Chunk, runs: list[Run]) -> None:
+    for run in runs:
         log.info("copy_completed", errors_count=0, **run.log_fields())
         chunk.ended[run.copy_id] = Outcome.COMPLETED
 
@@ -471,27 +581,38 @@ def _lost(chunk: Chunk, runs: list[Run]) -> None:
         chunk.ended[run.copy_id] = Outcome.LEASE_LOST
 
 
-def _release(
-    sessions: sessionmaker[Session], runs: list[Run], error: Exception, clock: Clock
+def _renew(
+    sessions: sessionmaker[Session],
+    runs: Sequence[Run],
+    clock: Clock,
+    lease: timedelta,
+    *,
+    error: Exception | None = None,
 ) -> None:
-    """After a database error: give up the runs' leases, best effort (``engine``'s release,
-    for many)."""
-    message = str(error).splitlines()[0][:500]
+    """Renew the leases of ``runs`` that still own their copies, best effort: a chunk's
+    heartbeat while it waits on gateways or runs copies alone. With a zero lease and the
+    ``error`` that stopped the chunk: give them up, so that the next claim comes at once
+    (``engine``'s release, for many)."""
+    if not runs:
+        return
+    message = str(error).splitlines()[0][:500] if error is not None else ""
     try:
         with sessions.begin() as session:
-            owned = copy_states.release_many(
-                session, [(r.copy_id, r.attempt) for r in runs], clock()
+            owned = copy_states.renew_many(
+                session, [(r.copy_id, r.attempt) for r in runs], clock(), lease
             )
-            history.append(
-                session,
-                [
-                    history.Event(
-                        r.copy_id, r.mode, r.attempt, "transient_error", {"message": message}
-                    )
-                    for r in runs
-                    if r.copy_id in owned
-                ],
-            )
+            if error is not None:
+                history.append(
+                    session,
+                    [
+                        history.Event(
+                            r.copy_id, r.mode, r.attempt, "transient_error", {"message": message}
+                        )
+                        for r in runs
+                        if r.copy_id in owned
+                    ],
+                )
     except (OperationalError, InterfaceError):
-        pass  # the database is still away: the leases expire
-    log.warning("chunk_database_error", error=message, copies=len(runs))
+        pass  # the database is away: the leases run out
+    if error is not None:
+        log.warning("chunk_database_error", error=message, copies=len(runs))

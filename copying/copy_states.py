@@ -30,6 +30,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     or_,
     select,
     text,
@@ -169,11 +170,14 @@ def _claim_statement(*, ahead: bool) -> Update:
     if ahead:
         # ``id = ANY(ARRAY(…))``: the ids are found first (an index scan on status and
         # dispatched_at), then taken by primary key; an ``OR id IN (…)`` would scan the table.
+        # Pending and not waiting for a time (the partial index ix_order_copies_ready_…):
+        # a copy waiting for its retry time is rung by the sweeper when due.
         due_ids = (
             select(c.id)
             .where(
-                c.status == CopyStatus.PENDING,
-                due,
+                # Spelled out, not bound: a partial index is matched to literal values.
+                c.status == literal_column(f"'{CopyStatus.PENDING.value}'"),
+                c.next_attempt_at.is_(None),
                 c.claims < max_claims,
                 c.id != func.all(bindparam("id_array", type_=postgresql.ARRAY(String()))),
             )
@@ -271,9 +275,10 @@ def claim_many(
     """:func:`claim` for many copies in one statement: the rows taken (their
     :data:`CLAIMED_COLUMNS`, as updated), in the order of ``copy_ids``.
 
-    ``ahead`` (PostgreSQL): also take up to that many other due ``pending`` copies, the
-    longest announced first, skipping rows another transaction holds; they come last,
-    oldest first. Their own messages then find them taken. Does not commit."""
+    ``ahead`` (PostgreSQL): also take up to that many other ``pending`` copies not waiting
+    for a time (one that waits is rung by the sweeper when due), the longest announced
+    first, skipping rows another transaction holds; they come last, oldest first. Their
+    own messages then find them taken. Does not commit."""
     ahead = ahead if session.get_bind().dialect.name == "postgresql" else 0
     rows = session.execute(
         _CLAIM_AHEAD if ahead > 0 else _CLAIM,
@@ -319,7 +324,7 @@ def fence(
 
 # --- many runs at once (PostgreSQL: a chunk's copies, each row with its own values) ----
 
-_RELEASE_MANY = text(
+_RENEW_MANY = text(
     """UPDATE order_copies AS c SET lease_expires_at = :lease_ends, updated_at = :now
     FROM unnest(CAST(:ids AS text[]), CAST(:attempts AS int[])) AS r(id, attempt)
     WHERE c.id = r.id AND c.attempt = r.attempt AND c.status = 'in_progress'
@@ -373,15 +378,18 @@ def lock_many(session: Session, runs: Sequence[tuple[str, int]]) -> set[str]:
     return set(owned.scalars())
 
 
-def release_many(session: Session, runs: Sequence[tuple[str, int]], now: datetime) -> set[str]:
-    """End the leases of the (copy id, attempt) runs that still own their copies, so that
-    the next claim may come at once (PostgreSQL); returns their ids. Does not commit."""
+def renew_many(
+    session: Session, runs: Sequence[tuple[str, int]], now: datetime, lease: timedelta
+) -> set[str]:
+    """Set the leases of the (copy id, attempt) runs that still own their copies to end
+    ``lease`` from now (a zero lease gives them up: the next claim may come at once), in
+    one statement (PostgreSQL); returns their ids. Does not commit."""
     if not runs:
         return set()
     ids, attempts = zip(*runs, strict=True)
     owned = session.execute(
-        _RELEASE_MANY,
-        {"ids": list(ids), "attempts": list(attempts), "now": now, "lease_ends": now},
+        _RENEW_MANY,
+        {"ids": list(ids), "attempts": list(attempts), "now": now, "lease_ends": now + lease},
     )
     return set(owned.scalars())
 

@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import structlog
-from sqlalchemy import Connection, Engine, Row
+from sqlalchemy import Engine, Row
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -386,19 +387,21 @@ def claim(
     see ``copy_states.claim_many``). Each then runs soon, its lease running from now: on
     its own with :func:`run_claimed`, or with others in ``chunks.run_chunk``."""
     bind = sessions.kw["bind"]
-    if bind.dialect.name == "postgresql":
-        # One statement: on an engine, with no transaction around it (autocommit); on a
-        # connection (a caller's transaction, as in tests), inside that transaction.
-        with (
-            bind.connect().execution_options(isolation_level="AUTOCOMMIT")
-            if isinstance(bind, Engine)
-            else sessions.begin() as unit
-        ):
-            connection = unit if isinstance(unit, Connection) else unit.connection()
-            claimed = copy_states.claim_recorded(
-                connection, copy_ids, clock(), config.lease, config.max_claims, ahead=ahead
-            )
-        return [Run.of(copy) for copy in claimed]
+    claim = partial(
+        copy_states.claim_recorded,
+        copy_ids=copy_ids,
+        now=clock(),
+        lease=config.lease,
+        max_claims=config.max_claims,
+        ahead=ahead,
+    )
+    if bind.dialect.name == "postgresql" and isinstance(bind, Engine):
+        # One statement, with no transaction around it (autocommit).
+        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            return [Run.of(copy) for copy in claim(connection)]
+    if bind.dialect.name == "postgresql":  # bound to a caller's transaction (as in tests)
+        with sessions.begin() as session:
+            return [Run.of(copy) for copy in claim(session.connection())]
     with sessions.begin() as session:
         claimed = copy_states.claim_many(
             session, copy_ids, clock(), config.lease, config.max_claims

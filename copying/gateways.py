@@ -87,9 +87,9 @@ class TestGateway:
                 try:
                     recorded = self._ledger_connection(engine).exec_driver_sql(sql, values)
                     return recorded.first() is not None
-                except DBAPIError:
+                except DBAPIError as error:
                     self._close_ledger()  # lost, or left unusable: the next call connects anew
-                    raise
+                    raise GatewayUnavailableError(f"test gateway: {error}") from error
         with engine.begin() as conn:
             return conn.exec_driver_sql(sql, values).first() is not None
 

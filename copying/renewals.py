@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 import structlog
-from sqlalchemy import Table, bindparam, case, insert, select, text, update
+from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from copying import subscriptions
@@ -349,7 +349,6 @@ def record_completed(session: Session, subscription_ids: Sequence[str], now: dat
     """Count a completed renewal for each id (an id twice: two renewals); a ``running``
     subscription is ``active`` again. One statement per count, almost always one. Does not
     commit."""
-    subscriptions.check_move("", SubscriptionStatus.RUNNING, SubscriptionStatus.ACTIVE)
     counts = Counter(subscription_ids)
     for count in sorted(set(counts.values())):
         session.execute(
@@ -359,13 +358,7 @@ def record_completed(session: Session, subscription_ids: Sequence[str], now: dat
                 last_run_at=now,
                 occurrencies=SUBSCRIPTIONS.c.occurrencies + count,
                 succeeded_on_last_run=True,
-                status=case(
-                    (
-                        SUBSCRIPTIONS.c.status == SubscriptionStatus.RUNNING,
-                        SubscriptionStatus.ACTIVE,
-                    ),
-                    else_=SUBSCRIPTIONS.c.status,
-                ),
+                status=subscriptions.active_again(SUBSCRIPTIONS.c.status),
                 updated_at=now,
             )
         )

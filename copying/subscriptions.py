@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import ColumnElement, case
 from sqlalchemy.orm import Session
 
 from copying import schedules, wallet
@@ -62,6 +63,13 @@ def check_move(
     if to not in SUBSCRIPTION_TRANSITIONS[status]:
         raise SubscriptionStateError(subscription_id, status, wanted or to.value)
     return to
+
+
+def active_again(status: ColumnElement[str]) -> ColumnElement[str]:
+    """For set-based writers: a ``running`` subscription's status after a renewal
+    completed (``active``); any other status stays."""
+    to = check_move("", SubscriptionStatus.RUNNING, SubscriptionStatus.ACTIVE)
+    return case((status == SubscriptionStatus.RUNNING, to), else_=status)
 
 
 def move(subscription: OrderSubscription, to: SubscriptionStatus, *, wanted: str = "") -> None:

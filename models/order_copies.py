@@ -6,7 +6,7 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, PublicId, Record, enum_column
@@ -29,6 +29,10 @@ class CopyStep(enum.StrEnum):
     SOURCE_CANCELLED = "source_cancelled"
 
 
+#: A pending copy not waiting for a time (a retry's ``next_attempt_at``).
+READY = text("status = 'pending' AND next_attempt_at IS NULL")
+
+
 class OrderCopy(Record, Base):
     """The copy row *is* the job: the broker only carries its id."""
 
@@ -46,6 +50,14 @@ class OrderCopy(Record, Base):
         Index("ix_order_copies_mode_status_created_at", "mode", "status", "created_at"),
         # Completed copies' run times, read from the index alone (/metrics' histogram).
         Index("ix_order_copies_mode_completed_at", "mode", "completed_at", "started_at"),
+        # The copies a claim takes along (copy_states): pending, not waiting for a time.
+        # Only these rows: copies waiting days for a renewal's retry are never scanned.
+        Index(
+            "ix_order_copies_ready_dispatched_at",
+            "dispatched_at",
+            postgresql_where=READY,
+            sqlite_where=READY,
+        ),
     )
 
     id: Mapped[PublicId]

@@ -1,32 +1,31 @@
 """Executing order copies: from a copy's own message, or from a batch of them (renewals).
 
 Either way the worker claims a chunk of copies at once and runs them together as far as
-their common path goes (``copying.chunks``), then each of the rest alone from its
-checkpoint (``copying.engine.run_claimed``): Celery's cost is paid per message, the
-database's per chunk.
+their common path goes, then each of the rest alone from its checkpoint
+(``copying.chunks.run_all``): Celery's cost is paid per message, the database's per
+chunk. Copies that meet transient trouble are announced again, each in a message of its
+own, which Celery retries with backoff.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Sequence
 
 import structlog
 from sqlalchemy.exc import InterfaceError, OperationalError
-from sqlalchemy.orm import Session, sessionmaker
 
 from copying import chunks, engine
 from copying.errors import TransientError
-from copying.gateways import Gateways
 from models import db
-from worker import runtime
+from worker import metrics, runtime
 from worker.app import COPY_BATCH_TASK, COPY_TASK, app
 from worker.publisher import publish
 
 log = structlog.get_logger("ordercopy.tasks")
 
 TRANSIENT = (TransientError, OperationalError, InterfaceError)
+NOT_CLAIMED = engine.Outcome.NOT_CLAIMED.value
 
 
 @app.task(
@@ -45,34 +44,36 @@ def copy_order(order_copy_id: str) -> dict[str, int]:
 
     Transient trouble with this message's own copy is raised, and Celery retries the
     message with backoff; another copy of the chunk that meets it is announced again.
-    Returns the number of copies by outcome (the worker's metrics count them).
+    Returns the number of copies by outcome.
     """
-    sessions, gateways, config = db.sessions(), runtime.gateways(), runtime.engine_config()
+    sessions, config = db.sessions(), runtime.engine_config()
     runs = engine.claim(sessions, [order_copy_id], config=config, ahead=runtime.chunk_size() - 1)
-    outcomes: Counter[str] = Counter()
-    own = _run(sessions, runs, gateways, config, outcomes, keep=order_copy_id)
-    if isinstance(own, Exception):
-        raise own
-    if own == engine.Outcome.NOT_CLAIMED.value:
-        outcomes[own] += 1
+    ran = chunks.run_all(sessions, runs, gateways=runtime.gateways(), config=config)
+    own_error = ran.transient.pop(order_copy_id, None)
+    counts = _counted(ran)
+    if own_error is not None:
+        counts["retried"] += 1
+    elif order_copy_id not in {r.copy_id for r in runs}:
+        counts[NOT_CLAIMED] += 1
+    metrics.count_runs(counts)
     # A message that found nothing to run (another chunk took its copy) is the common case
     # in a backlog: its line is a debug one.
-    log.log(logging.INFO if runs else logging.DEBUG, "copy_task_done", outcome=own, **outcomes)
-    return dict(outcomes)
+    log.log(logging.INFO if runs else logging.DEBUG, "copy_task_done", **counts)
+    if own_error is not None:
+        raise own_error
+    return dict(counts)
 
 
 @app.task(name=COPY_BATCH_TASK, acks_late=True, ignore_result=True)
 def copy_orders(order_copy_ids: list[str]) -> dict[str, int]:
     """Run many copies from one message, claimed a chunk at a time.
 
-    A copy that meets transient trouble goes on alone, in a ``copy_order`` message of its
-    own that retries with backoff; one that meets a bug keeps its lease, which the sweeper
-    rescues. Either way the rest of the batch runs. A process that dies midway spends a
-    claim of each copy of its chunk not yet run (the sweeper re-announces them once their
-    leases expire).
+    A copy that meets a bug keeps its lease, which the sweeper rescues; the rest of the
+    batch runs. A process that dies midway spends a claim of each copy of its chunk not
+    yet run (the sweeper re-announces them once their leases expire).
     """
     sessions, gateways, config = db.sessions(), runtime.gateways(), runtime.engine_config()
-    outcomes: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
     ids = list(dict.fromkeys(order_copy_ids))
     size = runtime.chunk_size()
     for start in range(0, len(ids), size):
@@ -80,72 +81,26 @@ def copy_orders(order_copy_ids: list[str]) -> dict[str, int]:
         try:
             runs = engine.claim(sessions, chunk, config=config)
         except TRANSIENT as error:
-            _hand_on(chunk, error, outcomes)
+            counts["handed_on"] += _hand_on(dict.fromkeys(chunk, error))
             continue
-        outcomes[engine.Outcome.NOT_CLAIMED.value] += len(chunk) - len(runs)
-        _run(sessions, runs, gateways, config, outcomes)
-    log.info("copy_batch_done", copies=len(order_copy_ids), **outcomes)
-    return dict(outcomes)
+        counts[NOT_CLAIMED] += len(chunk) - len(runs)
+        counts += _counted(chunks.run_all(sessions, runs, gateways=gateways, config=config))
+    metrics.count_runs(counts)
+    log.info("copy_batch_done", copies=len(order_copy_ids), **counts)
+    return dict(counts)
 
 
-def _run(
-    sessions: sessionmaker[Session],
-    runs: Sequence[engine.Run],
-    gateways: Gateways,
-    config: engine.EngineConfig,
-    outcomes: Counter[str],
-    *,
-    keep: str | None = None,
-) -> str | Exception:
-    """Run claimed copies together, then the rest alone; count their outcomes.
-
-    Returns what became of copy ``keep``: its outcome, or the transient error it met (not
-    handed on: the caller's retry is its message). Every other copy meeting one is handed
-    on in a message of its own.
-    """
-    own: str | Exception = engine.Outcome.NOT_CLAIMED.value
-
-    def hand_on(copy_ids: list[str], error: Exception) -> None:
-        nonlocal own
-        if keep in copy_ids:
-            own, copy_ids = error, [i for i in copy_ids if i != keep]
-        _hand_on(copy_ids, error, outcomes)
-
-    try:
-        chunk = chunks.run_chunk(sessions, runs, gateways=gateways, config=config)
-    except TRANSIENT as error:  # the chunk's leases are released
-        hand_on([r.copy_id for r in runs], error)
-        return own
-    for copy_id, outcome in chunk.ended.items():
-        outcomes[outcome.value] += 1
-        own = outcome.value if copy_id == keep else own
-    for copy_id, trouble in chunk.parked.items():
-        hand_on([copy_id], trouble)
-    outcomes["crashed"] += len(chunk.crashed)
-    for run in chunk.alone:
-        with structlog.contextvars.bound_contextvars(order_copy_id=run.copy_id):
-            try:
-                outcome = engine.run_claimed(
-                    sessions,
-                    run,
-                    gateways=gateways,
-                    config=config,
-                    just_claimed=not chunk.started,
-                )
-            except TRANSIENT as error:
-                hand_on([run.copy_id], error)
-                continue
-            except Exception:
-                log.exception("copy_run_crashed")
-                outcomes["crashed"] += 1
-                continue
-        outcomes[outcome.value] += 1
-        own = outcome.value if run.copy_id == keep else own
-    return own
+def _counted(ran: chunks.Ran) -> Counter[str]:
+    """The copies by outcome, those that met transient trouble announced again."""
+    counts = ran.counts()
+    counts["handed_on"] += _hand_on(ran.transient)
+    return counts
 
 
-def _hand_on(copy_ids: list[str], error: Exception, outcomes: Counter[str]) -> None:
-    if copy_ids:
-        log.warning("copies_handed_on", copies=len(copy_ids), error=str(error).splitlines()[0])
-        publish(copy_ids)
-        outcomes["handed_on"] += len(copy_ids)
+def _hand_on(troubled: dict[str, Exception]) -> int:
+    """Announce each copy again in a message of its own; returns how many."""
+    if troubled:
+        error = next(iter(troubled.values()))
+        log.warning("copies_handed_on", copies=len(troubled), error=str(error).splitlines()[0])
+        publish(list(troubled))
+    return len(troubled)

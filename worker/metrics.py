@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import shutil
 import time
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -19,7 +20,7 @@ import structlog
 from celery import signals
 
 from config import get_settings
-from worker.app import COPY_BATCH_TASK, COPY_TASK
+from worker.app import COPY_TASK
 
 log = structlog.get_logger("ordercopy.metrics")
 _started: dict[str, float] = {}
@@ -48,7 +49,7 @@ def _metrics() -> dict[str, Any]:
         "runs": Counter("ordercopy_worker_copy_runs", "Copy runs, by outcome", ["outcome"]),
         "duration": Histogram(
             "ordercopy_worker_copy_run_seconds",
-            "Time of one copy run",
+            "Time of one copy task (its copy, with the chunk it took along)",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         ),
     }
@@ -81,7 +82,6 @@ def _started_at(task_id: str | None = None, **_: Any) -> None:
 def _observe(
     task_id: str | None = None,
     task: Any = None,
-    retval: Any = None,
     state: str | None = None,
     **_: Any,
 ) -> None:
@@ -91,16 +91,19 @@ def _observe(
     metrics = _metrics()
     name = getattr(task, "name", "unknown")
     metrics["tasks"].labels(task=name, result=(state or "unknown").lower()).inc()
-    if name not in (COPY_TASK, COPY_BATCH_TASK):
-        return
-    # Both return their copies by outcome; a copy task that raised counts as one run.
-    outcomes = retval if isinstance(retval, dict) else {}
-    if name == COPY_TASK and not isinstance(retval, dict):
-        outcomes = {(state or "error").lower(): 1}
-    for outcome, runs in outcomes.items():
-        metrics["runs"].labels(outcome=outcome).inc(runs)
     if name == COPY_TASK and began is not None:
         metrics["duration"].observe(time.monotonic() - began)
+
+
+def count_runs(outcomes: Mapping[str, int]) -> None:
+    """Count a task's copy runs by outcome (a task counts its own: one message runs many
+    copies, and one that raises for its own copy's retry has run others)."""
+    if _directory() is None:
+        return
+    runs = _metrics()["runs"]
+    for outcome, count in outcomes.items():
+        if count:
+            runs.labels(outcome=outcome).inc(count)
 
 
 @signals.worker_process_shutdown.connect
