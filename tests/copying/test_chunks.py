@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -27,6 +29,7 @@ from models import (
     SubscriptionStatus,
     db,
     new_public_id,
+    utcnow,
 )
 from tests.copying.clock import FixedClock
 from tests.factories import (
@@ -497,3 +500,83 @@ def test_on_sqlite_every_copy_of_a_chunk_goes_on_alone(sqlite, config, clock):
     assert _alone(sessions, chunk, gateways, config, clock) == dict.fromkeys(ids, Outcome.COMPLETED)
     with sessions.begin() as s:
         assert [e.kind for e in copy_events(s, ids[0])].count("claimed") == 1
+
+
+# --- trouble stays in the chunk -----------------------------------------------------------
+
+
+def test_a_database_error_parks_the_chunk_with_its_leases_given_up(sessions, gateways, config):
+    clock = FixedClock()
+    ids = _copies(sessions, clock, _shops(sessions, 3), **PLACING)
+
+    with failpoints.enabled("after_build", "dberror"):
+        chunk = _chunk(sessions, ids, gateways, config, clock)
+
+    assert set(chunk.parked) == set(ids)
+    assert (chunk.ended, chunk.alone, chunk.crashed) == ({}, [], [])
+    with sessions.begin() as s:
+        for copy_id in ids:
+            copy = s.get_one(OrderCopy, copy_id, populate_existing=True)
+            assert (copy.status, copy.step) == (CopyStatus.IN_PROGRESS, CopyStep.STOCK_RESERVED)
+            assert copy.lease_expires_at == clock.now  # given up: claimable at once
+            assert copy_events(s, copy_id)[-1].kind == "transient_error"
+    assert [r.copy_id for r in engine.claim(sessions, ids, config=config, clock=clock)] == ids
+
+
+def test_a_bug_leaves_the_chunk_crashed_with_its_leases_kept(sessions, gateways, config):
+    clock = FixedClock()
+    ids = _copies(sessions, clock, _shops(sessions, 2), **PLACING)
+
+    with failpoints.enabled("after_build", "raise"):
+        chunk = _chunk(sessions, ids, gateways, config, clock)
+
+    assert sorted(chunk.crashed) == sorted(ids)
+    assert (chunk.ended, chunk.alone, chunk.parked) == ({}, [], {})
+    assert engine.claim(sessions, ids, config=config, clock=clock) == []  # leases held
+    clock.advance(LEASE.total_seconds())
+    assert len(engine.claim(sessions, ids, config=config, clock=clock)) == 2  # the sweeper's
+
+
+class SlowGateway:
+    """The test gateway, answering after a pause: a remote gateway on a bad day."""
+
+    name = "test"
+
+    def __init__(self, gateway: TestGateway, seconds: float) -> None:
+        self.gateway, self.seconds = gateway, seconds
+
+    def authorize(self, **request: Any) -> Any:
+        time.sleep(self.seconds)
+        return self.gateway.authorize(**request)
+
+    def void(self, **request: Any) -> None:
+        self.gateway.void(**request)
+
+
+@pytest.mark.parametrize("concurrency", [1, 2])
+def test_a_chunk_keeps_its_leases_while_slow_gateways_answer(committed, gateways, concurrency):
+    """Gateway calls outlasting a lease: the chunk renews its copies' leases meanwhile, so
+    a claimer trying all along (a sweeper's doorbell) never takes one over."""
+    config = EngineConfig(lease=timedelta(seconds=1.5), gateway_concurrency=concurrency)
+    with committed.begin() as s:
+        shops = [make_shop(s) for _ in range(4)]
+    ids = [create_copy(committed, shop.source.id, **PLACING).id for shop in shops]
+    runs = _claim(committed, ids, config, utcnow)
+    taken: list[str] = []
+    done = threading.Event()
+
+    def claimer() -> None:
+        while not done.wait(0.2):
+            taken.extend(r.copy_id for r in engine.claim(committed, ids, config=config))
+
+    thread = threading.Thread(target=claimer)
+    thread.start()
+    try:
+        chunk = chunks.run_chunk(
+            committed, runs, gateways={"test": SlowGateway(gateways["test"], 1.0)}, config=config
+        )
+    finally:
+        done.set()
+        thread.join()
+    assert taken == []
+    assert chunk.ended == dict.fromkeys(ids, Outcome.COMPLETED)
