@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select, update
+from sqlalchemy import select, update
 
 from copying import chunks, copy_states, engine, failpoints, orders
 from copying.engine import EngineConfig, Outcome, Run
@@ -32,6 +30,7 @@ from models import (
     utcnow,
 )
 from tests.copying.clock import FixedClock
+from tests.copying.statements import counting_statements
 from tests.factories import (
     Line,
     Shop,
@@ -50,22 +49,6 @@ from tests.invariants import violations
 
 LEASE = EngineConfig().lease
 PLACING = {"place_target_order": True, "reuse_wallet": True}
-
-
-@contextmanager
-def counting_statements() -> Iterator[list[str]]:
-    """Every statement sent to the database meanwhile (the gateway's ledger included)."""
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement)
-
-    target = db.engine()
-    event.listen(target, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(target, "before_cursor_execute", count)
 
 
 def _shops(sessions, n: int, **world: Any) -> list[Shop]:

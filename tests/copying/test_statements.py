@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
-from sqlalchemy import event
-
 from copying import engine
 from copying.engine import Outcome
-from models import Order, OrderCopy, OrderStatus, db
+from models import Order, OrderCopy, OrderStatus
+from tests.copying.statements import counting_statements
 from tests.factories import (
     Line,
     create_copy,
@@ -19,22 +15,6 @@ from tests.factories import (
     make_wallet_entry,
     order_lines,
 )
-
-
-@contextmanager
-def counting_statements() -> Iterator[list[str]]:
-    """Every statement sent to the database meanwhile (the gateway's ledger included)."""
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement)
-
-    target = db.engine()
-    event.listen(target, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(target, "before_cursor_execute", count)
 
 
 def _statements_to_copy(sessions, gateways, clock, lines: int) -> list[str]:

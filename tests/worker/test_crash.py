@@ -91,20 +91,26 @@ def kill_at_each(sessions, tmp_path, ids, names, chunk_size, announce=None):
         s.execute(update(OrderCopy).where(OrderCopy.id.in_(ids)).values(lease_expires_at=utcnow()))
 
 
+def rescue(sessions, tmp_path, ids):
+    """A fresh worker with beat (the sweeper) ends every copy: completed, the world whole."""
+    rescuer = WorkerProcess(tmp_path, "rescuer", beat=True, **FAST)
+    try:
+        wait_for(all_finished(sessions, ids), 90, "the sweeper to rescue every copy")
+    finally:
+        rescuer.stop()
+    assert set(statuses(sessions, ids).values()) == {CopyStatus.COMPLETED}, rescuer.log()
+    with sessions.begin() as s:
+        assert violations(s, ids, {"CRASH-TEE": STOCK}) == []
+
+
 @pytest.mark.xdist_group("worker-processes")
 def test_worker_killed_after_each_checkpoint(committed, gateways, tmp_path):
     flush_broker()
     ids = make_copies(committed, gateways, len(failpoints.NAMES))
     kill_at_each(committed, tmp_path, ids, failpoints.NAMES, chunk_size=1)
 
-    rescuer = WorkerProcess(tmp_path, "rescuer", beat=True, **FAST)
-    try:
-        wait_for(all_finished(committed, ids), 90, "the sweeper to rescue every copy")
-    finally:
-        rescuer.stop()
-    assert set(statuses(committed, ids).values()) == {CopyStatus.COMPLETED}, rescuer.log()
+    rescue(committed, tmp_path, ids)
     with committed.begin() as s:
-        assert violations(s, ids, {"CRASH-TEE": STOCK}) == []
         steps = s.scalars(select(OrderCopy.attempt).where(OrderCopy.id.in_(ids))).all()
         assert all(attempt >= 2 for attempt in steps)  # each was resumed by a new claim
 
@@ -126,14 +132,7 @@ def test_a_chunk_killed_at_each_stage_is_rescued(committed, gateways, tmp_path):
     # after_claim: none; after_build and after_authorize: stock reserved; after_place: placed.
     assert steps == {None: 3, CopyStep.STOCK_RESERVED: 6, CopyStep.TARGET_PLACED: 3}, steps
 
-    rescuer = WorkerProcess(tmp_path, "rescuer", beat=True, **FAST)
-    try:
-        wait_for(all_finished(committed, ids), 90, "the sweeper to rescue every copy")
-    finally:
-        rescuer.stop()
-    assert set(statuses(committed, ids).values()) == {CopyStatus.COMPLETED}, rescuer.log()
-    with committed.begin() as s:
-        assert violations(s, ids, {"CRASH-TEE": STOCK}) == []
+    rescue(committed, tmp_path, ids)
 
 
 @pytest.mark.xdist_group("worker-processes")
