@@ -217,7 +217,8 @@ def test_a_copy_that_failed_is_fixed_over_the_api_and_retried(api, shop, celery_
     assert api.update("skus", cap, {"discontinued": False}).status_code == 200
     retried = api.update("order_copies", failed["id"], {"_retry": True})
     assert retried.status_code == 200
-    assert retried.json()["data"]["attributes"]["status"] == "pending"
+    # The doorbell rings at commit: a worker may take the copy before the answer is read.
+    assert retried.json()["data"]["attributes"]["status"] in ("pending", "in_progress", "completed")
 
     done = wait_until_finished(api, failed["id"])
     assert done["attributes"]["status"] == "completed"
