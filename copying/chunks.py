@@ -1,6 +1,6 @@
 """Chunks: claimed copies run together, each stage one statement per table for all of them.
 
-A copy run alone (``engine.run_claimed``) costs 19 statements in 4 transactions. A chunk
+A copy run alone (``engine.run_claimed``) costs 18 statements in 4 transactions. A chunk
 of claimed copies on their common path costs about a dozen statements in all, plus each
 copy's own gateway call::
 
@@ -8,10 +8,11 @@ copy's own gateway call::
     (no transaction open) ─► record the answers, place and finish (one transaction)
 
 It is the engine's path, not a second one: the same checkpoints and history events, the
-same fence at the start of each transaction and checkpoint at its end, the same
-idempotency keys and failpoints; only the statements are shared by the chunk. A copy that
-leaves the common path goes on alone, from the checkpoint it reached, through the engine
-(:attr:`Chunk.alone`):
+same fence at the start of each transaction (a row lock on the copies still owned by
+their runs, ``WHERE attempt = …``; the checkpoint that ends the transaction renews the
+leases), the same idempotency keys and failpoints; only the statements are shared by the
+chunk. A copy that leaves the common path goes on alone, from the checkpoint it reached,
+through the engine (:attr:`Chunk.alone`; :func:`run_all` runs both):
 
 * one resumed (a checkpoint already reached), or cancelling its source without placing;
 * one whose build or placing meets any problem (the alone run meets it again and records
@@ -20,7 +21,9 @@ leaves the common path goes on alone, from the checkpoint it reached, through th
   decline), and, once placed, one that cancels its source.
 
 A stage beaten by another transaction (stock taken meanwhile, a target no longer
-placeable) rolls back, and its copies go on alone from their last checkpoint.
+placeable) rolls back, and its copies go on alone from their last checkpoint. While
+gateway calls are out and while copies wait to go on alone, their leases are renewed
+every third of a lease.
 
 PostgreSQL only (``unnest``, ``UPDATE … FROM``): on SQLite every copy goes on alone.
 """
@@ -80,7 +83,8 @@ class Chunk:
     alone: list[Run] = field(default_factory=list)
     #: Copies parked after transient trouble at their gateway: to be announced again.
     parked: dict[str, Exception] = field(default_factory=dict)
-    #: Copies whose gateway call crashed: they keep their lease (the sweeper rescues them).
+    #: Copies whose run met a bug (a gateway's, or a stage's): they keep their leases (the
+    #: sweeper rescues them).
     crashed: list[str] = field(default_factory=list)
     #: Whether the chunk started its runs (logged them claimed): not on SQLite.
     started: bool = True
