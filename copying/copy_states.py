@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import (
     ColumnElement,
     Connection,
+    Executable,
     Integer,
     Row,
     Select,
@@ -256,11 +257,8 @@ def claim_recorded(
     """:func:`claim_many` with each claim's ``claimed`` history event, in one statement
     (PostgreSQL): on an autocommit ``connection`` it commits itself, so that the claim of a
     message whose copy another chunk took costs one round trip. Commits."""
-    rows = connection.execute(
-        _CLAIM_RECORDED_AHEAD if ahead > 0 else _CLAIM_RECORDED,
-        _claim_values(copy_ids, now, lease, max_claims, ahead),
-    ).all()
-    return _in_claim_order(rows, copy_ids)
+    statement = _CLAIM_RECORDED_AHEAD if ahead > 0 else _CLAIM_RECORDED
+    return _claim(connection, statement, copy_ids, now, lease, max_claims, ahead)
 
 
 def claim_many(
@@ -280,28 +278,32 @@ def claim_many(
     first, skipping rows another transaction holds; they come last, oldest first. Their
     own messages then find them taken. Does not commit."""
     ahead = ahead if session.get_bind().dialect.name == "postgresql" else 0
-    rows = session.execute(
-        _CLAIM_AHEAD if ahead > 0 else _CLAIM,
-        _claim_values(copy_ids, now, lease, max_claims, ahead),
+    statement = _CLAIM_AHEAD if ahead > 0 else _CLAIM
+    return _claim(session, statement, copy_ids, now, lease, max_claims, ahead)
+
+
+def _claim(
+    executor: Session | Connection,
+    statement: Executable,
+    copy_ids: Sequence[str],
+    now: datetime,
+    lease: timedelta,
+    max_claims: int,
+    ahead: int,
+) -> list[Row[Any]]:
+    """Run a claim statement; the named copies first, in the order of ``copy_ids``, then
+    the others, oldest announced first."""
+    rows = executor.execute(
+        statement,
+        {
+            "ids": list(copy_ids),
+            "id_array": list(copy_ids),
+            "ahead": ahead,
+            "now": now,
+            "lease_ends": now + lease,
+            "max_claims": max_claims,
+        },
     ).all()
-    return _in_claim_order(rows, copy_ids)
-
-
-def _claim_values(
-    copy_ids: Sequence[str], now: datetime, lease: timedelta, max_claims: int, ahead: int
-) -> dict[str, Any]:
-    return {
-        "ids": list(copy_ids),
-        "id_array": list(copy_ids),
-        "ahead": ahead,
-        "now": now,
-        "lease_ends": now + lease,
-        "max_claims": max_claims,
-    }
-
-
-def _in_claim_order(rows: Sequence[Row[Any]], copy_ids: Sequence[str]) -> list[Row[Any]]:
-    """The named copies in the order of ``copy_ids``, then the others oldest announced first."""
     asked = set(copy_ids)
     named = {row.id: row for row in rows if row.id in asked}
     others = sorted((row for row in rows if row.id not in named), key=lambda r: r.dispatched_at)
