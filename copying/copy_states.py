@@ -169,6 +169,7 @@ def _claim_statement(*, ahead: bool) -> Update:
     due = or_(c.next_attempt_at.is_(None), c.next_attempt_at <= now)
     wanted: ColumnElement[bool] = c.id.in_(bindparam("ids", expanding=True))
     if ahead:
+        id_array = bindparam("id_array", type_=postgresql.ARRAY(String()))
         # ``id = ANY(ARRAY(…))``: the ids are found first (an index scan on status and
         # dispatched_at), then taken by primary key; an ``OR id IN (…)`` would scan the table.
         # Pending and not waiting for a time (the partial index ix_order_copies_ready_…):
@@ -180,18 +181,13 @@ def _claim_statement(*, ahead: bool) -> Update:
                 c.status == literal_column(f"'{CopyStatus.PENDING.value}'"),
                 c.next_attempt_at.is_(None),
                 c.claims < max_claims,
-                c.id != func.all(bindparam("id_array", type_=postgresql.ARRAY(String()))),
+                c.id != func.all(id_array),
             )
             .order_by(c.dispatched_at)
             .limit(bindparam("ahead", type_=Integer()))
             .with_for_update(skip_locked=True)
         )
-        wanted = c.id == func.any(
-            func.array_cat(
-                bindparam("id_array", type_=postgresql.ARRAY(String())),
-                func.array(due_ids.scalar_subquery()),
-            )
-        )
+        wanted = c.id == func.any(func.array_cat(id_array, func.array(due_ids.scalar_subquery())))
     return (
         update(COPIES)
         .where(
@@ -240,7 +236,6 @@ def _claim_recorded_statement(*, ahead: bool) -> Select[Any]:
 
 _check(frozenset({CopyStatus.PENDING, CopyStatus.IN_PROGRESS}), CopyStatus.IN_PROGRESS)
 _CLAIM = _claim_statement(ahead=False)
-_CLAIM_AHEAD = _claim_statement(ahead=True)
 _CLAIM_RECORDED = _claim_recorded_statement(ahead=False)
 _CLAIM_RECORDED_AHEAD = _claim_recorded_statement(ahead=True)
 
@@ -256,7 +251,12 @@ def claim_recorded(
 ) -> list[Row[Any]]:
     """:func:`claim_many` with each claim's ``claimed`` history event, in one statement
     (PostgreSQL): on an autocommit ``connection`` it commits itself, so that the claim of a
-    message whose copy another chunk took costs one round trip. Commits."""
+    message whose copy another chunk took costs one round trip.
+
+    ``ahead``: also take up to that many other ``pending`` copies not waiting for a time
+    (one that waits is rung by the sweeper when due), the longest announced first,
+    skipping rows another transaction holds; they come last, oldest first. Their own
+    messages then find them taken."""
     statement = _CLAIM_RECORDED_AHEAD if ahead > 0 else _CLAIM_RECORDED
     return _claim(connection, statement, copy_ids, now, lease, max_claims, ahead)
 
@@ -267,19 +267,10 @@ def claim_many(
     now: datetime,
     lease: timedelta,
     max_claims: int,
-    *,
-    ahead: int = 0,
 ) -> list[Row[Any]]:
     """:func:`claim` for many copies in one statement: the rows taken (their
-    :data:`CLAIMED_COLUMNS`, as updated), in the order of ``copy_ids``.
-
-    ``ahead`` (PostgreSQL): also take up to that many other ``pending`` copies not waiting
-    for a time (one that waits is rung by the sweeper when due), the longest announced
-    first, skipping rows another transaction holds; they come last, oldest first. Their
-    own messages then find them taken. Does not commit."""
-    ahead = ahead if session.get_bind().dialect.name == "postgresql" else 0
-    statement = _CLAIM_AHEAD if ahead > 0 else _CLAIM
-    return _claim(session, statement, copy_ids, now, lease, max_claims, ahead)
+    :data:`CLAIMED_COLUMNS`, as updated), in the order of ``copy_ids``. Does not commit."""
+    return _claim(session, _CLAIM, copy_ids, now, lease, max_claims, ahead=0)
 
 
 def _claim(
@@ -352,8 +343,7 @@ _ADVANCE_MANY = text(
     FROM unnest(CAST(:ids AS text[]), CAST(:attempts AS int[]), CAST(:steps AS text[]),
         CAST(:targets AS text[]), CAST(:done AS boolean[]))
         AS r(id, attempt, step, target_order_id, done)
-    WHERE c.id = r.id AND c.attempt = r.attempt AND c.status = 'in_progress'
-    RETURNING c.id"""
+    WHERE c.id = r.id AND c.attempt = r.attempt AND c.status = 'in_progress'"""
 )
 
 
@@ -398,15 +388,15 @@ def renew_many(
 
 def advance_many(
     session: Session, advances: Sequence[Advance], now: datetime, lease: timedelta
-) -> set[str]:
+) -> None:
     """Write each run's checkpoint, or its end as ``completed`` (in_progress → completed),
-    in one statement (PostgreSQL); errors are cleared. Returns the ids written: a run that
-    lost its copy is left out. Does not commit."""
+    in one statement (PostgreSQL); errors are cleared. A run that lost its copy writes
+    nothing (its transaction locked the copies first: :func:`lock_many`). Does not commit."""
     _check(frozenset({CopyStatus.IN_PROGRESS}), CopyStatus.COMPLETED)
     if not advances:
-        return set()
+        return
     columns = list(zip(*advances, strict=True))
-    written = session.execute(
+    session.execute(
         _ADVANCE_MANY,
         {
             "ids": list(columns[0]),
@@ -418,4 +408,3 @@ def advance_many(
             "lease_ends": now + lease,
         },
     )
-    return set(written.scalars())

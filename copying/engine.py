@@ -383,8 +383,8 @@ def claim(
     ahead: int = 0,
 ) -> list[Run]:
     """Claim the copies of ``copy_ids`` that are due, in one transaction (a batch claims
-    many at once), and with ``ahead`` up to that many other due pending copies (PostgreSQL;
-    see ``copy_states.claim_many``). Each then runs soon, its lease running from now: on
+    many at once), and with ``ahead`` up to that many other pending copies (PostgreSQL;
+    see ``copy_states.claim_recorded``). Each then runs soon, its lease running from now: on
     its own with :func:`run_claimed`, or with others in ``chunks.run_chunk``."""
     bind = sessions.kw["bind"]
     claim = partial(
@@ -703,7 +703,7 @@ class _Runner:
         target_id = request.order_id
         payments.record_answer(session, run.mode, request, answer, self.clock())
         if answer.authorized:
-            contents = self.contents or targets.load_contents(session, target_id, run.mode)
+            contents = self.contents or targets.load_contents(session, target_id)
             # Not read first: the fence holds the copy, and placing checks the status.
             order_states.place_unloaded(
                 session, target_id, *contents, self.clock(), authorized=True
