@@ -273,10 +273,8 @@ def _build_and_reserve(
                         session, copy.target, place_key(run.copy_id), new_order=True
                     )
             done = _advance(session, [c.run for c in built], now, config.lease)
-    except _Beaten:
+    except _Beaten:  # raised before any run moved on: they go alone from their claim
         log.info("chunk_beaten", stage="reserve", copies=len(built))
-        for copy in built:
-            copy.run.step, copy.run.target_order_id = None, None
         chunk.alone += [c.run for c in built]
         return []
     _completed(chunk, done)
@@ -288,13 +286,14 @@ def _build(session: Session, runs: list[Run], chunk: Chunk, today: date) -> list
     targets of the copies on the common path (one statement per table); the others are
     left to go on alone."""
     # ``held`` keeps what was loaded alive (the session holds it weakly) while planning.
-    sources, held = _prefetch(session, runs)
+    sources, chosen, held = _prefetch(session, runs)
     contents = targets.load_contents_many(session, sources)
     addresses = targets.read_addresses(session, sources.values())
     stock_left: dict[tuple[Mode, str], int] = {}
     built: list[_Copy] = []
     for run in runs:
-        copy = _plan(session, run, sources, contents, addresses, stock_left, today)
+        entry_id = chosen.get(run.copy_id)
+        copy = _plan(session, run, sources, entry_id, contents, addresses, stock_left, today)
         if copy is None:
             chunk.alone.append(run)
         else:
@@ -309,11 +308,12 @@ def _build(session: Session, runs: list[Run], chunk: Chunk, today: date) -> list
 
 def _prefetch(
     session: Session, runs: list[Run]
-) -> tuple[dict[str, targets.SourceOrder], list[object]]:
-    """Read the runs' source orders (the columns a target is built from), and load their
-    subscriptions and wallet entries, one query each: the engine's own lookups of those
-    (``session.get``) then find them in the session, as long as the second value (every
-    object loaded: the session holds them weakly) is kept."""
+) -> tuple[dict[str, targets.SourceOrder], dict[str, str | None], list[object]]:
+    """Read the runs' source orders (the columns a target is built from), the wallet entry
+    each reusing run charges (its subscription's current one, by copy id), and load those
+    entries, one query each: ``wallet.entry_to_reuse`` then finds them in the session, as
+    long as the third value (every object loaded: the session holds them weakly) is
+    kept."""
     sources: dict[str, targets.SourceOrder] = {
         row.id: row
         for row in session.execute(
@@ -327,23 +327,29 @@ def _prefetch(
         loaded += session.scalars(
             select(OrderSubscription).where(OrderSubscription.id.in_(renewing))
         ).all()
+    chosen = {
+        r.copy_id: renewals.wallet_entry_for(session, r.subscription_id, r.wallet_entry_id)
+        for r in wallets
+    }
     entry_ids = set()
-    for run in wallets:
+    for run in wallets:  # the chosen entry, else the source's own
         source = sources.get(run.source_order_id)
-        chosen = renewals.wallet_entry_for(session, run.subscription_id, run.wallet_entry_id)
-        entry_ids.add(chosen or (source.customer_payment_source_id if source else None))
+        entry_ids.add(
+            chosen[run.copy_id] or (source.customer_payment_source_id if source else None)
+        )
     entry_ids.discard(None)
     if entry_ids:
         loaded += session.scalars(
             select(CustomerPaymentSource).where(CustomerPaymentSource.id.in_(entry_ids))
         ).all()
-    return sources, loaded
+    return sources, chosen, loaded
 
 
 def _plan(
     session: Session,
     run: Run,
     sources: dict[str, targets.SourceOrder],
+    entry_id: str | None,
     contents: dict[str, targets.Contents],
     addresses: dict[str, dict[str, Any]],
     stock_left: dict[tuple[Mode, str], int],
@@ -355,7 +361,6 @@ def _plan(
         return None
     entry = None
     if run.reuse_wallet:
-        entry_id = renewals.wallet_entry_for(session, run.subscription_id, run.wallet_entry_id)
         entry, problem = wallet.entry_to_reuse(session, source, entry_id, today)
         if problem is not None:
             return None
