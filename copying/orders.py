@@ -33,7 +33,7 @@ def check_and_reserve(
     the problems and the order's contents. Does not commit.
     """
     if contents is None:
-        contents = targets.load_contents(session, order.id, order.mode)
+        contents = targets.load_contents(session, order.id)
     problems = order_states.check_placeable(order, *contents) or stock.reserve(
         session, order.id, order.mode, targets.demand(contents.lines)
     )
@@ -52,9 +52,7 @@ def place_order(
     now = now or utcnow()
     with sessions.begin() as session:
         order = _load(session, order_id, mode)
-        problems = order_states.check_placeable(
-            order, *targets.load_contents(session, order.id, order.mode)
-        )
+        problems = order_states.check_placeable(order, *targets.load_contents(session, order.id))
         if problems:
             return problems
         request = payments.request_for(session, order, f"order:{order.id}:place")

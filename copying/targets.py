@@ -126,7 +126,7 @@ def load_lines(session: Session, order_id: str) -> list[LineItem]:
     )
 
 
-def load_contents(session: Session, order_id: str, mode: Mode) -> Contents:
+def load_contents(session: Session, order_id: str) -> Contents:
     """The order's line items and the SKUs they name, in one query."""
     return load_contents_many(session, [order_id]).get(order_id, Contents([], {}))
 
@@ -334,7 +334,7 @@ def build_target(
     """
     errors.clear(ERROR_KEY)
     if contents is None:
-        contents = load_contents(session, source.id, source.mode)
+        contents = load_contents(session, source.id)
     if not any(line.item_type in COPYABLE for line in contents.lines):
         errors.add(ERROR_KEY, f"source order {source.id} has no line items to copy")
         return None

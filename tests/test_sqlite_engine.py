@@ -50,7 +50,7 @@ def test_stock_reservation_is_all_or_nothing_on_sqlite(sqlite):
         scarce = make_sku(s, "SCARCE", stock=1)
         order = make_order(s, [Line(plenty, 3), Line(scarce, 2)])
     with sessions.begin() as s:
-        wanted = targets.demand(targets.load_contents(s, order.id, Mode.TEST).lines)
+        wanted = targets.demand(targets.load_contents(s, order.id).lines)
         assert stock.reserve(s, order.id, Mode.TEST, wanted) == [
             "SKU SCARCE is out of stock (2 requested, 1 left)"
         ]

@@ -13,7 +13,7 @@ def _stock(s, *skus: Sku) -> list[int]:
 
 def _reserve(s, order: Order) -> list[str]:
     """Reserve as a run does: with the demand it read in the same transaction."""
-    wanted = targets.demand(targets.load_contents(s, order.id, order.mode).lines)
+    wanted = targets.demand(targets.load_contents(s, order.id).lines)
     return stock.reserve(s, order.id, order.mode, wanted)
 
 
