@@ -41,7 +41,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -69,6 +69,7 @@ from models import (
     OrderSubscription,
     utcnow,
 )
+from models.dialects import insert_rows
 
 log = structlog.get_logger("ordercopy.chunks")
 
@@ -301,7 +302,7 @@ def _build(session: Session, runs: list[Run], chunk: Chunk, today: date) -> list
     del held
     if built:
         targets.insert_addresses(session, [row for c in built for row in c.clones])
-        session.execute(insert(Order), [c.values for c in built])
+        insert_rows(session, order_states.ORDERS, [targets.order_row(c.values) for c in built])
         targets.insert_lines_many(session, [(c.target.id, c.run.mode, c.lines) for c in built])
     return built
 

@@ -9,6 +9,7 @@ from sqlalchemy import Table, insert
 from sqlalchemy.orm import Session
 
 from models import CopyStep, Mode, OrderCopyEvent
+from models.dialects import insert_rows
 
 #: Core, not ORM-enabled, inserts: no session holds these rows (half the CPU per INSERT).
 EVENTS: Table = OrderCopyEvent.__table__  # type: ignore[assignment]
@@ -35,8 +36,7 @@ class Event(NamedTuple):
 
 def append(session: Session, events: Sequence[Event]) -> None:
     """Append ``events`` (of any kinds, any copies) in one statement. Does not commit."""
-    if events:
-        session.execute(insert(EVENTS), [event._asdict() for event in events])
+    insert_rows(session, EVENTS, [event._asdict() for event in events])
 
 
 def record_many(

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from copying.gateways import GatewayAnswer, Gateways
 from models import AuthorizationStatus, Mode, Order, PaymentAuthorization, new_public_id
-from models.dialects import insert_ignoring_conflicts
+from models.dialects import insert_rows
 
 
 @dataclass(frozen=True)
@@ -94,12 +94,9 @@ def record_answers(
     now: datetime,
 ) -> None:
     """:func:`record_answer` for many requests, in one statement. Does not commit."""
-    if not answers:
-        return
-    session.execute(
-        insert_ignoring_conflicts(
-            session.get_bind().dialect, PaymentAuthorization.__table__, ["idempotency_key"]
-        ),
+    insert_rows(
+        session,
+        PaymentAuthorization.__table__,  # type: ignore[arg-type]
         [
             {
                 "id": new_public_id(),
@@ -121,6 +118,7 @@ def record_answers(
             }
             for mode, request, answer in answers
         ],
+        skip_conflicts_on=["idempotency_key"],
     )
 
 

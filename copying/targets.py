@@ -31,6 +31,7 @@ from models import (
     new_public_id,
     utcnow,
 )
+from models.dialects import insert_rows
 
 #: Item types a copy carries over. Shipments, payment methods and promotions
 #: are computed for each order by the commerce backend, so they are not copied.
@@ -277,8 +278,7 @@ def address_clones(
 
 
 def insert_addresses(session: Session, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        session.execute(insert(_ADDRESSES), rows)
+    insert_rows(session, _ADDRESSES, rows)
 
 
 def clone_addresses(session: Session, source: Order) -> tuple[str | None, str | None]:
@@ -286,6 +286,12 @@ def clone_addresses(session: Session, source: Order) -> tuple[str | None, str | 
     rows, billing_id, shipping_id = address_clones(source, read_addresses(session, [source]))
     insert_addresses(session, rows)
     return billing_id, shipping_id
+
+
+def order_row(values: dict[str, Any]) -> dict[str, Any]:
+    """:func:`target_values` keyed by column, for :func:`models.dialects.insert_rows`."""
+    columns = Order.__mapper__.columns
+    return {columns[key].name: value for key, value in values.items()}
 
 
 def target_values(
