@@ -73,47 +73,60 @@ class TestGateway:
     __test__ = False  # not a pytest class
     name = "test"
 
-    def __init__(self, engine: Callable[[], Engine]) -> None:
+    def __init__(self, engine: Callable[[], Engine], *, connections: int = 4) -> None:
         self._engine = engine  # a factory: the process's engine, also after a fork
-        self._ledger: tuple[int, Engine, Connection] | None = None
-        self._ledger_lock = threading.Lock()  # one connection, one statement at a time
+        # The ledger's connections: at most ``connections`` calls record at once (a chunk's
+        # calls go out several at a time, and each waits for its commit to be flushed).
+        self._slots = threading.BoundedSemaphore(connections)
+        self._idle: list[tuple[int, Engine, Connection]] = []
+        self._idle_lock = threading.Lock()
 
     def _record_new(self, engine: Engine, sql: str, values: Any) -> bool:
         """Record a new key's charge; False if the key is known (nothing written).
 
-        PostgreSQL: on the process's autocommit connection, kept open, so that the one
-        statement most calls make costs its round trip and little else. SQLite: in a
+        PostgreSQL: on one of the process's autocommit connections, kept open, so that the
+        one statement most calls make costs its round trip and little else. SQLite: in a
         transaction of its own (its engine begins every transaction, also in autocommit).
         """
-        if engine.dialect.name == "postgresql":
-            with self._ledger_lock:
-                try:
-                    recorded = self._ledger_connection(engine).exec_driver_sql(sql, values)
-                    return recorded.first() is not None
-                except DBAPIError as error:
-                    self._close_ledger()  # lost, or left unusable: the next call connects anew
-                    raise GatewayUnavailableError(f"test gateway: {error}") from error
-        with engine.begin() as conn:
-            return conn.exec_driver_sql(sql, values).first() is not None
+        if engine.dialect.name != "postgresql":
+            with engine.begin() as conn:
+                return conn.exec_driver_sql(sql, values).first() is not None
+        with self._slots:
+            ledger = self._take_ledger(engine)
+            try:
+                recorded = ledger.exec_driver_sql(sql, values).first() is not None
+            except DBAPIError as error:
+                # Lost, or left unusable, and the idle ones likely with it (a restart): the
+                # next calls connect anew.
+                _discard(ledger, os.getpid())
+                self._close_idle()
+                raise GatewayUnavailableError(f"test gateway: {error}") from error
+            with self._idle_lock:
+                self._idle.append((os.getpid(), engine, ledger))
+            return recorded
 
-    def _close_ledger(self) -> None:
-        ledger, self._ledger = self._ledger, None
-        if ledger is not None:
-            _discard(ledger[2], ledger[0])
+    def _close_idle(self) -> None:
+        with self._idle_lock:
+            idle, self._idle = self._idle, []
+        for pid, _, connection in idle:
+            _discard(connection, pid)
 
-    def _ledger_connection(self, engine: Engine) -> Connection:
-        """The process's connection for recording new keys, in autocommit, kept open (one:
-        a web process calls from many threads; the lock makes them take turns)."""
-        if self._ledger is not None and self._ledger[:2] == (os.getpid(), engine):
-            return self._ledger[2]
-        self._close_ledger()  # the process's engine was replaced
+    def _take_ledger(self, engine: Engine) -> Connection:
+        """An idle connection of this process's ``engine`` for recording new keys, or a
+        new one, in autocommit, kept open after the call (a slot is held: at most
+        ``connections`` exist per process)."""
+        with self._idle_lock:
+            while self._idle:
+                pid, owner, connection = self._idle.pop()
+                if (pid, owner) == (os.getpid(), engine):
+                    return connection
+                _discard(connection, pid)  # a parent's, or the engine was replaced
         connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
         cursor = connection.connection.cursor()  # on the driver: not one of the copies' statements
         cursor.execute(f"SET application_name = '{LEDGER_APPLICATION}'")
         cursor.close()
         # Never back to the pool (it is named): closed with the gateway, or when lost.
         weakref.finalize(self, _discard, connection, os.getpid())
-        self._ledger = (os.getpid(), engine, connection)
         return connection
 
     def authorize(

@@ -13,7 +13,9 @@ from models import db
 
 @cache
 def gateways() -> Gateways:
-    return {TestGateway.name: TestGateway(db.engine)}
+    # As many ledger connections as a chunk has calls out at once.
+    connections = max(1, get_settings().gateway_concurrency)
+    return {TestGateway.name: TestGateway(db.engine, connections=connections)}
 
 
 def engine_config() -> EngineConfig:
