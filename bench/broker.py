@@ -48,13 +48,16 @@ def send(task_name: str, ids: Sequence[str]) -> None:
             app.send_task(task_name, args=(message_id,), queue=QUEUE, producer=producer)
 
 
-def queued(redis_client: redis.Redis, prefix: str) -> tuple[int, int]:
-    """(messages waiting in the queue, messages taken but not yet acknowledged)."""
+def queued(
+    redis_client: redis.Redis, prefix: str, queues: Sequence[str] = (QUEUE,)
+) -> tuple[int, int]:
+    """(messages waiting in ``queues``, messages taken but not yet acknowledged)."""
     pipe = redis_client.pipeline(transaction=False)
-    pipe.llen(f"{prefix}{QUEUE}")
+    for queue in queues:
+        pipe.llen(f"{prefix}{queue}")
     pipe.hlen(f"{prefix}unacked")
-    waiting, unacked = pipe.execute()
-    return int(waiting), int(unacked)
+    *waiting, unacked = pipe.execute()
+    return sum(int(w) for w in waiting), int(unacked)
 
 
 def time_drain(
