@@ -321,10 +321,15 @@ def fence(
 
 # --- many runs at once (PostgreSQL: a chunk's copies, each row with its own values) ----
 
+# Each joins its runs to their copies by primary key. The status test is written so that
+# no index can serve it (``IS TRUE``): on ``status = 'in_progress'`` the planner scanned
+# the status index, which keeps an entry for every row version ever in progress until
+# VACUUM: 20,000 entries per statement after 10,000 copies.
+
 _RENEW_MANY = text(
     """UPDATE order_copies AS c SET lease_expires_at = :lease_ends, updated_at = :now
     FROM unnest(CAST(:ids AS text[]), CAST(:attempts AS int[])) AS r(id, attempt)
-    WHERE c.id = r.id AND c.attempt = r.attempt AND c.status = 'in_progress'
+    WHERE c.id = r.id AND c.attempt = r.attempt AND (c.status = 'in_progress') IS TRUE
     RETURNING c.id"""
 )
 
@@ -332,7 +337,7 @@ _LOCK_MANY = text(
     """SELECT c.id FROM order_copies AS c
     JOIN unnest(CAST(:ids AS text[]), CAST(:attempts AS int[])) AS r(id, attempt)
         ON c.id = r.id AND c.attempt = r.attempt
-    WHERE c.status = 'in_progress'
+    WHERE (c.status = 'in_progress') IS TRUE
     ORDER BY c.id
     FOR UPDATE OF c"""
 )
@@ -347,7 +352,7 @@ _ADVANCE_MANY = text(
     FROM unnest(CAST(:ids AS text[]), CAST(:attempts AS int[]), CAST(:steps AS text[]),
         CAST(:targets AS text[]), CAST(:done AS boolean[]))
         AS r(id, attempt, step, target_order_id, done)
-    WHERE c.id = r.id AND c.attempt = r.attempt AND c.status = 'in_progress'"""
+    WHERE c.id = r.id AND c.attempt = r.attempt AND (c.status = 'in_progress') IS TRUE"""
 )
 
 
