@@ -14,6 +14,7 @@ from bench.drain import DrainResult
 from bench.latency import LatencyResult
 from bench.sizes import SizeResult
 from bench.storm import StormResult
+from config import get_settings
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,7 @@ def rows(results: dict[str, Any]) -> list[Row]:
         ),
         Row(
             "5",
-            "  tick -> every copy finished (50 copies per message)",
+            f"  tick -> every copy finished ({get_settings().chunk_size} copies per message)",
             f"{stormed.rate:,.0f} copies/s",
             f"{stormed.rate / noop.per_second:.2f} x no-op drain",
             ">= 1.5 x no-op",

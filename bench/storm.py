@@ -4,7 +4,7 @@ real worker (issue 7, item 5).
 The subscriptions renew the drain's 10-line source orders (placing the target with the
 reused wallet entry). One tick message is sent as beat sends it; the worker (the Procfile's,
 prefork -c 2) runs the tick, which queues the copies batch by batch and announces them in
-``copy_orders`` messages of ``tasks.renewals.COPIES_PER_MESSAGE`` copies each, and then
+``copy_orders`` messages of one chunk each (``ORDERCOPY_CHUNK_SIZE`` copies), and then
 runs those. Timed from the first copy created to (a) the last subscription's copy queued
 and (b) the last copy finished; compared with the no-op drain's tasks/s of the same run.
 """

@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(default=30, ge=5, description="A claim's lease, renewed per step.")
     max_claims: int = Field(default=8, ge=1, description="Claims of one run before it fails.")
     chunk_size: int = Field(
-        default=50,
+        default=200,
         ge=1,
         le=500,
         description="Copies a worker claims and runs together: a copy's message takes other due"

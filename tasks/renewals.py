@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import partial
+from collections.abc import Sequence
 
 import structlog
 
@@ -10,6 +10,7 @@ from config import get_settings
 from copying.dispatch import unit_of_work
 from copying.renewals import tick as renewals_tick
 from models import db, utcnow
+from worker import runtime
 from worker.app import RENEWALS_TICK_TASK, app
 from worker.publisher import publish
 
@@ -17,10 +18,13 @@ log = structlog.get_logger("ordercopy.renewals")
 
 #: Batches one tick takes at most; the next tick goes on where this one stopped.
 MAX_BATCHES = 100
-#: Copies per ``copy_orders`` message: a storm of renewals pays Celery's cost per message
-#: once per this many copies, and still spreads over every process of the pool.
-COPIES_PER_MESSAGE = 50
-announce = partial(publish, per_message=COPIES_PER_MESSAGE)
+
+
+def announce(copy_ids: Sequence[str]) -> None:
+    """In ``copy_orders`` messages of one chunk each (``ORDERCOPY_CHUNK_SIZE``): a storm of
+    renewals pays Celery's cost once per chunk, and still spreads over every process of
+    the pool."""
+    publish(copy_ids, per_message=runtime.chunk_size())
 
 
 @app.task(name=RENEWALS_TICK_TASK, acks_late=True, ignore_result=True)
