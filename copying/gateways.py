@@ -132,7 +132,6 @@ class TestGateway:
     def authorize(
         self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str
     ) -> GatewayAnswer:
-        charge_of_key = TestGatewayCharge.idempotency_key == idempotency_key
         # A new key whose token answers at once is answered by the one statement that
         # records it, on its own (autocommit): one round trip.
         immediate = None if token == "tok_flaky" else _answer_for(token)
@@ -153,6 +152,7 @@ class TestGateway:
         values = tuple(charge[name] for name in order) if order else charge
         if immediate is not None and self._record_new(engine, sql, values):
             return immediate
+        charge_of_key = TestGatewayCharge.idempotency_key == idempotency_key
         with engine.begin() as conn:
             if immediate is None:
                 conn.exec_driver_sql(sql, values)
