@@ -397,8 +397,26 @@ def wallet_entry_for(
     session: Session, subscription_id: str | None, fallback: str | None
 ) -> str | None:
     """The wallet entry a renewal charges: its subscription's current one (ops may have
-    switched it since the copy was queued)."""
-    if subscription_id is None:
-        return fallback
-    subscription = session.get(OrderSubscription, subscription_id)
-    return subscription.customer_payment_source_id if subscription else fallback
+    switched it since the copy was queued); ``fallback`` when it has no subscription (none,
+    or deleted since)."""
+    return wallet_entries_for(session, [(subscription_id, fallback)])[0]
+
+
+def wallet_entries_for(
+    session: Session, runs: Sequence[tuple[str | None, str | None]]
+) -> list[str | None]:
+    """:func:`wallet_entry_for` of each (subscription id, fallback), in one query (columns,
+    not entities: a chunk of renewals reads one per copy)."""
+    wanted = {subscription_id for subscription_id, _ in runs if subscription_id}
+    current: dict[str, str | None] = {}
+    if wanted:
+        rows = session.execute(
+            select(OrderSubscription.id, OrderSubscription.customer_payment_source_id).where(
+                OrderSubscription.id.in_(wanted)
+            )
+        )
+        current = {subscription_id: entry for subscription_id, entry in rows}
+    return [
+        current.get(subscription_id, fallback) if subscription_id else fallback
+        for subscription_id, fallback in runs
+    ]

@@ -9,6 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import structlog.testing
 from sqlalchemy import select, update
 
 from copying import chunks, copy_states, engine, failpoints, orders
@@ -227,6 +228,24 @@ def test_a_chunk_ends_each_copy_as_it_would_end_alone(
     assert together[0]["copy"][0] == CopyStatus.COMPLETED
     assert together[0]["target"][0] == (OrderStatus.PLACED if place else OrderStatus.PENDING)
     assert _violations(sessions, chunk_ids + single_ids, chunked + single, stock=10) == []
+
+
+def test_a_chunk_logs_its_claims_and_completions_once_naming_its_copies(sessions, gateways, config):
+    """One info line per stage for the chunk, with every copy's id to grep for; the
+    per-copy lines are at debug."""
+    clock = FixedClock()
+    ids = _copies(sessions, clock, _shops(sessions, 3), **PLACING)
+    with structlog.testing.capture_logs() as logged:
+        chunk = _chunk(sessions, ids, gateways, config, clock)
+    assert chunk.ended == dict.fromkeys(ids, Outcome.COMPLETED)
+    by_event: dict[str, list[dict[str, Any]]] = {}
+    for line in logged:
+        by_event.setdefault(line["event"], []).append(line)
+    for what in ("claimed", "completed"):
+        (line,) = by_event[f"chunk_{what}"]
+        assert (line["log_level"], line["copies"], line["order_copy_ids"]) == ("info", 3, ids)
+        each = by_event[f"copy_{what}"]
+        assert [(e["log_level"], e["order_copy_id"]) for e in each] == [("debug", i) for i in ids]
 
 
 def test_statements_of_a_chunk_grow_only_by_each_copys_gateway_call(sessions, gateways, config):

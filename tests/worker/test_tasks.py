@@ -15,7 +15,9 @@ from tests.invariants import violations
 from tests.worker.processes import WorkerProcess, flush_broker, wait_for
 from worker.publisher import publish
 
-ENGINE_EVENTS = {"copy_claimed", "copy_transient_error", "copy_completed"}
+# Each claim is a chunk's (of one); once its stock is reserved, the copy goes on alone from that
+# checkpoint after each transient error, and completes alone.
+ENGINE_EVENTS = {"chunk_claimed", "copy_transient_error", "copy_completed"}
 
 
 @pytest.mark.xdist_group("worker-processes")
@@ -68,9 +70,15 @@ def test_a_flaky_gateway_is_retried_by_celery_until_it_authorizes(committed, gat
     engine_lines = [line for line in lines if line.get("event") in ENGINE_EVENTS]
     assert {line["event"] for line in engine_lines} == ENGINE_EVENTS
     for line in engine_lines:
-        assert line["order_copy_id"] == copy_id
-        assert isinstance(line["attempt"], int)
         assert line["task_id"]
+        if line["event"].startswith("chunk_"):  # one line per chunk, naming its copies
+            assert line["order_copy_ids"] == [copy_id]
+            assert line["copies"] == 1
+        else:
+            assert line["order_copy_id"] == copy_id
+            assert isinstance(line["attempt"], int)
+    claims = [line for line in engine_lines if line["event"] == "chunk_claimed"]
+    assert len(claims) == 3  # as many as the history's claimed events
     # The copy ran in chunks (of one): their checkpoints are logged once per chunk.
     checkpoints = [line for line in lines if line.get("event") == "chunk_checkpoint"]
     assert {line["step"] for line in checkpoints} == {"stock_reserved"}, checkpoints
