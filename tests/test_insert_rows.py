@@ -4,6 +4,7 @@ many rows would write them, on PostgreSQL (one JSON document) and on SQLite (exe
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -95,18 +96,22 @@ def test_columns_left_out_take_their_defaults(backend):
     assert all(before <= r.created_at <= datetime.now(UTC) for r in rows)
 
 
+def _authorization(session) -> dict[str, Any]:
+    """An authorization row of a new order, its id left to its default."""
+    order = make_order(session, [], customer=make_customer(session))
+    return {
+        "order_id": order.id,
+        "amount_cents": 100,
+        "currency_code": "EUR",
+        "gateway": "test",
+        "idempotency_key": f"key-{order.id}",
+        "status": "authorized",
+    }
+
+
 def test_conflicts_on_the_named_columns_are_skipped(backend):
     with backend.begin() as s:
-        order = make_order(s, [], customer=make_customer(s))
-        row = {
-            "id": "auth0001",
-            "order_id": order.id,
-            "amount_cents": 100,
-            "currency_code": "EUR",
-            "gateway": "test",
-            "idempotency_key": f"key-{order.id}",
-            "status": "authorized",
-        }
+        row = {**_authorization(s), "id": "auth0001"}
         insert_rows(s, AUTHORIZATIONS, [row])
         insert_rows(
             s,
@@ -116,7 +121,7 @@ def test_conflicts_on_the_named_columns_are_skipped(backend):
         )
         kept = s.execute(
             select(AUTHORIZATIONS.c.id, AUTHORIZATIONS.c.amount_cents).where(
-                AUTHORIZATIONS.c.order_id == order.id
+                AUTHORIZATIONS.c.order_id == row["order_id"]
             )
         ).all()
     assert kept == [("auth0001", 100)]
@@ -124,15 +129,7 @@ def test_conflicts_on_the_named_columns_are_skipped(backend):
 
 def test_a_conflict_not_named_is_an_error(backend):
     with backend.begin() as s:
-        order = make_order(s, [], customer=make_customer(s))
-    row = {
-        "order_id": order.id,
-        "amount_cents": 100,
-        "currency_code": "EUR",
-        "gateway": "test",
-        "idempotency_key": f"key-{order.id}",
-        "status": "authorized",
-    }
+        row = _authorization(s)
     with pytest.raises(IntegrityError), backend.begin() as s:
         insert_rows(s, AUTHORIZATIONS, [row, row])
 
