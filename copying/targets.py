@@ -316,7 +316,8 @@ def target_values(
         "reference": reference,
         "metadata_": {},
         **line_totals(priced),
-        **(payment_fields(payment_source) if payment_source is not None else {}),
+        # Every key, also without an entry: a chunk inserts its targets as rows of one shape.
+        **payment_fields(payment_source),
     }
 
 

@@ -59,13 +59,13 @@ def entry_to_reuse(
     return entry, None
 
 
-def payment_fields(entry: CustomerPaymentSource) -> dict[str, str | None]:
-    """An order's columns that charge it to ``entry``."""
+def payment_fields(entry: CustomerPaymentSource | None) -> dict[str, str | None]:
+    """An order's columns that charge it to ``entry`` (all None: to no wallet entry)."""
     return {
-        "customer_payment_source_id": entry.id,
-        "payment_method": entry.payment_method,
-        "payment_gateway": entry.gateway,
-        "payment_source_token": entry.payment_source_token,
+        "customer_payment_source_id": entry.id if entry else None,
+        "payment_method": entry.payment_method if entry else None,
+        "payment_gateway": entry.gateway if entry else None,
+        "payment_source_token": entry.payment_source_token if entry else None,
     }
 
 

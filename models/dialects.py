@@ -27,18 +27,22 @@ def insert_rows(
     *,
     skip_conflicts_on: Sequence[str] = (),
 ) -> None:
-    """Insert ``rows`` (keyed by column name, every row with the same keys) in one
-    statement, each column left out taking its default, as ``insert(table)`` with many
-    rows does; ``skip_conflicts_on``: ``ON CONFLICT (those columns) DO NOTHING``. Does not
-    commit.
+    """Insert ``rows`` (keyed by column name, every row with the same keys: ValueError
+    otherwise) in one statement, each column left out taking its default, as
+    ``insert(table)`` with many rows does; ``skip_conflicts_on``: ``ON CONFLICT (those
+    columns) DO NOTHING``. Does not commit.
 
     PostgreSQL: the rows travel as one JSON document that ``json_populate_recordset`` turns
     into rows of the table's own types, in a statement whose text does not depend on the
     number of rows (psycopg keeps it prepared). An executemany sends, binds and runs one
-    INSERT per row: two to four times the cost of a row. SQLite: the executemany.
+    INSERT per row: two to four times the cost of a row. SQLite: the executemany. (A None
+    in a JSON column is SQL NULL here, where SQLAlchemy's JSON type writes JSON null: no
+    caller writes one.)
     """
     if not rows:
         return
+    if any(row.keys() != rows[0].keys() for row in rows):
+        raise ValueError(f"rows for {table.name} must all have the same keys (columns)")
     if session.get_bind().dialect.name != "postgresql":
         statement = (
             insert_ignoring_conflicts(session.get_bind().dialect, table, skip_conflicts_on)

@@ -230,6 +230,37 @@ def test_a_chunk_ends_each_copy_as_it_would_end_alone(
     assert _violations(sessions, chunk_ids + single_ids, chunked + single, stock=10) == []
 
 
+def test_a_chunk_charges_each_target_to_its_own_wallet_entry_or_none(sessions, gateways, config):
+    """Copies reusing the wallet and copies not, in one chunk (one not first): each target
+    gets the payment source it would get alone (the chunk inserts its targets together)."""
+    clock = FixedClock()
+    plain, paid = _shops(sessions, 2)
+    ids = [
+        create_copy(sessions, plain.source.id, now=clock.now, reuse_wallet=False).id,
+        create_copy(sessions, paid.source.id, now=clock.now, reuse_wallet=True).id,
+    ]
+    chunk = _chunk(sessions, ids, gateways, config, clock)
+    assert chunk.ended == dict.fromkeys(ids, Outcome.COMPLETED)
+    with sessions.begin() as s:
+        charged = [
+            s.execute(
+                select(
+                    Order.customer_payment_source_id,
+                    Order.payment_method,
+                    Order.payment_gateway,
+                    Order.payment_source_token,
+                ).where(Order.id == s.get_one(OrderCopy, copy_id).target_order_id)
+            ).one()
+            for copy_id in ids
+        ]
+    entry = paid.entry
+    assert charged == [
+        (None, None, None, None),
+        (entry.id, entry.payment_method, entry.gateway, entry.payment_source_token),
+    ]
+    assert entry.payment_source_token is not None
+
+
 def test_a_chunk_logs_its_claims_and_completions_once_naming_its_copies(sessions, gateways, config):
     """One info line per stage for the chunk, with every copy's id to grep for; the
     per-copy lines are at debug."""
