@@ -92,15 +92,21 @@ class TestGateway:
             with engine.begin() as conn:
                 return conn.exec_driver_sql(sql, values).first() is not None
         with self._slots:
-            ledger = self._take_ledger(engine)
+            ledger = None
             try:
+                ledger = self._take_ledger(engine)
                 recorded = ledger.exec_driver_sql(sql, values).first() is not None
             except DBAPIError as error:
-                # Lost, or left unusable, and the idle ones likely with it (a restart): the
-                # next calls connect anew.
-                _discard(ledger, os.getpid())
+                # Not reached, lost, or left unusable, and the idle ones likely with it (a
+                # restart): the next calls connect anew.
+                if ledger is not None:
+                    _discard(ledger, os.getpid())
                 self._close_idle()
                 raise GatewayUnavailableError(f"test gateway: {error}") from error
+            except BaseException:  # a time limit, say: the connection's state is unknown
+                if ledger is not None:
+                    _discard(ledger, os.getpid())
+                raise
             with self._idle_lock:
                 self._idle.append((os.getpid(), engine, ledger))
             return recorded

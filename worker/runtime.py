@@ -10,11 +10,15 @@ from copying.engine import EngineConfig
 from copying.gateways import Gateways, TestGateway
 from models import db
 
+LEDGER_CONNECTIONS = 4
+
 
 @cache
 def gateways() -> Gateways:
-    # As many ledger connections as a chunk has calls out at once.
-    connections = max(1, get_settings().gateway_concurrency)
+    # As many ledger connections as a chunk has calls out at once, up to four: they are
+    # held out of the engine's pool (5 + 10 overflow), which the runs and the gateway's
+    # own slow path also draw on; more calls at once take turns on them.
+    connections = min(max(1, get_settings().gateway_concurrency), LEDGER_CONNECTIONS)
     return {TestGateway.name: TestGateway(db.engine, connections=connections)}
 
 

@@ -13,6 +13,7 @@ from copying.gateways import (
     TestGateway,
 )
 from models import new_public_id
+from models.db import make_engine
 from tests.factories import gateway_charge
 
 
@@ -155,3 +156,16 @@ def test_a_lost_ledger_connection_fails_one_call_and_the_next_connects_anew(
     with committed.begin() as s:
         assert gateway_charge(s, second).outcome == "authorized"
         assert gateway_charge(s, third).outcome == "authorized"
+
+
+def test_a_ledger_it_cannot_reach_makes_the_gateway_unavailable(key):
+    """Connecting is part of the call: a database that does not answer is the gateway
+    being unavailable (transient: asked again later), not a crash."""
+    unreachable = make_engine("postgresql+psycopg://postgres@127.0.0.1:9/nowhere")
+    gateway = TestGateway(lambda: unreachable, connections=1)
+    try:
+        for _ in range(2):  # the slot it held is free again
+            with pytest.raises(GatewayUnavailableError):
+                _authorize(gateway, key, "tok_visa")
+    finally:
+        unreachable.dispose()
