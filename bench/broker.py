@@ -101,6 +101,16 @@ def time_drain(
         redis_client.close()
 
 
+def task_pending(redis_client: redis.Redis, prefix: str, queue: str, task_name: str) -> bool:
+    """Whether a message of ``task_name`` waits in ``queue`` or was taken and not yet
+    acknowledged (``acks_late``: its task is still running). The unacknowledged messages
+    are one per busy pool process: cheap to read every few milliseconds."""
+    if redis_client.llen(f"{prefix}{queue}"):
+        return True
+    name = task_name.encode()
+    return any(name in message for message in redis_client.hvals(f"{prefix}unacked"))
+
+
 def flush(prefix: str) -> None:
     """Delete every broker key of this run (queues, unacknowledged messages, bindings)."""
     redis_client = client()
