@@ -107,6 +107,10 @@ def renewal_storm(
     make_subscriptions(sessions, sources, count, utcnow() - timedelta(minutes=1))
     renewals = OrderCopy.order_subscription_id.is_not(None)
 
+    def renewal_made() -> bool:
+        with sessions.begin() as session:
+            return session.scalar(select(OrderCopy.id).where(renewals).limit(1)) is not None
+
     def settled() -> bool:
         """Every subscription's copy made, none pending or in progress. Asked only once the
         broker is idle (nothing queued or unacknowledged, the tick included): a count over
@@ -132,12 +136,15 @@ def renewal_storm(
             meter.start()
             app.send_task(RENEWALS_TICK_TASK, queue=RENEWALS_QUEUE)
             # The tick stamps a batch's copies with the moment the batch began: its end is
-            # when its message is acknowledged, watched on the broker.
+            # when its message is acknowledged, watched on the broker. A copy must exist
+            # too: between the worker's BRPOP and its note of the message as unacknowledged,
+            # the message is in neither place (at the very start, before any copy).
             wait_until(
                 lambda: (
                     not broker.task_pending(
                         redis_client, bench.key_prefix, RENEWALS_QUEUE, RENEWALS_TICK_TASK
                     )
+                    and renewal_made()
                 ),
                 max(300, count / 50),
                 "the tick",

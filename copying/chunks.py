@@ -568,7 +568,12 @@ def _advance(session: Session, runs: list[Run], now: datetime, lease: timedelta)
     for run in going_on:
         log.debug("copy_checkpoint", **run.log_fields())
     if going_on:
-        log.info("chunk_checkpoint", step=going_on[0].step, copies=len(going_on))
+        log.info(
+            "chunk_checkpoint",
+            step=going_on[0].step,
+            copies=len(going_on),
+            order_copy_ids=[r.copy_id for r in going_on],
+        )
     return done
 
 

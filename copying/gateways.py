@@ -128,9 +128,13 @@ class TestGateway:
                     return connection
                 _discard(connection, pid)  # a parent's, or the engine was replaced
         connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
-        cursor = connection.connection.cursor()  # on the driver: not one of the copies' statements
-        cursor.execute(f"SET application_name = '{LEDGER_APPLICATION}'")
-        cursor.close()
+        try:
+            cursor = connection.connection.cursor()  # on the driver: not a copy's statement
+            cursor.execute(f"SET application_name = '{LEDGER_APPLICATION}'")
+            cursor.close()
+        except BaseException:
+            _discard(connection, os.getpid())
+            raise
         # Never back to the pool (it is named): closed with the gateway, or when lost.
         weakref.finalize(self, _discard, connection, os.getpid())
         return connection

@@ -277,6 +277,8 @@ def test_a_chunk_logs_its_claims_and_completions_once_naming_its_copies(sessions
         assert (line["log_level"], line["copies"], line["order_copy_ids"]) == ("info", 3, ids)
         each = by_event[f"copy_{what}"]
         assert [(e["log_level"], e["order_copy_id"]) for e in each] == [("debug", i) for i in ids]
+    (checkpoint,) = by_event["chunk_checkpoint"]  # placing: reserved, then placed and ended
+    assert (checkpoint["step"], checkpoint["order_copy_ids"]) == ("stock_reserved", ids)
 
 
 def test_statements_of_a_chunk_grow_only_by_each_copys_gateway_call(sessions, gateways, config):
