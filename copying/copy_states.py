@@ -32,7 +32,6 @@ from sqlalchemy import (
     func,
     insert,
     literal,
-    literal_column,
     or_,
     select,
     text,
@@ -45,6 +44,7 @@ from copying.errors import LeaseLostError
 from copying.history import EVENTS
 from models import CopyStatus, OrderCopy
 from models.base import UTCDateTime
+from models.order_copies import status_is
 
 #: The table, for the run's own statements: Core, not ORM-enabled, as they update rows
 #: no session holds and read back plain columns (half the CPU of the ORM's path).
@@ -178,8 +178,7 @@ def _claim_statement(*, ahead: bool) -> Update:
         due_ids = (
             select(c.id)
             .where(
-                # Spelled out, not bound: a partial index is matched to literal values.
-                c.status == literal_column(f"'{CopyStatus.PENDING.value}'"),
+                status_is(CopyStatus.PENDING),
                 c.next_attempt_at.is_(None),
                 c.claims < max_claims,
                 c.id != func.all(id_array),

@@ -26,6 +26,7 @@ from copying.dispatch import publish_after_commit
 from copying.engine import give_up
 from copying.errors import LeaseLostError
 from models import CopyStatus, OrderCopy
+from models.order_copies import status_is
 
 log = structlog.get_logger("ordercopy.sweeper")
 
@@ -55,7 +56,7 @@ def sweep(
         session.scalars(
             select(OrderCopy.id)
             .where(
-                OrderCopy.status == CopyStatus.PENDING,
+                status_is(CopyStatus.PENDING),  # the pending_dispatched_at partial index
                 _rung_long_ago(now, redispatch_after, redispatch_max),
                 or_(OrderCopy.next_attempt_at.is_(None), OrderCopy.next_attempt_at <= now),
             )
@@ -67,7 +68,7 @@ def sweep(
     expired = session.scalars(
         select(OrderCopy)
         .where(
-            OrderCopy.status == CopyStatus.IN_PROGRESS,
+            status_is(CopyStatus.IN_PROGRESS),  # the leased_lease_expires_at partial index
             OrderCopy.lease_expires_at <= now,
             # one doorbell per expiry, and again if that one was lost too
             or_(

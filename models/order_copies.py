@@ -6,7 +6,18 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, UniqueConstraint, text
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TextClause,
+    UniqueConstraint,
+    literal_column,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, PublicId, Record, enum_column
@@ -31,6 +42,16 @@ class CopyStep(enum.StrEnum):
 
 #: A pending copy not waiting for a time (a retry's ``next_attempt_at``).
 READY = text("status = 'pending' AND next_attempt_at IS NULL")
+#: The predicates of the partial indexes below.
+PENDING = text("status = 'pending'")
+LEASED = text("status = 'in_progress'")
+TARGETED = text("target_order_id IS NOT NULL")
+COMPLETED_AT = text("completed_at IS NOT NULL")
+
+
+def _where(predicate: TextClause) -> dict[str, Any]:
+    """An index's predicate, on both backends."""
+    return {"postgresql_where": predicate, "sqlite_where": predicate}
 
 
 class OrderCopy(Record, Base):
@@ -40,24 +61,33 @@ class OrderCopy(Record, Base):
     __table_args__ = (
         UniqueConstraint("idempotency_key"),
         UniqueConstraint("order_subscription_id", "period_key"),
-        Index("ix_order_copies_status_dispatched_at", "status", "dispatched_at"),
-        Index("ix_order_copies_status_lease_expires_at", "status", "lease_expires_at"),
+        # A copy's row is written four times (queued, claimed, checkpoint, finished), each
+        # version into every index that holds it: an index whose queries look for one
+        # status or a set value holds only those versions (migration 0008). Queries must
+        # spell such a status out (``literal_column``): a partial index is matched to
+        # literal values, not to bound ones.
+        # Pending copies by their last doorbell (the sweeper rings them again).
+        Index("ix_order_copies_pending_dispatched_at", "dispatched_at", **_where(PENDING)),
+        # Leased copies by lease end (the sweeper rescues those whose lease ran out).
+        Index("ix_order_copies_leased_lease_expires_at", "lease_expires_at", **_where(LEASED)),
         Index("ix_order_copies_source_order_id", "source_order_id"),
-        Index("ix_order_copies_target_order_id", "target_order_id"),
+        # The foreign key's lookups (an order deleted) only ever look for a set value.
+        Index("ix_order_copies_target_order_id", "target_order_id", **_where(TARGETED)),
         Index("ix_order_copies_mode_created_at", "mode", "created_at"),
         # Counts by status and the oldest pending copy (/metrics, ordercopy status), and
         # the API's most common list: one status, newest first.
         Index("ix_order_copies_mode_status_created_at", "mode", "status", "created_at"),
         # Completed copies' run times, read from the index alone (/metrics' histogram).
-        Index("ix_order_copies_mode_completed_at", "mode", "completed_at", "started_at"),
+        Index(
+            "ix_order_copies_mode_completed_at",
+            "mode",
+            "completed_at",
+            "started_at",
+            **_where(COMPLETED_AT),
+        ),
         # The copies a claim takes along (copy_states): pending, not waiting for a time.
         # Only these rows: copies waiting days for a renewal's retry are never scanned.
-        Index(
-            "ix_order_copies_ready_dispatched_at",
-            "dispatched_at",
-            postgresql_where=READY,
-            sqlite_where=READY,
-        ),
+        Index("ix_order_copies_ready_dispatched_at", "dispatched_at", **_where(READY)),
     )
 
     id: Mapped[PublicId]
@@ -105,6 +135,13 @@ class OrderCopy(Record, Base):
     step: Mapped[CopyStep | None] = mapped_column(enum_column(CopyStep, "step"))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
     period_key: Mapped[str | None] = mapped_column(String(64))
+
+
+def status_is(status: CopyStatus) -> ColumnElement[bool]:
+    """``status = '…'`` spelled out, not bound: a partial index is matched to the literal
+    values of a statement (a bound one would leave a prepared statement's generic plan
+    without it)."""
+    return OrderCopy.status == literal_column(f"'{status.value}'")
 
 
 class OrderCopyEvent(Record, Base):

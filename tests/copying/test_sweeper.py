@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import event, update
 
 from copying import engine, failpoints
 from copying.dispatch import unit_of_work
 from copying.engine import EngineConfig, Outcome
 from copying.sweeper import SweepResult, sweep
-from models import CopyStatus, CopyStep, Order, OrderCopy, OrderStatus, Sku
+from models import CopyStatus, CopyStep, Order, OrderCopy, OrderStatus, Sku, db
 from tests.factories import Shop, copy_events, create_copy, make_shop
 
 REDISPATCH_AFTER = timedelta(seconds=120)
@@ -242,3 +243,35 @@ def test_a_tick_announces_at_most_a_batch_oldest_first(sessions, clock, publishe
     assert _sweep(sessions, published, clock.now, batch_size=1).republished == [older.id]
     assert _sweep(sessions, published, clock.now, batch_size=1).republished == [newer.id]
     assert published == [older.id, newer.id]
+
+
+def test_the_sweepers_queries_read_the_partial_indexes_of_their_statuses(
+    sessions, clock, published
+):
+    """Each looks for one status, spelled out, so PostgreSQL can use the index holding
+    only the row versions of that status (migration 0008): a bound status would leave a
+    prepared statement's generic plan without it (and scanning the table every sweep)."""
+    _copy(sessions, clock)
+    selects: list[tuple[str, Any]] = []
+
+    def keep(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "order_copies" in statement:
+            selects.append((statement, parameters))
+
+    event.listen(db.engine(), "before_cursor_execute", keep)
+    try:
+        _sweep(sessions, published, clock.advance(REDISPATCH_AFTER.total_seconds() + 1))
+    finally:
+        event.remove(db.engine(), "before_cursor_execute", keep)
+    assert len(selects) == 2
+    assert "status = 'pending'" in selects[0][0]
+    assert "status = 'in_progress'" in selects[1][0]
+    plans = []
+    with sessions.begin() as s:
+        cursor = s.connection().connection.driver_connection.cursor()
+        cursor.execute("SET LOCAL enable_seqscan = off")  # the table is tiny here
+        for statement, parameters in selects:
+            cursor.execute(f"EXPLAIN {statement}", parameters)
+            plans.append("\n".join(row[0] for row in cursor.fetchall()))
+    assert "ix_order_copies_pending_dispatched_at" in plans[0], plans[0]
+    assert "ix_order_copies_leased_lease_expires_at" in plans[1], plans[1]
