@@ -565,15 +565,8 @@ def _advance(session: Session, runs: list[Run], now: datetime, lease: timedelta)
     history.append(session, events)
     renewals.record_completed(session, [r.subscription_id for r in done if r.subscription_id], now)
     # Per copy at debug (the history has each checkpoint), once per chunk at info.
-    for run in going_on:
-        log.debug("copy_checkpoint", **run.log_fields())
     if going_on:
-        log.info(
-            "chunk_checkpoint",
-            step=going_on[0].step,
-            copies=len(going_on),
-            order_copy_ids=[r.copy_id for r in going_on],
-        )
+        _log_each(going_on, "checkpoint", step=going_on[0].step)
     return done
 
 
@@ -583,12 +576,14 @@ def _completed(chunk: Chunk, runs: list[Run]) -> None:
         chunk.ended[run.copy_id] = Outcome.COMPLETED
 
 
-def _log_each(runs: Sequence[Run], what: str) -> None:
-    """One line for the chunk at info (``chunk_claimed``: the copies' ids, to grep for),
-    one per copy at debug (``copy_claimed``, as a copy run alone logs it at info): two
-    lines per copy cost a chunk of renewals about 5% of its worker CPU."""
+def _log_each(runs: Sequence[Run], what: str, **fields: Any) -> None:
+    """One line for the chunk at info (``chunk_claimed``: the copies' ids, to grep for, and
+    ``fields``), one per copy at debug (``copy_claimed``, as a copy run alone logs it at
+    info): two lines per copy cost a chunk of renewals about 5% of its worker CPU."""
     if runs:
-        log.info(f"chunk_{what}", copies=len(runs), order_copy_ids=[r.copy_id for r in runs])
+        log.info(
+            f"chunk_{what}", copies=len(runs), order_copy_ids=[r.copy_id for r in runs], **fields
+        )
     for run in runs:
         log.debug(f"copy_{what}", **run.log_fields())
 
