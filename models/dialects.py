@@ -61,9 +61,11 @@ def insert_rows(
     )
 
 
-def _row_defaults(table: Table, given: tuple[str, ...]) -> list[tuple[str, Any]]:
+@cache
+def _row_defaults(table: Table, given: tuple[str, ...]) -> tuple[tuple[str, Any], ...]:
     """The Python-side defaults (a value or a callable, e.g. ids and timestamps) of the
-    columns ``given`` leaves out: they are computed here, as SQLAlchemy computes them."""
+    columns ``given`` leaves out, to compute for each row, as SQLAlchemy computes them;
+    found once per table and columns (also by :func:`_recordset_insert`)."""
     made = []
     for column in table.columns:
         default = column.default
@@ -73,7 +75,7 @@ def _row_defaults(table: Table, given: tuple[str, ...]) -> list[tuple[str, Any]]
             made.append((column.name, lambda value=default.arg: value))  # type: ignore[attr-defined]
         elif default.is_callable:
             made.append((column.name, lambda make=default.arg: make(None)))  # type: ignore[attr-defined]
-    return made
+    return tuple(made)
 
 
 @cache
