@@ -1,0 +1,292 @@
+"""The money promises, checked against the database after the fact.
+
+Whatever raced (parallel requests, copies, faults), once things have settled an
+order's money must add up: a placed or approved order holds exactly its total
+in exactly one live authorization (none when it is free), no other order holds
+any, the test gateway's ledger (its own record of the holds it made) agrees
+with ours, and the stock taken is the stock placed orders hold.
+
+:func:`check` returns the broken promises by name (the names of
+:data:`MONEY_INVARIANTS`), each a sentence; :func:`violations` flattens them.
+:func:`settle` waits, bounded, until nothing that moves money is under way (no
+copy pending or in progress, no payment asked for or being voided), so that
+the check reads a final state. Used by tests/races/, tests/test_money.py and
+the chaos suite; works on PostgreSQL and SQLite.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from models import (
+    AuthorizationStatus,
+    CopyStatus,
+    ItemType,
+    LineItem,
+    Order,
+    OrderCopy,
+    OrderStatus,
+    PaymentAuthorization,
+    PaymentStatus,
+    Sku,
+    TestGatewayCharge,
+)
+
+#: Each money promise's name and what it stands for.
+MONEY_INVARIANTS: dict[str, str] = {
+    "placed_orders_hold_their_total": (
+        "every placed or approved order holds its total in exactly one live authorization"
+        " (none, and payment_status free, when the total is zero)"
+    ),
+    "no_hold_off_placed_orders": "no draft, pending or cancelled order holds a live authorization",
+    "gateway_agrees": (
+        "every live hold at the gateway is recorded as authorized on a placed order,"
+        " and every recorded one is live at the gateway for the amount recorded"
+    ),
+    "stock_matches_placed_lines": "stock: initial - SKU quantities of placed orders = current",
+}
+
+HOLDING = frozenset({OrderStatus.PLACED, OrderStatus.APPROVED})
+#: The built-in test gateway: its ledger is the remote side we can read.
+TEST_GATEWAY = "test"
+#: Payment rows that say a gateway call or a void is under way.
+UNDER_WAY = ("requested", "voiding")
+UNFINISHED = (CopyStatus.PENDING, CopyStatus.IN_PROGRESS)
+
+
+@dataclass(frozen=True)
+class _Held:
+    key: str
+    order_id: str
+    amount_cents: int
+    currency_code: str
+    gateway: str
+
+
+def violations(session: Session, initial_stock: dict[str, int]) -> list[str]:
+    """Every broken money promise, as a sentence; empty when all hold."""
+    return [sentence for found in check(session, initial_stock).values() for sentence in found]
+
+
+def check(session: Session, initial_stock: dict[str, int]) -> dict[str, list[str]]:
+    """The broken money promises by name (every name is present), over the whole database.
+
+    ``initial_stock`` maps SKU codes to their stock before any order took some; SKUs it
+    does not name are not checked. Read after :func:`settle`: an order being placed or
+    a copy between its steps legitimately holds what a final state may not.
+    """
+    found: dict[str, list[str]] = {name: [] for name in MONEY_INVARIANTS}
+    orders = {
+        row.id: row
+        for row in session.execute(
+            select(
+                Order.id,
+                Order.status,
+                Order.payment_status,
+                Order.total_amount_cents,
+                Order.currency_code,
+            )
+        )
+    }
+    held_by_order: defaultdict[str, list[_Held]] = defaultdict(list)
+    recorded: dict[str, tuple[str, str]] = {}  # key → (status, order id), every status
+    for key, order_id, status, amount, currency, gateway in session.execute(
+        select(
+            PaymentAuthorization.idempotency_key,
+            PaymentAuthorization.order_id,
+            PaymentAuthorization.status,
+            PaymentAuthorization.amount_cents,
+            PaymentAuthorization.currency_code,
+            PaymentAuthorization.gateway,
+        )
+    ):
+        recorded[key] = (str(status), order_id)
+        if status == AuthorizationStatus.AUTHORIZED:
+            held_by_order[order_id].append(_Held(key, order_id, amount, currency, gateway))
+    _check_orders(orders, held_by_order, found)
+    _check_gateway(session, orders, held_by_order, recorded, found)
+    found["stock_matches_placed_lines"] = _stock(session, initial_stock)
+    return found
+
+
+def _money(cents: int, currency: str) -> str:
+    return f"{cents} {currency}"
+
+
+def _check_orders(
+    orders: dict[str, Any], held_by_order: dict[str, list[_Held]], found: dict[str, list[str]]
+) -> None:
+    for order_id in sorted(orders):
+        order = orders[order_id]
+        status, payment_status = OrderStatus(order.status), PaymentStatus(order.payment_status)
+        total, currency = order.total_amount_cents, order.currency_code
+        held = sorted(held_by_order.get(order_id, []), key=lambda h: h.key)
+        keys = [h.key for h in held]
+        what = f"order {order_id} ({status}, total {_money(total, currency)})"
+        if status not in HOLDING:
+            for h in held:
+                found["no_hold_off_placed_orders"].append(
+                    f"{what} holds live authorization {h.key} of"
+                    f" {_money(h.amount_cents, h.currency_code)}"
+                )
+            continue
+        promise = found["placed_orders_hold_their_total"]
+        if total == 0:
+            if held:
+                promise.append(f"{what} is free but holds authorizations {keys}")
+            if payment_status != PaymentStatus.FREE:
+                promise.append(f"{what} is free but its payment_status is {payment_status}")
+            continue
+        if not held:
+            promise.append(f"{what} holds no live authorization")
+        elif len(held) > 1:
+            promise.append(f"{what} holds {len(held)} live authorizations: {keys}")
+        else:
+            [h] = held
+            if (h.amount_cents, h.currency_code) != (total, currency):
+                promise.append(
+                    f"{what} holds {_money(h.amount_cents, h.currency_code)} under {h.key}"
+                )
+        if payment_status != PaymentStatus.AUTHORIZED:
+            promise.append(f"{what} has payment_status {payment_status}, not authorized")
+
+
+def _check_gateway(
+    session: Session,
+    orders: dict[str, Any],
+    held_by_order: dict[str, list[_Held]],
+    recorded: dict[str, tuple[str, str]],
+    found: dict[str, list[str]],
+) -> None:
+    promise = found["gateway_agrees"]
+    ledger: dict[str, tuple[str | None, datetime | None, int, str]] = {}
+    for key, outcome, voided_at, amount, currency in session.execute(
+        select(
+            TestGatewayCharge.idempotency_key,
+            TestGatewayCharge.outcome,
+            TestGatewayCharge.voided_at,
+            TestGatewayCharge.amount_cents,
+            TestGatewayCharge.currency_code,
+        )
+    ):
+        ledger[key] = (outcome, voided_at, amount, currency)
+    # Every live hold at the gateway is one a placed order records as authorized.
+    for key in sorted(ledger):
+        outcome, voided_at, amount, currency = ledger[key]
+        if outcome != "authorized" or voided_at is not None:
+            continue
+        held = f"the gateway holds {_money(amount, currency)} under {key}"
+        if key not in recorded:
+            promise.append(f"{held}, which no order records")
+            continue
+        status, order_id = recorded[key]
+        order_status = getattr(orders.get(order_id), "status", None)
+        if status != AuthorizationStatus.AUTHORIZED:
+            promise.append(f"{held}, which order {order_id} records as {status}")
+        elif order_status not in HOLDING:
+            promise.append(f"{held} for order {order_id}, which is {order_status}")
+    # Every hold we record at the test gateway is live there, for what we recorded.
+    for order_id in sorted(held_by_order):
+        for h in sorted(held_by_order[order_id], key=lambda h: h.key):
+            if h.gateway != TEST_GATEWAY:
+                continue
+            recorded_as = (
+                f"authorization {h.key} of order {order_id} is recorded as"
+                f" {_money(h.amount_cents, h.currency_code)} authorized"
+            )
+            if h.key not in ledger:
+                promise.append(f"{recorded_as}, but the gateway never charged that key")
+                continue
+            outcome, voided_at, amount, currency = ledger[h.key]
+            if outcome != "authorized":
+                promise.append(f"{recorded_as}, but the gateway answered {outcome}")
+            elif voided_at is not None:
+                promise.append(f"{recorded_as}, but the gateway voided it")
+            elif (amount, currency) != (h.amount_cents, h.currency_code):
+                promise.append(f"{recorded_as}, but the gateway holds {_money(amount, currency)}")
+
+
+def _stock(session: Session, initial_stock: dict[str, int]) -> list[str]:
+    held = dict(
+        session.execute(
+            select(LineItem.sku_code, func.sum(LineItem.quantity))
+            .join(Order, Order.id == LineItem.order_id)
+            .where(LineItem.item_type == ItemType.SKUS, Order.status.in_(HOLDING))
+            .group_by(LineItem.sku_code)
+        ).all()
+    )
+    current = dict(
+        session.execute(
+            select(Sku.code, Sku.stock_quantity).where(Sku.code.in_(list(initial_stock)))
+        ).all()
+    )
+    found = []
+    for code in sorted(initial_stock):
+        if code not in current:
+            found.append(f"SKU {code} no longer exists")
+            continue
+        expected = initial_stock[code] - int(held.get(code) or 0)
+        if current[code] != expected:
+            found.append(
+                f"SKU {code}: {current[code]} in stock, expected {expected}"
+                f" ({initial_stock[code]} at first, {held.get(code) or 0} on placed orders)"
+            )
+    return found
+
+
+# --- settling ---------------------------------------------------------------------------
+
+
+def under_way(session: Session) -> list[str]:
+    """What still moves money: copies pending or in progress, payments asked for and not
+    answered or being voided. Empty once everything has settled."""
+    copies = session.execute(
+        select(OrderCopy.id, OrderCopy.status, OrderCopy.step)
+        .where(OrderCopy.status.in_(UNFINISHED))
+        .order_by(OrderCopy.id)
+    ).all()
+    payments = session.execute(
+        select(PaymentAuthorization.idempotency_key, PaymentAuthorization.status)
+        .where(PaymentAuthorization.status.in_(UNDER_WAY))
+        .order_by(PaymentAuthorization.idempotency_key)
+    ).all()
+    return [f"order copy {i} is still {status} (step {step})" for i, status, step in copies] + [
+        f"payment {key} is still {status}" for key, status in payments
+    ]
+
+
+def settle(
+    sessions: sessionmaker[Session],
+    *,
+    timeout: float = 30.0,
+    interval: float = 0.1,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[str]:
+    """Wait until nothing moves money any more (:func:`under_way` is empty), polling
+    every ``interval`` seconds for at most ``timeout``. Returns what was still under way
+    when it gave up, as sentences (empty: settled)."""
+    deadline = clock() + timeout
+    while True:
+        with sessions() as session:
+            left = under_way(session)
+        if not left or clock() >= deadline:
+            return [f"not settled after {timeout:g} s: {sentence}" for sentence in left]
+        time.sleep(interval)
+
+
+def settle_and_check(
+    sessions: sessionmaker[Session], initial_stock: dict[str, int], *, timeout: float = 30.0
+) -> list[str]:
+    """:func:`settle`, then :func:`violations`: what is still under way, then every broken
+    money promise. Empty when everything settled and every promise holds."""
+    unsettled = settle(sessions, timeout=timeout)
+    with sessions() as session:
+        return unsettled + violations(session, initial_stock)

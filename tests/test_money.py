@@ -1,0 +1,369 @@
+"""The money checker (tests/money.py) catches each broken promise it names, and only that.
+
+Each test writes a state straight into the database, as a bug would leave it:
+an order placed the way the domain places one (its authorization recorded,
+the gateway's ledger holding it, its stock taken), then one thing broken.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import update
+
+from copying import orders
+from models import (
+    AuthorizationStatus,
+    CopyStatus,
+    LineItem,
+    Mode,
+    Order,
+    OrderCopy,
+    OrderStatus,
+    PaymentAuthorization,
+    PaymentStatus,
+    Sku,
+    TestGatewayCharge,
+    new_public_id,
+    utcnow,
+)
+from tests.factories import Line, create_copy, make_order, make_shop, make_sku
+from tests.money import MONEY_INVARIANTS, check, settle, settle_and_check, violations
+
+STOCK = 10
+
+
+def broken(found: dict[str, list[str]]) -> dict[str, list[str]]:
+    return {name: sentences for name, sentences in found.items() if sentences}
+
+
+def found_in(sessions, initial_stock):
+    with sessions.begin() as s:
+        return broken(check(s, initial_stock))
+
+
+def hold(
+    s,
+    order,
+    *,
+    key=None,
+    amount=None,
+    currency=None,
+    status=AuthorizationStatus.AUTHORIZED,
+    outcome="authorized",
+    voided=False,
+    recorded=True,
+    at_gateway=True,
+):
+    """A payment for ``order``: our record and the test gateway's ledger row."""
+    key = key or f"order:{order.id}:place"
+    amount = order.total_amount_cents if amount is None else amount
+    currency = currency or order.currency_code
+    now = utcnow()
+    if recorded:
+        s.add(
+            PaymentAuthorization(
+                id=new_public_id(),
+                mode=order.mode,
+                order_id=order.id,
+                amount_cents=amount,
+                currency_code=currency,
+                gateway="test",
+                gateway_reference=f"ch_{new_public_id()}",
+                idempotency_key=key,
+                status=status,
+                message="approved",
+                voided_at=now if status == AuthorizationStatus.VOIDED else None,
+            )
+        )
+    if at_gateway:
+        s.add(
+            TestGatewayCharge(
+                idempotency_key=key,
+                token="tok_visa",
+                amount_cents=amount,
+                currency_code=currency,
+                failures=0,
+                outcome=outcome,
+                reference=f"ch_{new_public_id()}",
+                message="approved",
+                voided_at=now if voided else None,
+                created_at=now,
+            )
+        )
+    s.flush()
+    return key
+
+
+def place(s, order, sku=None, *, held=True):
+    """Mark ``order`` placed as the domain does: held (unless free), its stock taken."""
+    if held and order.total_amount_cents > 0:
+        hold(s, order)
+    order.status = OrderStatus.PLACED
+    order.placed_at = utcnow()
+    order.payment_status = (
+        PaymentStatus.AUTHORIZED if order.total_amount_cents > 0 else PaymentStatus.FREE
+    )
+    if sku is not None:
+        for line in s.query(LineItem).filter_by(order_id=order.id, sku_code=sku.code):
+            sku.stock_quantity -= line.quantity
+    s.flush()
+    return order
+
+
+def placed_shop(sessions, **extra):
+    """A placed order of 2 of 1,000 cents, and the initial stock."""
+    with sessions.begin() as s:
+        shop = make_shop(s, quantity=2, stock=STOCK, **extra)
+        place(s, shop.source, shop.sku)
+    return shop, {shop.sku.code: STOCK}
+
+
+def test_orders_placed_free_pending_and_cancelled_as_the_domain_leaves_them_break_nothing(
+    committed,
+):
+    with committed.begin() as s:
+        shop = make_shop(s, quantity=2, stock=STOCK)
+        place(s, shop.source, shop.sku)
+        free_sku = make_sku(s, price=0, stock=STOCK)
+        free = place(s, make_order(s, [Line(free_sku, 1)]), free_sku)
+        make_order(s, [Line(shop.sku, 1)])  # pending, nothing held
+        cancelled = make_order(s, [Line(shop.sku, 3)])
+        hold(s, cancelled, status=AuthorizationStatus.VOIDED, voided=True)
+        cancelled.status = OrderStatus.CANCELLED
+        cancelled.payment_status = PaymentStatus.VOIDED
+        declined = make_order(s, [Line(shop.sku, 1)])
+        hold(s, declined, status=AuthorizationStatus.DECLINED, outcome="declined")
+    with committed.begin() as s:
+        found = check(s, {shop.sku.code: STOCK, free_sku.code: STOCK})
+    assert set(found) == set(MONEY_INVARIANTS)
+    assert broken(found) == {}
+    assert free.payment_status == PaymentStatus.FREE
+
+
+def test_the_domain_placing_and_cancelling_breaks_nothing(committed, gateways):
+    with committed.begin() as s:
+        first, second = make_shop(s, stock=STOCK), make_shop(s, stock=STOCK)
+    for shop in (first, second):
+        assert orders.place_order(committed, shop.source.id, Mode.TEST, gateways=gateways) == []
+    assert orders.cancel_order(committed, second.source.id, Mode.TEST, gateways=gateways) == []
+    assert settle_and_check(committed, {first.sku.code: STOCK, second.sku.code: STOCK}) == []
+
+
+def test_a_placed_order_whose_only_hold_was_voided_is_caught(committed):
+    # Issue 13, item 1: a losing double click voided the winner's hold.
+    shop, stock = placed_shop(committed)
+    with committed.begin() as s:
+        s.execute(
+            update(PaymentAuthorization)
+            .where(PaymentAuthorization.order_id == shop.source.id)
+            .values(status=AuthorizationStatus.VOIDED, voided_at=utcnow())
+        )
+        s.execute(update(TestGatewayCharge).values(voided_at=utcnow()))
+    order = f"order {shop.source.id} (placed, total 2000 USD)"
+    assert found_in(committed, stock) == {
+        "placed_orders_hold_their_total": [f"{order} holds no live authorization"]
+    }
+
+
+def test_a_placed_order_holding_two_payments_is_caught(committed):
+    shop, stock = placed_shop(committed)
+    with committed.begin() as s:
+        second = hold(s, shop.source, key=f"order_copy:{new_public_id()}:place")
+    first = f"order:{shop.source.id}:place"
+    assert found_in(committed, stock) == {
+        "placed_orders_hold_their_total": [
+            f"order {shop.source.id} (placed, total 2000 USD) holds 2 live authorizations: "
+            f"{sorted([first, second])}"
+        ]
+    }
+
+
+def test_a_hold_of_another_amount_than_the_total_is_caught(committed):
+    # Issue 13, item 2: lines added while _place asked the gateway for the old total.
+    shop, stock = placed_shop(committed)
+    with committed.begin() as s:
+        s.execute(
+            update(Order).where(Order.id == shop.source.id).values(total_amount_cents=101_000)
+        )
+    assert found_in(committed, stock) == {
+        "placed_orders_hold_their_total": [
+            f"order {shop.source.id} (placed, total 101000 USD) holds 2000 USD under "
+            f"order:{shop.source.id}:place"
+        ]
+    }
+
+
+def test_a_hold_in_another_currency_is_caught(committed):
+    with committed.begin() as s:
+        shop = make_shop(s, stock=STOCK)
+        hold(s, shop.source, currency="EUR")
+        place(s, shop.source, shop.sku, held=False)
+    assert found_in(committed, {shop.sku.code: STOCK}) == {
+        "placed_orders_hold_their_total": [
+            f"order {shop.source.id} (placed, total 2000 USD) holds 2000 EUR under "
+            f"order:{shop.source.id}:place"
+        ]
+    }
+
+
+def test_a_placed_order_not_marked_authorized_is_caught(committed):
+    shop, stock = placed_shop(committed)
+    with committed.begin() as s:
+        s.execute(
+            update(Order)
+            .where(Order.id == shop.source.id)
+            .values(payment_status=PaymentStatus.UNPAID)
+        )
+    assert found_in(committed, stock) == {
+        "placed_orders_hold_their_total": [
+            f"order {shop.source.id} (placed, total 2000 USD) has payment_status unpaid, "
+            "not authorized"
+        ]
+    }
+
+
+def test_a_free_order_holding_a_payment_or_not_free_is_caught(committed):
+    with committed.begin() as s:
+        sku = make_sku(s, price=0, stock=STOCK)
+        order = place(s, make_order(s, [Line(sku, 1)]), sku)
+        key = hold(s, order, amount=500)
+        order.payment_status = PaymentStatus.AUTHORIZED
+    free = f"order {order.id} (placed, total 0 USD) is free"
+    assert found_in(committed, {sku.code: STOCK}) == {
+        "placed_orders_hold_their_total": [
+            f"{free} but holds authorizations [{key!r}]",
+            f"{free} but its payment_status is authorized",
+        ]
+    }
+
+
+def test_pending_and_cancelled_orders_holding_a_payment_are_caught(committed):
+    with committed.begin() as s:
+        sku = make_sku(s, stock=STOCK)
+        pending = make_order(s, [Line(sku, 1)])
+        pending_key = hold(s, pending)
+        cancelled = make_order(s, [Line(sku, 1)])
+        cancelled_key = hold(s, cancelled)
+        cancelled.status = OrderStatus.CANCELLED
+    expected = {
+        pending.id: f"order {pending.id} (pending, total 1000 USD) holds live authorization "
+        f"{pending_key} of 1000 USD",
+        cancelled.id: f"order {cancelled.id} (cancelled, total 1000 USD) holds live "
+        f"authorization {cancelled_key} of 1000 USD",
+    }
+    found = found_in(committed, {sku.code: STOCK})
+    assert found["no_hold_off_placed_orders"] == [expected[i] for i in sorted(expected)]
+    # The gateway's live holds belong to orders that are not placed: said there too.
+    assert sorted(found["gateway_agrees"]) == sorted(
+        f"the gateway holds 1000 USD under {key} for order {order.id}, which is {status}"
+        for key, order, status in (
+            (pending_key, pending, "pending"),
+            (cancelled_key, cancelled, "cancelled"),
+        )
+    )
+    assert set(found) == {"no_hold_off_placed_orders", "gateway_agrees"}
+
+
+def test_a_live_hold_at_the_gateway_that_no_order_records_is_caught(committed):
+    shop, stock = placed_shop(committed)
+    with committed.begin() as s:
+        orphan = hold(s, shop.source, key="order:Nowhere123:place", amount=700, recorded=False)
+    assert found_in(committed, stock) == {
+        "gateway_agrees": [f"the gateway holds 700 USD under {orphan}, which no order records"]
+    }
+
+
+def test_a_live_hold_at_the_gateway_recorded_as_voided_is_caught(committed):
+    shop, stock = placed_shop(committed)
+    with committed.begin() as s:
+        key = hold(
+            s, shop.source, key=f"order:{shop.source.id}:place:2", status=AuthorizationStatus.VOIDED
+        )
+    assert found_in(committed, stock) == {
+        "gateway_agrees": [
+            f"the gateway holds 2000 USD under {key}, which order {shop.source.id} records "
+            "as voided"
+        ]
+    }
+
+
+def test_a_recorded_hold_the_gateway_voided_declined_never_made_or_holds_otherwise_is_caught(
+    committed,
+):
+    with committed.begin() as s:
+        sku = make_sku(s, stock=4 * STOCK)
+        shapes = {
+            "voided": {"voided": True},
+            "declined": {"outcome": "declined"},
+            "missing": {"at_gateway": False},
+        }
+        placed = {}
+        for name, shape in shapes.items():
+            order = make_order(s, [Line(sku, 1)])
+            hold(s, order, **shape)
+            placed[name] = place(s, order, sku, held=False)
+        other = place(s, make_order(s, [Line(sku, 1)]), sku, held=False)
+        hold(s, other, recorded=False, amount=999)
+        hold(s, other, at_gateway=False)
+    sentences = {
+        placed["voided"].id: "but the gateway voided it",
+        placed["declined"].id: "but the gateway answered declined",
+        placed["missing"].id: "but the gateway never charged that key",
+        other.id: "but the gateway holds 999 USD",
+    }
+    assert found_in(committed, {sku.code: 4 * STOCK}) == {
+        "gateway_agrees": [
+            f"authorization order:{order_id}:place of order {order_id} is recorded as "
+            f"1000 USD authorized, {sentences[order_id]}"
+            for order_id in sorted(sentences)
+        ]
+    }
+
+
+def test_stock_that_drifted_from_what_placed_orders_hold_is_caught(committed):
+    shop, stock = placed_shop(committed)  # 10 at first, 2 placed: 8 left
+    with committed.begin() as s:
+        other = make_sku(s, stock=5)
+        s.execute(update(Sku).where(Sku.id == shop.sku.id).values(stock_quantity=6))
+    assert found_in(committed, {**stock, other.code: 5}) == {
+        "stock_matches_placed_lines": [
+            f"SKU {shop.sku.code}: 6 in stock, expected 8 (10 at first, 2 on placed orders)"
+        ]
+    }
+
+
+def test_lines_added_to_a_placed_order_after_its_stock_was_taken_are_caught(committed):
+    # Issue 13, item 3: a line item written while the order was being placed.
+    shop, stock = placed_shop(committed)
+    with committed.begin() as s:
+        s.execute(update(LineItem).where(LineItem.order_id == shop.source.id).values(quantity=5))
+    found = found_in(committed, stock)
+    assert found == {
+        "stock_matches_placed_lines": [
+            f"SKU {shop.sku.code}: 8 in stock, expected 5 (10 at first, 5 on placed orders)"
+        ]
+    }
+
+
+def test_settle_waits_for_unfinished_copies_and_says_which_it_gave_up_on(committed):
+    shop, stock = placed_shop(committed)
+    copy = create_copy(committed, shop.source.id)
+    ticks = iter(range(1000))
+    unsettled = settle(committed, timeout=3, interval=0, clock=lambda: float(next(ticks)))
+    assert unsettled == [
+        f"not settled after 3 s: order copy {copy.id} is still pending (step None)"
+    ]
+    assert next(ticks) == 4  # the deadline from 0, polled at 1, 2 and 3, then gave up
+    assert settle_and_check(committed, stock, timeout=0) == [
+        f"not settled after 0 s: order copy {copy.id} is still pending (step None)"
+    ]
+    with committed.begin() as s:
+        s.execute(
+            update(OrderCopy)
+            .where(OrderCopy.id == copy.id)
+            .values(status=CopyStatus.COMPLETED, completed_at=utcnow() + timedelta(seconds=1))
+        )
+    assert settle(committed, timeout=0) == []
+    with committed.begin() as s:
+        assert violations(s, stock) == []
