@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import (
     AuthorizationStatus,
     CopyStatus,
+    CustomerPaymentSource,
     ItemType,
     LineItem,
     Order,
@@ -52,6 +53,10 @@ MONEY_INVARIANTS: dict[str, str] = {
         " and every recorded one is live at the gateway for the amount recorded"
     ),
     "stock_matches_placed_lines": "stock: initial - SKU quantities of placed orders = current",
+    "placed_orders_pay_with_their_customers_wallet": (
+        "every placed or approved order that names a wallet entry names one that exists,"
+        " of its own customer and mode"
+    ),
 }
 
 HOLDING = frozenset({OrderStatus.PLACED, OrderStatus.APPROVED})
@@ -93,6 +98,10 @@ def check(session: Session, initial_stock: dict[str, int]) -> dict[str, list[str
                 Order.payment_status,
                 Order.total_amount_cents,
                 Order.currency_code,
+                Order.mode,
+                Order.customer_id,
+                Order.customer_payment_source_id,
+                Order.payment_source_token,
             )
         )
     }
@@ -114,6 +123,7 @@ def check(session: Session, initial_stock: dict[str, int]) -> dict[str, list[str
     _check_orders(orders, held_by_order, found)
     _check_gateway(session, orders, held_by_order, recorded, found)
     found["stock_matches_placed_lines"] = _stock(session, initial_stock)
+    found["placed_orders_pay_with_their_customers_wallet"] = _wallets(session, orders)
     return found
 
 
@@ -167,20 +177,21 @@ def _check_gateway(
     found: dict[str, list[str]],
 ) -> None:
     promise = found["gateway_agrees"]
-    ledger: dict[str, tuple[str | None, datetime | None, int, str]] = {}
-    for key, outcome, voided_at, amount, currency in session.execute(
+    ledger: dict[str, tuple[str | None, datetime | None, int, str, str]] = {}
+    for key, outcome, voided_at, amount, currency, token in session.execute(
         select(
             TestGatewayCharge.idempotency_key,
             TestGatewayCharge.outcome,
             TestGatewayCharge.voided_at,
             TestGatewayCharge.amount_cents,
             TestGatewayCharge.currency_code,
+            TestGatewayCharge.token,
         )
     ):
-        ledger[key] = (outcome, voided_at, amount, currency)
+        ledger[key] = (outcome, voided_at, amount, currency, token)
     # Every live hold at the gateway is one a placed order records as authorized.
     for key in sorted(ledger):
-        outcome, voided_at, amount, currency = ledger[key]
+        outcome, voided_at, amount, currency, _ = ledger[key]
         if outcome != "authorized" or voided_at is not None:
             continue
         held = f"the gateway holds {_money(amount, currency)} under {key}"
@@ -205,13 +216,25 @@ def _check_gateway(
             if h.key not in ledger:
                 promise.append(f"{recorded_as}, but the gateway never charged that key")
                 continue
-            outcome, voided_at, amount, currency = ledger[h.key]
+            outcome, voided_at, amount, currency, token = ledger[h.key]
+            order = orders.get(order_id)
+            # The source it pays with, where that is what the hold must have been made on.
+            paying_with = (
+                order.payment_source_token
+                if order is not None and order.status in HOLDING and order.total_amount_cents
+                else token
+            )
             if outcome != "authorized":
                 promise.append(f"{recorded_as}, but the gateway answered {outcome}")
             elif voided_at is not None:
                 promise.append(f"{recorded_as}, but the gateway voided it")
             elif (amount, currency) != (h.amount_cents, h.currency_code):
                 promise.append(f"{recorded_as}, but the gateway holds {_money(amount, currency)}")
+            elif token != paying_with:
+                promise.append(
+                    f"{recorded_as}, but the gateway holds it on token {token!r} while the"
+                    f" order pays with {paying_with!r}"
+                )
 
 
 def _stock(session: Session, initial_stock: dict[str, int]) -> list[str]:
@@ -239,6 +262,42 @@ def _stock(session: Session, initial_stock: dict[str, int]) -> list[str]:
                 f"SKU {code}: {current[code]} in stock, expected {expected}"
                 f" ({initial_stock[code]} at first, {held.get(code) or 0} on placed orders)"
             )
+    return found
+
+
+def _wallets(session: Session, orders: dict[str, Any]) -> list[str]:
+    named = {
+        order_id: order
+        for order_id, order in orders.items()
+        if order.status in HOLDING and order.customer_payment_source_id is not None
+    }
+    entries = {
+        row.id: row
+        for row in session.execute(
+            select(
+                CustomerPaymentSource.id,
+                CustomerPaymentSource.customer_id,
+                CustomerPaymentSource.mode,
+            ).where(
+                CustomerPaymentSource.id.in_({o.customer_payment_source_id for o in named.values()})
+            )
+        )
+    }
+    found = []
+    for order_id in sorted(named):
+        order = named[order_id]
+        entry_id = order.customer_payment_source_id
+        entry = entries.get(entry_id)
+        what = f"order {order_id} ({order.status}) pays with wallet entry {entry_id}"
+        if entry is None:
+            found.append(f"{what}, which no longer exists")
+        elif entry.customer_id != order.customer_id:
+            found.append(
+                f"{what} of customer {entry.customer_id}, but the order is customer"
+                f" {order.customer_id}'s"
+            )
+        elif entry.mode != order.mode:
+            found.append(f"{what} of {entry.mode} mode, but the order is in {order.mode} mode")
     return found
 
 

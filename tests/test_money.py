@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 
 from copying import orders
 from models import (
     AuthorizationStatus,
     CopyStatus,
+    CustomerPaymentSource,
     LineItem,
     Mode,
     Order,
@@ -27,7 +28,7 @@ from models import (
     new_public_id,
     utcnow,
 )
-from tests.factories import Line, create_copy, make_order, make_shop, make_sku
+from tests.factories import Line, create_copy, make_customer, make_order, make_shop, make_sku
 from tests.money import MONEY_INVARIANTS, check, settle, settle_and_check, violations
 
 STOCK = 10
@@ -367,3 +368,44 @@ def test_settle_waits_for_unfinished_copies_and_says_which_it_gave_up_on(committ
     assert settle(committed, timeout=0) == []
     with committed.begin() as s:
         assert violations(s, stock) == []
+
+
+def test_a_hold_made_on_another_token_than_the_order_pays_with_is_caught(committed):
+    # Issue 13, item 2: the payment source switched while _place asked the gateway.
+    shop, stock = placed_shop(committed)
+    with committed.begin() as s:
+        s.execute(
+            update(Order)
+            .where(Order.id == shop.source.id)
+            .values(payment_source_token="tok_declined")
+        )
+    assert found_in(committed, stock) == {
+        "gateway_agrees": [
+            f"authorization order:{shop.source.id}:place of order {shop.source.id} is recorded "
+            "as 2000 USD authorized, but the gateway holds it on token 'tok_visa' while the "
+            "order pays with 'tok_declined'"
+        ]
+    }
+
+
+def test_a_placed_order_paying_with_another_customers_or_a_missing_wallet_entry_is_caught(
+    committed,
+):
+    # Issue 13, item 4: the customer changed after the card was attached; the card deleted.
+    shop, stock = placed_shop(committed)
+    gone, gone_stock = placed_shop(committed)
+    with committed.begin() as s:
+        stranger = make_customer(s)
+        s.execute(update(Order).where(Order.id == shop.source.id).values(customer_id=stranger.id))
+        s.execute(delete(CustomerPaymentSource).where(CustomerPaymentSource.id == gone.entry.id))
+    sentences = {
+        shop.source.id: f"order {shop.source.id} (placed) pays with wallet entry {shop.entry.id} "
+        f"of customer {shop.customer.id}, but the order is customer {stranger.id}'s",
+        gone.source.id: f"order {gone.source.id} (placed) pays with wallet entry {gone.entry.id}, "
+        "which no longer exists",
+    }
+    assert found_in(committed, {**stock, **gone_stock}) == {
+        "placed_orders_pay_with_their_customers_wallet": [
+            sentences[order_id] for order_id in sorted(sentences)
+        ]
+    }
