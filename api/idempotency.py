@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -12,8 +11,8 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from models import ApiKey, IdempotencyKey, new_public_id, utcnow
+from models.idempotency import KEEP_FOR
 
-KEEP_FOR = timedelta(hours=24)
 #: The header's length is checked where the routes declare it (``api/routes.py``).
 MAX_KEY_LENGTH = 255
 

@@ -17,15 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any, cast
 
 import structlog
-from sqlalchemy import ColumnElement, and_, or_, select, update
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from copying.dispatch import publish_after_commit
 from copying.engine import give_up
 from copying.errors import LeaseLostError
-from models import CopyStatus, OrderCopy
+from models import CopyStatus, IdempotencyKey, OrderCopy
 from models.order_copies import status_is
 
 log = structlog.get_logger("ordercopy.sweeper")
@@ -115,6 +116,28 @@ def sweep(
             gave_up=len(result.gave_up),
         )
     return result
+
+
+def purge_idempotency_keys(session: Session, older_than: datetime, *, batch_size: int) -> int:
+    """Delete up to ``batch_size`` remembered responses created before ``older_than``
+    (oldest first; rows locked by others are skipped); how many went. Does not commit."""
+    expired = (
+        select(IdempotencyKey.id)
+        .where(IdempotencyKey.created_at < older_than)  # ix_idempotency_keys_created_at
+        .order_by(IdempotencyKey.created_at)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    result = session.execute(
+        delete(IdempotencyKey)
+        .where(IdempotencyKey.id.in_(expired))
+        .execution_options(synchronize_session=False)
+    )
+    purged = int(cast("CursorResult[Any]", result).rowcount)
+    if purged:
+        log.info("idempotency_keys_purged", count=purged)
+    return purged
 
 
 def _rung_long_ago(

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, PublicId, Record
+
+#: How long a response is replayed; older rows are ignored, and purged by the sweeper.
+KEEP_FOR = timedelta(hours=24)
 
 
 class IdempotencyKey(Record, Base):

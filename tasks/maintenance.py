@@ -6,8 +6,10 @@ from datetime import timedelta
 
 from config import get_settings
 from copying.dispatch import unit_of_work
+from copying.sweeper import purge_idempotency_keys
 from copying.sweeper import sweep as sweep_copies
 from models import db, utcnow
+from models.idempotency import KEEP_FOR
 from worker.app import SWEEP_TASK, app
 from worker.publisher import publish
 
@@ -25,7 +27,12 @@ def sweep() -> dict[str, int]:
             max_claims=settings.max_claims,
             batch_size=settings.sweep_batch_size,
         )
+    with db.sessions().begin() as session:  # apart: the copies' row locks are not held longer
+        purged = purge_idempotency_keys(
+            session, utcnow() - KEEP_FOR, batch_size=settings.sweep_batch_size
+        )
     return {
+        "idempotency_keys_purged": purged,
         "republished": len(result.republished),
         "rescued": len(result.rescued),
         "gave_up": len(result.gave_up),

@@ -6,13 +6,26 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import event, update
+from sqlalchemy import event, select, update
 
 from copying import engine, failpoints
 from copying.dispatch import unit_of_work
 from copying.engine import EngineConfig, Outcome
-from copying.sweeper import SweepResult, sweep
-from models import CopyStatus, CopyStep, Order, OrderCopy, OrderStatus, Sku, db
+from copying.sweeper import SweepResult, purge_idempotency_keys, sweep
+from models import (
+    ApiKey,
+    CopyStatus,
+    CopyStep,
+    IdempotencyKey,
+    Mode,
+    Order,
+    OrderCopy,
+    OrderStatus,
+    Sku,
+    db,
+    new_public_id,
+)
+from models.idempotency import KEEP_FOR
 from tests.factories import Shop, copy_events, create_copy, make_shop
 
 REDISPATCH_AFTER = timedelta(seconds=120)
@@ -275,3 +288,54 @@ def test_the_sweepers_queries_read_the_partial_indexes_of_their_statuses(
             plans.append("\n".join(row[0] for row in cursor.fetchall()))
     assert "ix_order_copies_pending_dispatched_at" in plans[0], plans[0]
     assert "ix_order_copies_leased_lease_expires_at" in plans[1], plans[1]
+
+
+# --- remembered responses (Idempotency-Key) ----------------------------------------------
+
+
+def _remembered(sessions, now, ages_in_hours: list[float]) -> list[str]:
+    """A response remembered ``age`` hours before ``now`` per age: their ids, in that order."""
+    with sessions.begin() as s:
+        key = ApiKey(id=new_public_id(), name="k", mode=Mode.TEST, token_hash=new_public_id())
+        s.add(key)
+        rows = [
+            IdempotencyKey(
+                id=new_public_id(),
+                api_key_id=key.id,
+                mode=Mode.TEST,
+                key=f"key-{n}",
+                request_hash="0" * 64,
+                response_status=201,
+                response_body={},
+                created_at=now - timedelta(hours=age),
+            )
+            for n, age in enumerate(ages_in_hours)
+        ]
+        s.add_all(rows)
+    return [row.id for row in rows]
+
+
+def _kept(sessions) -> set[str]:
+    with sessions.begin() as s:
+        return set(s.scalars(select(IdempotencyKey.id)))
+
+
+def _purge(sessions, now, batch_size: int) -> int:
+    with sessions.begin() as s:
+        return purge_idempotency_keys(s, now - KEEP_FOR, batch_size=batch_size)
+
+
+def test_remembered_responses_older_than_a_day_are_purged_oldest_first_a_batch_at_a_time(
+    sessions, clock
+):
+    now = clock.now
+    old = _remembered(sessions, now, [30, 48, 24.5, 26, 100])
+    fresh = _remembered(sessions, now, [0, 23.5])
+
+    assert _purge(sessions, now, batch_size=2) == 2
+    assert _kept(sessions) == {old[0], old[3], old[2], *fresh}  # 100 h and 48 h went first
+    assert _purge(sessions, now, batch_size=2) == 2
+    assert _kept(sessions) == {old[2], *fresh}
+    assert _purge(sessions, now, batch_size=2) == 1
+    assert _purge(sessions, now, batch_size=2) == 0
+    assert _kept(sessions) == set(fresh)
