@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from copying import engine
 from copying.dispatch import Publish, unit_of_work
-from copying.errors import CopyStateError, NotFoundError
+from copying.errors import CopyStateError, NotFoundError, one_line
 from models import CopyStatus, Mode, OrderCopy
 
 log = structlog.get_logger("ordercopy.bulk")
@@ -106,9 +106,9 @@ class RetrySummary:
 
 
 def named(error: Exception) -> str:
-    """``Type: first line of the message`` (a database error's SQL follows on later lines)."""
-    first_line = next(iter(str(error).strip().splitlines()), "")
-    return f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
+    """``Type: first line of the message``, bounded (a database error's SQL follows on
+    later lines)."""
+    return f"{type(error).__name__}: {one_line(error)}"
 
 
 ProgressCallback = Callable[[str, RetryOutcome], None]

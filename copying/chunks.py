@@ -59,7 +59,7 @@ from copying import (
 )
 from copying.copy_states import Advance
 from copying.engine import Clock, EngineConfig, Outcome, Run, park, place_key
-from copying.errors import ErrorLog, LeaseLostError, TransientError
+from copying.errors import ErrorLog, LeaseLostError, TransientError, one_line
 from copying.gateways import GatewayAnswer, Gateways
 from models import (
     CopyStep,
@@ -262,6 +262,9 @@ def _build_and_reserve(
                         wanted[copy.run.mode, code] += quantity
             if not stock.reserve_many(session, wanted):
                 raise _Beaten
+            placing = [c.target.id for c in built if c.run.place_target_order]
+            if placing:
+                stock.record_reserved(session, placing)
             for copy in built:
                 run = copy.run
                 run.target_order_id = copy.target.id
@@ -269,7 +272,7 @@ def _build_and_reserve(
                 if run.place_target_order:
                     run.reach(CopyStep.STOCK_RESERVED)
                     copy.request = payments.request_for(
-                        session, copy.target, place_key(run.copy_id), new_order=True
+                        session, copy.target, place_key(run.copy_id), fresh=True
                     )
             done = _advance(session, [c.run for c in built], now, config.lease)
     except _Beaten:  # raised before any run moved on: they go alone from their claim
@@ -503,6 +506,8 @@ def _place_and_finish(
                 [(c.run.mode, c.request, c.answer) for c in placed],  # type: ignore[misc]
                 now,
             )
+            if not _unchanged(session, placed, now):
+                raise _Beaten
             if not order_states.place_many_unloaded(
                 session, {c.target.id: c.ships for c in placed}, now, authorized=True
             ):
@@ -517,6 +522,22 @@ def _place_and_finish(
         return
     _completed(chunk, done)
     chunk.alone += [c.run for c in placed if c.run.cancel_source_order]  # to cancel it
+
+
+def _unchanged(session: Session, copies: list[_Copy], now: datetime) -> bool:
+    """Whether every target is still exactly what its payment was asked for, and its
+    wallet entry can still pay (the targets' rows locked, in id order). When one is not,
+    the chunk rolls back and its copies go on alone, where each records why."""
+    asked = {c.target.id: c.request for c in copies}
+    rows = session.execute(
+        select(*payments.ASKED_COLUMNS)
+        .where(Order.id.in_(list(asked)))
+        .order_by(Order.id)
+        .with_for_update()
+    ).all()
+    if len(rows) != len(asked) or wallet.problems_paying(session, rows, now.date()):
+        return False
+    return not any(payments.changes_since(row, asked[row.id]) for row in rows)  # type: ignore[arg-type]
 
 
 # --- writing the runs' progress ----------------------------------------------------------
@@ -608,7 +629,7 @@ def _renew(
     (``engine``'s release, for many)."""
     if not runs:
         return
-    message = str(error).splitlines()[0][:500] if error is not None else ""
+    message = one_line(error) if error is not None else ""
     try:
         with sessions.begin() as session:
             owned = copy_states.renew_many(

@@ -51,6 +51,7 @@ from copying.errors import (
     LeaseLostError,
     NotFoundError,
     TransientError,
+    one_line,
 )
 from copying.gateways import GatewayAnswer, Gateways
 from models import (
@@ -60,6 +61,7 @@ from models import (
     Order,
     OrderCopy,
     OrderStatus,
+    PaymentAuthorization,
     new_public_id,
     utcnow,
 )
@@ -482,6 +484,12 @@ def give_up(session: Session, copy: OrderCopy, now: datetime, reason: str) -> No
 def _finish(session: Session, run: Run, now: datetime) -> Outcome:
     """Write the run's end: ``completed``, or ``failed`` with the stock it held released."""
     if run.step == CopyStep.STOCK_RESERVED and run.target_order_id:
+        # Ended between asking for its payment and recording the answer (given up): the
+        # gateway may hold it. Recorded as asked for, the sweeper voids it.
+        target = session.get_one(Order, run.target_order_id)
+        request = payments.request_for(session, target, place_key(run.copy_id))
+        if request.recorded is None:
+            payments.record_requests(session, [(run.mode, request)], now)
         stock.release(session, run.target_order_id, run.mode)
         run.step = CopyStep.TARGET_BUILT
     # skip_errors skips business errors; a run given up on never finished its work.
@@ -600,7 +608,7 @@ class _Runner:
                         not run.at(CopyStep.STOCK_RESERVED) and not run.cancel_source_order
                     )
                     if not done and run.at(CopyStep.STOCK_RESERVED):
-                        request = self._payment_request(session, new_order=new_target)
+                        request = self._payment_request(session, fresh=new_target)
                 self._finish_if(session, done)
             if self.outcome:
                 return self.outcome
@@ -614,8 +622,10 @@ class _Runner:
             answer = payments.ask(self.gateways, request)
             failpoints.hit("after_authorize")
             with self._step() as session:
-                self._record_authorization(session, request, answer)
+                unkept = self._record_authorization(session, request, answer)
                 self._finish_if(session, run.stopped() or not run.cancel_source_order)
+            if unkept:
+                orders.void_holds(self.sessions, self.gateways, unkept, self.clock())
             if self.outcome:
                 return self.outcome
             failpoints.hit("after_place")
@@ -639,7 +649,11 @@ class _Runner:
         if source is None:
             run.errors.add(targets.ERROR_KEY, f"source order {run.source_order_id} is gone")
             return False
-        target = session.get(Order, run.target_order_id) if run.target_order_id else None
+        target = (
+            session.get(Order, run.target_order_id, with_for_update=True)
+            if run.target_order_id
+            else None
+        )
         if target is not None and target.status not in order_states.PLACEABLE:
             # Placed by hand (or by a run whose checkpoint was lost): that holds.
             if target.status == OrderStatus.CANCELLED:
@@ -688,31 +702,41 @@ class _Runner:
         else:
             run.reach(CopyStep.STOCK_RESERVED)
 
-    def _payment_request(
-        self, session: Session, *, new_order: bool = False
-    ) -> payments.PaymentRequest:
+    def _payment_request(self, session: Session, *, fresh: bool = False) -> payments.PaymentRequest:
         target = session.get_one(Order, self.run.target_order_id)
-        return payments.request_for(
-            session, target, place_key(self.run.copy_id), new_order=new_order
-        )
+        return payments.request_for(session, target, place_key(self.run.copy_id), fresh=fresh)
 
     def _record_authorization(
         self, session: Session, request: payments.PaymentRequest, answer: GatewayAnswer
-    ) -> None:
+    ) -> list[PaymentAuthorization]:
+        """Record the answer and place the target, if it is still exactly what was asked
+        for (re-read under its row lock); returns the hold to void when it is not."""
         run = self.run
         target_id = request.order_id
         payments.record_answer(session, run.mode, request, answer, self.clock())
+        target = session.get(Order, target_id, with_for_update=True, populate_existing=True)
+        if target is None:
+            run.errors.add("target_order", f"target order {target_id} is gone")
+            return payments.start_voiding(session, self.clock(), key=request.idempotency_key)
         if answer.authorized:
-            contents = self.contents or targets.load_contents(session, target_id)
-            # Not read first: the fence holds the copy, and placing checks the status.
-            order_states.place_unloaded(
-                session, target_id, *contents, self.clock(), authorized=True
-            )
-            run.reach(CopyStep.TARGET_PLACED)
-        else:
+            changes = payments.changes_since(target, request)
+            entry_problem = wallet.problem_paying(session, target, self.clock().date())
+            if not changes and entry_problem is None:
+                contents = self.contents or targets.load_contents(session, target_id)
+                order_states.place(target, *contents, self.clock(), authorized=True)
+                run.reach(CopyStep.TARGET_PLACED)
+                return []
             stock.release(session, target_id, run.mode)
             run.reach(CopyStep.TARGET_BUILT)
-            run.errors.add("payment", f"payment declined: {answer.message}")
+            for change in changes:
+                run.errors.add("target_order", f"changed while its payment was asked for: {change}")
+            if entry_problem is not None:
+                run.errors.add(wallet.ERROR_KEY, entry_problem)
+            return payments.start_voiding(session, self.clock(), key=request.idempotency_key)
+        stock.release(session, target_id, run.mode)
+        run.reach(CopyStep.TARGET_BUILT)
+        run.errors.add("payment", f"payment declined: {answer.message}")
+        return []
 
     def _cancel_source(self, session: Session) -> list[str]:
         """Cancel the source and release its stock; returns its payments left to void."""
@@ -730,7 +754,7 @@ class _Runner:
         order_states.cancel(source, self.clock())
         stock.release(session, source.id, run.mode)
         run.reach(CopyStep.SOURCE_CANCELLED)
-        return [a.id for a in payments.held_authorizations(session, source.id)]
+        return [a.id for a in payments.start_voiding(session, self.clock(), order_id=source.id)]
 
     def _void_and_finish(self) -> Outcome:
         """Void what the cancelled source still holds (remote, idempotent), then finish."""
@@ -738,7 +762,7 @@ class _Runner:
         voided: list[str] = []
         if run.step == CopyStep.SOURCE_CANCELLED:
             with self.sessions.begin() as session:
-                held = payments.held_authorizations(session, run.source_order_id)
+                held = payments.being_voided(session, run.source_order_id)
             voided, problems = payments.void_remote(self.gateways, held)
             for problem in problems:
                 run.errors.add(CANCEL_KEY, problem)
@@ -762,10 +786,10 @@ class _Runner:
                 run.attempt,
                 "transient_error",
                 step=run.step,
-                message=str(error),
+                message=one_line(error),
             )
             if run.claims >= self.config.max_claims:
-                run.errors.add(RUN_KEY, f"gave up after {run.claims} attempts: {error}")
+                run.errors.add(RUN_KEY, f"gave up after {run.claims} attempts: {one_line(error)}")
                 return _finish(session, run, now)
             copy_states.fence(
                 session,
@@ -778,7 +802,7 @@ class _Runner:
                 errors_log=run.errors.as_dict(),
                 errors_count=run.errors.count,
             )
-        log.warning("copy_transient_error", error=str(error), **run.log_fields())
+        log.warning("copy_transient_error", error=one_line(error), **run.log_fields())
         return None
 
     def release(self, error: Exception) -> None:
@@ -798,7 +822,7 @@ class _Runner:
                     run.mode,
                     run.attempt,
                     "transient_error",
-                    message=str(error).splitlines()[0][:500],
+                    message=one_line(error),
                 )
         except (OperationalError, InterfaceError, LeaseLostError):
             pass  # the database is still away (the lease expires) or a newer run took over

@@ -9,6 +9,17 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
+#: The longest error text stored (``errors_log``, history events): one line, no more.
+MAX_STORED_TEXT = 300
+
+
+def one_line(error: BaseException) -> str:
+    """What may be stored of an unexpected error: the first line of its message (else its
+    type's name), bounded. A database error's later lines carry its SQL and parameters,
+    and a driver's first line may be long: neither belongs in a copy's record."""
+    text = next(iter(str(error).strip().splitlines()), "") or type(error).__name__
+    return text if len(text) <= MAX_STORED_TEXT else text[: MAX_STORED_TEXT - 1] + "…"
+
 
 class CopyInputError(ValueError):
     """The caller asked for something invalid; nothing was written.
@@ -70,3 +81,33 @@ class CopyStateError(Exception):
         self.copy_id = copy_id
         self.status = status
         self.message = message
+
+
+class OrderBusyError(Exception):
+    """The order is the target of a copy not yet finished: it belongs to that copy until the
+    copy ends, and nothing else may change it (a 409)."""
+
+    def __init__(self, order_id: str, copy_id: str) -> None:
+        super().__init__(
+            f"order {order_id} is the target of order copy {copy_id}, which has not finished;"
+            " it can change once the copy ends"
+        )
+        self.order_id = order_id
+        self.copy_id = copy_id
+
+
+class OrderChangedError(Exception):
+    """The order changed while its payment was asked for (another request placed it, its
+    total or payment source changed): nothing was placed, the hold made for it was voided
+    (a 409)."""
+
+    def __init__(self, order_id: str, changes: list[str]) -> None:
+        super().__init__(
+            f"order {order_id} changed while it was being placed: {'; '.join(changes)}"
+        )
+        self.order_id = order_id
+        self.changes = changes
+
+
+class InUseError(Exception):
+    """The record is still named by others that need it: it stays (a 409)."""

@@ -1,20 +1,30 @@
-"""Placing and cancelling an order on request (a shop, the demo, the API's triggers).
+"""Placing and cancelling an order on request (a shop, the demo, the API's triggers), and
+who may change an order at all.
 
-Unlike a copy run these have no checkpoints: the gateway is asked first,
-with no transaction open, and the stock, the payment and the status are
-then written together. Authorization keys are ``order:<id>:place``.
+Unlike a copy run these have no checkpoints. Placing follows the one rule for every
+payment effect: the payment is written down as ``requested`` before the gateway is asked
+(with no transaction open), and the transaction that records the answer re-reads the
+order under its row lock and places it only if its status, total, currency and payment
+source are exactly what was asked for, and its wallet entry can still pay. Otherwise the
+hold this request recorded, and no other, is voided: a request that loses a race never
+touches another's hold. Holds are voided in two steps (marked ``voiding``, voided at the
+gateway, marked ``voided``), and the sweeper finishes what a dead process left.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying import order_states, payments, stock, targets
-from copying.errors import NotFoundError
+from copying import order_states, payments, stock, targets, wallet
+from copying.errors import NotFoundError, OrderBusyError, OrderChangedError
 from copying.gateways import Gateways
-from models import Mode, Order, utcnow
+from models import CopyStatus, Mode, Order, OrderCopy, PaymentAuthorization, utcnow
+
+#: Copies that own their target order until they end.
+UNFINISHED = (CopyStatus.PENDING, CopyStatus.IN_PROGRESS)
 
 
 def _load(session: Session, order_id: str, mode: Mode, *, lock: bool = False) -> Order:
@@ -22,6 +32,25 @@ def _load(session: Session, order_id: str, mode: Mode, *, lock: bool = False) ->
     if order is None or order.mode != mode:
         raise NotFoundError(f"order {order_id} does not exist in {mode} mode")
     return order
+
+
+def owner(session: Session, order_id: str) -> str | None:
+    """The unfinished copy whose target ``order_id`` is, if any."""
+    return session.scalar(
+        select(OrderCopy.id)
+        .where(OrderCopy.target_order_id == order_id, OrderCopy.status.in_(UNFINISHED))
+        .limit(1)
+    )
+
+
+def check_not_owned(session: Session, order_ids: str | list[str]) -> None:
+    """Raise OrderBusyError if an order of ``order_ids`` is the target of an unfinished
+    copy: it belongs to that copy until the copy ends. Callers that change the order hold
+    its row lock, so a copy's retry cannot take it back in between."""
+    for order_id in [order_ids] if isinstance(order_ids, str) else order_ids:
+        copy_id = owner(session, order_id)
+        if copy_id is not None:
+            raise OrderBusyError(order_id, copy_id)
 
 
 def check_and_reserve(
@@ -34,7 +63,11 @@ def check_and_reserve(
     """
     if contents is None:
         contents = targets.load_contents(session, order.id)
-    problems = order_states.check_placeable(order, *contents) or stock.reserve(
+    problems = order_states.check_placeable(order, *contents)
+    entry_problem = wallet.problem_paying(session, order, utcnow().date())
+    if entry_problem is not None:
+        problems.append(entry_problem)
+    problems = problems or stock.reserve(
         session, order.id, order.mode, targets.demand(contents.lines)
     )
     return problems, contents
@@ -48,27 +81,50 @@ def place_order(
     gateways: Gateways,
     now: datetime | None = None,
 ) -> list[str]:
-    """Place the order; returns why not (nothing changed, any hold voided) or ``[]``."""
+    """Place the order; returns why not (nothing changed, any hold voided) or ``[]``.
+
+    Raises OrderBusyError if a copy owns the order, OrderChangedError if it changed
+    while its payment was asked for (the hold asked for was voided).
+    """
     now = now or utcnow()
     with sessions.begin() as session:
-        order = _load(session, order_id, mode)
+        order = _load(session, order_id, mode, lock=True)
+        check_not_owned(session, order.id)
         problems = order_states.check_placeable(order, *targets.load_contents(session, order.id))
-        if problems:
-            return problems
-        request = payments.request_for(session, order, f"order:{order.id}:place")
+        entry_problem = wallet.problem_paying(session, order, now.date())
+        if problems or entry_problem:
+            return problems + ([entry_problem] if entry_problem else [])
+        request, new = payments.request_to_place(session, order)
+        if new and request.amount_cents > 0:
+            payments.record_requests(session, [(mode, request)], now)
     answer = payments.ask(gateways, request) if request.amount_cents > 0 else None
     with sessions.begin() as session:
         order = _load(session, order_id, mode, lock=True)
-        if answer is not None:
-            payments.record_answer(session, order.mode, request, answer, now)
-            if not answer.authorized:
-                return [f"payment declined: {answer.message}"]
-        problems, contents = check_and_reserve(session, order)
-        if not problems:
+        changes = payments.changes_since(order, request)
+        copy_id = owner(session, order.id)
+        if copy_id is not None:
+            changes.append(f"order copy {copy_id} took it as its target")
+        # Of the requests that asked under this key, the one that records the answer owns
+        # the hold; the others never touch it.
+        owns = answer is None or payments.settle_request(session, request, answer, now)
+        if not owns:
+            changes = changes or ["its payment was answered for another request; try again"]
+        elif answer is not None and not answer.authorized:
+            return [f"payment declined: {answer.message}"]
+        problems, contents = ([], None) if changes else check_and_reserve(session, order)
+        if not changes and not problems and contents is not None:
             order_states.place(order, *contents, now, authorized=answer is not None)
             return []
-    if answer is not None:  # stock ran out (or the order changed) while we asked
-        _void_holds(sessions, order_id, gateways, now)
+        # Held but not kept: this request's own hold, and no other, is voided.
+        held = (
+            payments.start_voiding(session, now, key=request.idempotency_key)
+            if owns and answer is not None
+            else []
+        )
+    if held:
+        void_holds(sessions, gateways, held, now)
+    if changes:
+        raise OrderChangedError(order_id, changes)
     return problems
 
 
@@ -80,25 +136,51 @@ def cancel_order(
     gateways: Gateways,
     now: datetime | None = None,
 ) -> list[str]:
-    """Cancel the order, release its stock and void its payments; returns why not or ``[]``."""
+    """Cancel the order, release its stock and void its payments; returns why not or ``[]``.
+
+    Raises OrderBusyError if a copy owns the order.
+    """
     now = now or utcnow()
     with sessions.begin() as session:
         order = _load(session, order_id, mode, lock=True)
+        check_not_owned(session, order.id)
         problems = order_states.check_cancellable(order)
         if problems:
             return problems
         order_states.cancel(order, now)
         stock.release(session, order.id, mode)
-    return _void_holds(sessions, order_id, gateways, now)
+        held = payments.start_voiding(session, now, order_id=order.id)
+    return void_holds(sessions, gateways, held, now)
 
 
-def _void_holds(
-    sessions: sessionmaker[Session], order_id: str, gateways: Gateways, now: datetime
+def void_holds(
+    sessions: sessionmaker[Session],
+    gateways: Gateways,
+    held: list[PaymentAuthorization],
+    now: datetime,
 ) -> list[str]:
-    """Void the order's holds at their gateways, then record it; returns what failed."""
-    with sessions.begin() as session:
-        held = payments.held_authorizations(session, order_id)
+    """Void ``held`` at their gateways (idempotent; no transaction open), then record it;
+    returns what failed (left ``voiding`` for the sweeper)."""
     voided, problems = payments.void_remote(gateways, held)
-    with sessions.begin() as session:
-        payments.mark_voided(session, voided, now)
+    if voided:
+        with sessions.begin() as session:
+            payments.mark_voided(session, voided, now)
     return problems
+
+
+def void_abandoned(
+    sessions: sessionmaker[Session],
+    gateways: Gateways,
+    now: datetime,
+    *,
+    older_than: timedelta,
+    limit: int,
+) -> int:
+    """Void the holds left behind (the sweeper's call): payments asked for, or being
+    voided, by a process that died before it recorded the end (untouched for
+    ``older_than``, longer than any gateway call may take). A void of a key the gateway
+    never authorized changes nothing there. Returns how many were taken over."""
+    with sessions.begin() as session:
+        left = payments.claim_abandoned(session, now - older_than, now, limit)
+    void_holds(sessions, gateways, left, now)
+    return len(left)

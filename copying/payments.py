@@ -6,13 +6,16 @@ open, then write the answer with :func:`record_answer` in a new transaction.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from copying import order_states
 from copying.gateways import GatewayAnswer, Gateways
 from models import AuthorizationStatus, Mode, Order, PaymentAuthorization, new_public_id
 from models.dialects import insert_rows
@@ -26,23 +29,30 @@ class PaymentRequest:
     token: str
     amount_cents: int
     currency_code: str
+    #: The wallet entry the order was charged to when asked (None: not from the wallet).
+    wallet_entry_id: str | None
     #: The answer already recorded under this key, if any: replayed, not asked again.
     recorded: GatewayAnswer | None
 
 
+#: A hold the order has: kept, and asked for again under the same key it replays.
+LIVE = frozenset({AuthorizationStatus.AUTHORIZED, AuthorizationStatus.CAPTURED})
+
+
 def request_for(
-    session: Session, order: Order, key_base: str, *, new_order: bool = False
+    session: Session, order: Order, key_base: str, *, fresh: bool = False
 ) -> PaymentRequest:
     """The authorization to ask for ``order``'s total under keys starting with ``key_base``.
 
-    A decline is final for its key, so the next try (after the wallet was fixed)
-    asks under a new key numbered by the declines so far; a held authorization
-    is always reused, so an order never holds two payments. An order made in
-    this transaction (``new_order``) has no answers yet: nothing is read.
+    A held authorization is always reused, so an order never holds two payments. Any
+    other answer is final for its key (declined, voided, or asked for by a run that was
+    given up), so the next try asks under a new key numbered by those so far. ``fresh``:
+    nothing was ever asked under ``key_base`` (a key made for this request, or an order
+    made in this transaction): nothing is read.
     """
     answers = (
         []
-        if new_order
+        if fresh
         else session.scalars(
             select(PaymentAuthorization).where(
                 PaymentAuthorization.order_id == order.id,
@@ -50,19 +60,110 @@ def request_for(
             )
         ).all()
     )
-    held = next((a for a in answers if a.status != AuthorizationStatus.DECLINED), None)
-    declines = sum(a.status == AuthorizationStatus.DECLINED for a in answers)
+    held = next((a for a in answers if a.status in LIVE), None)
+    spent = len(answers) - (held is not None)
     return PaymentRequest(
         order_id=order.id,
         idempotency_key=held.idempotency_key
         if held
-        else (key_base if declines == 0 else f"{key_base}:{declines + 1}"),
+        else (key_base if spent == 0 else f"{key_base}:{spent + 1}"),
         gateway=order.payment_gateway or "test",
         token=order.payment_source_token or "",
         amount_cents=order.total_amount_cents,
         currency_code=order.currency_code,
+        wallet_entry_id=order.customer_payment_source_id,
         recorded=GatewayAnswer(True, held.gateway_reference, "recorded") if held else None,
     )
+
+
+class Asked(Protocol):
+    """What placing compares of an order with what was asked for it (an ``Order``, or the
+    row of :data:`ASKED_COLUMNS`)."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def total_amount_cents(self) -> int: ...
+    @property
+    def currency_code(self) -> str: ...
+    @property
+    def customer_payment_source_id(self) -> str | None: ...
+    @property
+    def payment_source_token(self) -> str | None: ...
+    @property
+    def payment_gateway(self) -> str | None: ...
+
+
+#: An order's columns that :class:`Asked` reads, and what checking its wallet entry reads.
+ASKED_COLUMNS = (
+    Order.id,
+    Order.mode,
+    Order.customer_id,
+    Order.status,
+    Order.total_amount_cents,
+    Order.currency_code,
+    Order.customer_payment_source_id,
+    Order.payment_source_token,
+    Order.payment_gateway,
+)
+
+
+def request_to_place(session: Session, order: Order) -> tuple[PaymentRequest, bool]:
+    """The authorization a request to place ``order`` asks for, and whether it is new
+    (to be recorded as ``requested`` before asking).
+
+    Keys are ``order:<id>:place:<digest>[:n]``, the digest naming what is asked for
+    (amount, currency, gateway, payment source). A payment already asked for exactly
+    this and not yet answered (a double click, or a retry after the gateway did not
+    answer) is asked for again under its own key, so the gateway holds it once: of the
+    requests sharing it, the one that records its answer keeps it. Answered keys are
+    final: the next try takes a new one, numbered.
+    """
+    token = order.payment_source_token or ""
+    asked = f"{order.total_amount_cents}|{order.currency_code}|{order.payment_gateway}|{token}"
+    digest = hashlib.sha256(f"{asked}|{order.customer_payment_source_id}".encode()).hexdigest()
+    base = f"order:{order.id}:place:{digest[:12]}"
+    answers = session.execute(
+        select(PaymentAuthorization.idempotency_key, PaymentAuthorization.status).where(
+            PaymentAuthorization.order_id == order.id,
+            PaymentAuthorization.idempotency_key.startswith(base, autoescape=True),
+        )
+    ).all()
+    waiting = next((k for k, status in answers if status == AuthorizationStatus.REQUESTED), None)
+    key = waiting or (base if not answers else f"{base}:{len(answers) + 1}")
+    request = PaymentRequest(
+        order_id=order.id,
+        idempotency_key=key,
+        gateway=order.payment_gateway or "test",
+        token=token,
+        amount_cents=order.total_amount_cents,
+        currency_code=order.currency_code,
+        wallet_entry_id=order.customer_payment_source_id,
+        recorded=None,
+    )
+    return request, waiting is None
+
+
+def changes_since(order: Asked, request: PaymentRequest) -> list[str]:
+    """How ``order`` now differs from what ``request`` asked to hold for it (empty: it is
+    still exactly that). The order is read under its row lock by the caller."""
+    changes = []
+    if order.status not in order_states.PLACEABLE:
+        changes.append(f"it is {order.status} now")
+    if order.total_amount_cents != request.amount_cents:
+        changes.append(
+            f"its total is {order.total_amount_cents} cents now, "
+            f"{request.amount_cents} were asked for"
+        )
+    if order.currency_code != request.currency_code:
+        changes.append(f"its currency is {order.currency_code} now, not {request.currency_code}")
+    if (
+        order.customer_payment_source_id != request.wallet_entry_id
+        or (order.payment_source_token or "") != request.token
+        or (order.payment_gateway or "test") != request.gateway
+    ):
+        changes.append("its payment source changed")
+    return changes
 
 
 def ask(gateways: Gateways, request: PaymentRequest) -> GatewayAnswer:
@@ -122,12 +223,124 @@ def record_answers(
     )
 
 
-def held_authorizations(session: Session, order_id: str) -> list[PaymentAuthorization]:
+def record_requests(
+    session: Session, requests: Sequence[tuple[Mode, PaymentRequest]], now: datetime
+) -> None:
+    """Write down, before asking, that these holds may come to exist (``requested``): if
+    the caller dies during the call, the sweeper voids them. A key already recorded stays
+    as it is. Does not commit."""
+    insert_rows(
+        session,
+        PaymentAuthorization.__table__,  # type: ignore[arg-type]
+        [
+            {
+                "id": new_public_id(),
+                "mode": mode,
+                "order_id": request.order_id,
+                "amount_cents": request.amount_cents,
+                "currency_code": request.currency_code,
+                "gateway": request.gateway,
+                "gateway_reference": None,
+                "idempotency_key": request.idempotency_key,
+                "status": AuthorizationStatus.REQUESTED,
+                "message": "asked for",
+                "created_at": now,
+                "updated_at": now,
+            }
+            for mode, request in requests
+        ],
+        skip_conflicts_on=["idempotency_key"],
+    )
+
+
+def settle_request(
+    session: Session, request: PaymentRequest, answer: GatewayAnswer, now: datetime
+) -> bool:
+    """Record the answer to a ``requested`` payment (``authorized`` or ``declined``). False
+    when the row was no longer ``requested`` (the sweeper gave it up as abandoned and
+    voided it): then nothing changed, and the hold must not be kept. Does not commit."""
+    settled = session.execute(
+        update(PaymentAuthorization)
+        .where(
+            PaymentAuthorization.idempotency_key == request.idempotency_key,
+            PaymentAuthorization.status == AuthorizationStatus.REQUESTED,
+        )
+        .values(
+            status=AuthorizationStatus.AUTHORIZED
+            if answer.authorized
+            else AuthorizationStatus.DECLINED,
+            gateway_reference=answer.reference,
+            message=answer.message[:1024],
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return bool(settled.rowcount)  # type: ignore[attr-defined]
+
+
+def start_voiding(
+    session: Session, now: datetime, *, order_id: str | None = None, key: str | None = None
+) -> list[PaymentAuthorization]:
+    """Mark the live holds of ``order_id`` (its cancellation commits with this), or the
+    one under ``key`` (held but not kept), ``voiding`` and return them for
+    :func:`void_remote`; the sweeper finishes a void left behind. Does not commit."""
+    held = list(
+        session.scalars(
+            select(PaymentAuthorization).where(
+                PaymentAuthorization.status == AuthorizationStatus.AUTHORIZED,
+                PaymentAuthorization.order_id == order_id
+                if order_id is not None
+                else PaymentAuthorization.idempotency_key == key,
+            )
+        )
+    )
+    if held:
+        session.execute(
+            update(PaymentAuthorization)
+            .where(PaymentAuthorization.id.in_([a.id for a in held]))
+            .values(status=AuthorizationStatus.VOIDING, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return held
+
+
+def claim_abandoned(
+    session: Session, before: datetime, now: datetime, limit: int
+) -> list[PaymentAuthorization]:
+    """Take over the payments asked for or being voided and last touched before
+    ``before`` (left by a process that died during its gateway call or its void): marked
+    ``voiding`` and touched now, so that a late answer can no longer settle them and
+    another sweeper leaves them be; returned for :func:`void_remote`. Does not commit."""
+    rows = session.scalars(
+        select(PaymentAuthorization)
+        .where(
+            PaymentAuthorization.status.in_(
+                [AuthorizationStatus.REQUESTED, AuthorizationStatus.VOIDING]
+            ),
+            PaymentAuthorization.updated_at < before,
+        )
+        .order_by(PaymentAuthorization.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if rows:
+        session.execute(
+            update(PaymentAuthorization)
+            .where(PaymentAuthorization.id.in_([r.id for r in rows]))
+            .values(status=AuthorizationStatus.VOIDING, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+    return list(rows)
+
+
+def being_voided(session: Session, order_id: str) -> list[PaymentAuthorization]:
+    """The order's holds marked ``voiding`` and not yet voided (a run resumed after its
+    source's cancellation voids them)."""
     return list(
         session.scalars(
             select(PaymentAuthorization).where(
                 PaymentAuthorization.order_id == order_id,
-                PaymentAuthorization.status == AuthorizationStatus.AUTHORIZED,
+                PaymentAuthorization.status == AuthorizationStatus.VOIDING,
             )
         )
     )
@@ -152,13 +365,14 @@ def void_remote(
 
 
 def mark_voided(session: Session, authorization_ids: Sequence[str], now: datetime) -> None:
-    """Record voids already made at the gateway. Does not commit."""
+    """Record voids already made at the gateway (of holds marked ``voiding`` first: a
+    hold is never voided while it may still be kept). Does not commit."""
     if authorization_ids:
         session.execute(
             update(PaymentAuthorization)
             .where(
                 PaymentAuthorization.id.in_(authorization_ids),
-                PaymentAuthorization.status == AuthorizationStatus.AUTHORIZED,
+                PaymentAuthorization.status == AuthorizationStatus.VOIDING,
             )
             .values(status=AuthorizationStatus.VOIDED, voided_at=now, updated_at=now)
             .execution_options(synchronize_session=False)

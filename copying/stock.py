@@ -1,4 +1,8 @@
-"""Stock reservation: one statement per order, whatever its number of lines."""
+"""Stock reservation: one statement per order, whatever its number of lines.
+
+Each line item records what it took (``reserved_quantity``); giving back returns that
+record, never what the lines say by then.
+"""
 
 from __future__ import annotations
 
@@ -10,20 +14,21 @@ from sqlalchemy.orm import Session
 from models import ItemType, LineItem, Mode, Sku
 
 
-def _demand(order_id: str):  # type: ignore[no-untyped-def]
+def _demand(order_id: str, held: bool):  # type: ignore[no-untyped-def]
+    column = LineItem.reserved_quantity if held else LineItem.quantity
     return (
-        select(LineItem.sku_code, func.sum(LineItem.quantity).label("quantity"))
+        select(LineItem.sku_code, func.sum(column).label("quantity"))
         .where(LineItem.order_id == order_id, LineItem.item_type == ItemType.SKUS)
         .group_by(LineItem.sku_code)
         .subquery("demand")
     )
 
 
-def _locked(order_id: str, mode: Mode, codes: Sequence[str] | None = None):  # type: ignore[no-untyped-def]
-    """The order's SKU rows with the quantity it wants of each, the rows locked in id order
-    first (PostgreSQL), as a chunk's ``reserve_many`` locks them: two transactions taking or
-    giving back the same SKUs never wait for each other in a circle."""
-    demand = _demand(order_id)
+def _locked(order_id: str, mode: Mode, codes: Sequence[str] | None = None, *, held: bool):  # type: ignore[no-untyped-def]
+    """The order's SKU rows with the quantity it wants (``held``: holds) of each, the rows
+    locked in id order first (PostgreSQL), as a chunk's ``reserve_many`` locks them: two
+    transactions taking or giving back the same SKUs never wait for each other in a circle."""
+    demand = _demand(order_id, held)
     only = (Sku.code.in_(codes),) if codes is not None else ()
     return (
         select(Sku.id, demand.c.quantity)
@@ -43,7 +48,7 @@ def reserve(session: Session, order_id: str, mode: Mode, wanted: Mapping[str, in
     """
     if not wanted:
         return []
-    locked = _locked(order_id, mode)
+    locked = _locked(order_id, mode, held=False)
     taken = (
         session.execute(
             update(Sku)
@@ -56,9 +61,10 @@ def reserve(session: Session, order_id: str, mode: Mode, wanted: Mapping[str, in
         .all()
     )
     if len(taken) == len(wanted):
+        record_reserved(session, [order_id])
         return []
     if taken:  # put back what was taken: the rows stay locked by us until the end
-        _give_back(session, order_id, mode, taken)
+        _give_back(session, order_id, mode, taken, held=False)
     left: dict[str, int] = {
         code: quantity
         for code, quantity in session.execute(
@@ -106,15 +112,38 @@ def reserve_many(session: Session, wanted: Mapping[tuple[Mode, str], int]) -> bo
     return len(taken.all()) == len(wanted)
 
 
+def record_reserved(session: Session, order_ids: Sequence[str]) -> None:
+    """Record that the orders' SKU lines now hold their quantities (their stock was just
+    taken in this transaction). Does not commit."""
+    session.execute(
+        update(LineItem)
+        .where(LineItem.order_id.in_(order_ids), LineItem.item_type == ItemType.SKUS)
+        .values(reserved_quantity=LineItem.quantity)
+        .execution_options(synchronize_session=False)
+    )
+
+
 def release(session: Session, order_id: str, mode: Mode) -> None:
-    """Put the order's SKU quantities back. Does not commit."""
-    _give_back(session, order_id, mode)
+    """Put back the stock the order's lines hold (as recorded when it was taken), and
+    record that they hold none. Does not commit."""
+    _give_back(session, order_id, mode, held=True)
+    session.execute(
+        update(LineItem)
+        .where(LineItem.order_id == order_id, LineItem.reserved_quantity != 0)
+        .values(reserved_quantity=0)
+        .execution_options(synchronize_session=False)
+    )
 
 
 def _give_back(
-    session: Session, order_id: str, mode: Mode, codes: Sequence[str] | None = None
+    session: Session,
+    order_id: str,
+    mode: Mode,
+    codes: Sequence[str] | None = None,
+    *,
+    held: bool,
 ) -> None:
-    locked = _locked(order_id, mode, codes)
+    locked = _locked(order_id, mode, codes, held=held)
     session.execute(
         update(Sku)
         .where(Sku.id == locked.c.id)

@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from models import CustomerPaymentSource, Mode, Order
+from copying.errors import InUseError
+from models import (
+    CustomerPaymentSource,
+    Mode,
+    Order,
+    OrderStatus,
+    OrderSubscription,
+    SubscriptionStatus,
+)
 
 ERROR_KEY = "payment_source"
 
@@ -73,3 +83,89 @@ def attach_wallet_entry(order: Order, entry: CustomerPaymentSource) -> None:
     """Use ``entry`` as ``order``'s payment source (the API's ``_customer_payment_source_id``)."""
     for column, value in payment_fields(entry).items():
         setattr(order, column, value)
+
+
+class Charged(Payer, Protocol):
+    """An order as far as paying for it from the wallet goes (an ``Order`` or its row)."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def customer_payment_source_id(self) -> str | None: ...
+    @property
+    def payment_source_token(self) -> str | None: ...
+    @property
+    def payment_gateway(self) -> str | None: ...
+
+
+def problem_paying(session: Session, order: Charged, today: date) -> str | None:
+    """Why the wallet entry ``order`` is charged to cannot pay for it now (placing time),
+    or None; see :func:`problems_paying`."""
+    return problems_paying(session, [order], today).get(order.id)
+
+
+def problems_paying(session: Session, orders: Sequence[Charged], today: date) -> dict[str, str]:
+    """Why the wallet entry each order is charged to cannot pay for it now (placing time),
+    by order id, for those that cannot: it must still be the same customer's, in the same
+    mode, enabled, not expired, and the payment source the order was given. Orders not
+    paid from the wallet have nothing to check. One query."""
+    wanted = {o.customer_payment_source_id for o in orders} - {None}
+    if not wanted:
+        return {}
+    entries = {
+        entry.id: entry
+        for entry in session.scalars(
+            select(CustomerPaymentSource).where(CustomerPaymentSource.id.in_(wanted))
+        )
+    }
+    problems = {}
+    for order in orders:
+        entry_id = order.customer_payment_source_id
+        if entry_id is None:
+            continue
+        entry = entries.get(entry_id)
+        problem = check_wallet_entry(entry, entry_id, order, today)
+        if (
+            problem is None
+            and entry is not None
+            and (
+                entry.payment_source_token != order.payment_source_token
+                or entry.gateway != order.payment_gateway
+            )
+        ):
+            problem = f"wallet entry {entry_id} no longer holds the order's payment source"
+        if problem is not None:
+            problems[order.id] = problem
+    return problems
+
+
+def check_deletable(session: Session, entry_id: str) -> None:
+    """Raise InUseError if an order that may still be placed (draft or pending) or a
+    subscription not cancelled is charged to the wallet entry: it would be charged to
+    nothing. Placed and cancelled orders keep naming it, as a record of what paid."""
+    order_id = session.scalar(
+        select(Order.id)
+        .where(
+            Order.customer_payment_source_id == entry_id,
+            Order.status.in_([OrderStatus.DRAFT, OrderStatus.PENDING]),
+        )
+        .limit(1)
+    )
+    if order_id is not None:
+        raise InUseError(
+            f"wallet entry {entry_id} pays for order {order_id}, which is not placed yet;"
+            " give that order another payment source first"
+        )
+    subscription_id = session.scalar(
+        select(OrderSubscription.id)
+        .where(
+            OrderSubscription.customer_payment_source_id == entry_id,
+            OrderSubscription.status != SubscriptionStatus.CANCELLED,
+        )
+        .limit(1)
+    )
+    if subscription_id is not None:
+        raise InUseError(
+            f"wallet entry {entry_id} pays for order subscription {subscription_id};"
+            " give it another wallet entry or cancel it first"
+        )

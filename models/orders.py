@@ -14,6 +14,7 @@ from sqlalchemy import (
     Sequence,
     String,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column
@@ -57,7 +58,14 @@ class ItemType(enum.StrEnum):
 
 
 class AuthorizationStatus(enum.StrEnum):
+    #: Asked for (or about to be) and not yet answered: a hold that may exist at the
+    #: gateway. Recorded before the call, so a process that dies during it leaves a row
+    #: the sweeper finds and voids (``payments.void_abandoned``).
+    REQUESTED = "requested"
     AUTHORIZED = "authorized"
+    #: Held at the gateway but no longer wanted (its order was cancelled, or changed while
+    #: it was asked for): the void is under way, and the sweeper finishes one left behind.
+    VOIDING = "voiding"
     DECLINED = "declined"
     VOIDED = "voided"
     CAPTURED = "captured"
@@ -144,6 +152,9 @@ class LineItem(Record, Base):
     sku_code: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(255), default="")
     quantity: Mapped[int] = mapped_column(default=1)
+    #: The stock this line holds (taken when its order was placed or its copy reserved):
+    #: what is given back, whatever the line says by then.
+    reserved_quantity: Mapped[int] = mapped_column(default=0, server_default="0")
     unit_amount_cents: Mapped[int] = mapped_column(default=0)
     total_amount_cents: Mapped[int] = mapped_column(default=0)
     options: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
@@ -157,6 +168,12 @@ class PaymentAuthorization(Record, Base):
     __table_args__ = (
         UniqueConstraint("idempotency_key"),
         Index("ix_payment_authorizations_order_id", "order_id"),
+        Index(
+            "ix_payment_authorizations_unsettled_updated_at",
+            "updated_at",
+            postgresql_where=text("status IN ('requested', 'voiding')"),
+            sqlite_where=text("status IN ('requested', 'voiding')"),
+        ),
     )
 
     id: Mapped[PublicId]

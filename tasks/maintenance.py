@@ -6,17 +6,20 @@ from datetime import timedelta
 
 from config import get_settings
 from copying.dispatch import unit_of_work
+from copying.orders import void_abandoned
 from copying.sweeper import purge_idempotency_keys
 from copying.sweeper import sweep as sweep_copies
 from models import db, utcnow
 from models.idempotency import KEEP_FOR
 from worker.app import SWEEP_TASK, app
 from worker.publisher import publish
+from worker.runtime import gateways
 
 
 @app.task(name=SWEEP_TASK, acks_late=True, ignore_result=True)
 def sweep() -> dict[str, int]:
-    """Re-announce stale pending copies, rescue expired runs, fail those out of runs."""
+    """Re-announce stale pending copies, rescue expired runs, fail those out of runs, void
+    payments left behind."""
     settings = get_settings()
     with unit_of_work(db.sessions(), publish) as session:
         result = sweep_copies(
@@ -27,12 +30,20 @@ def sweep() -> dict[str, int]:
             max_claims=settings.max_claims,
             batch_size=settings.sweep_batch_size,
         )
+    abandoned = void_abandoned(
+        db.sessions(),
+        gateways(),
+        utcnow(),
+        older_than=timedelta(seconds=settings.abandoned_payment_after_seconds),
+        limit=settings.sweep_batch_size,
+    )
     with db.sessions().begin() as session:  # apart: the copies' row locks are not held longer
         purged = purge_idempotency_keys(
             session, utcnow() - KEEP_FOR, batch_size=settings.sweep_batch_size
         )
     return {
         "idempotency_keys_purged": purged,
+        "abandoned_payments": abandoned,
         "republished": len(result.republished),
         "rescued": len(result.rescued),
         "gave_up": len(result.gave_up),

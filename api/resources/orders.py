@@ -60,6 +60,7 @@ ALWAYS_EDITABLE = frozenset({"reference", "reference_origin", "metadata"})
 
 
 def _check_order_update(ctx: Context, order: Order, names: set[str]) -> None:
+    orders.check_not_owned(ctx.session, order.id)
     changing = names - ALWAYS_EDITABLE
     if changing:
         _check_open(order, f"{', '.join(sorted(changing))} can change")
@@ -67,6 +68,7 @@ def _check_order_update(ctx: Context, order: Order, names: set[str]) -> None:
 
 def _use_wallet_entry(ctx: Context, order_id: str, entry_id: Any) -> None:
     order = lookups.load(ctx.session, Order, "orders", order_id, ctx.mode, lock=True)
+    orders.check_not_owned(ctx.session, order.id)
     _check_open(order, "its payment source can change")
     entry = lookups.find(ctx.session, CustomerPaymentSource, entry_id, ctx.mode)
     problem = wallet.check_wallet_entry(entry, entry_id, order, utcnow().date())
@@ -80,6 +82,7 @@ def _use_wallet_entry(ctx: Context, order_id: str, entry_id: Any) -> None:
 
 
 def _delete_order(ctx: Context, order: Order) -> None:
+    orders.check_not_owned(ctx.session, order.id)
     _check_open(order, "it can be deleted")
     copied = ctx.session.scalar(
         select(
@@ -216,6 +219,7 @@ def _editable_order(ctx: Context, order_id: str | None) -> Order:
             f"order {order_id} does not exist in {ctx.mode} mode",
             pointer="/data/relationships/order",
         )
+    orders.check_not_owned(ctx.session, order.id)
     _check_open(order, "its line items can change")
     return order
 
@@ -332,6 +336,24 @@ def _address_field(
     )
 
 
+def _billed_or_shipped(ctx: Context, address: Address) -> list[str]:
+    """The orders that bill or ship to ``address``, their rows locked."""
+    return list(
+        ctx.session.scalars(
+            select(Order.id)
+            .where(
+                (Order.billing_address_id == address.id) | (Order.shipping_address_id == address.id)
+            )
+            .with_for_update()
+        )
+    )
+
+
+def _check_address_update(ctx: Context, address: Address, names: set[str]) -> None:
+    """An address is part of the orders it bills or ships to: not while a copy owns one."""
+    orders.check_not_owned(ctx.session, _billed_or_shipped(ctx, address))
+
+
 def _delete_address(ctx: Context, address: Address) -> None:
     """Delete the address; not while an order bills or ships to it."""
     used = ctx.session.scalar(
@@ -364,5 +386,6 @@ ADDRESSES = Resource(
         *TIMESTAMPS,
     ),
     create=plain_create(Address),
+    check_update=_check_address_update,
     delete=_delete_address,
 )

@@ -156,7 +156,7 @@ def test_token_and_expiry_of_a_wallet_entry_are_updatable(api):
 
     assert response.status_code == 200
     attributes = api.retrieve("customer_payment_sources", shop.entry["id"])["attributes"]
-    assert attributes["payment_source_token"] == "tok_declined"
+    assert attributes["payment_source_token"] == "••••ined"  # write-only: tok_declined, masked
     assert attributes["expires_on"] == "2031-10-31"
     assert attributes["disabled"] is True
 
@@ -241,11 +241,24 @@ def test_a_customer_with_orders_is_not_deleted(api):
     assert api.ids(f"/api/customers/{shop.customer['id']}/orders") == [shop.order["id"]]
 
 
-def test_a_wallet_entry_is_deleted(api):
-    shop = build_shop(api, place=False)
+def test_a_wallet_entry_is_deleted_once_no_open_order_needs_it(api):
+    shop = build_shop(api)  # placed: the order keeps naming the entry, as a record
 
     assert api.delete(f"/api/customer_payment_sources/{shop.entry['id']}").status_code == 204
     assert api.ids(f"/api/customers/{shop.customer['id']}/customer_payment_sources") == []
+    order = api.get(f"/api/orders/{shop.order['id']}").json()["data"]
+    assert order["attributes"]["status"] == "placed"
+
+
+def test_a_wallet_entry_an_open_order_is_charged_to_stays(api):
+    shop = build_shop(api, place=False)
+
+    response = api.delete(f"/api/customer_payment_sources/{shop.entry['id']}")
+
+    assert_error(response, 409, detail=f"pays for order {shop.order['id']}")
+    assert api.ids(f"/api/customers/{shop.customer['id']}/customer_payment_sources") == [
+        shop.entry["id"]
+    ]
 
 
 # --- addresses --------------------------------------------------------------------------

@@ -32,7 +32,8 @@ from tests.factories import (
 
 @pytest.fixture
 def placed_shop(sessions, gateways):
-    """A source order of 2 units (10 in stock), placed and authorized under ``order:<id>:place``."""
+    """A source order of 2 units (10 in stock), placed and authorized under a key of its
+    placing request, ``order:<id>:place:<nonce>``."""
     with sessions.begin() as s:
         shop = make_shop(s, quantity=2, stock=10, price=1000)
     assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
@@ -43,8 +44,10 @@ def placed_shop(sessions, gateways):
 def test_cancel_voids_the_source_payment_and_releases_its_stock(
     sessions, gateways, clock, placed_shop, place
 ):
-    source_key = f"order:{placed_shop.source.id}:place"
     with sessions.begin() as s:
+        [held] = authorizations(s, placed_shop.source.id)
+        source_key = held.idempotency_key
+        assert source_key.startswith(f"order:{placed_shop.source.id}:place:")
         assert s.get_one(Sku, placed_shop.sku.id).stock_quantity == 8
         assert gateway_charge(s, source_key).voided_at is None
 

@@ -123,6 +123,7 @@ def test_ask_replays_a_recorded_answer_without_calling_the_gateway(key):
         gateway="test",
         token="tok_declined",
         amount_cents=100,
+        wallet_entry_id=None,
         currency_code="USD",
         recorded=recorded,
     )
