@@ -1,0 +1,316 @@
+"""The one rule for every payment effect, ownership, the wallet at placing time and stock
+given back as recorded, at the domain's level.
+
+Races are made deterministic with a gateway that, while it is being asked, lets another
+request or an edit happen (the remote call is the window no transaction covers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import select, update
+
+from copying import chunks, engine, orders, payments
+from copying.engine import EngineConfig, Outcome
+from copying.errors import OrderBusyError, OrderChangedError, one_line
+from copying.gateways import GatewayAnswer, Gateways, GatewayUnavailableError
+from models import (
+    AuthorizationStatus,
+    CopyStatus,
+    CopyStep,
+    CustomerPaymentSource,
+    LineItem,
+    Mode,
+    Order,
+    OrderCopy,
+    OrderStatus,
+    PaymentAuthorization,
+    Sku,
+)
+from tests.factories import (
+    Line,
+    authorizations,
+    create_copy,
+    gateway_charge,
+    make_order,
+    make_shop,
+)
+
+
+@dataclass
+class Meddling:
+    """The test gateway, with something happening while the first call is out."""
+
+    real: Gateways
+    during: Callable[[], None]
+    then_fail: bool = False
+    calls: list[str] = field(default_factory=list)
+
+    def authorize(
+        self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str
+    ) -> GatewayAnswer:
+        self.calls.append(idempotency_key)
+        answer = self.real["test"].authorize(
+            idempotency_key=idempotency_key,
+            token=token,
+            amount_cents=amount_cents,
+            currency_code=currency_code,
+        )
+        if len(self.calls) == 1:
+            self.during()
+            if self.then_fail:  # held at the gateway, but the answer never came back
+                raise GatewayUnavailableError("test gateway: no answer in time")
+        return answer
+
+    def void(self, *, idempotency_key: str) -> None:
+        self.real["test"].void(idempotency_key=idempotency_key)
+
+
+def _pending(sessions, **shop):
+    with sessions.begin() as s:
+        made = make_shop(s, **shop)
+        order = make_order(s, [Line(made.sku, 2)], customer=made.customer, wallet_entry=made.entry)
+    return made, order
+
+
+def _live_holds(sessions, order_id):
+    with sessions.begin() as s:
+        held = [a for a in authorizations(s, order_id) if a.status in payments.LIVE]
+        ledger = [gateway_charge(s, a.idempotency_key) for a in authorizations(s, order_id)]
+    live_at_gateway = [c for c in ledger if c and c.outcome == "authorized" and not c.voided_at]
+    return held, live_at_gateway
+
+
+def test_a_place_that_loses_the_race_never_voids_the_winners_hold(sessions, gateways):
+    shop, order = _pending(sessions)
+    answers = []
+
+    def double_click() -> None:
+        answers.append(orders.place_order(sessions, order.id, Mode.TEST, gateways=gateways))
+
+    meddling = Meddling(gateways, double_click)
+    with pytest.raises(OrderChangedError, match="is placed now"):
+        orders.place_order(sessions, order.id, Mode.TEST, gateways={"test": meddling})
+
+    assert answers == [[]]  # the second click placed it
+    held, live = _live_holds(sessions, order.id)
+    with sessions.begin() as s:
+        placed = s.get_one(Order, order.id)
+        stock = s.get_one(Sku, shop.sku.id).stock_quantity
+    assert placed.status == OrderStatus.PLACED
+    assert [(a.amount_cents, a.status) for a in held] == [(2000, AuthorizationStatus.AUTHORIZED)]
+    assert [c.idempotency_key for c in live] == [held[0].idempotency_key]
+    # Both clicks asked under one key: the gateway holds the payment once.
+    assert len(set(meddling.calls)) == 1
+    assert stock == 10 - 2  # taken once
+
+
+def test_a_total_changed_while_asking_is_not_placed_and_the_hold_is_voided(sessions, gateways):
+    shop, order = _pending(sessions)
+
+    def add_a_line() -> None:
+        with sessions.begin() as s:
+            make_line = LineItem(
+                mode=Mode.TEST,
+                order_id=order.id,
+                position=1,
+                item_type="skus",
+                sku_code=shop.sku.code,
+                name="more",
+                quantity=1,
+                unit_amount_cents=1000,
+                total_amount_cents=1000,
+            )
+            s.add(make_line)
+            s.execute(update(Order).where(Order.id == order.id).values(total_amount_cents=3000))
+
+    with pytest.raises(OrderChangedError, match="total is 3000 cents now, 2000 were asked for"):
+        orders.place_order(
+            sessions, order.id, Mode.TEST, gateways={"test": Meddling(gateways, add_a_line)}
+        )
+
+    held, live = _live_holds(sessions, order.id)
+    with sessions.begin() as s:
+        [payment] = authorizations(s, order.id)
+        status = s.get_one(Order, order.id).status
+        stock = s.get_one(Sku, shop.sku.id).stock_quantity
+    assert (held, live) == ([], [])
+    assert payment.status == AuthorizationStatus.VOIDED
+    assert status == OrderStatus.PENDING
+    assert stock == 10  # nothing taken
+
+
+@pytest.mark.parametrize("change", ["disabled", "expired", "token"])
+def test_a_wallet_entry_changed_while_asking_is_not_charged(sessions, gateways, change):
+    shop, order = _pending(sessions)
+
+    def change_entry() -> None:
+        with sessions.begin() as s:
+            entry = s.get_one(CustomerPaymentSource, shop.entry.id)
+            if change == "disabled":
+                entry.disabled = True
+            elif change == "expired":
+                entry.expires_on = entry.created_at.date() - timedelta(days=1)
+            else:
+                entry.payment_source_token = "tok_other"
+
+    problems = orders.place_order(
+        sessions, order.id, Mode.TEST, gateways={"test": Meddling(gateways, change_entry)}
+    )
+
+    assert len(problems) == 1
+    assert f"wallet entry {shop.entry.id}" in problems[0]
+    assert _live_holds(sessions, order.id) == ([], [])
+    with sessions.begin() as s:
+        assert s.get_one(Order, order.id).status == OrderStatus.PENDING
+
+
+def test_placing_checks_the_wallet_entry_before_asking(sessions, gateways):
+    shop, order = _pending(sessions)
+    with sessions.begin() as s:
+        s.get_one(Order, order.id).customer_id = make_shop(s).customer.id  # another customer
+
+    problems = orders.place_order(sessions, order.id, Mode.TEST, gateways=gateways)
+
+    assert problems == [f"wallet entry {shop.entry.id} belongs to another customer"]
+    with sessions.begin() as s:
+        assert authorizations(s, order.id) == []  # the gateway was never asked
+
+
+def test_stock_given_back_is_what_was_taken(sessions, gateways):
+    shop, order = _pending(sessions)
+    assert orders.place_order(sessions, order.id, Mode.TEST, gateways=gateways) == []
+    with sessions.begin() as s:  # the lines drift after placing (by hand, by a bug)
+        s.execute(update(LineItem).where(LineItem.order_id == order.id).values(quantity=7))
+
+    assert orders.cancel_order(sessions, order.id, Mode.TEST, gateways=gateways) == []
+
+    with sessions.begin() as s:
+        assert s.get_one(Sku, shop.sku.id).stock_quantity == 10  # the 2 taken, not 7
+        lines = s.scalars(select(LineItem).where(LineItem.order_id == order.id)).all()
+        assert {line.reserved_quantity for line in lines} == {0}
+
+
+def test_a_running_copys_target_belongs_to_the_copy(sessions, gateways, clock):
+    with sessions.begin() as s:
+        shop = make_shop(s, token="tok_flaky")
+    copy = create_copy(sessions, shop.source.id, place_target_order=True)
+    with pytest.raises(GatewayUnavailableError):  # waits between its steps, stock held
+        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    with sessions.begin() as s:
+        target_id = s.get_one(OrderCopy, copy.id).target_order_id
+
+    for act in (orders.place_order, orders.cancel_order):
+        with pytest.raises(OrderBusyError, match=f"order copy {copy.id}"):
+            act(sessions, target_id, Mode.TEST, gateways=gateways)
+
+    # Once the copy ends, the order is the customer's again.
+    with pytest.raises(GatewayUnavailableError):
+        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert orders.cancel_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
+
+
+@pytest.mark.parametrize("in_chunk", [False, True])
+def test_a_copy_whose_wallet_entry_is_disabled_while_asking_voids_its_hold(
+    sessions, gateways, clock, in_chunk
+):
+    with sessions.begin() as s:
+        shop = make_shop(s)
+    copy = create_copy(sessions, shop.source.id, place_target_order=True)
+
+    def disable() -> None:
+        with sessions.begin() as s:
+            s.get_one(CustomerPaymentSource, shop.entry.id).disabled = True
+
+    meddling = {"test": Meddling(gateways, disable)}
+    if in_chunk:
+        config = EngineConfig()
+        runs = engine.claim(sessions, [copy.id], config=config, clock=clock)
+        ran = chunks.run_all(sessions, runs, gateways=meddling, config=config, clock=clock)
+        assert ran.outcome == {copy.id: Outcome.FAILED}
+    else:
+        outcome = engine.execute(sessions, copy.id, gateways=meddling, clock=clock)
+        assert outcome == Outcome.FAILED
+
+    with sessions.begin() as s:
+        row = s.get_one(OrderCopy, copy.id)
+        stock = s.get_one(Sku, shop.sku.id).stock_quantity
+    assert row.errors_log == {"payment_source": [f"wallet entry {shop.entry.id} is disabled"]}
+    assert (row.status, row.step) == (CopyStatus.FAILED, CopyStep.TARGET_BUILT)
+    assert _live_holds(sessions, row.target_order_id) == ([], [])
+    assert stock == 10  # the target's 2 given back
+
+
+def test_a_hold_left_by_a_given_up_copy_is_voided_by_the_sweeper(sessions, gateways, clock):
+    with sessions.begin() as s:
+        shop = make_shop(s)
+    copy = create_copy(sessions, shop.source.id, place_target_order=True)
+    timed_out = {"test": Meddling(gateways, lambda: None, then_fail=True)}
+
+    # Authorized at the gateway, the answer lost, and no runs left: the copy fails.
+    config = EngineConfig(max_claims=1)
+    outcome = engine.execute(sessions, copy.id, gateways=timed_out, config=config, clock=clock)
+    assert outcome == Outcome.FAILED
+    with sessions.begin() as s:
+        row = s.get_one(OrderCopy, copy.id)
+        [asked] = authorizations(s, row.target_order_id)
+    assert asked.status == AuthorizationStatus.REQUESTED
+    assert gateway_charge_live(sessions, asked.idempotency_key)
+
+    too_soon = orders.void_abandoned(
+        sessions, gateways, clock.now, older_than=timedelta(minutes=5), limit=10
+    )
+    later = orders.void_abandoned(
+        sessions,
+        gateways,
+        clock.now + timedelta(minutes=6),
+        older_than=timedelta(minutes=5),
+        limit=10,
+    )
+
+    assert (too_soon, later) == (0, 1)
+    assert not gateway_charge_live(sessions, asked.idempotency_key)
+    with sessions.begin() as s:
+        assert s.get_one(PaymentAuthorization, asked.id).status == AuthorizationStatus.VOIDED
+
+
+def test_an_answer_that_comes_after_the_sweeper_took_the_payment_is_not_kept(
+    sessions, gateways, clock
+):
+    _, order = _pending(sessions)
+    with sessions.begin() as s:
+        request, new = payments.request_to_place(s, s.get_one(Order, order.id))
+        payments.record_requests(s, [(Mode.TEST, request)], clock.now)
+    assert new
+    answer = payments.ask(gateways, request)
+    orders.void_abandoned(
+        sessions,
+        gateways,
+        clock.now + timedelta(hours=1),
+        older_than=timedelta(minutes=5),
+        limit=10,
+    )
+
+    with sessions.begin() as s:
+        assert not payments.settle_request(s, request, answer, clock.now)
+    assert not gateway_charge_live(sessions, request.idempotency_key)
+
+
+def gateway_charge_live(sessions, key: str) -> bool:
+    with sessions.begin() as s:
+        charge = gateway_charge(s, key)
+    return charge is not None and charge.outcome == "authorized" and charge.voided_at is None
+
+
+def test_stored_error_text_is_one_bounded_line():
+    error = RuntimeError("connection failed: host 10.0.0.1\n[SQL: SELECT secret FROM t]")
+    long = RuntimeError("x" * 1000)
+
+    assert one_line(error) == "connection failed: host 10.0.0.1"
+    assert len(one_line(long)) == 300
+    assert one_line(RuntimeError()) == "RuntimeError"
