@@ -22,8 +22,8 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, func, inspect, select, text
 from sqlalchemy.orm import Session
 
+from copying.payments import LIVE
 from models import (
-    AuthorizationStatus,
     CopyStatus,
     CopyStep,
     ItemType,
@@ -43,7 +43,7 @@ INVARIANTS: dict[str, str] = {
     "not_lost": "every copy a client was told exists is there",
     "finished": "every copy is completed, failed or aborted",
     "one_target": "at most one target order per copy; each completed copy has one",
-    "one_authorization": "at most one authorization per copy; none unless it asked to place",
+    "one_authorization": "at most one live authorization per copy; none unless it asked to place",
     "source_cancelled_once": "no source order cancelled twice",
     "voided_once": "no authorization voided twice, nor voided without being held",
     "stock_conserved": "stock: initial - held by placed orders = current, per SKU",
@@ -150,16 +150,19 @@ def _check_payments(
         )
     ):
         copy_id = _copy_of_key(key)
-        if copy_id in wanted and status != AuthorizationStatus.DECLINED:
+        if copy_id in wanted and status in LIVE:
             held[copy_id] += 1
+    # A key asked for by a run that was given up, then voided, is no hold: live ones count.
     charged: Counter[str] = Counter()
-    for key, outcome in session.execute(
-        select(TestGatewayCharge.idempotency_key, TestGatewayCharge.outcome).where(
-            TestGatewayCharge.idempotency_key.startswith("order_copy:")
-        )
+    for key, outcome, voided_at in session.execute(
+        select(
+            TestGatewayCharge.idempotency_key,
+            TestGatewayCharge.outcome,
+            TestGatewayCharge.voided_at,
+        ).where(TestGatewayCharge.idempotency_key.startswith("order_copy:"))
     ):
         copy_id = _copy_of_key(key)
-        if copy_id in wanted and outcome == "authorized":
+        if copy_id in wanted and outcome == "authorized" and voided_at is None:
             charged[copy_id] += 1
     for copy in copies:
         if held[copy.id] > 1 or charged[copy.id] > 1:
