@@ -11,12 +11,13 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
-from starlette.middleware.base import BaseHTTPMiddleware, RequestResponseEndpoint
-from starlette.responses import Response
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api import health, metrics
 from api.errors import MEDIA_TYPE, ApiError, error_document
+from api.middleware import Authentication, BodyLimit, RateLimiting
 from api.resources import REGISTRY, RESOURCES
 from api.responses import JsonApiResponse
 from api.routes import router_for
@@ -48,21 +49,34 @@ def _negotiated(path: str) -> bool:
     return path.startswith("/api/") and not (path == OPENAPI_URL or path.startswith(DOCS_URL))
 
 
-class ContentNegotiation(BaseHTTPMiddleware):
-    async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
-        if _negotiated(request.url.path):
-            if not _accepts(request.headers.get("accept")):
-                return _error(ApiError(406, f"send Accept: {MEDIA_TYPE}"))
-            has_body = request.headers.get("content-length", "0") != "0" or (
-                "transfer-encoding" in request.headers
-            )
-            if (
-                request.method in BODY_METHODS
-                and (has_body or request.headers.get("content-type"))
-                and request.headers.get("content-type", "").strip() != MEDIA_TYPE
-            ):
-                return _error(ApiError(415, f"send Content-Type: {MEDIA_TYPE}"))
-        return await call_next(request)
+def _negotiation_error(method: str, headers: Headers) -> ApiError | None:
+    if not _accepts(headers.get("accept")):
+        return ApiError(406, f"send Accept: {MEDIA_TYPE}")
+    has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+    if (
+        method in BODY_METHODS
+        and (has_body or headers.get("content-type"))
+        and headers.get("content-type", "").strip() != MEDIA_TYPE
+    ):
+        return ApiError(415, f"send Content-Type: {MEDIA_TYPE}")
+    return None
+
+
+class ContentNegotiation:
+    """406/415 from the headers alone. Pure ASGI, as the rest (``api/middleware.py``):
+    ``BaseHTTPMiddleware`` reads the body through a task group of its own, which wraps
+    an error raised while reading it (the body limit's 413) into an exception group."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and _negotiated(scope["path"]):
+            error = _negotiation_error(scope["method"], Headers(scope=scope))
+            if error is not None:
+                await _error(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 def _allowed_methods(request: Request) -> list[str]:
@@ -149,7 +163,12 @@ def create_app() -> FastAPI:
         docs_url=DOCS_URL,
         redoc_url=None,
     )
+    # Outermost last: the body's size, then its media types, then the key, then its rate;
+    # all of it before the body is read (api/middleware.py).
+    app.add_middleware(RateLimiting)
+    app.add_middleware(Authentication, protects=_negotiated)
     app.add_middleware(ContentNegotiation)
+    app.add_middleware(BodyLimit)
     # Operations (no API key, not JSON:API, not in the OpenAPI document): see README.
     app.include_router(health.router())
     app.include_router(metrics.router())

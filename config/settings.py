@@ -77,6 +77,29 @@ class Settings(BaseSettings):
         default=None, ge=0, le=65535, description="Serve the worker's /metrics on this port."
     )
     failpoints: str = Field(default="", description="Test only: NAME=raise|exit,…")
+    max_body_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1,
+        description="Largest request body the API reads (413 beyond it, before parsing).",
+    )
+    readyz_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        description="How long /readyz answers from its last check (0: every probe checks).",
+    )
+    rate_limits: Literal["auto", "on", "off"] = Field(
+        default="auto",
+        description="Per-API-key rate limits; auto: on when ENV=production.",
+    )
+    rate_limit_scale: float = Field(
+        default=1.0, gt=0, description="Multiplies every rate limit (api/rate_limits.py)."
+    )
+    rate_limit_average_seconds: int = Field(
+        default=60, ge=1, description="The window of the per-class (average) limits."
+    )
+    rate_limit_burst_seconds: int = Field(
+        default=10, ge=1, description="The window of the per-endpoint (burst) limits."
+    )
 
     @model_validator(mode="after")
     def _check_redispatch(self) -> Settings:
@@ -120,6 +143,10 @@ class Settings(BaseSettings):
     @property
     def is_embedded(self) -> bool:
         return self.database_url is None
+
+    @property
+    def rate_limited(self) -> bool:
+        return self.rate_limits == "on" or (self.rate_limits == "auto" and self.env == "production")
 
 
 def _check_url(value: str, schemes: tuple[str, ...]) -> None:
