@@ -13,7 +13,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, update
 
-from api import metrics
+from api import health, metrics
 from api.app import app
 from config import get_settings
 from copying import copy_states, engine
@@ -57,11 +57,14 @@ def own_redis(tmp_path) -> Iterator[RedisServer]:
 
 @pytest.fixture
 def settings_env() -> Iterator[dict[str, str]]:
-    """Environment changes for this test only, seen by the next ``get_settings()``."""
+    """Environment changes for this test only, seen by the next ``get_settings()``; every
+    probe checks (no answer kept from the last one)."""
     with mock.patch.dict(os.environ) as environ:
         get_settings.cache_clear()
+        environ["ORDERCOPY_READYZ_CACHE_SECONDS"] = "0"
         yield environ
     get_settings.cache_clear()
+    health.forget()
 
 
 def use(settings_env, **values: str) -> None:
@@ -88,8 +91,8 @@ def test_readyz_is_503_while_the_broker_is_down_and_200_once_it_is_back(
     assert down.status_code == 503
     body = down.json()
     assert body["status"] == "unavailable"
-    assert body["checks"]["database"] == "ok"
-    assert str(own_redis.port) in body["checks"]["broker"]  # the reason names where it looked
+    assert body["checks"] == {"database": "ok", "broker": "broker unavailable"}
+    assert str(own_redis.port) not in down.text  # where it looked goes to the log only
 
     own_redis.start()
     back = http.get("/readyz")
@@ -105,10 +108,8 @@ def test_readyz_is_503_when_the_database_cannot_be_reached(http, settings_env):
     response = http.get("/readyz")
 
     assert response.status_code == 503
-    checks = response.json()["checks"]
-    assert checks["broker"] == "ok"
-    assert checks["database"] != "ok"
-    assert str(port) in checks["database"]
+    assert response.json()["checks"] == {"broker": "ok", "database": "database unavailable"}
+    assert str(port) not in response.text
 
 
 def test_readyz_checks_the_embedded_default_too(http, settings_env, tmp_path):
@@ -321,7 +322,9 @@ def test_metrics_read_the_same_on_the_embedded_sqlite(sqlite, gateways):
     assert by_status[Mode.TEST, CopyStatus.COMPLETED] == 1
 
 
-def test_metrics_is_a_503_with_the_reason_when_the_database_cannot_be_reached(http, monkeypatch):
+def test_metrics_is_a_503_without_driver_text_when_the_database_cannot_be_reached(
+    http, monkeypatch
+):
     port = free_port()  # nothing listens there
     nowhere = make_engine(
         f"postgresql+psycopg://postgres@127.0.0.1:{port}/nowhere",
@@ -332,6 +335,5 @@ def test_metrics_is_a_503_with_the_reason_when_the_database_cannot_be_reached(ht
     response = http.get("/metrics")
 
     assert response.status_code == 503
-    assert response.text.startswith("database unavailable:")
-    assert str(port) in response.text
+    assert response.text == "database unavailable\n"  # the driver's text goes to the log
     nowhere.dispose()
