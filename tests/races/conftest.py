@@ -94,6 +94,11 @@ class Round:
     seed: int
     rng: random.Random
 
+    @classmethod
+    def of(cls, number: int) -> Round:
+        """Round ``number``: seeded with the base seed plus its number."""
+        return cls(number, BASE_SEED + number, random.Random(BASE_SEED + number))
+
     def report(self, problems: Sequence[str], replies: Sequence[Reply] = ()) -> str:
         lines = [
             f"races round {self.number}, seed {self.seed} (RACES_BASE_SEED={BASE_SEED} + round"
@@ -108,8 +113,7 @@ class Round:
 
 @pytest.fixture(params=range(ROUNDS), ids=lambda n: f"round{n:02d}")
 def round_(request: pytest.FixtureRequest) -> Round:
-    seed = BASE_SEED + request.param
-    return Round(request.param, seed, random.Random(seed))
+    return Round.of(request.param)
 
 
 @dataclass
