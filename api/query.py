@@ -123,10 +123,13 @@ def _value(attribute: Attribute, raw: str, parameter: str, *, exact: bool) -> An
     if kind == "datetime":
         try:
             moment = datetime.fromisoformat(raw)
+            # In UTC, as stored: a moment whose UTC date is outside years 1 to 9999
+            # (0001-01-01T00:00:00+14:00) overflows here, not in the driver (a 500).
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
         except ValueError:
             pass
-        else:
-            return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+        except OverflowError:
+            raise _invalid(parameter, f"{raw!r} is outside the years 1 to 9999 in UTC") from None
     if kind == "string":
         if not storable(raw):
             raise _invalid(parameter, "text filters cannot contain NUL characters")
@@ -236,6 +239,11 @@ def parse(
     if listing and not query.order_by:
         query.order_by = _sort(resource.default_sort, resource)
     return query
+
+
+def default_order(resource: Resource) -> list[Any]:
+    """The order of ``resource``'s lists when no ``sort`` is given."""
+    return _sort(resource.default_sort, resource)
 
 
 def _names(raw: str) -> list[str]:

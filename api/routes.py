@@ -52,8 +52,10 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         (404, "Not found in this mode"),
         (406, "Not acceptable"),
         (409, "Conflict"),
+        (413, "The request body is too large"),
         (415, "Unsupported media type"),
         (422, "Validation error"),
+        (429, "Too many requests with this API key; see Retry-After"),
         (503, "A payment gateway did not answer; try again"),
     )
 }
@@ -446,10 +448,13 @@ def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Rel
         routes.reject_parameters(request)
         with db.sessions().begin() as session:
             row = routes.load(session, api_key.mode, row_id)
-            data, _ = routes.renderer(request, query.Query()).linkage(
-                session, resource, [row], relationship, api_key.mode
-            )
-        return JsonApiResponse({"data": data[row.id]})
+            renderer = routes.renderer(request, query.Query())
+            linkage = renderer.linkage(session, resource, [row], relationship, api_key.mode)
+        document: dict[str, Any] = {"data": linkage.data[row.id]}
+        if row.id in linkage.truncated:
+            document["links"] = {"next": renderer.next_page(resource, row.id, relationship)}
+            document["meta"] = {"truncated": True}
+        return JsonApiResponse(document)
 
 
 def document_of(body: Any) -> Any:

@@ -267,11 +267,20 @@ class Meta(Open):
 class RelationshipLinks(Strict):
     self: str
     related: str
+    next: str | None = Field(
+        default=None,
+        description="When ``data`` holds only the first 25: the related route's next page.",
+    )
+
+
+class TruncatedMeta(Strict):
+    truncated: bool
 
 
 class RelationshipObject(Strict):
     links: RelationshipLinks
     data: dict[str, Any] | list[dict[str, Any]] | None = None
+    meta: TruncatedMeta | None = None
 
 
 def resource_object(resource: Resource) -> type[BaseModel]:
@@ -356,5 +365,11 @@ class Identifier(Strict):
     id: str
 
 
+class NextLink(Strict):
+    next: str
+
+
 class LinkageDocument(Strict):
     data: Identifier | list[Identifier] | None
+    links: NextLink | None = None
+    meta: TruncatedMeta | None = None

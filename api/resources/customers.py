@@ -9,6 +9,14 @@ from api.resources.common import METADATA, TIMESTAMPS, plain_create, plain_delet
 from api.spec import Attribute, Context, Relationship, Resource
 from models import Customer, CustomerPaymentSource, Order
 
+#: A token shorter than this is shown without its end: the end would be most of it.
+SHOWN_FROM_LENGTH = 12
+
+
+def masked(token: str) -> str:
+    """``••••`` and, for a token of at least 12 characters, its last 4."""
+    return "••••" + (token[-4:] if len(token) >= SHOWN_FROM_LENGTH else "")
+
 
 def _delete_customer(ctx: Context, customer: Customer) -> None:
     """Delete the customer and their wallet; not while orders name them."""
@@ -54,7 +62,9 @@ CUSTOMER_PAYMENT_SOURCES = Resource(
             required=True,
             nullable=False,
             max_length=255,
-            description="The gateway's token (the test gateway: tok_visa, tok_declined, ...).",
+            description="The gateway's token (the test gateway: tok_visa, tok_declined, ...)."
+            " Write-only: responses show it masked, at most its last 4 characters.",
+            read=lambda entry: masked(entry.payment_source_token),
         ),
         Attribute("name", "string", writable="always", nullable=False, max_length=255),
         Attribute(
