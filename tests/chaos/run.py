@@ -5,12 +5,14 @@ world (tests/chaos/world.py), issues an API key and starts the workers
 (prefork), a beat and the web (uvicorn), every process with each doorbell
 published twice (the ``publish_twice`` switch). Then, for ``--duration``
 seconds, clients create copies over HTTP, ops retry failed ones over HTTP and
-in bulk (tests/chaos/traffic.py) while faults hit at seeded moments
+in bulk, and a second client double-clicks ``_place`` and edits orders and line
+items while the copies run (tests/chaos/traffic.py), while faults hit at seeded moments
 (tests/chaos/faults.py). Then the faults stop: the system must finish every
 copy on its own, with no ``--quiesce-timeout`` seconds without a copy finishing
 (within ``--settle-limit`` in all: on a loaded machine a backlog takes long,
-only a stall is a failure), and every promise of
-tests/invariants.py and tests/chaos/promises.py must hold. It prints a table,
+only a stall is a failure), no payment may be left asked for or being voided once the
+sweeper has had its turn, and every promise of tests/invariants.py,
+tests/chaos/promises.py and tests/money.py must hold. It prints a table,
 and exits 1 if either fails. Everything it started is stopped and removed at the end
 (``--keep`` keeps the logs and the stopped database; a run that fails, or
 settles slowly, keeps its logs).
@@ -54,6 +56,8 @@ from tests.chaos.stack import Stack
 from tests.chaos.traffic import ORIGIN, Traffic
 from tests.chaos.web import ApiClient
 from tests.invariants import check, install_audit, source_cancellations
+from tests.money import check as check_money
+from tests.money import settle as settle_money
 
 T = TypeVar("T")
 
@@ -68,7 +72,12 @@ SETTINGS = {
     "REDISPATCH_MAX_SECONDS": "40",
     "RENEWALS_INTERVAL_SECONDS": "1",
     "MAX_CLAIMS": "8",
+    # A payment a killed process left asked for or being voided is voided by the sweeper
+    # after this long (the shortest allowed), so that the run can settle on it.
+    "ABANDONED_PAYMENT_AFTER_SECONDS": "10",
 }
+#: How long, once the copies settled, payments asked for or being voided may take to settle.
+MONEY_SETTLE_SECONDS = 60.0
 #: Events counted in the processes' JSON logs.
 LOGGED = {
     "copy_lease_lost": "runs fenced off after losing their lease (copy_lease_lost)",
@@ -237,6 +246,7 @@ def _run(args: argparse.Namespace, stack: Stack) -> Results:
     stranded = _retrying(unsettled)
     say(f"faults over; {stranded} copies unfinished: waiting for the system to settle")
     quiesced_after = _settle(stack, unsettled, args.quiesce_timeout, args.settle_limit)
+    money_left = _settle_money(sessions)
     progress.stop.set()
     say(
         f"settled in {quiesced_after:.1f} s"
@@ -246,9 +256,18 @@ def _run(args: argparse.Namespace, stack: Stack) -> Results:
     results = _results(args, stack, sessions, world, injector, traffic)
     results.observed = {"copies unfinished when the faults stopped": stranded, **results.observed}
     results.quiesced_after = quiesced_after
-    results.problems = [*crashed, *injector.errors, *traffic.problems]
+    results.problems = [*crashed, *injector.errors, *traffic.problems, *money_left]
     api.close()
     return results
+
+
+def _settle_money(sessions: sessionmaker[Session]) -> list[str]:
+    """Wait for the payments still asked for or being voided (the sweeper voids those a
+    killed process left); what is left after ``MONEY_SETTLE_SECONDS``, as problems."""
+    try:
+        return settle_money(sessions, timeout=MONEY_SETTLE_SECONDS, interval=0.5)
+    except Exception as error:  # the database just restarted: the invariants will say more
+        return [f"settling the payments failed: {error!r}"]
 
 
 def _sampler(stack: Stack, sessions: sessionmaker[Session]) -> Callable[[], str]:
@@ -296,6 +315,9 @@ def _drive(
         threading.Thread(target=traffic.retry_over_http, args=(stop,), name="ops-http"),
         threading.Thread(target=traffic.retry_failed, args=(stop,), name="ops-bulk"),
         threading.Thread(target=traffic.ring_stray, args=(stop,), name="stray"),
+        threading.Thread(
+            target=traffic.edit_orders, args=(stop, sorted(world.initial_stock)), name="editor"
+        ),
     ]
     for thread in threads:
         thread.daemon = True
@@ -350,8 +372,15 @@ def _results(
         ids = list(dict.fromkeys([*traffic.created, *(c.id for c in copies)]))
         found = check(session, ids, world.initial_stock)
         found |= check_api(
-            session, ORIGIN, traffic.answered, traffic.api.malformed, traffic.api.crashed
+            session,
+            ORIGIN,
+            traffic.answered,
+            traffic.api.malformed,
+            traffic.api.crashed,
+            traffic.owned_writes,
+            traffic.double_places,
         )
+        found |= check_money(session, world.initial_stock)
         cancelled = sum(source_cancellations(session, ids).values())
         claims, resumed = probes.runs(session)
         audited = probes.audited(session)
@@ -399,7 +428,9 @@ def _results(
             f"{SETTINGS['REDISPATCH_MAX_SECONDS']} s, "
             f"max claims {SETTINGS['MAX_CLAIMS']}; PostgreSQL "
             "idle_in_transaction_session_timeout 3 s; every doorbell published twice "
-            "(publish_twice); aborts over HTTP (PATCH _abort)"
+            "(publish_twice); aborts over HTTP (PATCH _abort); a second client double-clicks"
+            " _place and edits orders while copies run; abandoned payments voided after"
+            f" {SETTINGS['ABANDONED_PAYMENT_AFTER_SECONDS']} s"
         ),
         duration=args.duration,
         quiesce_bound=args.quiesce_timeout,

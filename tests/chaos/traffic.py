@@ -10,6 +10,14 @@ over HTTP (``PATCH _retry``) and in bulk (``copying.bulk``, as ``ordercopy
 copies retry`` does). Old doorbells are rung again at random (stray
 duplicates); every doorbell of every process goes out twice anyway
 (``publish_twice``).
+
+A second client edits orders while the copies run: it double-clicks
+``_place`` (two requests at once), adds and deletes line items, switches the
+wallet entry and edits the shipping address, mostly on the targets of copies
+that have not finished (which must refuse every write: 409) and on other
+orders still pending. A write answered 2xx while an unfinished copy owned the
+order before and after it, or a double click placed twice, is recorded
+(tests/chaos/promises.py).
 """
 
 from __future__ import annotations
@@ -21,12 +29,21 @@ from collections import Counter, defaultdict
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from copying import bulk
 from copying.dispatch import Publish
-from models import Mode
+from models import (
+    CopyStatus,
+    CustomerPaymentSource,
+    LineItem,
+    Mode,
+    Order,
+    OrderCopy,
+    OrderStatus,
+)
 from tests.chaos.web import ApiClient
 from tests.chaos.world import CopySpec
 
@@ -46,6 +63,13 @@ IMPATIENT = 0.05
 IMPATIENCE = 0.02
 #: Copies created over HTTP carry their Idempotency-Key as reference, with this origin.
 ORIGIN = "chaos-http"
+#: The editor's pause between two edits (seconds), and the share of its edits aimed at the
+#: target of a copy that has not finished (the rest: any pending order).
+EDIT_PAUSE = (0.1, 0.4)
+AT_RUNNING_TARGETS = 0.7
+EDITS = ("double click _place", "add a line item", "delete a line item", "switch wallet entry")
+EDITS_WITH_ADDRESS = (*EDITS, "edit the shipping address")
+UNFINISHED = (CopyStatus.PENDING, CopyStatus.IN_PROGRESS)
 
 
 def create_document(spec: CopySpec) -> dict[str, Any]:
@@ -95,6 +119,11 @@ class Traffic:
         self.counts: Counter[str] = Counter()
         #: What went wrong that the API should not have done (a 4xx to a valid create).
         self.problems: list[str] = []
+        #: Writes the API let through to an order that an unfinished copy owned.
+        self.owned_writes: list[str] = []
+        #: Double clicks of ``_place`` that placed twice.
+        self.double_places: list[str] = []
+        self.editor_rng = random.Random(rng.getrandbits(64))
         self._lock = threading.Lock()
         self._retries: Counter[str] = Counter()
 
@@ -268,3 +297,158 @@ class Traffic:
                 ids = [self.rng.choice(self.created) for _ in range(5)]
                 self.ring(ids)
                 self.count("stray doorbells (old ids rung again)", len(ids))
+
+    # --- the second client: double clicks and edits -------------------------------------
+
+    def edit_orders(self, stop: threading.Event, sku_codes: Sequence[str]) -> None:
+        """Every 0.1-0.4 s, pick an order (a running copy's target, or any pending order)
+        and double-click ``_place`` on it or edit it over HTTP (``sku_codes``: what a new
+        line item may be). Any answer below 500 is the API's to give; a 2xx to a write
+        on an order an unfinished copy owned before and after it is recorded, as is a
+        double click that placed twice."""
+        rng = self.editor_rng
+        while not stop.wait(rng.uniform(*EDIT_PAUSE)):
+            try:
+                picked = self._pick_order(rng)
+            except (OperationalError, InterfaceError):
+                self.count("edits skipped (database down)")
+                continue
+            if picked is None:
+                continue
+            order_id, owner, shipping = picked
+            edit = rng.choice(EDITS_WITH_ADDRESS if shipping else EDITS)
+            self.count(f"edits: {edit}" + (" (a running copy's target)" if owner else ""))
+            try:
+                answers = self._edit(rng, edit, order_id, shipping, sku_codes, stop)
+                still_owned = owner is not None and self._owner(order_id) == owner
+            except (OperationalError, InterfaceError):
+                continue
+            for what, status in answers:
+                if still_owned and status is not None and status < 300:
+                    with self._lock:
+                        self.owned_writes.append(
+                            f"{what} on order {order_id} answered {status} while copy {owner}"
+                            " owned it"
+                        )
+            if edit == EDITS[0] and [status for _, status in answers] == [200, 200]:
+                with self._lock:
+                    self.double_places.append(f"both clicks of _place on {order_id} placed it")
+
+    def _pick_order(self, rng: random.Random) -> tuple[str, str | None, str | None] | None:
+        """(order id, the unfinished copy that owns it or None, its shipping address id)."""
+        with self.sessions.begin() as session:
+            if rng.random() < AT_RUNNING_TARGETS:
+                rows = session.execute(
+                    select(OrderCopy.target_order_id, OrderCopy.id)
+                    .where(OrderCopy.status.in_(UNFINISHED), OrderCopy.target_order_id.is_not(None))
+                    .order_by(func.random())
+                    .limit(1)
+                ).all()
+            else:
+                rows = session.execute(
+                    select(Order.id, None)
+                    .where(Order.status == OrderStatus.PENDING)
+                    .order_by(func.random())
+                    .limit(1)
+                ).all()
+            if not rows:
+                return None
+            order_id, owner = rows[0]
+            shipping = session.scalar(select(Order.shipping_address_id).where(Order.id == order_id))
+        return str(order_id), owner, shipping
+
+    def _owner(self, order_id: str) -> str | None:
+        with self.sessions.begin() as session:
+            return session.scalar(
+                select(OrderCopy.id)
+                .where(OrderCopy.target_order_id == order_id, OrderCopy.status.in_(UNFINISHED))
+                .limit(1)
+            )
+
+    def _edit(
+        self,
+        rng: random.Random,
+        edit: str,
+        order_id: str,
+        shipping: str | None,
+        sku_codes: Sequence[str],
+        stop: threading.Event,
+    ) -> list[tuple[str, int | None]]:
+        """Send the edit; (what, status or None when given up) for each request sent."""
+        patch_order = f"/api/orders/{order_id}"
+
+        def send(what: str, method: str, path: str, document: Any = None) -> tuple[str, int | None]:
+            response = self.api.send(
+                what,
+                method,
+                path,
+                json=document,
+                give_up_after=OPS_GIVE_UP_AFTER,
+                stopping=stop.is_set,
+            ).response
+            return what, None if response is None else response.status_code
+
+        def order_document(attributes: dict[str, Any]) -> dict[str, Any]:
+            return {"data": {"type": "orders", "id": order_id, "attributes": attributes}}
+
+        if edit == "double click _place":
+            answers: list[tuple[str, int | None]] = []
+            place = order_document({"_place": True})
+
+            def click() -> None:
+                answer = send("PATCH _place (double click)", "PATCH", patch_order, place)
+                with self._lock:
+                    answers.append(answer)
+
+            clicks = [threading.Thread(target=click, name=f"click-{n}") for n in range(2)]
+            for thread in clicks:
+                thread.start()
+            for thread in clicks:
+                thread.join()
+            return answers
+        if edit == "add a line item":
+            document = {
+                "data": {
+                    "type": "line_items",
+                    "attributes": {
+                        "sku_code": rng.choice(sku_codes),
+                        "quantity": rng.randint(1, 3),
+                    },
+                    "relationships": {"order": {"data": {"type": "orders", "id": order_id}}},
+                }
+            }
+            return [send("POST line_items (editor)", "POST", "/api/line_items", document)]
+        with self.sessions.begin() as session:
+            if edit == "delete a line item":
+                line = session.scalar(
+                    select(LineItem.id).where(LineItem.order_id == order_id).limit(1)
+                )
+                target = None if line is None else f"/api/line_items/{line}"
+            elif edit == "switch wallet entry":
+                entry = session.scalar(
+                    select(CustomerPaymentSource.id)
+                    .join(Order, Order.customer_id == CustomerPaymentSource.customer_id)
+                    .where(Order.id == order_id)
+                    .order_by(func.random())
+                    .limit(1)
+                )
+                target = None if entry is None else str(entry)
+            else:
+                target = shipping
+        if target is None:
+            return []
+        if edit == "delete a line item":
+            return [send("DELETE line_items (editor)", "DELETE", target)]
+        if edit == "switch wallet entry":
+            document = order_document({"_customer_payment_source_id": target})
+            return [
+                send("PATCH _customer_payment_source_id (editor)", "PATCH", patch_order, document)
+            ]
+        document = {
+            "data": {
+                "type": "addresses",
+                "id": target,
+                "attributes": {"city": rng.choice(["Turin", "Pisa"])},
+            }
+        }
+        return [send("PATCH addresses (editor)", "PATCH", f"/api/addresses/{target}", document)]
