@@ -21,7 +21,15 @@ from api.errors import MEDIA_TYPE, ApiError
 from api.responses import JsonApiResponse
 from api.spec import Context, Relationship, Resource
 from copying.dispatch import Publish, unit_of_work
-from copying.errors import CopyInputError, CopyStateError, NotFoundError, TransientError
+from copying.errors import (
+    CopyInputError,
+    CopyStateError,
+    InUseError,
+    NotFoundError,
+    OrderBusyError,
+    OrderChangedError,
+    TransientError,
+)
 from copying.gateways import Gateways
 from copying.subscriptions import SubscriptionStateError
 from models import ApiKey, Mode, db
@@ -42,6 +50,9 @@ DOMAIN_ERRORS = (
     SubscriptionStateError,
     NotFoundError,
     TransientError,
+    OrderBusyError,
+    OrderChangedError,
+    InUseError,
 )
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -67,6 +78,12 @@ def domain_error(error: Exception, relationships: set[str] | None = None) -> Api
         return ApiError(422, error.message, pointer=f"/data/{where}/{error.field}")
     if isinstance(error, CopyStateError | SubscriptionStateError):
         return ApiError(409, str(error), code="INVALID_STATUS")
+    if isinstance(error, OrderBusyError):
+        return ApiError(409, str(error), code="ORDER_IN_COPY")
+    if isinstance(error, OrderChangedError):
+        return ApiError(409, str(error), code="ORDER_CHANGED")
+    if isinstance(error, InUseError):
+        return ApiError(409, str(error), code="IN_USE")
     if isinstance(error, NotFoundError):
         return ApiError(404, str(error))
     if isinstance(error, TransientError):
@@ -384,6 +401,8 @@ def add_delete_route(router: APIRouter, routes: Routes) -> None:
             with unit_of_work(db.sessions(), routes.publish()) as session:
                 row = routes.load(session, api_key.mode, row_id, lock=True)
                 remove(routes.context(session, api_key), row)
+        except DOMAIN_ERRORS as error:
+            raise domain_error(error) from None
         except IntegrityError:
             raise ApiError(409, f"{resource.type} {row_id} is still in use; it stays") from None
         return Response(status_code=204)

@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     )
     sweep_interval_seconds: float = Field(default=15.0, gt=0)
     sweep_batch_size: int = Field(default=1000, ge=1)
+    abandoned_payment_after_seconds: int = Field(
+        default=300,
+        ge=10,
+        description="A payment asked for (or being voided) and untouched this long was left by"
+        " a process that died during its gateway call: the sweeper voids it.",
+    )
     renewals_interval_seconds: float = Field(default=60.0, gt=0, description="Beat's renewal tick.")
     renewals_batch_size: int = Field(default=1000, ge=1, le=1000)
     task_time_limit_seconds: int = Field(default=300, ge=10)
@@ -77,6 +83,7 @@ class Settings(BaseSettings):
         default=None, ge=0, le=65535, description="Serve the worker's /metrics on this port."
     )
     failpoints: str = Field(default="", description="Test only: NAME=raise|exit,…")
+
     max_body_bytes: int = Field(
         default=1024 * 1024,
         ge=1,

@@ -7,6 +7,7 @@ from sqlalchemy import exists, select
 from api.errors import ApiError
 from api.resources.common import METADATA, TIMESTAMPS, plain_create, plain_delete
 from api.spec import Attribute, Context, Relationship, Resource
+from copying import wallet
 from models import Customer, CustomerPaymentSource, Order
 
 #: A token shorter than this is shown without its end: the end would be most of it.
@@ -50,6 +51,13 @@ CUSTOMERS = Resource(
     delete=_delete_customer,
 )
 
+
+def _delete_payment_source(ctx: Context, entry: CustomerPaymentSource) -> None:
+    """Refused (409) while an order not yet placed or a live subscription is charged to it."""
+    wallet.check_deletable(ctx.session, entry.id)
+    plain_delete(ctx, entry)
+
+
 CUSTOMER_PAYMENT_SOURCES = Resource(
     type="customer_payment_sources",
     model=CustomerPaymentSource,
@@ -86,6 +94,6 @@ CUSTOMER_PAYMENT_SOURCES = Resource(
         ),
     ),
     create=plain_create(CustomerPaymentSource),
-    delete=plain_delete,
+    delete=_delete_payment_source,
     extra_filters={"customer_id": "string"},
 )
