@@ -15,7 +15,7 @@ from typing import Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from copying import order_states
+from copying import order_states, wallet
 from copying.gateways import GatewayAnswer, Gateways
 from models import AuthorizationStatus, Mode, Order, PaymentAuthorization, new_public_id
 from models.dialects import insert_rows
@@ -76,7 +76,7 @@ def request_for(
     )
 
 
-class Asked(Protocol):
+class Asked(wallet.Charged, Protocol):
     """What placing compares of an order with what was asked for it (an ``Order``, or the
     row of :data:`ASKED_COLUMNS`)."""
 
@@ -86,12 +86,6 @@ class Asked(Protocol):
     def total_amount_cents(self) -> int: ...
     @property
     def currency_code(self) -> str: ...
-    @property
-    def customer_payment_source_id(self) -> str | None: ...
-    @property
-    def payment_source_token(self) -> str | None: ...
-    @property
-    def payment_gateway(self) -> str | None: ...
 
 
 #: An order's columns that :class:`Asked` reads, and what checking its wallet entry reads.
@@ -195,31 +189,21 @@ def record_answers(
     now: datetime,
 ) -> None:
     """:func:`record_answer` for many requests, in one statement. Does not commit."""
-    insert_rows(
+    _insert(
         session,
-        PaymentAuthorization.__table__,  # type: ignore[arg-type]
         [
-            {
-                "id": new_public_id(),
-                "mode": mode,
-                "order_id": request.order_id,
-                "amount_cents": request.amount_cents,
-                "currency_code": request.currency_code,
-                "gateway": request.gateway,
-                "gateway_reference": answer.reference,
-                "idempotency_key": request.idempotency_key,
-                "status": (
-                    AuthorizationStatus.AUTHORIZED
-                    if answer.authorized
-                    else AuthorizationStatus.DECLINED
-                ),
-                "message": answer.message[:1024],
-                "created_at": now,
-                "updated_at": now,
-            }
+            _row(
+                mode,
+                request,
+                AuthorizationStatus.AUTHORIZED
+                if answer.authorized
+                else AuthorizationStatus.DECLINED,
+                answer.reference,
+                answer.message,
+                now,
+            )
             for mode, request, answer in answers
         ],
-        skip_conflicts_on=["idempotency_key"],
     )
 
 
@@ -229,26 +213,45 @@ def record_requests(
     """Write down, before asking, that these holds may come to exist (``requested``): if
     the caller dies during the call, the sweeper voids them. A key already recorded stays
     as it is. Does not commit."""
+    _insert(
+        session,
+        [
+            _row(mode, request, AuthorizationStatus.REQUESTED, None, "asked for", now)
+            for mode, request in requests
+        ],
+    )
+
+
+def _row(
+    mode: Mode,
+    request: PaymentRequest,
+    status: AuthorizationStatus,
+    reference: str | None,
+    message: str,
+    now: datetime,
+) -> dict[str, object]:
+    return {
+        "id": new_public_id(),
+        "mode": mode,
+        "order_id": request.order_id,
+        "amount_cents": request.amount_cents,
+        "currency_code": request.currency_code,
+        "gateway": request.gateway,
+        "gateway_reference": reference,
+        "idempotency_key": request.idempotency_key,
+        "status": status,
+        "message": message[:1024],
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _insert(session: Session, rows: list[dict[str, object]]) -> None:
+    """One statement; a key already recorded stays as it is."""
     insert_rows(
         session,
         PaymentAuthorization.__table__,  # type: ignore[arg-type]
-        [
-            {
-                "id": new_public_id(),
-                "mode": mode,
-                "order_id": request.order_id,
-                "amount_cents": request.amount_cents,
-                "currency_code": request.currency_code,
-                "gateway": request.gateway,
-                "gateway_reference": None,
-                "idempotency_key": request.idempotency_key,
-                "status": AuthorizationStatus.REQUESTED,
-                "message": "asked for",
-                "created_at": now,
-                "updated_at": now,
-            }
-            for mode, request in requests
-        ],
+        rows,
         skip_conflicts_on=["idempotency_key"],
     )
 
