@@ -45,6 +45,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
+from copying.history import EventKind
 from copying.subscriptions import RENEWING
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent, OrderSubscription, db, utcnow
 
@@ -53,7 +54,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: Seconds from a copy's first claim to its completion.
 DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 #: The history's kinds counted, each by its own counter (``ordercopy_copies_<kind>_total``).
-COUNTED = ("created", "completed", "failed")
+COUNTED = (EventKind.CREATED, EventKind.COMPLETED, EventKind.FAILED)
 #: A scrape that takes longer than this gives up (PostgreSQL); Prometheus sees a failed scrape.
 STATEMENT_TIMEOUT_MS = 5000
 

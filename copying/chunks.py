@@ -61,6 +61,7 @@ from copying.copy_states import Advance
 from copying.engine import Clock, EngineConfig, Outcome, Run, park, place_key
 from copying.errors import ErrorLog, LeaseLostError, TransientError, one_line
 from copying.gateways import GatewayAnswer, Gateways
+from copying.history import EventKind
 from models import (
     CopyStep,
     CustomerPaymentSource,
@@ -131,7 +132,7 @@ def run_chunk(
     chunk = Chunk()
     if sessions.kw["bind"].dialect.name != "postgresql":
         return Chunk(alone=list(runs), started=False)
-    _log_each(runs, "claimed")
+    _log_each(runs, "chunk_claimed", "copy_claimed")
     try:
         failpoints.hit("after_claim")
         chunk.alone = [r for r in runs if not _on_path(r)]
@@ -378,7 +379,7 @@ def _plan(
     )
     target = Order(**values)
     if run.place_target_order:
-        if target.total_amount_cents == 0 or order_states.check_placeable(
+        if target.total_amount_cents == 0 or order_states.problems_placing(
             target, priced, have.skus
         ):
             return None
@@ -578,7 +579,7 @@ def _advance(session: Session, runs: list[Run], now: datetime, lease: timedelta)
             r.copy_id,
             r.mode,
             r.attempt,
-            Outcome.COMPLETED.value,
+            EventKind.COMPLETED,
             {"step": r.step, "errors": {}},
         )
         for r in done
@@ -587,26 +588,24 @@ def _advance(session: Session, runs: list[Run], now: datetime, lease: timedelta)
     renewals.record_completed(session, [r.subscription_id for r in done if r.subscription_id], now)
     # Per copy at debug (the history has each checkpoint), once per chunk at info.
     if going_on:
-        _log_each(going_on, "checkpoint", step=going_on[0].step)
+        _log_each(going_on, "chunk_checkpoint", "copy_checkpoint", step=going_on[0].step)
     return done
 
 
 def _completed(chunk: Chunk, runs: list[Run]) -> None:
-    _log_each(runs, "completed")
+    _log_each(runs, "chunk_completed", "copy_completed")
     for run in runs:
         chunk.ended[run.copy_id] = Outcome.COMPLETED
 
 
-def _log_each(runs: Sequence[Run], what: str, **fields: Any) -> None:
-    """One line for the chunk at info (``chunk_claimed``: the copies' ids, to grep for, and
-    ``fields``), one per copy at debug (``copy_claimed``, as a copy run alone logs it at
+def _log_each(runs: Sequence[Run], chunk_event: str, copy_event: str, **fields: Any) -> None:
+    """One line for the chunk at info (``chunk_event``: the copies' ids, to grep for, and
+    ``fields``), one per copy at debug (``copy_event``, as a copy run alone logs it at
     info): two lines per copy cost a chunk of renewals about 5% of its worker CPU."""
     if runs:
-        log.info(
-            f"chunk_{what}", copies=len(runs), order_copy_ids=[r.copy_id for r in runs], **fields
-        )
+        log.info(chunk_event, copies=len(runs), order_copy_ids=[r.copy_id for r in runs], **fields)
     for run in runs:
-        log.debug(f"copy_{what}", **run.log_fields())
+        log.debug(copy_event, **run.log_fields())
 
 
 def _lost(chunk: Chunk, runs: list[Run]) -> None:
@@ -640,7 +639,11 @@ def _renew(
                     session,
                     [
                         history.Event(
-                            r.copy_id, r.mode, r.attempt, "transient_error", {"message": message}
+                            r.copy_id,
+                            r.mode,
+                            r.attempt,
+                            EventKind.TRANSIENT_ERROR,
+                            {"message": message},
                         )
                         for r in runs
                         if r.copy_id in owned

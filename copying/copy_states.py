@@ -41,7 +41,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from copying.errors import LeaseLostError
-from copying.history import EVENTS
+from copying.history import EVENTS, EventKind
 from models import CopyStatus, OrderCopy
 from models.base import UTCDateTime
 from models.order_copies import status_is
@@ -226,7 +226,7 @@ def _claim_recorded_statement(*, ahead: bool) -> Select[Any]:
                 c.id,
                 c.mode,
                 c.attempt,
-                literal("claimed"),
+                literal(EventKind.CLAIMED.value),
                 func.jsonb_build_object("step", c.step, "claims", c.claims),
                 c.updated_at,
                 c.updated_at,

@@ -47,13 +47,16 @@ from copying.dispatch import publish_after_commit
 from copying.errors import (
     CopyInputError,
     CopyStateError,
+    ErrorKey,
     ErrorLog,
     LeaseLostError,
     NotFoundError,
     TransientError,
+    keys_of,
     one_line,
 )
 from copying.gateways import GatewayAnswer, Gateways
+from copying.history import EventKind
 from models import (
     CopyStatus,
     CopyStep,
@@ -73,11 +76,6 @@ Clock = Callable[[], datetime]
 MAX_TEXT = 255
 MAX_METADATA_BYTES = 16 * 1024
 STEPS = list(CopyStep)
-
-# errors_log keys, by the stage that owns them (a stage that runs again clears its own).
-PLACE_KEYS = ("target_order", "payment")
-CANCEL_KEY = "source_order"
-RUN_KEY = "order_copy"
 
 
 @dataclass(frozen=True)
@@ -200,7 +198,7 @@ def create(
     )
     session.add(copy)
     session.flush()
-    history.record(session, copy.id, mode, 0, "created", **options)
+    history.record(session, copy.id, mode, 0, EventKind.CREATED, **options)
     publish_after_commit(session, [copy.id])
     log.info("copy_created", order_copy_id=copy.id, source_order_id=source.id, **options)
     return copy
@@ -252,7 +250,14 @@ def retry(
         raise CopyStateError(copy_id, current.status, "only failed copies can be retried")
     waits = {"not_before": not_before.isoformat()} if not_before else {}
     history.record(
-        session, copy_id, mode, row.attempt, "retried", by=by, previous_errors=previous, **waits
+        session,
+        copy_id,
+        mode,
+        row.attempt,
+        EventKind.RETRIED,
+        by=by,
+        previous_errors=previous,
+        **waits,
     )
     if not_before is None:
         publish_after_commit(session, [copy_id])
@@ -280,7 +285,7 @@ def abort(
     if row is None:
         session.refresh(current)
         raise CopyStateError(copy_id, current.status, "only pending copies can be aborted")
-    history.record(session, copy_id, mode, row.attempt, "aborted", by=by)
+    history.record(session, copy_id, mode, row.attempt, EventKind.ABORTED, by=by)
     log.info("copy_aborted", order_copy_id=copy_id, by=by)
     return row
 
@@ -411,7 +416,7 @@ def claim(
         runs = [Run.of(copy) for copy in claimed]
         history.record_many(
             session,
-            "claimed",
+            EventKind.CLAIMED,
             [(r.copy_id, r.mode, r.attempt, {"step": r.step, "claims": r.claims}) for r in runs],
         )
     return runs
@@ -477,7 +482,7 @@ def give_up(session: Session, copy: OrderCopy, now: datetime, reason: str) -> No
     after all. Does not commit.
     """
     run = Run.of(copy)
-    run.errors.add(RUN_KEY, reason)
+    run.errors.add(ErrorKey.ORDER_COPY, reason)
     _finish(session, run, now)
 
 
@@ -494,7 +499,9 @@ def _finish(session: Session, run: Run, now: datetime) -> Outcome:
         run.step = CopyStep.TARGET_BUILT
     # skip_errors skips business errors; a run given up on never finished its work.
     ok = not run.errors or (
-        run.skip_errors and run.target_order_id is not None and not run.errors.has(RUN_KEY)
+        run.skip_errors
+        and run.target_order_id is not None
+        and not run.errors.has(ErrorKey.ORDER_COPY)
     )
     outcome = Outcome.COMPLETED if ok else Outcome.FAILED
     finished = copy_states.finish(
@@ -518,11 +525,15 @@ def _finish(session: Session, run: Run, now: datetime) -> Outcome:
         run.copy_id,
         run.mode,
         run.attempt,
-        outcome.value,
+        EventKind.COMPLETED if ok else EventKind.FAILED,
         step=run.step,
         errors=run.errors.as_dict(),
     )
-    log.info(f"copy_{outcome.value}", errors_count=run.errors.count, **run.log_fields())
+    log.info(
+        "copy_completed" if ok else "copy_failed",
+        errors_count=run.errors.count,
+        **run.log_fields(),
+    )
     if run.subscription_id is not None:
         delay = renewals.record_renewal(
             session, run.subscription_id, completed=ok, retries=run.retries, now=now
@@ -647,7 +658,7 @@ class _Runner:
         run = self.run
         source = session.get(Order, run.source_order_id)
         if source is None:
-            run.errors.add(targets.ERROR_KEY, f"source order {run.source_order_id} is gone")
+            run.errors.add(ErrorKey.LINE_ITEMS, f"source order {run.source_order_id} is gone")
             return False
         target = (
             session.get(Order, run.target_order_id, with_for_update=True)
@@ -657,7 +668,7 @@ class _Runner:
         if target is not None and target.status not in order_states.PLACEABLE:
             # Placed by hand (or by a run whose checkpoint was lost): that holds.
             if target.status == OrderStatus.CANCELLED:
-                run.errors.add("target_order", f"target order {target.id} was cancelled")
+                run.errors.add(ErrorKey.TARGET_ORDER, f"target order {target.id} was cancelled")
             else:
                 run.reach(CopyStep.TARGET_PLACED)
             return False
@@ -678,22 +689,22 @@ class _Runner:
         run.target_order_id = target.id
         run.reach(CopyStep.TARGET_BUILT)
         if run.reuse_wallet:
-            run.errors.clear(wallet.ERROR_KEY)
+            run.errors.clear(ErrorKey.PAYMENT_SOURCE)
             if wallet_problem is not None:
-                run.errors.add(wallet.ERROR_KEY, wallet_problem)
+                run.errors.add(ErrorKey.PAYMENT_SOURCE, wallet_problem)
         return new
 
     def _reserve(self, session: Session) -> None:
         """Check the target can be placed and hold its stock; place it now if it is free."""
         run = self.run
-        run.errors.clear(*PLACE_KEYS)
+        run.errors.clear(*keys_of("place"))
         target = self.target or session.get(Order, run.target_order_id)
         if target is None:
-            run.errors.add("target_order", f"target order {run.target_order_id} is gone")
+            run.errors.add(ErrorKey.TARGET_ORDER, f"target order {run.target_order_id} is gone")
             return
-        problems, self.contents = orders.check_and_reserve(session, target, self.contents)
+        problems, self.contents = orders.reserve_if_placeable(session, target, self.contents)
         for problem in problems:
-            run.errors.add("target_order", problem)
+            run.errors.add(ErrorKey.TARGET_ORDER, problem)
         if problems:
             return
         if target.total_amount_cents == 0:
@@ -716,7 +727,7 @@ class _Runner:
         payments.record_answer(session, run.mode, request, answer, self.clock())
         target = session.get(Order, target_id, with_for_update=True, populate_existing=True)
         if target is None:
-            run.errors.add("target_order", f"target order {target_id} is gone")
+            run.errors.add(ErrorKey.TARGET_ORDER, f"target order {target_id} is gone")
             return payments.start_voiding(session, self.clock(), key=request.idempotency_key)
         if answer.authorized:
             changes = payments.changes_since(target, request)
@@ -729,27 +740,29 @@ class _Runner:
             stock.release(session, target_id, run.mode)
             run.reach(CopyStep.TARGET_BUILT)
             for change in changes:
-                run.errors.add("target_order", f"changed while its payment was asked for: {change}")
+                run.errors.add(
+                    ErrorKey.TARGET_ORDER, f"changed while its payment was asked for: {change}"
+                )
             if entry_problem is not None:
-                run.errors.add(wallet.ERROR_KEY, entry_problem)
+                run.errors.add(ErrorKey.PAYMENT_SOURCE, entry_problem)
             return payments.start_voiding(session, self.clock(), key=request.idempotency_key)
         stock.release(session, target_id, run.mode)
         run.reach(CopyStep.TARGET_BUILT)
-        run.errors.add("payment", f"payment declined: {answer.message}")
+        run.errors.add(ErrorKey.PAYMENT, f"payment declined: {answer.message}")
         return []
 
     def _cancel_source(self, session: Session) -> list[str]:
         """Cancel the source and release its stock; returns its payments left to void."""
         run = self.run
-        run.errors.clear(CANCEL_KEY)
+        run.errors.clear(*keys_of("cancel"))
         if run.place_target_order and not run.reached(CopyStep.TARGET_PLACED):
-            run.errors.add(CANCEL_KEY, "not cancelled: the target order was not placed")
+            run.errors.add(ErrorKey.SOURCE_ORDER, "not cancelled: the target order was not placed")
             return []
         source = session.get(Order, run.source_order_id, with_for_update=True)
-        problems = order_states.check_cancellable(source) if source else ["source order is gone"]
+        problems = order_states.problems_cancelling(source) if source else ["source order is gone"]
         if problems or source is None:
             for problem in problems:
-                run.errors.add(CANCEL_KEY, problem)
+                run.errors.add(ErrorKey.SOURCE_ORDER, problem)
             return []
         order_states.cancel(source, self.clock())
         stock.release(session, source.id, run.mode)
@@ -765,7 +778,7 @@ class _Runner:
                 held = payments.being_voided(session, run.source_order_id)
             voided, problems = payments.void_remote(self.gateways, held)
             for problem in problems:
-                run.errors.add(CANCEL_KEY, problem)
+                run.errors.add(ErrorKey.SOURCE_ORDER, problem)
             failpoints.hit("after_void")
         with self._step() as session:
             payments.mark_voided(session, voided, self.clock())
@@ -784,12 +797,14 @@ class _Runner:
                 run.copy_id,
                 run.mode,
                 run.attempt,
-                "transient_error",
+                EventKind.TRANSIENT_ERROR,
                 step=run.step,
                 message=one_line(error),
             )
             if run.claims >= self.config.max_claims:
-                run.errors.add(RUN_KEY, f"gave up after {run.claims} attempts: {one_line(error)}")
+                run.errors.add(
+                    ErrorKey.ORDER_COPY, f"gave up after {run.claims} attempts: {one_line(error)}"
+                )
                 return _finish(session, run, now)
             copy_states.fence(
                 session,
@@ -821,7 +836,7 @@ class _Runner:
                     run.copy_id,
                     run.mode,
                     run.attempt,
-                    "transient_error",
+                    EventKind.TRANSIENT_ERROR,
                     message=one_line(error),
                 )
         except (OperationalError, InterfaceError, LeaseLostError):

@@ -7,6 +7,7 @@ mistake), transient trouble (retry later) and lost ownership (stop now).
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping
 
 #: The longest error text stored (``errors_log``, history events): one line, no more.
@@ -45,25 +46,55 @@ class LeaseLostError(Exception):
     """Another run now owns the copy (its attempt is newer): stop without writing."""
 
 
+class ErrorKey(enum.StrEnum):
+    """The keys of ``errors_log``. Each belongs to the stage that writes it, and that stage,
+    run again, clears its own keys (:data:`STAGE_OF`)."""
+
+    LINE_ITEMS = "line_items"
+    PAYMENT_SOURCE = "payment_source"
+    TARGET_ORDER = "target_order"
+    PAYMENT = "payment"
+    SOURCE_ORDER = "source_order"
+    ORDER_COPY = "order_copy"
+
+
+#: The stage that owns each error key: building the target (and choosing the wallet
+#: entry), placing it (stock and payment), cancelling the source, or the run itself
+#: (given up after its claims ran out).
+STAGE_OF: dict[ErrorKey, str] = {
+    ErrorKey.LINE_ITEMS: "build",
+    ErrorKey.PAYMENT_SOURCE: "build",
+    ErrorKey.TARGET_ORDER: "place",
+    ErrorKey.PAYMENT: "place",
+    ErrorKey.SOURCE_ORDER: "cancel",
+    ErrorKey.ORDER_COPY: "run",
+}
+
+
+def keys_of(stage: str) -> tuple[ErrorKey, ...]:
+    """The error keys ``stage`` owns (:data:`STAGE_OF`)."""
+    return tuple(key for key, owner in STAGE_OF.items() if owner == stage)
+
+
 class ErrorLog:
-    """Messages grouped by the field or step they concern, e.g. ``line_items``."""
+    """Messages grouped by the field or step they concern (:class:`ErrorKey`)."""
 
     def __init__(self, entries: Mapping[str, Iterable[str]] | None = None) -> None:
         self._entries: dict[str, list[str]] = {k: list(v) for k, v in (entries or {}).items()}
 
-    def add(self, key: str, message: str) -> None:
+    def add(self, key: ErrorKey, message: str) -> None:
         self._entries.setdefault(key, []).append(message)
 
-    def clear(self, *keys: str) -> None:
+    def clear(self, *keys: ErrorKey) -> None:
         """Forget what an earlier run of the step owning ``keys`` said."""
         for key in keys:
             self._entries.pop(key, None)
 
-    def has(self, *keys: str) -> bool:
+    def has(self, *keys: ErrorKey) -> bool:
         return any(self._entries.get(key) for key in keys)
 
     def as_dict(self) -> dict[str, list[str]]:
-        return {k: list(v) for k, v in self._entries.items() if v}
+        return {str(k): list(v) for k, v in self._entries.items() if v}
 
     @property
     def count(self) -> int:

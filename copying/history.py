@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
@@ -11,12 +12,26 @@ from sqlalchemy.orm import Session
 from models import CopyStep, Mode, OrderCopyEvent
 from models.dialects import insert_rows
 
+
+class EventKind(enum.StrEnum):
+    """What a copy's history records, one event per fact."""
+
+    CREATED = "created"
+    RETRIED = "retried"
+    ABORTED = "aborted"
+    CLAIMED = "claimed"
+    CHECKPOINT = "checkpoint"
+    TRANSIENT_ERROR = "transient_error"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
 #: Core, not ORM-enabled, inserts: no session holds these rows (half the CPU per INSERT).
 EVENTS: Table = OrderCopyEvent.__table__  # type: ignore[assignment]
 
 
 def record(
-    session: Session, copy_id: str, mode: Mode, attempt: int, kind: str, **data: Any
+    session: Session, copy_id: str, mode: Mode, attempt: int, kind: EventKind, **data: Any
 ) -> None:
     """Append an event (``created``, ``claimed``, ``checkpoint``, ...). Does not commit."""
     session.execute(
@@ -30,7 +45,7 @@ class Event(NamedTuple):
     order_copy_id: str
     mode: Mode
     attempt: int
-    kind: str
+    kind: EventKind
     data: dict[str, Any]
 
 
@@ -40,7 +55,7 @@ def append(session: Session, events: Sequence[Event]) -> None:
 
 
 def record_many(
-    session: Session, kind: str, facts: Sequence[tuple[str, Mode, int, dict[str, Any]]]
+    session: Session, kind: EventKind, facts: Sequence[tuple[str, Mode, int, dict[str, Any]]]
 ) -> None:
     """Append one ``kind`` event per (copy id, mode, attempt, data), in one statement.
     Does not commit."""
@@ -52,7 +67,7 @@ def record_many(
 
 def checkpoints(copy_id: str, mode: Mode, attempt: int, steps: Sequence[CopyStep]) -> list[Event]:
     """The ``checkpoint`` events of the steps a run reached."""
-    return [Event(copy_id, mode, attempt, "checkpoint", {"step": step}) for step in steps]
+    return [Event(copy_id, mode, attempt, EventKind.CHECKPOINT, {"step": step}) for step in steps]
 
 
 def record_checkpoints(

@@ -58,7 +58,7 @@ UNSHIPPED = frozenset({FulfillmentStatus.UNFULFILLED, FulfillmentStatus.NOT_REQU
 
 
 class OrderTransitionError(RuntimeError):
-    """A caller skipped the ``check_*`` function: a bug, not a business error."""
+    """A caller skipped the ``problems_*`` function: a bug, not a business error."""
 
 
 def _move(order: Order, to: OrderStatus) -> None:
@@ -88,7 +88,7 @@ def ships(lines: Iterable[LineLike], skus: Skus) -> bool:
     return False
 
 
-def check_placeable(order: Order, lines: Lines, skus: Skus) -> list[str]:
+def problems_placing(order: Order, lines: Lines, skus: Skus) -> list[str]:
     """Why ``order`` cannot be placed (empty when it can). Stock is checked by reserving."""
     problems = []
     if order.status not in PLACEABLE:
@@ -162,7 +162,7 @@ def place_many_unloaded(
     return bool(updated.rowcount == len(shipping))  # type: ignore[attr-defined]
 
 
-def check_cancellable(order: Order) -> list[str]:
+def problems_cancelling(order: Order) -> list[str]:
     """Why ``order`` cannot be cancelled (empty when it can)."""
     if order.status not in CANCELLABLE:
         return [

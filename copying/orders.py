@@ -53,7 +53,7 @@ def check_not_owned(session: Session, order_ids: str | list[str]) -> None:
             raise OrderBusyError(order_id, copy_id)
 
 
-def check_and_reserve(
+def reserve_if_placeable(
     session: Session, order: Order, contents: targets.Contents | None = None
 ) -> tuple[list[str], targets.Contents]:
     """Why ``order`` cannot be placed, else take its stock (problems empty).
@@ -63,7 +63,7 @@ def check_and_reserve(
     """
     if contents is None:
         contents = targets.load_contents(session, order.id)
-    problems = order_states.check_placeable(order, *contents)
+    problems = order_states.problems_placing(order, *contents)
     entry_problem = wallet.problem_paying(session, order, utcnow().date())
     if entry_problem is not None:
         problems.append(entry_problem)
@@ -90,7 +90,7 @@ def place_order(
     with sessions.begin() as session:
         order = _load(session, order_id, mode, lock=True)
         check_not_owned(session, order.id)
-        problems = order_states.check_placeable(order, *targets.load_contents(session, order.id))
+        problems = order_states.problems_placing(order, *targets.load_contents(session, order.id))
         entry_problem = wallet.problem_paying(session, order, now.date())
         if problems or entry_problem:
             return problems + ([entry_problem] if entry_problem else [])
@@ -111,7 +111,7 @@ def place_order(
             changes = changes or ["its payment was answered for another request; try again"]
         elif answer is not None and not answer.authorized:
             return [f"payment declined: {answer.message}"]
-        problems, contents = ([], None) if changes else check_and_reserve(session, order)
+        problems, contents = ([], None) if changes else reserve_if_placeable(session, order)
         if not changes and not problems and contents is not None:
             order_states.place(order, *contents, now, authorized=answer is not None)
             return []
@@ -144,7 +144,7 @@ def cancel_order(
     with sessions.begin() as session:
         order = _load(session, order_id, mode, lock=True)
         check_not_owned(session, order.id)
-        problems = order_states.check_cancellable(order)
+        problems = order_states.problems_cancelling(order)
         if problems:
             return problems
         order_states.cancel(order, now)

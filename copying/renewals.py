@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from copying import subscriptions
 from copying.dispatch import publish_after_commit
+from copying.history import EventKind
 from copying.schedules import Schedule, ScheduleError, period_key
 from copying.subscriptions import FINAL_ACTIONS, RENEWING, FailurePolicy
 from models import (
@@ -294,7 +295,7 @@ def _write_portable(
                     "order_copy_id": copy_id,
                     "mode": mode,
                     "attempt": 0,
-                    "kind": "created",
+                    "kind": EventKind.CREATED,
                     "data": {"renewal": True},
                     "created_at": now,
                     "updated_at": now,

@@ -233,8 +233,8 @@ def check_wallet_entry(
     today: date,
 ) -> None:
     """The wallet entry renewals are to charge: the subscription's customer's, in its mode,
-    usable today (``wallet.check_wallet_entry``, as a CopyInputError)."""
-    problem = wallet.check_wallet_entry(entry, entry_id, subscription, today)
+    usable today (``wallet.problem_with_entry``, as a CopyInputError)."""
+    problem = wallet.problem_with_entry(entry, entry_id, subscription, today)
     if problem is not None:
         raise CopyInputError("customer_payment_source", problem)
 

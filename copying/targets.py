@@ -18,7 +18,7 @@ from sqlalchemy import Table, and_, delete, insert, select, text
 from sqlalchemy.orm import Session
 
 from copying import order_states
-from copying.errors import ErrorLog
+from copying.errors import ErrorKey, ErrorLog
 from copying.wallet import WalletPayer, attach_wallet_entry, payment_fields
 from models import (
     Address,
@@ -36,7 +36,6 @@ from models.dialects import insert_rows
 #: Item types a copy carries over. Shipments, payment methods and promotions
 #: are computed for each order by the commerce backend, so they are not copied.
 COPYABLE = frozenset({ItemType.SKUS, ItemType.BUNDLES, ItemType.GIFT_CARDS, ItemType.ADJUSTMENTS})
-ERROR_KEY = "line_items"
 #: Amounts are 4-byte integers in the database.
 MAX_AMOUNT_CENTS = 2**31 - 1
 SUBTOTAL_TYPES = frozenset({ItemType.SKUS, ItemType.BUNDLES, ItemType.GIFT_CARDS})
@@ -197,13 +196,13 @@ def price_lines(contents: Contents, currency_code: str, errors: ErrorLog) -> lis
                     f"requested, {sku.stock_quantity} left)"
                 )
             if problem is not None or sku is None:
-                errors.add(ERROR_KEY, problem or f"SKU {code} is unknown")
+                errors.add(ErrorKey.LINE_ITEMS, problem or f"SKU {code} is unknown")
                 continue
             demanded[code] += line.quantity
             unit, name = sku.unit_amount_cents, sku.name
         if unit * line.quantity > MAX_AMOUNT_CENTS:
             errors.add(
-                ERROR_KEY,
+                ErrorKey.LINE_ITEMS,
                 f"line {name or line.sku_code} totals {unit * line.quantity} "
                 f"cents, more than one line may ({MAX_AMOUNT_CENTS})",
             )
@@ -339,11 +338,11 @@ def build_target(
     has no line items to copy. ``target`` must still be placeable: a placed
     target is never rebuilt. Does not commit.
     """
-    errors.clear(ERROR_KEY)
+    errors.clear(ErrorKey.LINE_ITEMS)
     if contents is None:
         contents = load_contents(session, source.id)
     if not any(line.item_type in COPYABLE for line in contents.lines):
-        errors.add(ERROR_KEY, f"source order {source.id} has no line items to copy")
+        errors.add(ErrorKey.LINE_ITEMS, f"source order {source.id} has no line items to copy")
         return None
     priced = price_lines(contents, source.currency_code, errors)
     if target is None:

@@ -19,8 +19,6 @@ from models import (
     SubscriptionStatus,
 )
 
-ERROR_KEY = "payment_source"
-
 
 class Payer(Protocol):
     """Whose wallet entry it must be: an order, or a subscription renewing one."""
@@ -38,7 +36,7 @@ class WalletPayer(Payer, Protocol):
     def customer_payment_source_id(self) -> str | None: ...
 
 
-def check_wallet_entry(
+def problem_with_entry(
     entry: CustomerPaymentSource | None, entry_id: str, source: Payer, today: date
 ) -> str | None:
     """Why the wallet entry cannot be charged (again) for ``source``, or None when it can."""
@@ -63,7 +61,7 @@ def entry_to_reuse(
     if entry_id is None:
         return None, None
     entry = session.get(CustomerPaymentSource, entry_id)
-    problem = check_wallet_entry(entry, entry_id, source, today)
+    problem = problem_with_entry(entry, entry_id, source, today)
     if problem is not None or entry is None:
         return None, problem or f"wallet entry {entry_id} no longer exists"
     return entry, None
@@ -124,7 +122,7 @@ def problems_paying(session: Session, orders: Sequence[Charged], today: date) ->
         if entry_id is None:
             continue
         entry = entries.get(entry_id)
-        problem = check_wallet_entry(entry, entry_id, order, today)
+        problem = problem_with_entry(entry, entry_id, order, today)
         if (
             problem is None
             and entry is not None

@@ -71,7 +71,7 @@ def _use_wallet_entry(ctx: Context, order_id: str, entry_id: Any) -> None:
     orders.check_not_owned(ctx.session, order.id)
     _check_open(order, "its payment source can change")
     entry = lookups.find(ctx.session, CustomerPaymentSource, entry_id, ctx.mode)
-    problem = wallet.check_wallet_entry(entry, entry_id, order, utcnow().date())
+    problem = wallet.problem_with_entry(entry, entry_id, order, utcnow().date())
     if problem is not None or entry is None:
         raise ApiError(
             422,

@@ -7,7 +7,7 @@ from sqlalchemy import update
 
 from copying import copy_states
 from copying.engine import EngineConfig
-from copying.errors import ErrorLog, LeaseLostError
+from copying.errors import ErrorKey, ErrorLog, LeaseLostError
 from models import CopyStatus, CopyStep, OrderCopy
 from tests.factories import create_copy, make_shop
 
@@ -97,13 +97,13 @@ def test_fence_refuses_a_copy_no_longer_in_progress(sessions, copy, clock, statu
 
 def test_error_log_counts_messages_and_clears_by_key():
     errors = ErrorLog({"line_items": ["a", "b"], "payment": []})
-    errors.add("payment_source", "c")
+    errors.add(ErrorKey.PAYMENT_SOURCE, "c")
 
     assert (errors.count, bool(errors)) == (3, True)
     assert errors.as_dict() == {"line_items": ["a", "b"], "payment_source": ["c"]}
-    assert errors.has("payment", "payment_source") is True
-    assert errors.has("payment") is False
+    assert errors.has(ErrorKey.PAYMENT, ErrorKey.PAYMENT_SOURCE) is True
+    assert errors.has(ErrorKey.PAYMENT) is False
 
-    errors.clear("line_items", "payment_source")
+    errors.clear(ErrorKey.LINE_ITEMS, ErrorKey.PAYMENT_SOURCE)
 
     assert (errors.count, bool(errors), errors.as_dict()) == (0, False, {})

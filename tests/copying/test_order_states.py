@@ -146,13 +146,13 @@ def test_cancel_records_the_time_and_voids_an_authorization(before, after):
     )
 
 
-# --- check_placeable --------------------------------------------------------------------
+# --- problems_placing --------------------------------------------------------------------
 
 
 def test_a_complete_order_is_placeable():
-    assert order_states.check_placeable(_order(), [_sku_line()], {"TEE": _sku()}) == []
+    assert order_states.problems_placing(_order(), [_sku_line()], {"TEE": _sku()}) == []
     assert (
-        order_states.check_placeable(
+        order_states.problems_placing(
             _order(status=OrderStatus.DRAFT), [_sku_line()], {"TEE": _sku()}
         )
         == []
@@ -190,30 +190,30 @@ def test_a_complete_order_is_placeable():
         ),
     ],
 )
-def test_check_placeable_reasons(fields, reason):
+def test_problems_placing_reasons(fields, reason):
     order = _order(**fields)
-    assert order_states.check_placeable(order, [_sku_line()], {"TEE": _sku()}) == [reason]
+    assert order_states.problems_placing(order, [_sku_line()], {"TEE": _sku()}) == [reason]
 
 
 def test_an_order_without_lines_is_not_placeable():
     # Nothing ships either, so no shipping address is asked for.
     order = _order(shipping_address_id=None)
-    assert order_states.check_placeable(order, [], {}) == ["has no line items"]
+    assert order_states.problems_placing(order, [], {}) == ["has no line items"]
 
 
 def test_nothing_that_ships_needs_no_shipping_address():
     order = _order(shipping_address_id=None)
     lines = [_sku_line("EBOOK"), LineItem(item_type=ItemType.GIFT_CARDS, quantity=1)]
     skus = {"EBOOK": _sku("EBOOK", do_not_ship=True)}
-    assert order_states.check_placeable(order, lines, skus) == []
+    assert order_states.problems_placing(order, lines, skus) == []
 
 
 def test_a_free_order_needs_no_payment_source():
     order = _order(payment_source_token=None, total_amount_cents=0)
-    assert order_states.check_placeable(order, [_sku_line()], {"TEE": _sku()}) == []
+    assert order_states.problems_placing(order, [_sku_line()], {"TEE": _sku()}) == []
 
 
-def test_check_placeable_lists_every_reason():
+def test_problems_placing_lists_every_reason():
     order = _order(
         status=OrderStatus.APPROVED,
         customer_email=None,
@@ -221,7 +221,7 @@ def test_check_placeable_lists_every_reason():
         shipping_address_id=None,
         payment_source_token=None,
     )
-    assert order_states.check_placeable(order, [_sku_line()], {"TEE": _sku()}) == [
+    assert order_states.problems_placing(order, [_sku_line()], {"TEE": _sku()}) == [
         "order Order00001 is approved, only draft or pending orders can be placed",
         "customer_email is missing",
         "billing_address is missing",
@@ -230,7 +230,7 @@ def test_check_placeable_lists_every_reason():
     ]
 
 
-# --- check_cancellable ------------------------------------------------------------------
+# --- problems_cancelling ------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("status", [OrderStatus.PLACED, OrderStatus.APPROVED])
@@ -239,12 +239,12 @@ def test_check_placeable_lists_every_reason():
 )
 def test_placed_or_approved_unshipped_orders_are_cancellable(status, fulfillment):
     order = _order(status=status, fulfillment_status=fulfillment)
-    assert order_states.check_cancellable(order) == []
+    assert order_states.problems_cancelling(order) == []
 
 
 @pytest.mark.parametrize("status", [OrderStatus.DRAFT, OrderStatus.PENDING, OrderStatus.CANCELLED])
-def test_check_cancellable_status_reason(status):
-    assert order_states.check_cancellable(_order(status=status)) == [
+def test_problems_cancelling_status_reason(status):
+    assert order_states.problems_cancelling(_order(status=status)) == [
         f"order Order00001 is {status}, only placed or approved orders can be cancelled"
     ]
 
@@ -253,8 +253,8 @@ def test_check_cancellable_status_reason(status):
     ("fulfillment", "words"),
     [(FulfillmentStatus.IN_PROGRESS, "in progress"), (FulfillmentStatus.FULFILLED, "fulfilled")],
 )
-def test_check_cancellable_fulfillment_reason(fulfillment, words):
+def test_problems_cancelling_fulfillment_reason(fulfillment, words):
     order = _order(status=OrderStatus.PLACED, fulfillment_status=fulfillment)
-    assert order_states.check_cancellable(order) == [
+    assert order_states.problems_cancelling(order) == [
         f"order Order00001 is {words}, only unfulfilled orders can be cancelled"
     ]
