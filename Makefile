@@ -2,25 +2,69 @@
 VENV   ?= .venv
 PYTHON ?= python3
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+# `make run`'s web process: HOST=0.0.0.0 to reach it from other machines.
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+# Installs come from the lock files (requirements/*.txt, `make lock` refreshes them):
+# `make run` installs the runtime only, `make test` the development tools too.
+RUN_STAMP := $(VENV)/.installed-run-$(shell cat pyproject.toml requirements/run.txt | sha1sum | cut -c1-12)
+DEV_STAMP := $(VENV)/.installed-dev-$(shell cat pyproject.toml requirements/dev.txt | sha1sum | cut -c1-12)
+UV_VERSION := 0.13.9
 
-.PHONY: install run test lint typecheck check-services clean
+.PHONY: install install-run lock run serve test test-fast lint typecheck check-services clean
 
-$(STAMP): pyproject.toml
+define install_locked
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	rm -f $(VENV)/.installed-* && touch $@
+	$(BIN)/python -m pip install --quiet --require-hashes -r $(1)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+endef
 
-install: $(STAMP)
+$(RUN_STAMP): pyproject.toml requirements/run.txt
+	$(call install_locked,requirements/run.txt)
+	rm -f $(VENV)/.installed-run-* && touch $@
 
-## run: migrate the embedded default, seed the demo if empty, print a test API key,
-## then start the API (port 8000), a worker and beat
-run: install
+# The dev lock holds the runtime too, so a dev install stands for a runtime one.
+$(DEV_STAMP): pyproject.toml requirements/dev.txt
+	$(call install_locked,requirements/dev.txt)
+	rm -f $(VENV)/.installed-* && touch $@ $(RUN_STAMP)
+
+install: $(DEV_STAMP)
+
+install-run: $(RUN_STAMP)
+
+## lock: resolve pyproject.toml's dependencies again into requirements/run.txt and
+## requirements/dev.txt (every platform, hashes); pinned versions stay unless they must move.
+## `make lock LOCK_ARGS=--upgrade` takes the newest allowed.
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+		--annotation-style line --custom-compile-command "make lock" $(LOCK_ARGS) \
+		pyproject.toml --extra run -o requirements/run.txt
+	$(BIN)/uv pip compile --quiet --universal --python-version 3.11 --generate-hashes \
+		--annotation-style line --custom-compile-command "make lock" $(LOCK_ARGS) \
+		pyproject.toml --extra run --extra dev -o requirements/dev.txt
+
+## run: install the runtime, then `make serve`
+run: install-run serve
+
+## serve: migrate the embedded default (or ORDERCOPY_DATABASE_URL), seed the demo if empty,
+## print a new test API key and what to try next, then start the API on HOST:PORT
+## (127.0.0.1:8000), a worker and beat until Ctrl-C
+serve:
 	$(BIN)/ordercopy db upgrade
 	$(BIN)/ordercopy demo seed --if-empty
-	$(BIN)/ordercopy api-keys create --mode test --name "make run"
-	PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port 8000 web worker beat
+	@key=$$($(BIN)/ordercopy api-keys create --mode test --name "make run") && \
+	url=http://$(HOST):$(PORT) && printf '%s\n' "" \
+		"ordercopy: the API is starting on $$url (docs: $$url/api/docs); Ctrl-C stops everything." \
+		"A new test-mode API key (shown once; only its hash is stored):" "" "    $$key" "" \
+		"Next, in another terminal:" \
+		"    .venv/bin/ordercopy copies list                # the demo's copies and how they ended" \
+		"    curl -g -H 'Authorization: Bearer $$key' -H 'Accept: application/vnd.api+json' \\" \
+		"        '$$url/api/order_copies?filter[q][status_eq]=failed&fields[order_copies]=status,errors_log'" \
+		"    .venv/bin/ordercopy --help                     # orders, copies, subscriptions, status" ""
+	HOST=$(HOST) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port $(PORT) web worker beat
 
 check-services: install
 	$(BIN)/python -m tests.services
@@ -38,6 +82,10 @@ typecheck: install
 test: check-services lint typecheck
 	$(BIN)/pytest -n 2 --dist loadgroup --ignore=tests/api/test_fuzz.py
 	$(BIN)/pytest -p no:xdist tests/api/test_fuzz.py
+
+## test-fast: the inner loop: the suite without the tests marked slow (real processes)
+test-fast: check-services
+	$(BIN)/pytest -n 2 --dist loadgroup -m "not slow" --ignore=tests/api/test_fuzz.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
