@@ -6,6 +6,7 @@ from celery import Celery
 from kombu.entity import Exchange, Queue
 
 from config import get_settings
+from worker.broker import celery_broker
 
 QUEUES = ("copies", "renewals", "maintenance")
 EXCHANGE = Exchange("ordercopy", type="direct")
@@ -30,7 +31,9 @@ def make_app() -> Celery:
         if settings.broker_key_prefix:
             transport_options["global_keyprefix"] = settings.broker_key_prefix
     app.conf.update(
-        broker_url=settings.resolved_broker_url,
+        # broker_url and broker_transport: the embedded default's SQLAlchemy broker is
+        # polled by worker/broker.py's transport.
+        **celery_broker(settings.resolved_broker_url),
         broker_connection_retry_on_startup=True,
         broker_transport_options=transport_options,
         result_backend=None,
