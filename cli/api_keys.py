@@ -8,11 +8,12 @@ import typer
 from rich.table import Table
 from sqlalchemy import select
 
-from api.auth import issue_key
-from cli import output
+from cli import output, records
 from models import ApiKey, Mode, db, utcnow
 
-api_keys_app = typer.Typer(no_args_is_help=True, help="API keys (only their hashes are stored).")
+api_keys_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="API keys (only their hashes are stored)."
+)
 
 
 @api_keys_app.command("create")
@@ -21,6 +22,9 @@ def create(
     mode: Annotated[Mode, typer.Option(help="The records the key sees: test or live.")] = Mode.TEST,
 ) -> None:
     """Create a key; the key itself is printed once, alone on the last line."""
+    # Here, not at the top: api.auth imports FastAPI, which every other command can do without.
+    from api.auth import issue_key
+
     with db.sessions().begin() as session:
         key, token = issue_key(session, name=name, mode=mode)
     typer.echo(
@@ -30,10 +34,16 @@ def create(
 
 
 @api_keys_app.command("list")
-def list_keys() -> None:
-    """Every key: id, name, mode, last use, revoked."""
+def list_keys(as_json: records.JsonOption = False) -> None:
+    """Every key: id, name, mode, last use, revoked (never the key itself)."""
     with db.sessions().begin() as session:
         keys = session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
+    if as_json:
+        documents = records.rows_json(keys)
+        for document in documents:
+            document.pop("token_hash", None)
+        records.print_json(documents)
+        return
     table = Table("id", "name", "mode", "created", "last used", "revoked")
     for key in keys:
         table.add_row(
@@ -49,7 +59,9 @@ def list_keys() -> None:
 
 @api_keys_app.command("revoke")
 def revoke(
-    key_id: Annotated[str, typer.Argument(help="The key's id (see `api-keys list`).")],
+    key_id: Annotated[
+        str, typer.Argument(metavar="ID", help="The key's id (see `api-keys list`).")
+    ],
 ) -> None:
     """Revoke a key: requests with it get 401 from now on."""
     with db.sessions().begin() as session:

@@ -1,4 +1,4 @@
-"""``ordercopy copies``: list order copies, show one with its history, retry and abort.
+"""``ordercopy copies``: list order copies, show one with its history, create, retry, abort.
 
 ``retry`` is thin: the selection and the retries are :mod:`copying.bulk`'s; this
 module parses the criteria, shows the progress and prints the summary.
@@ -20,14 +20,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy import inspect
 
-from cli import output, queries
+from cli import output, queries, records
 from copying import bulk, engine
 from copying.bulk import RetryCriteria, RetryOutcome, RetrySummary
-from copying.errors import CopyStateError, NotFoundError
+from copying.dispatch import unit_of_work
+from copying.errors import CopyInputError, CopyStateError, NotFoundError
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent, db
 
 copies_app = typer.Typer(
-    no_args_is_help=True, help="Order copies: list them, show one, retry failed ones, abort one."
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Order copies: list them, show one, create one, retry failed ones, abort one.",
 )
 
 ModeOption = Annotated[
@@ -40,19 +43,30 @@ def list_copies(
     status: Annotated[
         CopyStatus | None, typer.Option("--status", help="Only copies in this status.")
     ] = None,
-    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many.")] = 20,
+    page: records.PageOption = 1,
+    limit: records.LimitOption = 20,
+    as_json: records.JsonOption = False,
+    quiet: records.QuietOption = False,
     mode: ModeOption = Mode.TEST,
 ) -> None:
     """The newest order copies first."""
     with db.sessions().begin() as session:
-        copies = queries.list_copies(session, mode, status=status, limit=limit)
+        copies = queries.list_copies(session, mode, status=status, limit=limit, page=page)
         numbers = queries.order_numbers(session, _order_ids(copies))
-    output.console().print(copies_table(copies, numbers, mode))
+    if as_json:
+        records.print_json(records.rows_json(copies))
+    elif quiet:
+        records.print_ids(copies)
+    else:
+        console = output.console()
+        console.print(copies_table(copies, numbers, mode))
+        console.print(records.footer(len(copies), page, limit))
 
 
 @copies_app.command("show")
 def show_copy(
     copy_id: Annotated[str, typer.Argument(metavar="ID", help="The order copy's id.")],
+    as_json: records.JsonOption = False,
     mode: ModeOption = Mode.TEST,
 ) -> None:
     """Every field of one order copy, then its events, oldest first."""
@@ -62,9 +76,61 @@ def show_copy(
             output.fail(f"order copy {copy_id} does not exist in {mode} mode")
         events = queries.copy_events(session, copy.id)
         numbers = queries.order_numbers(session, _order_ids([copy]))
+    if as_json:
+        document = records.rows_json([copy])[0]
+        document["events"] = records.rows_json(events)
+        records.print_json(document)
+        return
     console = output.console()
     console.print(fields_table(copy, numbers))
     console.print(events_table(events))
+
+
+@copies_app.command("create")
+def create_copy(
+    source_order: Annotated[
+        str, typer.Argument(metavar="SOURCE_ORDER", help="The id of the order to copy.")
+    ],
+    place: Annotated[
+        bool, typer.Option("--place", help="Place the target order (authorize its payment).")
+    ] = False,
+    cancel_source: Annotated[
+        bool, typer.Option("--cancel-source", help="Cancel the source order once copied.")
+    ] = False,
+    no_wallet: Annotated[
+        bool, typer.Option("--no-wallet", help="Do not reuse the source's wallet entry.")
+    ] = False,
+    skip_errors: Annotated[
+        bool,
+        typer.Option("--skip-errors", help="Complete with errors recorded, if a target exists."),
+    ] = False,
+    reference: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="Your reference for the copy.")
+    ] = None,
+    mode: ModeOption = Mode.TEST,
+) -> None:
+    """Create a pending copy of SOURCE_ORDER; a worker runs it. Prints the copy's id."""
+    # The worker's publisher: importing it builds the Celery app.
+    from worker import publisher
+
+    try:
+        with unit_of_work(db.sessions(), publisher.publish) as session:
+            copy = engine.create(
+                session,
+                mode=mode,
+                source_order_id=source_order,
+                place_target_order=place,
+                cancel_source_order=cancel_source,
+                reuse_wallet=not no_wallet,
+                skip_errors=skip_errors,
+                reference=reference,
+                reference_origin="cli",
+            )
+            copy_id = copy.id
+    except CopyInputError as error:
+        output.fail(str(error))
+    output.error_line(f"created order copy {copy_id} of order {source_order} (pending)")
+    typer.echo(copy_id)
 
 
 def parse_moment(value: str) -> datetime:

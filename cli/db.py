@@ -10,12 +10,14 @@ from sqlalchemy.engine import make_url
 
 from config.settings import get_settings
 
-db_app = typer.Typer(no_args_is_help=True, help="The database.")
+db_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="The database.")
 
 
 @db_app.command("upgrade")
 def db_upgrade(
-    revision: Annotated[str, typer.Argument(help="The Alembic revision to reach.")] = "head",
+    revision: Annotated[
+        str, typer.Argument(metavar="REVISION", help="The Alembic revision to reach.")
+    ] = "head",
 ) -> None:
     """Run the Alembic migrations up to REVISION (default: head)."""
     # Alembic announces each of its plugins at INFO, on import: noise on every upgrade.

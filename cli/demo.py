@@ -20,8 +20,9 @@ from cli.demo_seed import Seeded, SeedError, seed
 from models import CopyStatus, OrderCopy, db
 
 demo_app = typer.Typer(
+    rich_markup_mode=None,
     help="Demo order copies: `demo seed` writes them; `demo` (or `demo run`) also waits "
-    "for a running worker to execute them and checks each outcome."
+    "for a running worker to execute them and checks each outcome.",
 )
 
 FINISHED = frozenset({CopyStatus.COMPLETED, CopyStatus.FAILED})
@@ -29,7 +30,12 @@ POLL_SECONDS = 0.5
 
 TimeoutOption = Annotated[
     float,
-    typer.Option("--timeout", min=0, help="Seconds to wait for the worker to finish the copies."),
+    typer.Option(
+        "--timeout",
+        min=0,
+        metavar="SECONDS",
+        help="Seconds to wait for the worker to finish the copies.",
+    ),
 ]
 
 

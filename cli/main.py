@@ -6,7 +6,9 @@ prints; a database that cannot be reached ends it with one line too, never a tra
 
 from __future__ import annotations
 
-from typing import Any
+import logging
+from importlib.metadata import version
+from typing import Annotated, Any
 
 import typer
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -17,7 +19,9 @@ from cli.api_keys import api_keys_app
 from cli.copies import copies_app
 from cli.db import db_app
 from cli.demo import demo_app
+from cli.orders import orders_app
 from cli.status import status
+from cli.subscriptions import subscriptions_app
 from config.logging import configure_logging
 from config.settings import get_settings
 
@@ -51,6 +55,7 @@ def database_problem(error: DBAPIError) -> str | None:
 app = typer.Typer(
     cls=OneLineErrors,
     no_args_is_help=True,
+    rich_markup_mode=None,
     help="ordercopy: executes order copies.",
     # A traceback's locals would print settings, URLs and passwords included.
     pretty_exceptions_show_locals=False,
@@ -58,14 +63,42 @@ app = typer.Typer(
 app.add_typer(db_app, name="db")
 app.add_typer(demo_app, name="demo")
 app.add_typer(copies_app, name="copies")
+app.add_typer(orders_app, name="orders")
+app.add_typer(subscriptions_app, name="subscriptions")
 app.add_typer(api_keys_app, name="api-keys")
 app.command("status")(status)
 
+#: ``-v`` and ``-vv``: the log level of a command (WARNING without either).
+VERBOSITY = {0: logging.WARNING, 1: logging.INFO}
+
+
+def print_version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"ordercopy {version('ordercopy')}")
+        raise typer.Exit()
+
 
 @app.callback()
-def main() -> None:
+def main(
+    ctx: typer.Context,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log INFO lines (-vv: DEBUG too).")
+    ] = 0,
+    _version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=print_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
     """ordercopy: executes order copies."""
     configure_logging(get_settings())
+    # Progress bars and tables, not log lines, unless asked: the root level is put back
+    # when the command ends (tests run many commands in one process).
+    root = logging.getLogger()
+    previous = root.level
+    root.setLevel(VERBOSITY.get(verbose, logging.DEBUG))
+    ctx.call_on_close(lambda: root.setLevel(previous))
 
 
 if __name__ == "__main__":

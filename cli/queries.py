@@ -12,13 +12,14 @@ from models import CopyStatus, Mode, Order, OrderCopy, OrderCopyEvent
 
 
 def list_copies(
-    session: Session, mode: Mode, *, status: CopyStatus | None, limit: int
+    session: Session, mode: Mode, *, status: CopyStatus | None, limit: int, page: int = 1
 ) -> list[OrderCopy]:
-    """The newest copies of ``mode`` first, optionally of one status."""
+    """The newest copies of ``mode`` first, optionally of one status; page ``page`` of ``limit``."""
     query = select(OrderCopy).where(OrderCopy.mode == mode)
     if status is not None:
         query = query.where(OrderCopy.status == status)
-    query = query.order_by(OrderCopy.created_at.desc(), OrderCopy.id).limit(limit)
+    query = query.order_by(OrderCopy.created_at.desc(), OrderCopy.id)
+    query = query.limit(limit).offset((page - 1) * limit)
     return list(session.scalars(query))
 
 

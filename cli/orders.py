@@ -1,0 +1,99 @@
+"""``ordercopy orders``: list orders and show one with its line items (read-only)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+
+from cli import output, records
+from models import LineItem, Mode, Order, OrderStatus, db
+
+orders_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Orders: the sources and targets of copies."
+)
+
+ModeOption = Annotated[
+    Mode, typer.Option("--mode", help="Which records to read: test or live.", case_sensitive=False)
+]
+
+
+@orders_app.command("list")
+def list_orders(
+    status: Annotated[
+        OrderStatus | None, typer.Option("--status", help="Only orders in this status.")
+    ] = None,
+    page: records.PageOption = 1,
+    limit: records.LimitOption = 20,
+    as_json: records.JsonOption = False,
+    quiet: records.QuietOption = False,
+    mode: ModeOption = Mode.TEST,
+) -> None:
+    """The newest orders first."""
+    query = select(Order).where(Order.mode == mode)
+    if status is not None:
+        query = query.where(Order.status == status)
+    query = query.order_by(Order.created_at.desc(), Order.id)
+    with db.sessions().begin() as session:
+        orders = list(session.scalars(records.page(query, page=page, limit=limit)))
+        if as_json:
+            records.print_json(records.rows_json(orders))
+            return
+    if quiet:
+        records.print_ids(orders)
+        return
+    rows = [
+        (
+            order.id,
+            str(order.number),
+            order.status.value,
+            order.payment_status.value,
+            order.customer_email or "-",
+            order.currency_code,
+            output.when(order.created_at),
+        )
+        for order in orders
+    ]
+    names = ("id", "number", "status", "payment", "email", "currency", "created_at")
+    console = output.console()
+    console.print(records.listing_table(f"orders ({mode})", names, rows))
+    console.print(records.footer(len(orders), page, limit))
+
+
+@orders_app.command("show")
+def show_order(
+    order_id: Annotated[str, typer.Argument(metavar="ID", help="The order's id.")],
+    as_json: records.JsonOption = False,
+    mode: ModeOption = Mode.TEST,
+) -> None:
+    """Every field of one order, then its line items."""
+    with db.sessions().begin() as session:
+        order = session.get(Order, order_id)
+        if order is None or order.mode != mode:
+            output.fail(f"order {order_id} does not exist in {mode} mode")
+        items = list(
+            session.scalars(
+                select(LineItem).where(LineItem.order_id == order.id).order_by(LineItem.position)
+            )
+        )
+        if as_json:
+            document = records.rows_json([order])[0]
+            document["line_items"] = records.rows_json(items)
+            records.print_json(document)
+            return
+        console = output.console()
+        console.print(records.fields_table(f"order {order.id}", order))
+        rows = [
+            (
+                item.item_type.value,
+                item.sku_code or "-",
+                item.name,
+                str(item.quantity),
+                str(item.unit_amount_cents),
+                str(item.total_amount_cents),
+            )
+            for item in items
+        ]
+        names = ("type", "sku", "name", "quantity", "unit (cents)", "total (cents)")
+        console.print(records.listing_table("line items", names, rows))

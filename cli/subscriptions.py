@@ -1,0 +1,129 @@
+"""``ordercopy subscriptions``: list order subscriptions, show one, activate, deactivate, cancel.
+
+The moves are :mod:`copying.subscriptions`' (the same functions as the API's ``_activate``,
+``_deactivate`` and ``_cancel`` triggers), each in one transaction holding the row's lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from cli import output, records
+from copying import subscriptions
+from copying.errors import CopyInputError
+from copying.subscriptions import SubscriptionStateError
+from models import Mode, OrderSubscription, SubscriptionStatus, db, utcnow
+
+subscriptions_app = typer.Typer(
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    help="Order subscriptions: list them, show one, activate, deactivate or cancel one.",
+)
+
+ModeOption = Annotated[
+    Mode, typer.Option("--mode", help="Which records to read: test or live.", case_sensitive=False)
+]
+IdArgument = Annotated[str, typer.Argument(metavar="ID", help="The order subscription's id.")]
+
+
+@subscriptions_app.command("list")
+def list_subscriptions(
+    status: Annotated[
+        SubscriptionStatus | None, typer.Option("--status", help="Only those in this status.")
+    ] = None,
+    page: records.PageOption = 1,
+    limit: records.LimitOption = 20,
+    as_json: records.JsonOption = False,
+    quiet: records.QuietOption = False,
+    mode: ModeOption = Mode.TEST,
+) -> None:
+    """The newest order subscriptions first."""
+    query = select(OrderSubscription).where(OrderSubscription.mode == mode)
+    if status is not None:
+        query = query.where(OrderSubscription.status == status)
+    query = query.order_by(OrderSubscription.created_at.desc(), OrderSubscription.id)
+    with db.sessions().begin() as session:
+        found = list(session.scalars(records.page(query, page=page, limit=limit)))
+        if as_json:
+            records.print_json(records.rows_json(found))
+            return
+    if quiet:
+        records.print_ids(found)
+        return
+    rows = [
+        (
+            subscription.id,
+            subscription.status.value,
+            subscription.frequency,
+            subscription.source_order_id,
+            output.when(subscription.next_run_at),
+            str(subscription.occurrencies),
+            str(subscription.errors_count),
+        )
+        for subscription in found
+    ]
+    names = ("id", "status", "frequency", "source", "next_run_at", "renewals", "errors")
+    console = output.console()
+    console.print(records.listing_table(f"order subscriptions ({mode})", names, rows))
+    console.print(records.footer(len(found), page, limit))
+
+
+@subscriptions_app.command("show")
+def show_subscription(
+    subscription_id: IdArgument,
+    as_json: records.JsonOption = False,
+    mode: ModeOption = Mode.TEST,
+) -> None:
+    """Every field of one order subscription."""
+    with db.sessions().begin() as session:
+        subscription = _load(session, subscription_id, mode, lock=False)
+        if as_json:
+            records.print_json(records.rows_json([subscription])[0])
+        else:
+            title = f"order subscription {subscription.id}"
+            output.console().print(records.fields_table(title, subscription))
+
+
+def _load(session: Session, subscription_id: str, mode: Mode, *, lock: bool) -> OrderSubscription:
+    subscription = session.get(OrderSubscription, subscription_id, with_for_update=lock)
+    if subscription is None or subscription.mode != mode:
+        output.fail(f"order subscription {subscription_id} does not exist in {mode} mode")
+    return subscription
+
+
+def _move(
+    subscription_id: str, mode: Mode, move: Callable[[OrderSubscription], None], done: str
+) -> None:
+    try:
+        with db.sessions().begin() as session:
+            subscription = _load(session, subscription_id, mode, lock=True)
+            move(subscription)
+            status, next_run = subscription.status.value, subscription.next_run_at
+    except (SubscriptionStateError, CopyInputError) as error:
+        output.fail(str(error))
+    typer.echo(
+        f"{done} order subscription {subscription_id}: {status}, next run {output.when(next_run)}"
+    )
+
+
+@subscriptions_app.command("activate")
+def activate(subscription_id: IdArgument, mode: ModeOption = Mode.TEST) -> None:
+    """Start renewing (draft or inactive → active); a next run gone by moves to the next one."""
+    _move(subscription_id, mode, lambda s: subscriptions.activate(s, utcnow()), "activated")
+
+
+@subscriptions_app.command("deactivate")
+def deactivate(subscription_id: IdArgument, mode: ModeOption = Mode.TEST) -> None:
+    """Pause renewing (active or running → inactive); activate resumes it."""
+    _move(subscription_id, mode, subscriptions.deactivate, "deactivated")
+
+
+@subscriptions_app.command("cancel")
+def cancel(subscription_id: IdArgument, mode: ModeOption = Mode.TEST) -> None:
+    """Stop renewing for good (→ cancelled)."""
+    _move(subscription_id, mode, subscriptions.cancel, "cancelled")
