@@ -28,6 +28,7 @@ from copying.errors import (
     NotFoundError,
     OrderBusyError,
     OrderChangedError,
+    OrderStateError,
     TransientError,
 )
 from copying.gateways import Gateways
@@ -52,6 +53,7 @@ DOMAIN_ERRORS = (
     TransientError,
     OrderBusyError,
     OrderChangedError,
+    OrderStateError,
     InUseError,
 )
 
@@ -76,7 +78,7 @@ def domain_error(error: Exception, relationships: set[str] | None = None) -> Api
     if isinstance(error, CopyInputError):
         where = "relationships" if error.field in (relationships or set()) else "attributes"
         return ApiError(422, error.message, pointer=f"/data/{where}/{error.field}")
-    if isinstance(error, CopyStateError | SubscriptionStateError):
+    if isinstance(error, CopyStateError | SubscriptionStateError | OrderStateError):
         return ApiError(409, str(error), code="INVALID_STATUS")
     if isinstance(error, OrderBusyError):
         return ApiError(409, str(error), code="ORDER_IN_COPY")

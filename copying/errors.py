@@ -142,3 +142,12 @@ class OrderChangedError(Exception):
 
 class InUseError(Exception):
     """The record is still named by others that need it: it stays (a 409)."""
+
+
+class OrderStateError(Exception):
+    """The order is not in a status that allows what was asked (a 409)."""
+
+    def __init__(self, order_id: str, status: str, message: str) -> None:
+        super().__init__(f"order {order_id} is {status}; {message}")
+        self.order_id = order_id
+        self.status = status

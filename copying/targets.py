@@ -166,6 +166,42 @@ def demand(lines: list[Line]) -> dict[str, int]:
     return dict(wanted)
 
 
+class Sellable(Protocol):
+    """What the pricer reads of a SKU (a ``Sku`` or a :class:`SkuTerms`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def unit_amount_cents(self) -> int: ...
+    @property
+    def currency_code(self) -> str: ...
+    @property
+    def discontinued(self) -> bool: ...
+
+
+def problem_selling(code: str, sku: Sellable | None, currency_code: str) -> str | None:
+    """Why SKU ``code`` cannot go on an order in ``currency_code`` (unknown, discontinued,
+    priced in another currency), or None. The one pricer's rules: a line added to an
+    order and a line copied into a target follow the same."""
+    if sku is None:
+        return f"SKU {code} is unknown"
+    if sku.discontinued:
+        return f"SKU {code} is discontinued"
+    if sku.currency_code != currency_code:
+        return f"SKU {code} is priced in {sku.currency_code}, the order is in {currency_code}"
+    return None
+
+
+def problem_amount(name: str, unit_amount_cents: int, quantity: int) -> str | None:
+    """Why a line of ``quantity`` at ``unit_amount_cents`` cannot be stored, or None."""
+    if abs(unit_amount_cents * quantity) > MAX_AMOUNT_CENTS:
+        return (
+            f"line {name} totals {unit_amount_cents * quantity} cents, "
+            f"more than one line may ({MAX_AMOUNT_CENTS})"
+        )
+    return None
+
+
 def price_lines(contents: Contents, currency_code: str, errors: ErrorLog) -> list[Line]:
     """The target's line items: SKUs repriced from the catalog, the rest as they were.
 
@@ -181,16 +217,12 @@ def price_lines(contents: Contents, currency_code: str, errors: ErrorLog) -> lis
         if line.item_type == ItemType.SKUS:
             code = line.sku_code or ""
             sku = contents.skus.get(code)
-            problem = None
-            if sku is None:
-                problem = f"SKU {code} is unknown"
-            elif sku.discontinued:
-                problem = f"SKU {code} is discontinued"
-            elif sku.currency_code != currency_code:
-                problem = (
-                    f"SKU {code} is priced in {sku.currency_code}, the order is in {currency_code}"
-                )
-            elif demanded[code] + line.quantity > sku.stock_quantity:
+            problem = problem_selling(code, sku, currency_code)
+            if (
+                problem is None
+                and sku is not None
+                and demanded[code] + line.quantity > sku.stock_quantity
+            ):
                 problem = (
                     f"SKU {code} is out of stock ({demanded[code] + line.quantity} "
                     f"requested, {sku.stock_quantity} left)"
@@ -200,12 +232,9 @@ def price_lines(contents: Contents, currency_code: str, errors: ErrorLog) -> lis
                 continue
             demanded[code] += line.quantity
             unit, name = sku.unit_amount_cents, sku.name
-        if unit * line.quantity > MAX_AMOUNT_CENTS:
-            errors.add(
-                ErrorKey.LINE_ITEMS,
-                f"line {name or line.sku_code} totals {unit * line.quantity} "
-                f"cents, more than one line may ({MAX_AMOUNT_CENTS})",
-            )
+        too_much = problem_amount(name or line.sku_code or "", unit, line.quantity)
+        if too_much is not None:
+            errors.add(ErrorKey.LINE_ITEMS, too_much)
             continue
         priced.append(line._replace(name=name, unit_amount_cents=unit))
     return priced

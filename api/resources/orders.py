@@ -16,20 +16,16 @@ from api.resources.common import (
     plain_create,
     reference_attributes,
 )
-from api.schemas import INT_MAX
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
-from copying import order_states, orders, targets, wallet
+from copying import order_edits, orders
 from models import (
     Address,
-    CustomerPaymentSource,
     FulfillmentStatus,
     ItemType,
     LineItem,
     Order,
-    OrderCopy,
     OrderStatus,
     PaymentStatus,
-    Sku,
     utcnow,
 )
 
@@ -46,54 +42,17 @@ def _cancel(ctx: Context, order_id: str, _: Any) -> None:
         raise ApiError(422, "; ".join(problems), pointer="/data/attributes/_cancel")
 
 
-def _check_open(order: Order, doing: str) -> None:
-    if order.status not in order_states.PLACEABLE:
-        raise ApiError(
-            409,
-            f"order {order.id} is {order.status}; {doing} only while it is draft or pending",
-            code="INVALID_STATUS",
-        )
-
-
-#: What may still change on an order once it is placed or cancelled.
-ALWAYS_EDITABLE = frozenset({"reference", "reference_origin", "metadata"})
-
-
 def _check_order_update(ctx: Context, order: Order, names: set[str]) -> None:
-    orders.check_not_owned(ctx.session, order.id)
-    changing = names - ALWAYS_EDITABLE
-    if changing:
-        _check_open(order, f"{', '.join(sorted(changing))} can change")
+    order_edits.check_update(ctx.session, order, names)
 
 
 def _use_wallet_entry(ctx: Context, order_id: str, entry_id: Any) -> None:
     order = lookups.load(ctx.session, Order, "orders", order_id, ctx.mode, lock=True)
-    orders.check_not_owned(ctx.session, order.id)
-    _check_open(order, "its payment source can change")
-    entry = lookups.find(ctx.session, CustomerPaymentSource, entry_id, ctx.mode)
-    problem = wallet.problem_with_entry(entry, entry_id, order, utcnow().date())
-    if problem is not None or entry is None:
-        raise ApiError(
-            422,
-            problem or f"wallet entry {entry_id} no longer exists",
-            pointer="/data/attributes/_customer_payment_source_id",
-        )
-    wallet.attach_wallet_entry(order, entry)
+    order_edits.use_wallet_entry(ctx.session, order, entry_id, utcnow().date())
 
 
 def _delete_order(ctx: Context, order: Order) -> None:
-    orders.check_not_owned(ctx.session, order.id)
-    _check_open(order, "it can be deleted")
-    copied = ctx.session.scalar(
-        select(
-            exists().where(
-                (OrderCopy.source_order_id == order.id) | (OrderCopy.target_order_id == order.id)
-            )
-        )
-    )
-    if copied:
-        raise ApiError(409, f"order {order.id} belongs to order copies; delete them first")
-    ctx.session.delete(order)
+    order_edits.delete_order(ctx.session, order)
 
 
 ORDERS = Resource(
@@ -190,102 +149,26 @@ ORDERS = Resource(
 )
 
 
-def _refresh_totals(ctx: Context, order: Order) -> None:
-    lines = targets.load_lines(ctx.session, order.id)
-    totals = targets.totals(
-        [
-            {"item_type": line.item_type, "total_amount_cents": line.total_amount_cents}
-            for line in lines
-        ]
-    )
-    for column, value in totals.items():
-        if abs(value) > INT_MAX:
-            raise ApiError(
-                422,
-                f"the order's {column} would be {value}, more than {INT_MAX}",
-                pointer="/data/attributes/quantity",
-            )
-        setattr(order, column, value)
-    if lines:
-        order_states.open_order(order)
-
-
-def _editable_order(ctx: Context, order_id: str | None) -> Order:
-    """The line item's order, row-locked (totals are recomputed from its lines)."""
-    order: Order | None = lookups.find(ctx.session, Order, order_id, ctx.mode, lock=True)
-    if order is None:
-        raise ApiError(
-            422,
-            f"order {order_id} does not exist in {ctx.mode} mode",
-            pointer="/data/relationships/order",
-        )
-    orders.check_not_owned(ctx.session, order.id)
-    _check_open(order, "its line items can change")
-    return order
-
-
 def _create_line(
     ctx: Context, attributes: dict[str, Any], related: dict[str, str | None]
 ) -> LineItem:
-    order = _editable_order(ctx, related.get("order"))
-    item_type = ItemType(attributes.get("item_type") or ItemType.SKUS)
-    quantity = attributes.get("quantity", 1)
-    name = attributes.get("name") or ""
-    sku_code = attributes.get("sku_code")
-    unit = attributes.get("unit_amount_cents")
-    if item_type == ItemType.SKUS:
-        sku = ctx.session.scalar(select(Sku).where(Sku.mode == ctx.mode, Sku.code == sku_code))
-        if sku is None:
-            raise ApiError(
-                422,
-                f"SKU {sku_code!r} does not exist in {ctx.mode} mode",
-                pointer="/data/attributes/sku_code",
-            )
-        if sku.currency_code != order.currency_code:
-            raise ApiError(
-                422,
-                f"SKU {sku.code} is priced in {sku.currency_code}, the order "
-                f"is in {order.currency_code}",
-                pointer="/data/attributes/sku_code",
-            )
-        unit, name = sku.unit_amount_cents, name or sku.name
-    elif unit is None:
-        raise ApiError(
-            422,
-            f"a {item_type} line item needs unit_amount_cents",
-            pointer="/data/attributes/unit_amount_cents",
-        )
-    if abs(unit * quantity) > INT_MAX:
-        raise ApiError(
-            422,
-            f"{quantity} times {unit} cents is more than {INT_MAX} cents",
-            pointer="/data/attributes/quantity",
-        )
-    position = len(targets.load_lines(ctx.session, order.id))
-    line = LineItem(
-        mode=ctx.mode,
-        order_id=order.id,
-        position=position,
-        item_type=item_type,
-        sku_code=sku_code if item_type == ItemType.SKUS else None,
-        name=name,
-        quantity=quantity,
-        unit_amount_cents=unit,
-        total_amount_cents=unit * quantity,
-        options=attributes.get("options") or [],
-        metadata_=attributes.get("metadata") or {},
+    order = order_edits.editable_order(ctx.session, related.get("order"), ctx.mode)
+    return order_edits.add_line(
+        ctx.session,
+        order,
+        item_type=ItemType(attributes.get("item_type") or ItemType.SKUS),
+        quantity=attributes.get("quantity", 1),
+        sku_code=attributes.get("sku_code"),
+        name=attributes.get("name") or "",
+        unit_amount_cents=attributes.get("unit_amount_cents"),
+        options=attributes.get("options"),
+        metadata=attributes.get("metadata"),
     )
-    ctx.session.add(line)
-    ctx.session.flush()
-    _refresh_totals(ctx, order)
-    return line
 
 
 def _delete_line(ctx: Context, line: LineItem) -> None:
-    order = _editable_order(ctx, line.order_id)
-    ctx.session.delete(line)
-    ctx.session.flush()
-    _refresh_totals(ctx, order)
+    order = order_edits.editable_order(ctx.session, line.order_id, ctx.mode)
+    order_edits.remove_line(ctx.session, order, line)
 
 
 LINE_ITEMS = Resource(

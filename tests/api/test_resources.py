@@ -437,6 +437,17 @@ def test_a_sku_in_another_currency_is_a_422(api, draft):
     assert_error(response, 422, pointer="/data/attributes/sku_code", detail="EUR")
 
 
+def test_a_discontinued_sku_is_a_422_as_it_is_for_a_copy(api, draft):
+    api.create("skus", {**SKU, "code": "OLD-TEE", "discontinued": True})
+
+    response = create_line(api, draft["order"]["id"], sku_code="OLD-TEE")
+
+    # The same words a copy records in errors_log: one pricer for both.
+    assert_error(
+        response, 422, pointer="/data/attributes/sku_code", detail="SKU OLD-TEE is discontinued"
+    )
+
+
 def test_a_line_item_is_deleted_and_the_totals_follow(api, draft):
     order_id = draft["order"]["id"]
     create_line(api, order_id, sku_code="TEE", quantity=1)

@@ -1,0 +1,160 @@
+"""What may change on an order, and the changes a person makes to one: its line items
+(priced by the one pricer, ``targets.problem_selling``), its wallet entry, its deletion.
+
+An order can be edited while it is ``draft`` or ``pending`` and no unfinished copy owns
+it (``orders.check_not_owned``); its reference, reference origin and metadata can always
+change. Callers hold the order's row lock (totals are recomputed from its lines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import date
+from typing import Any
+
+from sqlalchemy import exists, select
+from sqlalchemy.orm import Session
+
+from copying import order_states, orders, targets, wallet
+from copying.errors import CopyInputError, InUseError, OrderStateError
+from models import CustomerPaymentSource, ItemType, LineItem, Mode, Order, OrderCopy, Sku
+
+#: What may still change on an order once it is placed or cancelled.
+ALWAYS_EDITABLE = frozenset({"reference", "reference_origin", "metadata"})
+
+
+def check_editable(session: Session, order: Order, doing: str) -> None:
+    """Raise OrderBusyError if a copy owns ``order``, OrderStateError unless it is draft or
+    pending (``doing`` says what was asked, e.g. "its line items can change")."""
+    orders.check_not_owned(session, order.id)
+    if order.status not in order_states.PLACEABLE:
+        raise OrderStateError(
+            order.id,
+            order.status,
+            f"{doing} only while it is draft or pending",
+        )
+
+
+def check_update(session: Session, order: Order, changing: Iterable[str]) -> None:
+    """Raise unless the attributes and relationships named by ``changing`` may change now;
+    no unfinished copy's target changes at all."""
+    terms = set(changing) - ALWAYS_EDITABLE
+    if terms:
+        check_editable(session, order, f"{', '.join(sorted(terms))} can change")
+    else:
+        orders.check_not_owned(session, order.id)
+
+
+def use_wallet_entry(session: Session, order: Order, entry_id: str, today: date) -> None:
+    """Charge ``order`` to the wallet entry ``entry_id``: the customer's own, in the order's
+    mode, usable today. Raises CopyInputError (``_customer_payment_source_id``) if not."""
+    check_editable(session, order, "its payment source can change")
+    entry = session.get(CustomerPaymentSource, entry_id)
+    problem = wallet.problem_with_entry(entry, entry_id, order, today)
+    if problem is not None or entry is None:
+        raise CopyInputError(
+            "_customer_payment_source_id", problem or f"wallet entry {entry_id} no longer exists"
+        )
+    wallet.attach_wallet_entry(order, entry)
+
+
+def delete_order(session: Session, order: Order) -> None:
+    """Delete an order no copy came from or made. Raises OrderBusyError, OrderStateError or
+    InUseError. Does not commit."""
+    check_editable(session, order, "it can be deleted")
+    copied = session.scalar(
+        select(
+            exists().where(
+                (OrderCopy.source_order_id == order.id) | (OrderCopy.target_order_id == order.id)
+            )
+        )
+    )
+    if copied:
+        raise InUseError(f"order {order.id} belongs to order copies; delete them first")
+    session.delete(order)
+
+
+def add_line(
+    session: Session,
+    order: Order,
+    *,
+    item_type: ItemType,
+    quantity: int,
+    sku_code: str | None = None,
+    name: str = "",
+    unit_amount_cents: int | None = None,
+    options: list[dict[str, Any]] | None = None,
+    metadata: dict[str, Any] | None = None,
+) -> LineItem:
+    """Add a line to an editable order and recompute its totals. A SKU line is priced from
+    the catalog (the one pricer); other lines carry the ``unit_amount_cents`` given.
+    Raises CopyInputError naming the bad input. Does not commit."""
+    check_editable(session, order, "its line items can change")
+    unit = unit_amount_cents
+    if item_type == ItemType.SKUS:
+        sku = session.scalar(select(Sku).where(Sku.mode == order.mode, Sku.code == sku_code))
+        if sku is None:
+            raise CopyInputError(
+                "sku_code", f"SKU {sku_code!r} does not exist in {order.mode} mode"
+            )
+        problem = targets.problem_selling(sku.code, sku, order.currency_code)
+        if problem is not None:
+            raise CopyInputError("sku_code", problem)
+        unit, name = sku.unit_amount_cents, name or sku.name
+    elif unit is None:
+        raise CopyInputError("unit_amount_cents", f"a {item_type} line item needs it")
+    too_much = targets.problem_amount(name or str(sku_code), unit, quantity)
+    if too_much is not None:
+        raise CopyInputError("quantity", too_much)
+    line = LineItem(
+        mode=order.mode,
+        order_id=order.id,
+        position=len(targets.load_lines(session, order.id)),
+        item_type=item_type,
+        sku_code=sku_code if item_type == ItemType.SKUS else None,
+        name=name,
+        quantity=quantity,
+        unit_amount_cents=unit,
+        total_amount_cents=unit * quantity,
+        options=options or [],
+        metadata_=metadata or {},
+    )
+    session.add(line)
+    session.flush()
+    _refresh_totals(session, order)
+    return line
+
+
+def remove_line(session: Session, order: Order, line: LineItem) -> None:
+    """Delete a line of an editable order and recompute its totals. Does not commit."""
+    check_editable(session, order, "its line items can change")
+    session.delete(line)
+    session.flush()
+    _refresh_totals(session, order)
+
+
+def editable_order(session: Session, order_id: str | None, mode: Mode) -> Order:
+    """The order a line item belongs to, row-locked. Raises CopyInputError (``order``)."""
+    order = session.get(Order, order_id, with_for_update=True) if order_id else None
+    if order is None or order.mode != mode:
+        raise CopyInputError("order", f"order {order_id} does not exist in {mode} mode")
+    return order
+
+
+def _refresh_totals(session: Session, order: Order) -> None:
+    lines = targets.load_lines(session, order.id)
+    totals = targets.totals(
+        [
+            {"item_type": line.item_type, "total_amount_cents": line.total_amount_cents}
+            for line in lines
+        ]
+    )
+    for column, value in totals.items():
+        if abs(value) > targets.MAX_AMOUNT_CENTS:
+            raise CopyInputError(
+                "quantity",
+                f"the order's {column} would be {value}, more than {targets.MAX_AMOUNT_CENTS}",
+            )
+        setattr(order, column, value)
+    if lines:
+        order_states.open_order(order)
