@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench.environment import ADMIN_URL, BenchEnvironment
 from copying import engine
 from copying.dispatch import unit_of_work
+from copying.options import CopyOptions
 from migrations import upgrade
 from models import CopyStatus, Mode, OrderCopy, Sku, db, new_public_id, utcnow
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
@@ -97,8 +98,7 @@ def create_copy(session: Session, source_id: str) -> OrderCopy:
         session,
         mode=Mode.TEST,
         source_order_id=source_id,
-        place_target_order=True,
-        reuse_wallet=True,
+        options=CopyOptions(place_target_order=True, reuse_wallet=True),
     )
 
 
@@ -113,10 +113,7 @@ def insert_pending_copies(
             "id": copy_id,
             "status": CopyStatus.PENDING,
             "source_order_id": sources[n % len(sources)],
-            "place_target_order": True,
-            "reuse_wallet": True,
-            "cancel_source_order": False,
-            "skip_errors": False,
+            **CopyOptions(place_target_order=True).as_columns(),
             "errors_log": {},
             "errors_count": 0,
             "metadata_": {},

@@ -25,6 +25,7 @@ from copying import bulk, engine
 from copying.bulk import RetryCriteria, RetryOutcome, RetrySummary
 from copying.dispatch import unit_of_work
 from copying.errors import CopyInputError, CopyStateError, NotFoundError
+from copying.options import CopyOptions
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent, db
 
 copies_app = typer.Typer(
@@ -119,10 +120,12 @@ def create_copy(
                 session,
                 mode=mode,
                 source_order_id=source_order,
-                place_target_order=place,
-                cancel_source_order=cancel_source,
-                reuse_wallet=not no_wallet,
-                skip_errors=skip_errors,
+                options=CopyOptions(
+                    place_target_order=place,
+                    cancel_source_order=cancel_source,
+                    reuse_wallet=not no_wallet,
+                    skip_errors=skip_errors,
+                ),
                 reference=reference,
                 reference_origin="cli",
             )

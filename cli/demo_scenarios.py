@@ -7,9 +7,10 @@ the same scarce stock or the same source order.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from copying.options import CopyOptions
 from models import CopyStatus, OrderCopy
 
 ORIGIN = "ordercopy demo"
@@ -62,10 +63,7 @@ class Scenario:
     expect: CopyStatus
     #: The ``errors_log`` key that must hold a message; None: no errors at all.
     expect_error: str | None = None
-    place_target_order: bool = False
-    cancel_source_order: bool = False
-    reuse_wallet: bool = True
-    skip_errors: bool = False
+    options: CopyOptions = field(default_factory=CopyOptions)
 
     @property
     def reference(self) -> str:
@@ -88,69 +86,65 @@ SCENARIOS = (
         "copy without reusing the wallet",
         SourceSpec(((MUG, 1),)),
         COMPLETED,
-        reuse_wallet=False,
+        options=CopyOptions(reuse_wallet=False),
     ),
     Scenario(
         "place the target order",
         SourceSpec(((TSHIRT, 1), (MUG, 2))),
         COMPLETED,
-        place_target_order=True,
+        options=CopyOptions(place_target_order=True),
     ),
     Scenario(
         "cancel the source order",
         SourceSpec(((MUG, 1),), placed=True),
         COMPLETED,
-        cancel_source_order=True,
+        options=CopyOptions(cancel_source_order=True),
     ),
     Scenario(
         "skip errors: copy what can be copied",
         SourceSpec(((MUG, 1), (POSTER, 5))),
         COMPLETED,
         expect_error="line_items",
-        skip_errors=True,
+        options=CopyOptions(skip_errors=True),
     ),
     # Options combined.
     Scenario(
         "reorder and replace: place target, cancel source, reuse wallet",
         SourceSpec(((TSHIRT, 1), (MUG, 1)), placed=True, discount_cents=-500),
         COMPLETED,
-        place_target_order=True,
-        cancel_source_order=True,
+        options=CopyOptions(place_target_order=True, cancel_source_order=True),
     ),
     Scenario(
         "all options, skipping a discontinued SKU",
         SourceSpec(((TSHIRT, 1), (CAP, 1)), placed=True),
         COMPLETED,
         expect_error="line_items",
-        place_target_order=True,
-        cancel_source_order=True,
-        skip_errors=True,
+        options=CopyOptions(place_target_order=True, cancel_source_order=True, skip_errors=True),
     ),
     Scenario(
         "declined card with skip errors: target kept unplaced",
         SourceSpec(((MUG, 1),), wallet="declined"),
         COMPLETED,
         expect_error="payment",
-        place_target_order=True,
-        skip_errors=True,
+        options=CopyOptions(place_target_order=True, skip_errors=True),
     ),
     Scenario(
         "the last lamp in stock is placed",
         SourceSpec(((LAMP, 1),)),
         COMPLETED,
-        place_target_order=True,
+        options=CopyOptions(place_target_order=True),
     ),
     Scenario(
         "zero-total order placed without a payment source",
         SourceSpec(((EBOOK, 1),), wallet=None, shipping_address=False),
         COMPLETED,
-        place_target_order=True,
+        options=CopyOptions(place_target_order=True),
     ),
     Scenario(
         "flaky gateway: placed after two transient failures",
         SourceSpec(((TSHIRT, 1),), wallet="flaky"),
         COMPLETED,
-        place_target_order=True,
+        options=CopyOptions(place_target_order=True),
     ),
     # Failures: business errors end in `failed`, with the reason in errors_log.
     Scenario(
@@ -158,7 +152,7 @@ SCENARIOS = (
         SourceSpec(((POSTER, 5),)),
         FAILED,
         expect_error="line_items",
-        place_target_order=True,
+        options=CopyOptions(place_target_order=True),
     ),
     Scenario("discontinued SKU", SourceSpec(((CAP, 2),)), FAILED, expect_error="line_items"),
     Scenario(
@@ -166,29 +160,28 @@ SCENARIOS = (
         SourceSpec(((TSHIRT, 1),), wallet="expired"),
         FAILED,
         expect_error="payment_source",
-        place_target_order=True,
+        options=CopyOptions(place_target_order=True),
     ),
     Scenario(
         "declined card",
         SourceSpec(((MUG, 3),), wallet="declined"),
         FAILED,
         expect_error="payment",
-        place_target_order=True,
+        options=CopyOptions(place_target_order=True),
     ),
     Scenario(
         "nothing to pay with: wallet not reused",
         SourceSpec(((TSHIRT, 1),)),
         FAILED,
         expect_error="target_order",
-        place_target_order=True,
-        reuse_wallet=False,
+        options=CopyOptions(place_target_order=True, reuse_wallet=False),
     ),
     Scenario(
         "source not cancellable (never placed)",
         SourceSpec(((MUG, 1),)),
         FAILED,
         expect_error="source_order",
-        cancel_source_order=True,
+        options=CopyOptions(cancel_source_order=True),
     ),
     Scenario("empty source order", SourceSpec(()), FAILED, expect_error="line_items"),
 )

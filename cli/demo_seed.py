@@ -86,10 +86,7 @@ def seed(
                 reference=scenario.reference,
                 reference_origin=ORIGIN,
                 metadata=scenario.metadata(seeded.batch),
-                place_target_order=scenario.place_target_order,
-                cancel_source_order=scenario.cancel_source_order,
-                reuse_wallet=scenario.reuse_wallet,
-                skip_errors=scenario.skip_errors,
+                options=scenario.options,
             )
             seeded.copy_ids.append(copy.id)
     return seeded

@@ -232,7 +232,7 @@ def _on_path(run: Run) -> bool:
         run.step is None
         and run.target_order_id is None
         and not run.errors
-        and (run.place_target_order or not run.cancel_source_order)
+        and (run.options.place_target_order or not run.options.cancel_source_order)
     )
 
 
@@ -258,19 +258,19 @@ def _build_and_reserve(
             built = _build(session, owned, chunk, now.date())
             wanted: Counter[tuple[Mode, str]] = Counter()
             for copy in built:
-                if copy.run.place_target_order:
+                if copy.run.options.place_target_order:
                     for code, quantity in targets.demand(copy.lines).items():
                         wanted[copy.run.mode, code] += quantity
             if not stock.reserve_many(session, wanted):
                 raise _Beaten
-            placing = [c.target.id for c in built if c.run.place_target_order]
+            placing = [c.target.id for c in built if c.run.options.place_target_order]
             if placing:
                 stock.record_reserved(session, placing)
             for copy in built:
                 run = copy.run
                 run.target_order_id = copy.target.id
                 run.reach(CopyStep.TARGET_BUILT)
-                if run.place_target_order:
+                if run.options.place_target_order:
                     run.reach(CopyStep.STOCK_RESERVED)
                     copy.request = payments.request_for(
                         session, copy.target, place_key(run.copy_id), fresh=True
@@ -323,7 +323,7 @@ def _prefetch(
             select(*targets.SOURCE_COLUMNS).where(Order.id.in_({r.source_order_id for r in runs}))
         )
     }
-    wallets = [r for r in runs if r.reuse_wallet]
+    wallets = [r for r in runs if r.options.reuse_wallet]
     entries = renewals.wallet_entries_for(
         session, [(r.subscription_id, r.wallet_entry_id) for r in wallets]
     )
@@ -358,7 +358,7 @@ def _plan(
     if source is None:
         return None
     entry = None
-    if run.reuse_wallet:
+    if run.options.reuse_wallet:
         entry, problem = wallet.entry_to_reuse(session, source, entry_id, today)
         if problem is not None:
             return None
@@ -378,7 +378,7 @@ def _plan(
         payment_source=entry,
     )
     target = Order(**values)
-    if run.place_target_order:
+    if run.options.place_target_order:
         if target.total_amount_cents == 0 or order_states.problems_placing(
             target, priced, have.skus
         ):
@@ -522,7 +522,7 @@ def _place_and_finish(
         chunk.alone += [c.run for c in placed]
         return
     _completed(chunk, done)
-    chunk.alone += [c.run for c in placed if c.run.cancel_source_order]  # to cancel it
+    chunk.alone += [c.run for c in placed if c.run.options.cancel_source_order]  # to cancel it
 
 
 def _unchanged(session: Session, copies: list[_Copy], now: datetime) -> bool:
@@ -556,7 +556,7 @@ def _advance(session: Session, runs: list[Run], now: datetime, lease: timedelta)
     """Write each run's checkpoint, or its end where it has nothing left to do (it places no
     target, or cancels no source), with their history and the renewals completed. Returns
     the runs ended: they count as such once the transaction commits (:func:`_completed`)."""
-    done = [r for r in runs if not (r.cancel_source_order or r.at(CopyStep.STOCK_RESERVED))]
+    done = [r for r in runs if not (r.options.cancel_source_order or r.at(CopyStep.STOCK_RESERVED))]
     finished = {r.copy_id for r in done}
     copy_states.advance_many(
         session,

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from copying.errors import LeaseLostError
 from copying.history import EVENTS, EventKind
+from copying.options import CopyOptions
 from models import CopyStatus, OrderCopy
 from models.base import UTCDateTime
 from models.order_copies import status_is
@@ -150,10 +151,7 @@ CLAIMED_COLUMNS = (
     "customer_payment_source_id",
     "order_subscription_id",
     "retries",
-    "place_target_order",
-    "cancel_source_order",
-    "reuse_wallet",
-    "skip_errors",
+    *CopyOptions.names(),
     "step",
     "errors_log",
     "dispatched_at",

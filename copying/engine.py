@@ -57,6 +57,7 @@ from copying.errors import (
 )
 from copying.gateways import GatewayAnswer, Gateways
 from copying.history import EventKind
+from copying.options import CopyOptions
 from models import (
     CopyStatus,
     CopyStep,
@@ -99,7 +100,6 @@ class Outcome(enum.StrEnum):
 def check_copy_input(
     *,
     mode: Any,
-    options: dict[str, Any],
     reference: Any,
     reference_origin: Any,
     metadata: Any,
@@ -108,9 +108,6 @@ def check_copy_input(
     """Raise CopyInputError naming the first bad input."""
     if not isinstance(mode, Mode):
         raise CopyInputError("mode", f"{mode!r} is not one of test, live")
-    for name, value in options.items():
-        if not isinstance(value, bool):
-            raise CopyInputError(name, f"must be true or false, not {value!r}")
     for name, text in (
         ("reference", reference),
         ("reference_origin", reference_origin),
@@ -138,10 +135,7 @@ def create(
     *,
     mode: Mode,
     source_order_id: str,
-    place_target_order: bool = False,
-    cancel_source_order: bool = False,
-    reuse_wallet: bool = True,
-    skip_errors: bool = False,
+    options: CopyOptions | None = None,
     reference: str | None = None,
     reference_origin: str | None = None,
     metadata: dict[str, Any] | None = None,
@@ -155,15 +149,9 @@ def create(
 
     Raises CopyInputError, writing nothing, on bad input. Does not commit.
     """
-    options = {
-        "place_target_order": place_target_order,
-        "cancel_source_order": cancel_source_order,
-        "reuse_wallet": reuse_wallet,
-        "skip_errors": skip_errors,
-    }
+    options = options or CopyOptions()
     check_copy_input(
         mode=mode,
-        options=options,
         reference=reference,
         reference_origin=reference_origin,
         metadata=metadata,
@@ -194,13 +182,15 @@ def create(
         period_key=period_key,
         created_at=now,
         updated_at=now,
-        **options,
+        **options.as_columns(),
     )
     session.add(copy)
     session.flush()
-    history.record(session, copy.id, mode, 0, EventKind.CREATED, **options)
+    history.record(session, copy.id, mode, 0, EventKind.CREATED, **options.as_columns())
     publish_after_commit(session, [copy.id])
-    log.info("copy_created", order_copy_id=copy.id, source_order_id=source.id, **options)
+    log.info(
+        "copy_created", order_copy_id=copy.id, source_order_id=source.id, **options.as_columns()
+    )
     return copy
 
 
@@ -306,10 +296,7 @@ class Run:
     wallet_entry_id: str | None
     subscription_id: str | None
     retries: int
-    place_target_order: bool
-    cancel_source_order: bool
-    reuse_wallet: bool
-    skip_errors: bool
+    options: CopyOptions
     step: CopyStep | None
     errors: ErrorLog = field(default_factory=ErrorLog)
     #: Checkpoints reached in the current transaction, for its history events.
@@ -328,17 +315,14 @@ class Run:
             wallet_entry_id=copy.customer_payment_source_id,
             subscription_id=copy.order_subscription_id,
             retries=copy.retries,
-            place_target_order=copy.place_target_order,
-            cancel_source_order=copy.cancel_source_order,
-            reuse_wallet=copy.reuse_wallet,
-            skip_errors=copy.skip_errors,
+            options=CopyOptions.of(copy),
             step=copy.step,
             errors=ErrorLog(copy.errors_log),
         )
 
     def stopped(self) -> bool:
         """Errors end the run, unless the copy asked to skip them."""
-        return bool(self.errors) and not self.skip_errors
+        return bool(self.errors) and not self.options.skip_errors
 
     def reach(self, step: CopyStep) -> None:
         self.step = step
@@ -499,7 +483,7 @@ def _finish(session: Session, run: Run, now: datetime) -> Outcome:
         run.step = CopyStep.TARGET_BUILT
     # skip_errors skips business errors; a run given up on never finished its work.
     ok = not run.errors or (
-        run.skip_errors
+        run.options.skip_errors
         and run.target_order_id is not None
         and not run.errors.has(ErrorKey.ORDER_COPY)
     )
@@ -609,14 +593,16 @@ class _Runner:
             with self._step() as session:
                 new_target = self._build(session)
                 done = run.stopped() or not (
-                    (run.place_target_order and not run.reached(CopyStep.TARGET_PLACED))
-                    or run.cancel_source_order
+                    (run.options.place_target_order and not run.reached(CopyStep.TARGET_PLACED))
+                    or run.options.cancel_source_order
                 )
-                reserving = not done and run.place_target_order and run.at(CopyStep.TARGET_BUILT)
+                reserving = (
+                    not done and run.options.place_target_order and run.at(CopyStep.TARGET_BUILT)
+                )
                 if reserving:
                     self._reserve(session)
                     done = run.stopped() or (
-                        not run.at(CopyStep.STOCK_RESERVED) and not run.cancel_source_order
+                        not run.at(CopyStep.STOCK_RESERVED) and not run.options.cancel_source_order
                     )
                     if not done and run.at(CopyStep.STOCK_RESERVED):
                         request = self._payment_request(session, fresh=new_target)
@@ -634,13 +620,13 @@ class _Runner:
             failpoints.hit("after_authorize")
             with self._step() as session:
                 unkept = self._record_authorization(session, request, answer)
-                self._finish_if(session, run.stopped() or not run.cancel_source_order)
+                self._finish_if(session, run.stopped() or not run.options.cancel_source_order)
             if unkept:
                 orders.void_holds(self.sessions, self.gateways, unkept, self.clock())
             if self.outcome:
                 return self.outcome
             failpoints.hit("after_place")
-        if run.cancel_source_order and not run.reached(CopyStep.SOURCE_CANCELLED):
+        if run.options.cancel_source_order and not run.reached(CopyStep.SOURCE_CANCELLED):
             with self._step() as session:
                 to_void = self._cancel_source(session)
                 self._finish_if(session, run.stopped() or not to_void)
@@ -673,7 +659,7 @@ class _Runner:
                 run.reach(CopyStep.TARGET_PLACED)
             return False
         entry, wallet_problem = None, None
-        if run.reuse_wallet:
+        if run.options.reuse_wallet:
             entry_id = renewals.wallet_entry_for(session, run.subscription_id, run.wallet_entry_id)
             entry, wallet_problem = wallet.entry_to_reuse(
                 session, source, entry_id, self.clock().date()
@@ -688,7 +674,7 @@ class _Runner:
         self.target = target
         run.target_order_id = target.id
         run.reach(CopyStep.TARGET_BUILT)
-        if run.reuse_wallet:
+        if run.options.reuse_wallet:
             run.errors.clear(ErrorKey.PAYMENT_SOURCE)
             if wallet_problem is not None:
                 run.errors.add(ErrorKey.PAYMENT_SOURCE, wallet_problem)
@@ -755,7 +741,7 @@ class _Runner:
         """Cancel the source and release its stock; returns its payments left to void."""
         run = self.run
         run.errors.clear(*keys_of("cancel"))
-        if run.place_target_order and not run.reached(CopyStep.TARGET_PLACED):
+        if run.options.place_target_order and not run.reached(CopyStep.TARGET_PLACED):
             run.errors.add(ErrorKey.SOURCE_ORDER, "not cancelled: the target order was not placed")
             return []
         source = session.get(Order, run.source_order_id, with_for_update=True)

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from copying import subscriptions
 from copying.dispatch import publish_after_commit
 from copying.history import EventKind
+from copying.options import CopyOptions
 from copying.schedules import Schedule, ScheduleError, period_key
 from copying.subscriptions import FINAL_ACTIONS, RENEWING, FailurePolicy
 from models import (
@@ -329,10 +330,7 @@ def _renewal(subscription: Due, run: datetime, now: datetime) -> dict[str, Any]:
         "source_order_id": subscription.source_order_id,
         "order_subscription_id": subscription.id,
         "customer_payment_source_id": subscription.customer_payment_source_id,
-        "place_target_order": subscription.place_target_order,
-        "cancel_source_order": False,
-        "reuse_wallet": True,
-        "skip_errors": False,
+        **CopyOptions(place_target_order=subscription.place_target_order).as_columns(),
         "errors_log": {},
         "errors_count": 0,
         "metadata": {},

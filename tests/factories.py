@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from copying import engine, order_states, targets, wallet
+from copying.options import CopyOptions
 from models import (
     Address,
     Customer,
@@ -215,10 +216,17 @@ def create_copy(
     now: datetime | None = None,
     **options: Any,
 ) -> OrderCopy:
-    """A committed ``pending`` copy (its announcement is dropped: tests execute it directly)."""
+    """A committed ``pending`` copy (its announcement is dropped: tests execute it directly);
+    ``options`` are :class:`CopyOptions` and the other keywords of ``engine.create``."""
+    flags = {name: options.pop(name) for name in CopyOptions.names() if name in options}
     with sessions.begin() as session:
         return engine.create(
-            session, mode=mode, source_order_id=source_order_id, now=now, **options
+            session,
+            mode=mode,
+            source_order_id=source_order_id,
+            now=now,
+            options=CopyOptions(**flags),
+            **options,
         )
 
 

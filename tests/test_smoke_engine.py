@@ -1,5 +1,6 @@
 from copying import engine, orders
 from copying.dispatch import unit_of_work
+from copying.options import CopyOptions
 from models import CopyStatus, Mode, Order, OrderCopy
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 
@@ -16,8 +17,7 @@ def test_copy_place_and_cancel(sessions, gateways, published):
             s,
             mode=Mode.TEST,
             source_order_id=source.id,
-            place_target_order=True,
-            cancel_source_order=True,
+            options=CopyOptions(place_target_order=True, cancel_source_order=True),
         )
     assert published == [copy.id]
     outcome = engine.execute(sessions, copy.id, gateways=gateways)

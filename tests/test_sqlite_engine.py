@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from copying import engine, orders, stock, targets
 from copying.dispatch import unit_of_work
+from copying.options import CopyOptions
 from models import CopyStatus, Mode, Order, OrderCopy, Sku
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.fixtures import Published
@@ -26,8 +27,7 @@ def test_a_copy_places_and_cancels_on_sqlite(sqlite):
             s,
             mode=Mode.TEST,
             source_order_id=source.id,
-            place_target_order=True,
-            cancel_source_order=True,
+            options=CopyOptions(place_target_order=True, cancel_source_order=True),
         ).id
     assert published == [copy_id]
     assert engine.execute(sessions, copy_id, gateways=gateways) == engine.Outcome.COMPLETED

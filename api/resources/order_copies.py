@@ -10,6 +10,7 @@ from api.errors import ApiError
 from api.resources.common import TIMESTAMPS, choices, reference_attributes
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
 from copying import engine
+from copying.options import CopyOptions
 from models import CopyStatus, Order, OrderCopy, OrderCopyEvent
 
 
@@ -26,10 +27,7 @@ def create_copy(
         ctx.session,
         mode=ctx.mode,
         source_order_id=source.id,
-        place_target_order=attributes.get("place_target_order", False),
-        cancel_source_order=attributes.get("cancel_source_order", False),
-        reuse_wallet=attributes.get("reuse_wallet", True),
-        skip_errors=attributes.get("skip_errors", False),
+        options=CopyOptions.parse(attributes),
         reference=attributes.get("reference"),
         reference_origin=attributes.get("reference_origin"),
         metadata=attributes.get("metadata"),
@@ -78,10 +76,7 @@ ORDER_COPIES = Resource(
         Attribute("started_at", "datetime", filterable=True, sortable=True),
         Attribute("completed_at", "datetime", filterable=True, sortable=True),
         Attribute("failed_at", "datetime", filterable=True, sortable=True),
-        _flag("place_target_order", "Place the target order upon copy."),
-        _flag("cancel_source_order", "Cancel the source order upon copy."),
-        _flag("reuse_wallet", "Copy the source's wallet payment source (default true)."),
-        _flag("skip_errors", "Complete with errors recorded, if a target was built."),
+        *(_flag(name, description) for name, description in CopyOptions.described()),
         Attribute(
             "errors_log",
             "object",

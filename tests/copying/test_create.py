@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from copying import engine
 from copying.dispatch import pending_announcements, unit_of_work
 from copying.errors import CopyInputError
+from copying.options import CopyOptions
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
 from tests.factories import Line, copy_events, make_order, make_shop, make_sku
 
@@ -68,13 +69,15 @@ def test_keeps_options_reference_and_metadata(sessions, source):
             s,
             mode=Mode.TEST,
             source_order_id=source.id,
-            place_target_order=True,
-            cancel_source_order=True,
-            reuse_wallet=False,
-            skip_errors=True,
             reference="ERP-42",
             reference_origin="erp",
             metadata={"channel": "phone", "agent": {"id": 7}},
+            options=CopyOptions(
+                place_target_order=True,
+                cancel_source_order=True,
+                reuse_wallet=False,
+                skip_errors=True,
+            ),
         )
 
     with sessions.begin() as s:
@@ -163,6 +166,11 @@ BAD_INPUT = [
         id="reference-origin-too-long",
     ),
     pytest.param({"reference": 42}, "reference", "must be a string", id="reference-not-text"),
+    pytest.param({"mode": "test"}, "mode", "'test' is not one of test, live", id="mode-string"),
+]
+
+
+BAD_OPTIONS = [
     pytest.param(
         {"place_target_order": "yes"},
         "place_target_order",
@@ -184,8 +192,21 @@ BAD_INPUT = [
         "must be true or false, not 'false'",
         id="skip-string",
     ),
-    pytest.param({"mode": "test"}, "mode", "'test' is not one of test, live", id="mode-string"),
 ]
+
+
+@pytest.mark.parametrize(("bad", "field", "message"), BAD_OPTIONS)
+def test_bad_options_are_refused_by_name(bad, field, message):
+    with pytest.raises(CopyInputError) as raised:
+        CopyOptions.parse(bad)
+
+    assert (raised.value.field, raised.value.message) == (field, message)
+
+
+def test_options_not_given_take_their_defaults():
+    assert CopyOptions.parse({"place_target_order": True, "reference": "x"}) == CopyOptions(
+        place_target_order=True, cancel_source_order=False, reuse_wallet=True, skip_errors=False
+    )
 
 
 @pytest.mark.parametrize(("bad", "field", "message"), BAD_INPUT)

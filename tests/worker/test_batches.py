@@ -8,6 +8,7 @@ from sqlalchemy import select
 
 from copying import engine
 from copying.dispatch import unit_of_work
+from copying.options import CopyOptions
 from models import CopyStatus, Mode, OrderCopy
 from tasks.renewals import announce
 from tests.factories import copy_events, make_shop
@@ -25,7 +26,10 @@ def test_a_batch_runs_each_copy_once_and_hands_on_a_flaky_one(committed, tmp_pat
     with unit_of_work(committed, Published()) as s:  # no doorbell of their own
         ids = [
             engine.create(
-                s, mode=Mode.TEST, source_order_id=shop.source.id, place_target_order=True
+                s,
+                mode=Mode.TEST,
+                source_order_id=shop.source.id,
+                options=CopyOptions(place_target_order=True),
             ).id
             for shop in [*shops, flaky]
         ]

@@ -12,6 +12,7 @@ from copying import engine, orders
 from copying.dispatch import unit_of_work
 from copying.engine import EngineConfig, Outcome
 from copying.gateways import GatewayAnswer, TestGateway
+from copying.options import CopyOptions
 from models import CopyStatus, Mode, Order, OrderCopy, PaymentAuthorization, db, utcnow
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.invariants import violations
@@ -29,8 +30,7 @@ def one_copy(sessions, gateways, published):
             s,
             mode=Mode.TEST,
             source_order_id=source.id,
-            place_target_order=True,
-            cancel_source_order=True,
+            options=CopyOptions(place_target_order=True, cancel_source_order=True),
         ).id
 
 

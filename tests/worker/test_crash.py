@@ -17,6 +17,7 @@ from sqlalchemy import select, update
 
 from copying import engine, failpoints, orders
 from copying.dispatch import unit_of_work
+from copying.options import CopyOptions
 from models import CopyStatus, CopyStep, Mode, OrderCopy, TestGatewayCharge, utcnow
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.fixtures import Published
@@ -46,8 +47,7 @@ def make_copies(sessions, gateways, count, announce=publish):
                 s,
                 mode=Mode.TEST,
                 source_order_id=source.id,
-                place_target_order=True,
-                cancel_source_order=True,
+                options=CopyOptions(place_target_order=True, cancel_source_order=True),
             ).id
             for source in sources
         ]

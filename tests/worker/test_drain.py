@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 import worker
 from copying import engine, orders
 from copying.dispatch import unit_of_work
+from copying.options import CopyOptions
 from models import CopyStatus, Mode, Order, OrderCopy
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.worker.processes import flush_broker
@@ -53,7 +54,12 @@ def test_real_worker_drains_copies(committed, gateways, celery_worker):
     assert orders.place_order(committed, good.id, Mode.TEST, gateways=gateways) == []
     with unit_of_work(committed, publish) as s:
         ok = [
-            engine.create(s, mode=Mode.TEST, source_order_id=good.id, place_target_order=True).id
+            engine.create(
+                s,
+                mode=Mode.TEST,
+                source_order_id=good.id,
+                options=CopyOptions(place_target_order=True),
+            ).id
             for _ in range(5)
         ]
         failing = engine.create(s, mode=Mode.TEST, source_order_id=bad.id).id

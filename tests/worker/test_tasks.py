@@ -9,6 +9,7 @@ from sqlalchemy import select
 
 from copying import engine, orders
 from copying.dispatch import unit_of_work
+from copying.options import CopyOptions
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.invariants import violations
@@ -35,8 +36,8 @@ def test_a_flaky_gateway_is_retried_by_celery_until_it_authorizes(committed, gat
             s,
             mode=Mode.TEST,
             source_order_id=source.id,
-            place_target_order=True,
             customer_payment_source_id=flaky.id,
+            options=CopyOptions(place_target_order=True),
         ).id
 
     worker = WorkerProcess(tmp_path, "retrier", pool="prefork", log_level="INFO")
