@@ -218,6 +218,10 @@ def retry(
         raise NotFoundError(f"order copy {copy_id} does not exist in {mode} mode")
     previous = dict(current.errors_log)
     now = now or utcnow()
+    if current.target_order_id is not None:
+        # The copy takes its target back: an API write to it, holding its lock, ends first
+        # (and one that comes after sees the copy unfinished: orders.check_not_owned).
+        session.get(Order, current.target_order_id, with_for_update=True)
     row = copy_states.transition(
         session,
         copy_id,
@@ -746,6 +750,9 @@ class _Runner:
             return []
         source = session.get(Order, run.source_order_id, with_for_update=True)
         problems = order_states.problems_cancelling(source) if source else ["source order is gone"]
+        other = orders.owner(session, run.source_order_id)
+        if other is not None:  # the target of a copy still running: that copy's to decide
+            problems = [f"source order {run.source_order_id} belongs to order copy {other}"]
         if problems or source is None:
             for problem in problems:
                 run.errors.add(ErrorKey.SOURCE_ORDER, problem)

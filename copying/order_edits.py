@@ -17,7 +17,17 @@ from sqlalchemy.orm import Session
 
 from copying import order_states, orders, targets, wallet
 from copying.errors import CopyInputError, InUseError, OrderStateError
-from models import CustomerPaymentSource, ItemType, LineItem, Mode, Order, OrderCopy, Sku
+from models import (
+    AuthorizationStatus,
+    CustomerPaymentSource,
+    ItemType,
+    LineItem,
+    Mode,
+    Order,
+    OrderCopy,
+    PaymentAuthorization,
+    Sku,
+)
 
 #: What may still change on an order once it is placed or cancelled.
 ALWAYS_EDITABLE = frozenset({"reference", "reference_origin", "metadata"})
@@ -49,7 +59,8 @@ def use_wallet_entry(session: Session, order: Order, entry_id: str, today: date)
     """Charge ``order`` to the wallet entry ``entry_id``: the customer's own, in the order's
     mode, usable today. Raises CopyInputError (``_customer_payment_source_id``) if not."""
     check_editable(session, order, "its payment source can change")
-    entry = session.get(CustomerPaymentSource, entry_id)
+    # Locked: a delete of the entry waits, then sees this order charged to it.
+    entry = session.get(CustomerPaymentSource, entry_id, with_for_update=True)
     problem = wallet.problem_with_entry(entry, entry_id, order, today)
     if problem is not None or entry is None:
         raise CopyInputError(
@@ -71,6 +82,18 @@ def delete_order(session: Session, order: Order) -> None:
     )
     if copied:
         raise InUseError(f"order {order.id} belongs to order copies; delete them first")
+    paying = session.scalar(
+        select(
+            exists().where(
+                PaymentAuthorization.order_id == order.id,
+                PaymentAuthorization.status.not_in(
+                    [AuthorizationStatus.DECLINED, AuthorizationStatus.VOIDED]
+                ),
+            )
+        )
+    )
+    if paying:  # a payment asked for (a place under way) or being voided: its record stays
+        raise InUseError(f"order {order.id} has a payment under way; try again shortly")
     session.delete(order)
 
 

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from copying import order_states, payments, stock, targets, wallet
-from copying.errors import NotFoundError, OrderBusyError, OrderChangedError
+from copying.errors import NotFoundError, OrderBusyError, OrderChangedError, one_line
 from copying.gateways import Gateways
 from models import CopyStatus, Mode, Order, OrderCopy, PaymentAuthorization, utcnow
+
+log = structlog.get_logger("ordercopy.orders")
 
 #: Copies that own their target order until they end.
 UNFINISHED = (CopyStatus.PENDING, CopyStatus.IN_PROGRESS)
@@ -95,32 +98,48 @@ def place_order(
         if problems or entry_problem:
             return problems + ([entry_problem] if entry_problem else [])
         request, new = payments.request_to_place(session, order)
-        if new and request.amount_cents > 0:
-            payments.record_requests(session, [(mode, request)], now)
+        if request.amount_cents > 0:
+            # Asked for again (a retry): touched, so the sweeper leaves it be meanwhile.
+            payments.record_requests(session, [(mode, request)], now, touch=not new)
     answer = payments.ask(gateways, request) if request.amount_cents > 0 else None
+    orphaned = False
     with sessions.begin() as session:
-        order = _load(session, order_id, mode, lock=True)
-        changes = payments.changes_since(order, request)
-        copy_id = owner(session, order.id)
-        if copy_id is not None:
-            changes.append(f"order copy {copy_id} took it as its target")
-        # Of the requests that asked under this key, the one that records the answer owns
-        # the hold; the others never touch it.
-        owns = answer is None or payments.settle_request(session, request, answer, now)
-        if not owns:
-            changes = changes or ["its payment was answered for another request; try again"]
-        elif answer is not None and not answer.authorized:
-            return [f"payment declined: {answer.message}"]
-        problems, contents = ([], None) if changes else reserve_if_placeable(session, order)
-        if not changes and not problems and contents is not None:
-            order_states.place(order, *contents, now, authorized=answer is not None)
-            return []
-        # Held but not kept: this request's own hold, and no other, is voided.
-        held = (
-            payments.start_voiding(session, now, key=request.idempotency_key)
-            if owns and answer is not None
-            else []
-        )
+        found = session.get(Order, order_id, with_for_update=True)
+        if found is None:  # deleted meanwhile, its payment rows with it
+            orphaned = answer is not None and answer.authorized
+        else:
+            changes = payments.changes_since(found, request)
+            copy_id = owner(session, found.id)
+            if copy_id is not None:
+                changes.append(f"order copy {copy_id} took it as its target")
+            # Of the requests that asked under this key, the one that records the answer
+            # owns the hold; the others never touch another request's hold.
+            owns = answer is None or payments.settle_request(session, request, answer, now)
+            if not owns:
+                changes = changes or ["its payment was answered for another request; try again"]
+                # Unless the sweeper gave the key up (voided, maybe before the gateway held
+                # it): then nobody keeps this hold, and this request voids it again.
+                orphaned = (
+                    answer is not None
+                    and answer.authorized
+                    and not payments.kept(session, request.idempotency_key)
+                )
+            elif answer is not None and not answer.authorized:
+                return [f"payment declined: {answer.message}"]
+            problems, contents = ([], None) if changes else reserve_if_placeable(session, found)
+            if not changes and not problems and contents is not None:
+                order_states.place(found, *contents, now, authorized=answer is not None)
+                return []
+            # Held but not kept: this request's own hold, and no other, is voided.
+            held = (
+                payments.start_voiding(session, now, key=request.idempotency_key)
+                if owns and answer is not None
+                else []
+            )
+    if orphaned:
+        payments.void_asked(gateways, request)
+    if found is None:
+        raise NotFoundError(f"order {order_id} does not exist in {mode} mode")
     if held:
         void_holds(sessions, gateways, held, now)
     if changes:
@@ -182,5 +201,16 @@ def void_abandoned(
     never authorized changes nothing there. Returns how many were taken over."""
     with sessions.begin() as session:
         left = payments.claim_abandoned(session, now - older_than, now, limit)
-    void_holds(sessions, gateways, left, now)
+    for held in left:  # one gateway's trouble leaves the others' voids done
+        try:
+            problems = void_holds(sessions, gateways, [held], now)
+        except Exception as error:  # left voiding: taken again after another window
+            problems = [one_line(error)]
+        if problems:
+            log.warning(
+                "abandoned_payment_not_voided",
+                payment_id=held.id,
+                order_id=held.order_id,
+                problems=problems,
+            )
     return len(left)

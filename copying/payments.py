@@ -208,11 +208,29 @@ def record_answers(
 
 
 def record_requests(
-    session: Session, requests: Sequence[tuple[Mode, PaymentRequest]], now: datetime
+    session: Session,
+    requests: Sequence[tuple[Mode, PaymentRequest]],
+    now: datetime,
+    *,
+    touch: bool = False,
 ) -> None:
     """Write down, before asking, that these holds may come to exist (``requested``): if
     the caller dies during the call, the sweeper voids them. A key already recorded stays
-    as it is. Does not commit."""
+    as it is; with ``touch``, one still ``requested`` counts as asked for now (asked for
+    again: the sweeper leaves it be for another window). Does not commit."""
+    if touch:
+        session.execute(
+            update(PaymentAuthorization)
+            .where(
+                PaymentAuthorization.idempotency_key.in_(
+                    [request.idempotency_key for _, request in requests]
+                ),
+                PaymentAuthorization.status == AuthorizationStatus.REQUESTED,
+            )
+            .values(updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return
     _insert(
         session,
         [
@@ -220,6 +238,23 @@ def record_requests(
             for mode, request in requests
         ],
     )
+
+
+def kept(session: Session, key: str) -> bool:
+    """Whether the payment under ``key`` is held by its order (another request settled it),
+    not given up by the sweeper nor gone."""
+    status = session.scalar(
+        select(PaymentAuthorization.status).where(PaymentAuthorization.idempotency_key == key)
+    )
+    return status in LIVE
+
+
+def void_asked(gateways: Gateways, request: PaymentRequest) -> None:
+    """Void ``request``'s key at its gateway (idempotent), for a hold that no row can keep:
+    its order is gone, or the sweeper gave the key up before the gateway answered."""
+    gateway = gateways.get(request.gateway)
+    if gateway is not None:
+        gateway.void(idempotency_key=request.idempotency_key)
 
 
 def _row(

@@ -10,13 +10,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
-from copying import chunks, engine, orders, payments
+from copying import chunks, engine, failpoints, order_edits, orders, payments
 from copying.engine import EngineConfig, Outcome
-from copying.errors import OrderBusyError, OrderChangedError, one_line
+from copying.errors import (
+    InUseError,
+    NotFoundError,
+    OrderBusyError,
+    OrderChangedError,
+    one_line,
+)
 from copying.gateways import GatewayAnswer, Gateways, GatewayUnavailableError
 from models import (
     AuthorizationStatus,
@@ -30,6 +37,8 @@ from models import (
     OrderStatus,
     PaymentAuthorization,
     Sku,
+    TestGatewayCharge,
+    utcnow,
 )
 from tests.factories import (
     Line,
@@ -314,3 +323,144 @@ def test_stored_error_text_is_one_bounded_line():
     assert one_line(error) == "connection failed: host 10.0.0.1"
     assert len(one_line(long)) == 300
     assert one_line(RuntimeError()) == "RuntimeError"
+
+
+@dataclass
+class SlowGateway:
+    """The test gateway, with something happening before it answers the first call."""
+
+    real: Gateways
+    before: Callable[[], None]
+    calls: int = 0
+
+    def authorize(self, **asked: Any) -> GatewayAnswer:
+        self.calls += 1
+        if self.calls == 1:
+            self.before()
+        return self.real["test"].authorize(**asked)
+
+    def void(self, *, idempotency_key: str) -> None:
+        self.real["test"].void(idempotency_key=idempotency_key)
+
+
+def _live_at_gateway(sessions, order_id):
+    with sessions.begin() as s:
+        return s.scalars(
+            select(TestGatewayCharge.idempotency_key).where(
+                TestGatewayCharge.idempotency_key.startswith(f"order:{order_id}:"),
+                TestGatewayCharge.outcome == "authorized",
+                TestGatewayCharge.voided_at.is_(None),
+            )
+        ).all()
+
+
+def test_an_order_being_placed_cannot_be_deleted(sessions, gateways):
+    _, order = _pending(sessions)
+    refused = []
+
+    def delete() -> None:
+        with sessions.begin() as s, pytest.raises(InUseError) as raised:
+            order_edits.delete_order(s, s.get_one(Order, order.id))
+        refused.append(str(raised.value))
+
+    assert (
+        orders.place_order(
+            sessions, order.id, Mode.TEST, gateways={"test": SlowGateway(gateways, delete)}
+        )
+        == []
+    )
+    assert refused == [f"order {order.id} has a payment under way; try again shortly"]
+
+
+def test_a_hold_for_an_order_deleted_during_the_call_is_voided(sessions, gateways):
+    _, order = _pending(sessions)
+
+    def delete_behind_the_rules() -> None:  # as a cascade or a person with SQL would
+        with sessions.begin() as s:
+            s.delete(s.get_one(Order, order.id))
+
+    with pytest.raises(NotFoundError):
+        orders.place_order(
+            sessions,
+            order.id,
+            Mode.TEST,
+            gateways={"test": SlowGateway(gateways, delete_behind_the_rules)},
+        )
+    assert _live_at_gateway(sessions, order.id) == []
+
+
+def test_an_answer_after_the_sweeper_gave_the_payment_up_is_voided_again(sessions, gateways):
+    _, order = _pending(sessions)
+    now = utcnow()
+
+    def sweep_an_hour_later() -> None:
+        taken = orders.void_abandoned(
+            sessions, gateways, now + timedelta(hours=1), older_than=timedelta(minutes=5), limit=9
+        )
+        assert taken == 1  # voided before the gateway held anything
+
+    with pytest.raises(OrderChangedError):
+        orders.place_order(
+            sessions,
+            order.id,
+            Mode.TEST,
+            gateways={"test": SlowGateway(gateways, sweep_an_hour_later)},
+            now=now,
+        )
+    assert _live_at_gateway(sessions, order.id) == []
+    with sessions.begin() as s:
+        assert [a.status for a in authorizations(s, order.id)] == [AuthorizationStatus.VOIDED]
+
+
+def test_a_payment_asked_for_again_is_touched_so_the_sweeper_waits(sessions, gateways):
+    with sessions.begin() as s:
+        shop = make_shop(s, token="tok_flaky")
+        order = make_order(s, [Line(shop.sku, 1)], customer=shop.customer, wallet_entry=shop.entry)
+    start = utcnow()
+    with pytest.raises(GatewayUnavailableError):  # the first click: no answer
+        orders.place_order(sessions, order.id, Mode.TEST, gateways=gateways, now=start)
+    retried = start + timedelta(minutes=4, seconds=59)
+
+    def sweep() -> None:  # the next tick, 5 minutes after the first click
+        assert (
+            orders.void_abandoned(
+                sessions,
+                gateways,
+                start + timedelta(minutes=5, seconds=1),
+                older_than=timedelta(minutes=5),
+                limit=9,
+            )
+            == 0
+        )
+
+    with pytest.raises(GatewayUnavailableError):  # tok_flaky: the second failure
+        orders.place_order(
+            sessions,
+            order.id,
+            Mode.TEST,
+            gateways={"test": SlowGateway(gateways, sweep)},
+            now=retried,
+        )
+    assert orders.place_order(sessions, order.id, Mode.TEST, gateways=gateways, now=retried) == []
+    held, live = _live_holds(sessions, order.id)
+    assert len(held) == len(live) == 1
+
+
+def test_a_copy_does_not_cancel_a_source_another_running_copy_owns(sessions, gateways, clock):
+    with sessions.begin() as s:
+        shop = make_shop(s)
+    first = create_copy(sessions, shop.source.id, place_target_order=True, cancel_source_order=True)
+    with failpoints.enabled("after_place"), pytest.raises(failpoints.FailpointError):
+        engine.execute(sessions, first.id, gateways=gateways, clock=clock)  # placed, not done
+    with sessions.begin() as s:
+        owned = s.get_one(OrderCopy, first.id).target_order_id
+    second = create_copy(sessions, owned, cancel_source_order=True)
+
+    assert engine.execute(sessions, second.id, gateways=gateways, clock=clock) == Outcome.FAILED
+
+    with sessions.begin() as s:
+        row = s.get_one(OrderCopy, second.id)
+        assert s.get_one(Order, owned).status == OrderStatus.PLACED
+    assert row.errors_log == {
+        "source_order": [f"source order {owned} belongs to order copy {first.id}"]
+    }
