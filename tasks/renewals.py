@@ -20,7 +20,7 @@ log = structlog.get_logger("ordercopy.renewals")
 MAX_BATCHES = 100
 
 
-def announce(copy_ids: Sequence[str]) -> None:
+def publish_renewals(copy_ids: Sequence[str]) -> None:
     """In ``copy_orders`` messages of one chunk each (``ORDERCOPY_CHUNK_SIZE``): a storm of
     renewals pays Celery's cost once per chunk, and still spreads over every process of
     the pool."""
@@ -29,11 +29,11 @@ def announce(copy_ids: Sequence[str]) -> None:
 
 @app.task(name=RENEWALS_TICK_TASK, acks_late=True, ignore_result=True)
 def tick() -> dict[str, int]:
-    """Each batch is one transaction; its copies are announced after it commits."""
+    """Each batch is one transaction; its copies are published after it commits."""
     settings = get_settings()
     subscriptions = copies = 0
     for _ in range(MAX_BATCHES):
-        with unit_of_work(db.sessions(), announce) as session:
+        with unit_of_work(db.sessions(), publish_renewals) as session:
             result = renewals_tick(session, utcnow(), batch_size=settings.renewals_batch_size)
         subscriptions += result.subscriptions
         copies += len(result.copies)

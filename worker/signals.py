@@ -11,6 +11,7 @@ from config import get_settings
 from config.logging import configure_logging
 from copying import failpoints
 from models import db
+from worker.app import COPY_TASK
 
 
 @signals.setup_logging.connect
@@ -32,7 +33,7 @@ def _init_process(**_: Any) -> None:
 def _bind_task(task_id: str | None = None, task: Any = None, args: Any = None, **_: Any) -> None:
     structlog.contextvars.clear_contextvars()
     fields: dict[str, Any] = {"task_id": task_id, "task": getattr(task, "name", None)}
-    if getattr(task, "name", None) == "ordercopy.copy_order" and args:
+    if getattr(task, "name", None) == COPY_TASK and args:
         fields["order_copy_id"] = args[0]
     structlog.contextvars.bind_contextvars(**fields)
 

@@ -10,7 +10,7 @@ from copying import engine
 from copying.dispatch import unit_of_work
 from copying.options import CopyOptions
 from models import CopyStatus, Mode, OrderCopy
-from tasks.renewals import announce
+from tasks.renewals import publish_renewals
 from tests.factories import copy_events, make_shop
 from tests.fixtures import Published
 from tests.invariants import violations
@@ -34,7 +34,7 @@ def test_a_batch_runs_each_copy_once_and_hands_on_a_flaky_one(committed, tmp_pat
             for shop in [*shops, flaky]
         ]
     flaky_id = ids[-1]
-    announce([*ids, ids[0]])  # a duplicate in the batch finds its copy finished
+    publish_renewals([*ids, ids[0]])  # a duplicate in the batch finds its copy finished
 
     def finished() -> bool:
         with committed.begin() as s:
