@@ -103,3 +103,9 @@ bench: check-services
 chaos: install
 	$(BIN)/python -m tests.chaos.run --copies 2000 --duration 240 --quiesce-timeout 120 \
 		--report tests/chaos/LATEST.md $(CHAOS_ARGS)
+
+## bench-embedded: the embedded default as `make run` runs it (no services needed): copies/s
+## drained over HTTP and idle CPU, against Kombu's own SQLAlchemy transport
+.PHONY: bench-embedded
+bench-embedded: install
+	$(BIN)/python -m bench.embedded $(BENCH_ARGS)

@@ -28,7 +28,7 @@ from kombu.transport import sqlalchemy
 #: A consumer whose slots are all taken looks again this soon (no query is made).
 BUSY_POLL_SECONDS = 0.005
 #: A consumer that found every queue empty looks again this much later.
-IDLE_POLL_SECONDS = 0.1
+IDLE_POLL_SECONDS = 0.25
 
 KOMBU_PREFIX = "sqla+"
 TRANSPORT = f"{__name__}:Transport"
