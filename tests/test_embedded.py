@@ -26,7 +26,7 @@ import pytest
 
 from cli.demo_scenarios import SCENARIOS
 
-pytestmark = [pytest.mark.worker, pytest.mark.xdist_group("embedded")]
+pytestmark = [pytest.mark.worker, pytest.mark.xdist_group("embedded"), pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

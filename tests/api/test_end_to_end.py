@@ -13,7 +13,7 @@ import pytest
 from tests.api.conftest import Api
 from tests.api.shop import Shop, build_shop
 
-pytestmark = pytest.mark.worker
+pytestmark = [pytest.mark.worker, pytest.mark.slow]
 FINISHED = ("completed", "failed")
 
 

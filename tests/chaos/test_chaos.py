@@ -19,6 +19,8 @@ import pytest
 from tests.chaos.promises import PROMISES
 from tests.worker.processes import REPO
 
+pytestmark = pytest.mark.slow
+
 COPIES = 200
 DURATION = 45
 #: Settling fails after this long with no copy finishing, or SETTLE_LIMIT in all.

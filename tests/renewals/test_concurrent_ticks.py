@@ -16,6 +16,8 @@ from models import OrderCopy, OrderSubscription, SubscriptionStatus, new_public_
 from tests.factories import make_shop
 from tests.worker.processes import REPO, flush_broker
 
+pytestmark = pytest.mark.slow
+
 SUBSCRIPTIONS = 10_000
 
 

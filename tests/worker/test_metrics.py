@@ -15,6 +15,8 @@ from tests.services import free_port
 from tests.worker.processes import WorkerProcess, flush_broker, wait_for
 from worker.publisher import publish
 
+pytestmark = pytest.mark.slow
+
 
 def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:

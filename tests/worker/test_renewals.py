@@ -21,6 +21,8 @@ from tests.factories import make_shop, make_subscription
 from tests.invariants import violations
 from tests.worker.processes import WorkerProcess, flush_broker, wait_for
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.xdist_group("worker-processes")
 def test_beat_renews_a_due_subscription_and_the_worker_places_it(committed, gateways, tmp_path):
