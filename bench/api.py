@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from statistics import quantiles
 
-import httpx
+import httpx2 as httpx
 
 from bench.environment import configure
 

@@ -16,6 +16,8 @@ from tests.fixtures import Published
 from tests.invariants import violations
 from tests.worker.processes import WorkerProcess, flush_broker, wait_for
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.mark.xdist_group("worker-processes")
 def test_a_batch_runs_each_copy_once_and_hands_on_a_flaky_one(committed, tmp_path):

@@ -25,6 +25,8 @@ from tests.invariants import violations
 from tests.worker.processes import WorkerProcess, flush_broker, wait_for
 from worker.publisher import publish
 
+pytestmark = pytest.mark.slow
+
 FAST = {"lease_seconds": 5, "sweep_interval_seconds": 1, "redispatch_after_seconds": 2}
 STOCK = 100
 

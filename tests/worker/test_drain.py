@@ -17,6 +17,8 @@ from tests.factories import Line, make_customer, make_order, make_sku, make_wall
 from tests.worker.processes import flush_broker
 from worker.publisher import publish
 
+pytestmark = pytest.mark.slow
+
 
 def wait_until_finished(sessions, ids, timeout=60.0):
     deadline = time.monotonic() + timeout

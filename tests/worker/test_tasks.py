@@ -16,6 +16,8 @@ from tests.invariants import violations
 from tests.worker.processes import WorkerProcess, flush_broker, wait_for
 from worker.publisher import publish
 
+pytestmark = pytest.mark.slow
+
 # Each claim is a chunk's (of one); once its stock is reserved, the copy goes on alone from that
 # checkpoint after each transient error, and completes alone.
 ENGINE_EVENTS = {"chunk_claimed", "copy_transient_error", "copy_completed"}
