@@ -15,7 +15,8 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api import health, metrics
+from api import docs, health, metrics
+from api.docs import DOCS_URL, OPENAPI_URL
 from api.errors import MEDIA_TYPE, ApiError, error_document
 from api.middleware import Authentication, BodyLimit, RateLimiting
 from api.resources import REGISTRY, RESOURCES
@@ -26,8 +27,6 @@ from config.logging import configure_logging
 
 log = structlog.get_logger("ordercopy.api")
 BODY_METHODS = {"POST", "PATCH", "PUT"}
-OPENAPI_URL = "/api/openapi.json"
-DOCS_URL = "/api/docs"
 
 
 def _accepts(header: str | None) -> bool:
@@ -160,7 +159,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
         description="Order copies over JSON:API (Commerce Layer conventions).",
         openapi_url=OPENAPI_URL,
-        docs_url=DOCS_URL,
+        docs_url=None,  # api/docs.py serves them
         redoc_url=None,
     )
     # Outermost last: the body's size, then its media types, then the key, then its rate;
@@ -169,6 +168,7 @@ def create_app() -> FastAPI:
     app.add_middleware(Authentication, protects=_negotiated)
     app.add_middleware(ContentNegotiation)
     app.add_middleware(BodyLimit)
+    docs.install(app)
     # Operations (no API key, not JSON:API, not in the OpenAPI document): see README.
     app.include_router(health.router())
     app.include_router(metrics.router())

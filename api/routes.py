@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Request, Response
+from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +36,8 @@ from copying.subscriptions import SubscriptionStateError
 from models import ApiKey, Mode, db
 
 Authenticated = Annotated[ApiKey, Depends(authenticate)]
+#: The path's ``{id}`` (``row_id`` in the handlers, which do not shadow ``id()``).
+RowId = Annotated[str, Path(alias="id")]
 IdempotencyKeyHeader = Annotated[
     str | None,
     Header(
@@ -207,7 +209,7 @@ def router_for(
     model: Any = resource.model
     single_doc = schemas.single_document(resource)
     list_doc = schemas.list_document(resource)
-    single_params = {"parameters": parameters.single(resource, registry)}
+    single_params = {"parameters": parameters.single(resource)}
 
     @router.get(
         "",
@@ -215,7 +217,7 @@ def router_for(
         response_class=JsonApiResponse,
         responses=ERRORS,
         summary=f"List {resource.type}",
-        openapi_extra={"parameters": parameters.listing(resource, registry)},
+        openapi_extra={"parameters": parameters.listing(resource)},
     )
     def list_resources(request: Request, api_key: Authenticated) -> Response:
         parsed = routes.parse(request, resource, listing=True)
@@ -223,14 +225,14 @@ def router_for(
         return routes.list_response(request, parsed, api_key.mode, resource, statement)
 
     @router.get(
-        "/{row_id}",
+        "/{id}",
         response_model=single_doc,
         response_class=JsonApiResponse,
         responses=ERRORS,
         summary=f"Retrieve one of {resource.type}",
         openapi_extra=single_params,
     )
-    def retrieve(row_id: str, request: Request, api_key: Authenticated) -> Response:
+    def retrieve(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
         parsed = routes.parse(request, resource, listing=False)
         with db.sessions().begin() as session:
             row = routes.load(session, api_key.mode, row_id)
@@ -316,7 +318,7 @@ def add_update_route(
     relationship_names = {r.name for r in resource.relationships}
 
     @router.patch(
-        "/{row_id}",
+        "/{id}",
         response_model=single_doc,
         response_class=JsonApiResponse,
         responses=ERRORS,
@@ -324,7 +326,7 @@ def add_update_route(
         openapi_extra=single_params,
     )
     def update(
-        row_id: str,
+        row_id: RowId,
         body: Annotated[update_model, Body(media_type=MEDIA_TYPE)],  # type: ignore[valid-type]
         request: Request,
         api_key: Authenticated,
@@ -391,13 +393,13 @@ def add_delete_route(router: APIRouter, routes: Routes) -> None:
     assert remove is not None
 
     @router.delete(
-        "/{row_id}",
+        "/{id}",
         status_code=204,
         response_class=JsonApiResponse,
         responses=ERRORS,
         summary=f"Delete one of {resource.type}",
     )
-    def destroy(row_id: str, request: Request, api_key: Authenticated) -> Response:
+    def destroy(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
         routes.reject_parameters(request)
         try:
             with unit_of_work(db.sessions(), routes.publish()) as session:
@@ -420,14 +422,14 @@ def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Rel
         inverse = getattr(target_model, relationship.inverse or "")
 
         @router.get(
-            f"/{{row_id}}/{name}",
+            f"/{{id}}/{name}",
             response_model=schemas.list_document(target),
             response_class=JsonApiResponse,
             responses=ERRORS,
             summary=f"List the {name} of one of {resource.type}",
-            openapi_extra={"parameters": parameters.listing(target, routes.registry)},
+            openapi_extra={"parameters": parameters.listing(target)},
         )
-        def related_many(row_id: str, request: Request, api_key: Authenticated) -> Response:
+        def related_many(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
             parsed = routes.parse(request, target, listing=True)
             with db.sessions().begin() as session:
                 routes.load(session, api_key.mode, row_id)
@@ -438,14 +440,14 @@ def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Rel
     else:
 
         @router.get(
-            f"/{{row_id}}/{name}",
+            f"/{{id}}/{name}",
             response_model=schemas.single_document(target) | schemas.EmptyDocument,
             response_class=JsonApiResponse,
             responses=ERRORS,
             summary=f"Retrieve the {name} of one of {resource.type}",
-            openapi_extra={"parameters": parameters.single(target, routes.registry)},
+            openapi_extra={"parameters": parameters.single(target)},
         )
-        def related_single(row_id: str, request: Request, api_key: Authenticated) -> Response:
+        def related_single(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
             parsed = routes.parse(request, target, listing=False)
             with db.sessions().begin() as session:
                 row = routes.load(session, api_key.mode, row_id)
@@ -459,13 +461,13 @@ def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Rel
                 )
 
     @router.get(
-        f"/{{row_id}}/relationships/{name}",
+        f"/{{id}}/relationships/{name}",
         response_class=JsonApiResponse,
         response_model=schemas.LinkageDocument,
         responses=ERRORS,
         summary=f"The {name} linkage of one of {resource.type}",
     )
-    def linkage(row_id: str, request: Request, api_key: Authenticated) -> Response:
+    def linkage(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
         routes.reject_parameters(request)
         with db.sessions().begin() as session:
             row = routes.load(session, api_key.mode, row_id)

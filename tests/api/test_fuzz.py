@@ -125,9 +125,9 @@ def _aim(case: Any, world: dict[str, list[str]]) -> None:
     draws the same few keys for different bodies, which is a 422 by design).
     """
     type_ = case.operation.path.split("/")[2]
-    row_id = case.path_parameters.get("row_id") if case.path_parameters else None
+    row_id = case.path_parameters.get("id") if case.path_parameters else None
     if isinstance(row_id, str) and len(row_id) % 4 != 3 and world.get(type_):
-        case.path_parameters["row_id"] = world[type_][0]
+        case.path_parameters["id"] = world[type_][0]
     key = (case.headers or {}).get("Idempotency-Key")
     if isinstance(key, str):
         body = json.dumps(case.body, sort_keys=True, default=str).encode()
@@ -136,7 +136,7 @@ def _aim(case: Any, world: dict[str, list[str]]) -> None:
     if not isinstance(data, dict):
         return
     if case.method.upper() == "PATCH" and case.path_parameters:
-        data["id"] = case.path_parameters["row_id"]
+        data["id"] = case.path_parameters["id"]
     for relationship in (data.get("relationships") or {}).values():
         linkage = relationship.get("data") if isinstance(relationship, dict) else None
         if isinstance(linkage, dict) and world.get(linkage.get("type", "")):
