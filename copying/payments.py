@@ -332,13 +332,7 @@ def start_voiding(
             )
         )
     )
-    if held:
-        session.execute(
-            update(PaymentAuthorization)
-            .where(PaymentAuthorization.id.in_([a.id for a in held]))
-            .values(status=AuthorizationStatus.VOIDING, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+    _mark_voiding(session, held, now)
     return held
 
 
@@ -361,6 +355,11 @@ def claim_abandoned(
         .limit(limit)
         .with_for_update(skip_locked=True)
     ).all()
+    _mark_voiding(session, rows, now)
+    return list(rows)
+
+
+def _mark_voiding(session: Session, rows: Sequence[PaymentAuthorization], now: datetime) -> None:
     if rows:
         session.execute(
             update(PaymentAuthorization)
@@ -368,7 +367,6 @@ def claim_abandoned(
             .values(status=AuthorizationStatus.VOIDING, updated_at=now)
             .execution_options(synchronize_session=False)
         )
-    return list(rows)
 
 
 def being_voided(session: Session, order_id: str) -> list[PaymentAuthorization]:
