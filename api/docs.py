@@ -84,32 +84,84 @@ def _without_generated_titles(node: Any) -> Any:
     }
 
 
+def _nullable(node: Any) -> Any:
+    """``node`` with each ``anyOf: [<one type>, null]`` written as ``type: [<type>, "null"]``
+    (JSON Schema 2020-12; the same values)."""
+    if isinstance(node, list):
+        return [_nullable(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    node = {key: _nullable(value) for key, value in node.items()}
+    branches = node.get("anyOf")
+    if isinstance(branches, list) and len(branches) == 2 and {"type": "null"} in branches:
+        other = branches[0] if branches[1] == {"type": "null"} else branches[1]
+        if (
+            isinstance(other.get("type"), str)
+            and not {"$ref", "enum", "const"} & other.keys()
+            and not other.keys() & (node.keys() - {"anyOf"})
+        ):
+            rest = {key: value for key, value in node.items() if key != "anyOf"}
+            return {**other, "type": [other["type"], "null"], **rest}
+    return node
+
+
+def _response_name(response: dict[str, Any]) -> str | None:
+    """A success response's name under ``components.responses``: its schema's (or its
+    schemas', joined by ``_or_``); None when it has no content."""
+    if "content" not in response:
+        return None
+    schema = response["content"][MEDIA_TYPE]["schema"]
+    refs = schema.get("anyOf", [schema])
+    return "_or_".join(ref["$ref"].rsplit("/", 1)[-1] for ref in refs)
+
+
 def _compact(document: dict[str, Any]) -> dict[str, Any]:
-    """Write once what every operation repeats: the key, the error responses, ``{id}``."""
+    """Write once what operations repeat: the key, the responses, the ``Idempotency-Key``
+    header and ``{id}``.
+
+    ``{id}`` stays on each operation, not on the path: a path's keys are its methods
+    (a 405's ``Allow`` lists them, ``api/app.py``).
+    """
     document = _without_generated_titles(document)
     errors = _error_responses()
     shared = {"4XX": _client_error(errors), **{s: e for s, e in errors.items() if s[0] != "4"}}
+    responses: dict[str, Any] = {}
     key: list[dict[str, list[str]]] = [{"HTTPBearer": []}]
     path_id = {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+    headers: dict[str, Any] = {}
     for operations in document["paths"].values():
         for operation in operations.values():
             if operation.get("security") == key:
                 del operation["security"]
-            if "parameters" in operation:
-                operation["parameters"] = [
-                    {"$ref": parameters.REFERENCE + "id"} if parameter == path_id else parameter
-                    for parameter in operation["parameters"]
-                ]
+            listed = operation.get("parameters", [])
+            for index, parameter in enumerate(listed):
+                name = None
+                if parameter == path_id:
+                    name = "id"
+                elif parameter.get("in") == "header":
+                    parameter["schema"].pop("description", None)
+                    name = parameter["name"].lower().replace("-", "_")
+                    headers[name] = parameter
+                if name is not None:
+                    listed[index] = {"$ref": parameters.REFERENCE + name}
             answers: dict[str, Any] = operation["responses"]
             if all(answers.get(status) == error for status, error in errors.items()):
                 for status in errors:
                     del answers[status]
                 answers.update({status: {"$ref": RESPONSES + status} for status in shared})
+            for status, answer in answers.items():
+                name = _response_name(answer) if status.startswith("2") else None
+                if name is not None:
+                    responses[name] = answer
+                    answers[status] = {"$ref": RESPONSES + name}
     document["security"] = key
+    document["info"]["description"] += " " + parameters.GRAMMAR
     components = document["components"]
-    components["responses"] = shared
+    components["schemas"] = _nullable({**components["schemas"], **parameters.schemas(REGISTRY)})
+    components["responses"] = {**responses, **shared}
     components["parameters"] = {
         "id": {**path_id, "description": "The record's id."},
+        **headers,
         **parameters.components(REGISTRY),
     }
     return document

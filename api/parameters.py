@@ -5,7 +5,11 @@ cannot see it; this describes the same grammar, from the same tables, exactly
 enough that a schema-driven client (or fuzzer) sends only what the API takes.
 
 Each parameter is written once, under ``components.parameters`` (:func:`components`);
-a route lists references to them (:func:`listing`, :func:`single`).
+a route lists references to them (:func:`listing`, :func:`single`): one for each of
+``filter[q]``, ``sort``, ``page``, ``include`` and ``fields``. What several resources
+share (a type's field names, a filter value's format) is a schema under
+``components.schemas`` (:func:`schemas`). What the predicates mean is said once, in the
+document's description (:data:`GRAMMAR`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from api.schemas import NO_NUL
 from api.spec import Attribute, Kind, Resource
 
 REFERENCE = "#/components/parameters/"
+SCHEMAS = "#/components/schemas/"
 SCALARS: dict[Kind, dict[str, Any]] = {
     "string": {"type": "string", "pattern": NO_NUL},
     "integer": {"type": "integer", "minimum": lookups.BIGINT_MIN, "maximum": lookups.BIGINT_MAX},
@@ -41,17 +46,44 @@ LIST_ITEMS: dict[Kind, str] = {
 }
 
 
-def names_pattern(names: Iterable[str], *, descending: bool = False, empty: bool = True) -> str:
-    """A comma-separated list of ``names`` (each after an optional ``-`` if ``descending``)."""
+#: What the query grammar means, for the document's description (each list's
+#: parameters give only the names they take).
+GRAMMAR = (
+    "Lists take `filter[q][<attribute>_<predicate>]=<value>` (a record must match all of"
+    " them), `sort`, `page[number]`, `page[size]`; every route that answers with records"
+    " takes `include` and `fields[<type>]`. Predicates by kind: "
+    + "; ".join(f"{kind}: {', '.join(listed)}" for kind, listed in query.PREDICATES.items())
+    + ". `in` and `not_in` take comma-separated values; `null` and `present` take true or"
+    " false; `cont`, `start` and `end` match text, ignoring case. Anything else is a 400."
+)
+
+
+def names_pattern(names: Iterable[str]) -> str:
+    """A comma-separated list of ``names``, or nothing."""
     one = "(" + "|".join(re.escape(name) for name in names) + ")"
-    if descending:
-        one = f"-?{one}"
-    listed = f"^{one}(,{one})*$"
-    return f"^$|{listed}" if empty else listed
+    return f"^$|^{one}(,{one})*$"
 
 
 def _reference(name: str) -> dict[str, Any]:
     return {"$ref": REFERENCE + name}
+
+
+def _schema(name: str) -> dict[str, Any]:
+    return {"$ref": SCHEMAS + name}
+
+
+def _fieldset(type_: str) -> str:
+    """The ``components.schemas`` name of ``fields[type_]``'s value."""
+    return f"{type_}_fieldset"
+
+
+def _filter_values() -> dict[str, dict[str, Any]]:
+    """The value of a filter on an attribute without choices, by kind (``filter_integer``,
+    ``filter_datetime_list``): the same in every list's ``filter[q]``."""
+    found = {f"filter_{kind}": dict(schema) for kind, schema in SCALARS.items()}
+    for kind, item in LIST_ITEMS.items():
+        found[f"filter_{kind}_list"] = {"type": "string", "pattern": f"^{item}(,{item})*$"}
+    return found
 
 
 def _parameter(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
@@ -70,13 +102,13 @@ def _filter_value(attribute: Attribute, predicate: str) -> dict[str, Any]:
     if predicate in query.LISTS:
         # One comma-separated value (``status_in=failed,pending``): deepObject has no
         # serialisation of its own for an array, and Swagger UI would send it as JSON.
-        item = LIST_ITEMS[attribute.kind]
         if attribute.choices:
             item = "(" + "|".join(re.escape(choice) for choice in attribute.choices) + ")"
-        return {"type": "string", "pattern": f"^{item}(,{item})*$"}
+            return {"type": "string", "pattern": f"^{item}(,{item})*$"}
+        return _schema(f"filter_{attribute.kind}_list")
     if attribute.choices and predicate in ("eq", "not_eq"):
         return {"type": "string", "enum": list(attribute.choices)}
-    return dict(SCALARS[attribute.kind])
+    return _schema(f"filter_{attribute.kind}")
 
 
 def _filter(resource: Resource) -> dict[str, Any]:
@@ -99,14 +131,9 @@ def _filter(resource: Resource) -> dict[str, Any]:
     for attribute in query.filterable(resource).values():
         by_kind.setdefault(attribute.kind, []).append(attribute.name)
     description = (
-        "Filters, each `filter[q][<attribute>_<predicate>]=<value>`; a record must match "
-        "all of them. "
-        + "; ".join(
-            f"{kind} attributes {', '.join(names)} take {', '.join(query.PREDICATES[kind])}"
-            for kind, names in by_kind.items()
-        )
-        + ". `in` and `not_in` take comma-separated values; `null` and `present` take "
-        "true or false; `cont`, `start` and `end` match text, ignoring case."
+        "`filter[q][<attribute>_<predicate>]=<value>`, by kind: "
+        + "; ".join(f"{kind} {', '.join(names)}" for kind, names in by_kind.items())
+        + " (predicates: the document's description)."
     )
     parameter = _parameter(
         "filter[q]",
@@ -128,40 +155,69 @@ def _related_types(resource: Resource) -> list[str]:
     return list(dict.fromkeys([resource.type, *(r.type for r in resource.relationships)]))
 
 
+def _list(name: str, items: dict[str, Any], description: str, **schema: Any) -> dict[str, Any]:
+    """A comma-separated list: an array, ``style: form`` without ``explode``."""
+    parameter = _parameter(name, {"type": "array", "items": items, **schema}, description)
+    parameter.update(style="form", explode=False)
+    return parameter
+
+
+def _deep_object(name: str, properties: dict[str, Any], description: str) -> dict[str, Any]:
+    """``name[<key>]=<value>`` for each key of ``properties`` (no other key)."""
+    schema = {"type": "object", "additionalProperties": False, "properties": properties}
+    parameter = _parameter(name, schema, description)
+    parameter.update(style="deepObject", explode=True)
+    return parameter
+
+
+def schemas(registry: Mapping[str, Resource]) -> dict[str, dict[str, Any]]:
+    """What the parameters refer to under ``components.schemas``: each type's field
+    names (``orders_fieldset``) and the filter values every list shares."""
+    found = {
+        _fieldset(type_): {
+            "type": "string",
+            "pattern": names_pattern(query.field_names(resource)),
+            "description": f"Attributes and relationships of {type_}, comma-separated.",
+        }
+        for type_, resource in registry.items()
+    }
+    return {**found, **_filter_values()}
+
+
 def components(registry: Mapping[str, Resource]) -> dict[str, dict[str, Any]]:
     """Every parameter a route refers to, by its ``components.parameters`` name."""
     found: dict[str, dict[str, Any]] = {
-        "page_number": _parameter(
-            "page[number]",
-            {"type": "integer", "minimum": 1, "maximum": query.MAX_PAGE_NUMBER},
-            "Page number, from 1.",
-        ),
-        "page_size": _parameter(
-            "page[size]",
-            {"type": "integer", "minimum": 1, "maximum": query.MAX_PAGE_SIZE},
-            f"Records per page (default {query.DEFAULT_PAGE_SIZE}).",
+        "page": _deep_object(
+            "page",
+            {
+                "number": {"type": "integer", "minimum": 1, "maximum": query.MAX_PAGE_NUMBER},
+                "size": {"type": "integer", "minimum": 1, "maximum": query.MAX_PAGE_SIZE},
+            },
+            f"`page[number]` from 1; `page[size]` records per page (default "
+            f"{query.DEFAULT_PAGE_SIZE}).",
         ),
     }
     for type_, resource in registry.items():
-        sortable = query.sortable(resource)
         found[f"{type_}_filter"] = _filter(resource)
-        found[f"{type_}_sort"] = _parameter(
+        found[f"{type_}_sort"] = _list(
             "sort",
-            {"type": "string", "pattern": names_pattern(sortable, descending=True, empty=False)},
-            "Sort by these, comma-separated; '-' before a name for descending: "
-            + ", ".join(sortable),
+            {
+                "type": "string",
+                "pattern": f"^-?({'|'.join(map(re.escape, query.sortable(resource)))})$",
+            },
+            "Sort by these; '-' before a name for descending.",
+            minItems=1,
         )
         if resource.relationships:
-            relationships = [r.name for r in resource.relationships]
-            found[f"{type_}_include"] = _parameter(
+            found[f"{type_}_include"] = _list(
                 "include",
-                {"type": "string", "pattern": names_pattern(relationships)},
-                "Related resources to include, comma-separated: " + ", ".join(relationships),
+                {"enum": [r.name for r in resource.relationships]},
+                "Related resources to include.",
             )
-        found[f"{type_}_fields"] = _parameter(
-            f"fields[{type_}]",
-            {"type": "string", "pattern": names_pattern(query.field_names(resource))},
-            f"Only these attributes and relationships of {type_}, comma-separated.",
+        found[f"{type_}_fields"] = _deep_object(
+            "fields",
+            {related: _schema(_fieldset(related)) for related in _related_types(resource)},
+            "`fields[<type>]`: only these attributes and relationships of that type.",
         )
     return found
 
@@ -169,7 +225,7 @@ def components(registry: Mapping[str, Resource]) -> dict[str, dict[str, Any]]:
 def single(resource: Resource) -> list[dict[str, Any]]:
     """The parameters of a route that returns one ``resource``: include and fields."""
     include = [_reference(f"{resource.type}_include")] if resource.relationships else []
-    return include + [_reference(f"{type_}_fields") for type_ in _related_types(resource)]
+    return [*include, _reference(f"{resource.type}_fields")]
 
 
 def listing(resource: Resource) -> list[dict[str, Any]]:
@@ -177,7 +233,6 @@ def listing(resource: Resource) -> list[dict[str, Any]]:
     return [
         _reference(f"{resource.type}_filter"),
         _reference(f"{resource.type}_sort"),
-        _reference("page_number"),
-        _reference("page_size"),
+        _reference("page"),
         *single(resource),
     ]

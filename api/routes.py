@@ -9,6 +9,7 @@ from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
@@ -197,6 +198,15 @@ class Routes:
             setattr(row, relationship.column, related_id)
 
 
+def operation_id(route: APIRoute) -> str:
+    """The handler's name and the path's names: ``related_many_orders_line_items``."""
+    names = [part for part in route.path_format.split("/") if part not in SKIPPED_IN_IDS]
+    return "_".join([route.name, *names])
+
+
+SKIPPED_IN_IDS = {"", "api", "{id}", "relationships"}
+
+
 def router_for(
     resource: Resource,
     registry: Mapping[str, Resource],
@@ -204,7 +214,11 @@ def router_for(
     publish: Callable[[], Publish],
     gateways: Callable[[], Gateways],
 ) -> APIRouter:
-    router = APIRouter(prefix=f"/api/{resource.type}", tags=[resource.type])
+    router = APIRouter(
+        prefix=f"/api/{resource.type}",
+        tags=[resource.type],
+        generate_unique_id_function=operation_id,
+    )
     routes = Routes(resource, registry, publish, gateways)
     model: Any = resource.model
     single_doc = schemas.single_document(resource)

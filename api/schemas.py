@@ -124,12 +124,16 @@ def _check_stored_json(value: Any) -> Any:
     return value
 
 
-Metadata = Annotated[
-    dict[JsonText, JsonValue],
-    _KeysWithoutNul,
-    AfterValidator(_check_stored_json),
-    Field(description=f"Key-value pairs, at most {MAX_METADATA_BYTES} bytes of JSON."),
-]
+#: Named, so the document writes it once and every body refers to it.
+Metadata = TypeAliasType(
+    "Metadata",
+    Annotated[
+        dict[JsonText, JsonValue],
+        _KeysWithoutNul,
+        AfterValidator(_check_stored_json),
+        Field(description=f"Key-value pairs, at most {MAX_METADATA_BYTES} bytes of JSON."),
+    ],
+)
 JsonArray = Annotated[list[JsonValue], AfterValidator(_check_stored_json)]
 
 
@@ -283,6 +287,12 @@ class RelationshipObject(Strict):
     meta: TruncatedMeta | None = None
 
 
+#: A resource object's relationships, and a document's included resources: named, so
+#: the document writes them once.
+Relationships = TypeAliasType("Relationships", dict[str, RelationshipObject] | None)
+Included = TypeAliasType("Included", list[dict[str, Any]] | None)
+
+
 def resource_object(resource: Resource) -> type[BaseModel]:
     attributes: Any = create_model(
         f"{resource.type}_attributes",
@@ -299,7 +309,7 @@ def resource_object(resource: Resource) -> type[BaseModel]:
         type=(Literal[resource.type], ...),
         links=(Links, ...),
         attributes=(attributes, ...),
-        relationships=(dict[str, RelationshipObject] | None, None),
+        relationships=(Relationships, None),
         meta=(Meta, ...),
     )
     return model
@@ -310,7 +320,7 @@ def single_document(resource: Resource) -> type[BaseModel]:
         f"{resource.type}_document",
         __base__=Strict,
         data=(resource_object(resource), ...),
-        included=(list[dict[str, Any]] | None, None),
+        included=(Included, None),
     )
     return model
 
@@ -332,7 +342,7 @@ def list_document(resource: Resource) -> type[BaseModel]:
         f"{resource.type}_list",
         __base__=Strict,
         data=(list.__class_getitem__(resource_object(resource)), ...),
-        included=(list[dict[str, Any]] | None, None),
+        included=(Included, None),
         meta=(ListMeta, ...),
         links=(ListLinks, ...),
     )
