@@ -5,11 +5,9 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
-from sqlalchemy import select
 
-from cli import output, records
-from models import ApiKey, Mode, db, utcnow
+from cli import output, process, records
+from cli.choices import ModeName
 
 api_keys_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="API keys (only their hashes are stored)."
@@ -19,24 +17,29 @@ api_keys_app = typer.Typer(
 @api_keys_app.command("create")
 def create(
     name: Annotated[str, typer.Option(help="Who or what the key is for.")],
-    mode: Annotated[Mode, typer.Option(help="The records the key sees: test or live.")] = Mode.TEST,
+    mode: Annotated[
+        ModeName, typer.Option(help="The records the key sees: test or live.")
+    ] = "test",
 ) -> None:
     """Create a key; the key itself is printed once, alone on the last line."""
     # Here, not at the top: api.auth imports FastAPI, which every other command can do without.
     from api.auth import issue_key
+    from models import Mode
 
-    with db.sessions().begin() as session:
-        key, token = issue_key(session, name=name, mode=mode)
-    typer.echo(
-        f"created {mode.value} API key {key.id} ({name}); the key, shown only once:", err=True
-    )
+    with process.sessions().begin() as session:
+        key, token = issue_key(session, name=name, mode=Mode(mode))
+    typer.echo(f"created {mode} API key {key.id} ({name}); the key, shown only once:", err=True)
     typer.echo(token)
 
 
 @api_keys_app.command("list")
 def list_keys(as_json: records.JsonOption = False) -> None:
     """Every key: id, name, mode, last use, revoked (never the key itself)."""
-    with db.sessions().begin() as session:
+    from sqlalchemy import select
+
+    from models import ApiKey
+
+    with process.sessions().begin() as session:
         keys = session.scalars(select(ApiKey).order_by(ApiKey.created_at)).all()
     if as_json:
         documents = records.rows_json(keys)
@@ -44,7 +47,7 @@ def list_keys(as_json: records.JsonOption = False) -> None:
             document.pop("token_hash", None)
         records.print_json(documents)
         return
-    table = Table("id", "name", "mode", "created", "last used", "revoked")
+    table = output.table("id", "name", "mode", "created", "last used", "revoked")
     for key in keys:
         table.add_row(
             key.id,
@@ -64,7 +67,9 @@ def revoke(
     ],
 ) -> None:
     """Revoke a key: requests with it get 401 from now on."""
-    with db.sessions().begin() as session:
+    from models import ApiKey, utcnow
+
+    with process.sessions().begin() as session:
         key = session.get(ApiKey, key_id)
         if key is None:
             output.fail(f"no API key {key_id}")

@@ -13,20 +13,19 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from sqlalchemy import inspect
 
-from cli import output, queries, records
-from copying import bulk, engine
-from copying.bulk import RetryCriteria, RetryOutcome, RetrySummary
-from copying.dispatch import unit_of_work
-from copying.errors import CopyInputError, CopyStateError, NotFoundError
-from copying.options import CopyOptions
-from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent, db
+from cli import output, process, records
+from cli.choices import CopyStatusName, ModeOption
+
+if TYPE_CHECKING:
+    from rich.progress import Progress
+    from rich.table import Table
+
+    from copying.bulk import RetrySummary
+    from models import OrderCopy, OrderCopyEvent
 
 copies_app = typer.Typer(
     no_args_is_help=True,
@@ -34,25 +33,30 @@ copies_app = typer.Typer(
     help="Order copies: list them, show one, create one, retry failed ones, abort one.",
 )
 
-ModeOption = Annotated[
-    Mode, typer.Option("--mode", help="Which records to read: test or live.", case_sensitive=False)
-]
-
 
 @copies_app.command("list")
 def list_copies(
     status: Annotated[
-        CopyStatus | None, typer.Option("--status", help="Only copies in this status.")
+        CopyStatusName | None, typer.Option("--status", help="Only copies in this status.")
     ] = None,
     page: records.PageOption = 1,
     limit: records.LimitOption = 20,
     as_json: records.JsonOption = False,
     quiet: records.QuietOption = False,
-    mode: ModeOption = Mode.TEST,
+    mode: ModeOption = "test",
 ) -> None:
     """The newest order copies first."""
-    with db.sessions().begin() as session:
-        copies = queries.list_copies(session, mode, status=status, limit=limit, page=page)
+    from cli import queries
+    from models import CopyStatus, Mode
+
+    with process.sessions().begin() as session:
+        copies = queries.list_copies(
+            session,
+            Mode(mode),
+            status=None if status is None else CopyStatus(status),
+            limit=limit,
+            page=page,
+        )
         numbers = queries.order_numbers(session, _order_ids(copies))
     if as_json:
         records.print_json(records.rows_json(copies))
@@ -68,11 +72,14 @@ def list_copies(
 def show_copy(
     copy_id: Annotated[str, typer.Argument(metavar="ID", help="The order copy's id.")],
     as_json: records.JsonOption = False,
-    mode: ModeOption = Mode.TEST,
+    mode: ModeOption = "test",
 ) -> None:
     """Every field of one order copy, then its events, oldest first."""
-    with db.sessions().begin() as session:
-        copy = queries.get_copy(session, copy_id, mode)
+    from cli import queries
+    from models import Mode
+
+    with process.sessions().begin() as session:
+        copy = queries.get_copy(session, copy_id, Mode(mode))
         if copy is None:
             output.fail(f"order copy {copy_id} does not exist in {mode} mode")
         events = queries.copy_events(session, copy.id)
@@ -108,17 +115,23 @@ def create_copy(
     reference: Annotated[
         str | None, typer.Option(metavar="TEXT", help="Your reference for the copy.")
     ] = None,
-    mode: ModeOption = Mode.TEST,
+    mode: ModeOption = "test",
 ) -> None:
     """Create a pending copy of SOURCE_ORDER; a worker runs it. Prints the copy's id."""
+    from copying import engine
+    from copying.dispatch import unit_of_work
+    from copying.errors import CopyInputError
+    from copying.options import CopyOptions
+    from models import Mode
+
     # The worker's publisher: importing it builds the Celery app.
     from worker import publisher
 
     try:
-        with unit_of_work(db.sessions(), publisher.publish) as session:
+        with unit_of_work(process.sessions(), publisher.publish) as session:
             copy = engine.create(
                 session,
-                mode=mode,
+                mode=Mode(mode),
                 source_order_id=source_order,
                 options=CopyOptions(
                     place_target_order=place,
@@ -190,7 +203,7 @@ def retry_copies(
     every: Annotated[
         bool, typer.Option("--all", help="With no criterion: really retry every failed copy.")
     ] = False,
-    mode: ModeOption = Mode.TEST,
+    mode: ModeOption = "test",
 ) -> None:
     """Retry failed copies matching every criterion given, each once.
 
@@ -199,6 +212,11 @@ def retry_copies(
     retry (or anyone) already moved on is skipped, so two runs at once retry
     each copy once.
     """
+    from cli import queries
+    from copying import bulk
+    from copying.bulk import RetryCriteria, RetryOutcome
+    from models import Mode
+
     criteria = RetryCriteria(
         ids=tuple(ids or ()),
         since=since,
@@ -210,12 +228,12 @@ def retry_copies(
     )
     if criteria == RetryCriteria() and not (every or dry_run):
         output.fail("name the copies to retry (--id, --since, --error-contains, …), or pass --all")
-    with db.sessions().begin() as session:
+    with process.sessions().begin() as session:
         if dry_run:
-            copies = queries.failed_copies(session, mode, criteria)
+            copies = queries.failed_copies(session, Mode(mode), criteria)
             selected = [copy.id for copy in copies]
         else:
-            selected = bulk.select_failed(session, mode, criteria)
+            selected = bulk.select_failed(session, Mode(mode), criteria)
     chosen = set(selected)
     unmatched = [copy_id for copy_id in dict.fromkeys(criteria.ids) if copy_id not in chosen]
     if unmatched and criteria.limit is None:
@@ -239,9 +257,9 @@ def retry_copies(
             progress.advance(task)
 
         summary = bulk.retry_each(
-            db.sessions(),
+            process.sessions(),
             selected,
-            mode,
+            Mode(mode),
             by="cli",
             publish=publisher.publish,
             progress_callback=advance,
@@ -258,12 +276,16 @@ def retry_copies(
 @copies_app.command("abort")
 def abort_copy(
     copy_id: Annotated[str, typer.Argument(metavar="ID", help="The pending order copy's id.")],
-    mode: ModeOption = Mode.TEST,
+    mode: ModeOption = "test",
 ) -> None:
     """Abort a pending copy: it will never run."""
+    from copying import engine
+    from copying.errors import CopyStateError, NotFoundError
+    from models import Mode
+
     try:
-        with db.sessions().begin() as session:
-            engine.abort(session, copy_id, mode, by="cli")
+        with process.sessions().begin() as session:
+            engine.abort(session, copy_id, Mode(mode), by="cli")
     except (CopyStateError, NotFoundError) as error:
         output.fail(str(error))
     typer.echo(f"aborted order copy {copy_id}")
@@ -272,6 +294,14 @@ def abort_copy(
 @contextmanager
 def _progress_bar() -> Iterator[Progress]:
     """A progress bar on stderr (stdout stays for the summary); log lines print above it."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
     progress = Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -302,8 +332,8 @@ def failed_copies(count: int) -> str:
     return f"{count} failed {'copy' if count == 1 else 'copies'}"
 
 
-def would_retry_table(copies: list[OrderCopy], mode: Mode) -> Table:
-    table = Table(title=f"failed order copies that would be retried ({mode})")
+def would_retry_table(copies: list[OrderCopy], mode: str) -> Table:
+    table = output.table(title=f"failed order copies that would be retried ({mode})")
     for name in ("id", "failed_at", "errors"):
         table.add_column(name, no_wrap=name != "errors")
     for copy in copies:
@@ -311,8 +341,8 @@ def would_retry_table(copies: list[OrderCopy], mode: Mode) -> Table:
     return table
 
 
-def summary_table(summary: RetrySummary, mode: Mode) -> Table:
-    table = Table(title=f"retry summary ({mode})")
+def summary_table(summary: RetrySummary, mode: str) -> Table:
+    table = output.table(title=f"retry summary ({mode})")
     table.add_column("outcome", no_wrap=True)
     table.add_column("copies", justify="right")
     table.add_row("retried", str(len(summary.retried)))
@@ -322,7 +352,7 @@ def summary_table(summary: RetrySummary, mode: Mode) -> Table:
 
 
 def errors_table(summary: RetrySummary) -> Table:
-    table = Table(title="unexpected errors")
+    table = output.table(title="unexpected errors")
     table.add_column("id", no_wrap=True)
     table.add_column("error")
     for copy_id, error in summary.errors.items():
@@ -330,8 +360,8 @@ def errors_table(summary: RetrySummary) -> Table:
     return table
 
 
-def copies_table(copies: list[OrderCopy], numbers: dict[str, int], mode: Mode) -> Table:
-    table = Table(title=f"order copies ({mode})")
+def copies_table(copies: list[OrderCopy], numbers: dict[str, int], mode: str) -> Table:
+    table = output.table(title=f"order copies ({mode})")
     for name in ("id", "status", "source", "target", "errors_count", "created_at"):
         table.add_column(name, no_wrap=name != "target")
     for copy in copies:
@@ -348,7 +378,11 @@ def copies_table(copies: list[OrderCopy], numbers: dict[str, int], mode: Mode) -
 
 def fields_table(copy: OrderCopy, numbers: dict[str, int]) -> Table:
     """Every column of the copy, in declaration order, internal ones included."""
-    table = Table(title=f"order copy {copy.id}", show_header=False)
+    from sqlalchemy import inspect
+
+    from models import OrderCopy
+
+    table = output.table(title=f"order copy {copy.id}", show_header=False)
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value")
     for attribute in inspect(OrderCopy).column_attrs:
@@ -362,7 +396,7 @@ def fields_table(copy: OrderCopy, numbers: dict[str, int]) -> Table:
 
 
 def events_table(events: list[OrderCopyEvent]) -> Table:
-    table = Table(title="events (oldest first)")
+    table = output.table(title="events (oldest first)")
     for name in ("at", "attempt", "kind", "data"):
         table.add_column(name, no_wrap=name != "data")
     for event in events:

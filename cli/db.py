@@ -6,9 +6,8 @@ import logging
 from typing import Annotated
 
 import typer
-from sqlalchemy.engine import make_url
 
-from config.settings import get_settings
+from cli import process
 
 db_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="The database.")
 
@@ -20,11 +19,13 @@ def db_upgrade(
     ] = "head",
 ) -> None:
     """Run the Alembic migrations up to REVISION (default: head)."""
+    settings = process.settings()
     # Alembic announces each of its plugins at INFO, on import: noise on every upgrade.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    from sqlalchemy.engine import make_url
+
     from migrations import upgrade
 
-    settings = get_settings()
     upgrade(settings.resolved_database_url, revision)
     url = make_url(settings.resolved_database_url).render_as_string(hide_password=True)
     typer.echo(f"database at {revision}: {url}")

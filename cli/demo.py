@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
-from cli import output, queries
-from cli.demo_scenarios import expectation, turned_out_as_expected
-from cli.demo_seed import Seeded, SeedError, seed
-from models import CopyStatus, OrderCopy, db
+from cli import output, process
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from cli.demo_seed import Seeded
+    from models import OrderCopy
 
 demo_app = typer.Typer(
     rich_markup_mode=None,
@@ -25,7 +27,6 @@ demo_app = typer.Typer(
     "for a running worker to execute them and checks each outcome.",
 )
 
-FINISHED = frozenset({CopyStatus.COMPLETED, CopyStatus.FAILED})
 POLL_SECONDS = 0.5
 
 TimeoutOption = Annotated[
@@ -59,8 +60,10 @@ def seed_command(
     ] = False,
 ) -> None:
     """Write demo data in test mode and publish its order copies to the broker."""
+    from cli import queries
+
     if if_empty:
-        with db.sessions().begin() as session:
+        with process.sessions().begin() as session:
             if queries.has_orders(session):
                 typer.echo("demo: the database already holds orders; nothing seeded")
                 return
@@ -73,6 +76,8 @@ def seed_command(
 
 
 def run_demo(timeout: float) -> None:
+    from cli.demo_scenarios import turned_out_as_expected
+
     seeded = _seed()
     typer.echo(
         f"demo: {len(seeded.copy_ids)} order copies published (batch {seeded.batch}); "
@@ -80,7 +85,7 @@ def run_demo(timeout: float) -> None:
     )
     copies = wait_until_finished(seeded.copy_ids, timeout)
     output.console().print(outcomes_table(copies))
-    pending = [copy for copy in copies if copy.status not in FINISHED]
+    pending = [copy for copy in copies if not finished(copy)]
     if pending:
         output.fail(
             f"timed out after {timeout:g} s; still pending: "
@@ -97,28 +102,41 @@ def run_demo(timeout: float) -> None:
 
 
 def _seed() -> Seeded:
+    from cli.demo_seed import SeedError, seed
+
     # The worker's publisher and gateways: importing them builds the Celery app.
     from worker import publisher, runtime
 
     try:
-        return seed(db.sessions(), publisher.publish, runtime.gateways())
+        return seed(process.sessions(), publisher.publish, runtime.gateways())
     except SeedError as error:
         output.fail(str(error))
 
 
 def wait_until_finished(copy_ids: Sequence[str], timeout: float) -> list[OrderCopy]:
     """Poll until every copy is completed or failed, or ``timeout`` seconds passed."""
+    from cli import queries
+
     deadline = time.monotonic() + timeout
     while True:
-        with db.sessions().begin() as session:
+        with process.sessions().begin() as session:
             copies = queries.copies_by_id(session, copy_ids)
-        if all(copy.status in FINISHED for copy in copies) or time.monotonic() >= deadline:
+        if all(finished(copy) for copy in copies) or time.monotonic() >= deadline:
             return copies
         time.sleep(POLL_SECONDS)
 
 
+def finished(copy: OrderCopy) -> bool:
+    """Whether the worker is done with the copy: completed or failed."""
+    from models import CopyStatus
+
+    return copy.status in (CopyStatus.COMPLETED, CopyStatus.FAILED)
+
+
 def outcomes_table(copies: list[OrderCopy]) -> Table:
-    table = Table(title="demo order copies")
+    from cli.demo_scenarios import expectation, turned_out_as_expected
+
+    table = output.table(title="demo order copies")
     for name in ("id", "reference", "expected", "actual", "errors", "as expected"):
         table.add_column(name, no_wrap=name in ("id", "expected", "actual", "as expected"))
     for copy in copies:

@@ -2,16 +2,18 @@
 
 Settings errors end the command with the one line :func:`config.settings.load_settings`
 prints; a database that cannot be reached ends it with one line too, never a traceback.
+The command modules import the models, SQLAlchemy, the settings and rich only inside the
+commands that use them, so the command tree (``--help``, ``--version``) builds without them.
 """
 
 from __future__ import annotations
 
 import logging
+import sys
 from importlib.metadata import version
 from typing import Annotated, Any
 
 import typer
-from sqlalchemy.exc import DBAPIError, OperationalError
 from typer.core import TyperGroup
 
 from cli import output
@@ -22,8 +24,6 @@ from cli.demo import demo_app
 from cli.orders import orders_app
 from cli.status import status
 from cli.subscriptions import subscriptions_app
-from config.logging import configure_logging
-from config.settings import get_settings
 
 UNDEFINED_TABLE = "42P01"  # PostgreSQL's SQLSTATE for a missing table
 
@@ -35,15 +35,23 @@ class OneLineErrors(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except DBAPIError as error:
+        except Exception as error:
             problem = database_problem(error)
             if problem is None:
                 raise
             output.fail(problem)
 
 
-def database_problem(error: DBAPIError) -> str | None:
+def database_problem(error: Exception) -> str | None:
     """One line for an unreachable or unmigrated database; None for anything else (a bug)."""
+    # Only a command that imported SQLAlchemy can raise its errors: importing it here would
+    # make every other error (typer.Exit included) pay for SQLAlchemy.
+    if "sqlalchemy.exc" not in sys.modules:
+        return None
+    from sqlalchemy.exc import DBAPIError, OperationalError
+
+    if not isinstance(error, DBAPIError):
+        return None
     lines = str(error.orig).strip().splitlines() or [type(error.orig).__name__]
     if getattr(error.orig, "sqlstate", None) == UNDEFINED_TABLE or "no such table" in lines[0]:
         return f"database error: {lines[0]} (run `ordercopy db upgrade` first)"
@@ -92,7 +100,8 @@ def main(
     ] = False,
 ) -> None:
     """ordercopy: executes order copies."""
-    configure_logging(get_settings())
+    # Only the level here: logging is configured from the settings by the command that
+    # loads them (cli.process); `ordercopy copies --help` runs this callback too.
     # Progress bars and tables, not log lines, unless asked: the root level is put back
     # when the command ends (tests run many commands in one process).
     root = logging.getLogger()

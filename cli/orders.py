@@ -5,37 +5,36 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
-from cli import output, records
-from models import LineItem, Mode, Order, OrderStatus, db
+from cli import output, process, records
+from cli.choices import ModeOption, OrderStatusName
 
 orders_app = typer.Typer(
     no_args_is_help=True, rich_markup_mode=None, help="Orders: the sources and targets of copies."
 )
 
-ModeOption = Annotated[
-    Mode, typer.Option("--mode", help="Which records to read: test or live.", case_sensitive=False)
-]
-
 
 @orders_app.command("list")
 def list_orders(
     status: Annotated[
-        OrderStatus | None, typer.Option("--status", help="Only orders in this status.")
+        OrderStatusName | None, typer.Option("--status", help="Only orders in this status.")
     ] = None,
     page: records.PageOption = 1,
     limit: records.LimitOption = 20,
     as_json: records.JsonOption = False,
     quiet: records.QuietOption = False,
-    mode: ModeOption = Mode.TEST,
+    mode: ModeOption = "test",
 ) -> None:
     """The newest orders first."""
-    query = select(Order).where(Order.mode == mode)
+    from sqlalchemy import select
+
+    from models import Mode, Order, OrderStatus
+
+    query = select(Order).where(Order.mode == Mode(mode))
     if status is not None:
-        query = query.where(Order.status == status)
+        query = query.where(Order.status == OrderStatus(status))
     query = query.order_by(Order.created_at.desc(), Order.id)
-    with db.sessions().begin() as session:
+    with process.sessions().begin() as session:
         orders = list(session.scalars(records.page(query, page=page, limit=limit)))
         if as_json:
             records.print_json(records.rows_json(orders))
@@ -65,12 +64,16 @@ def list_orders(
 def show_order(
     order_id: Annotated[str, typer.Argument(metavar="ID", help="The order's id.")],
     as_json: records.JsonOption = False,
-    mode: ModeOption = Mode.TEST,
+    mode: ModeOption = "test",
 ) -> None:
     """Every field of one order, then its line items."""
-    with db.sessions().begin() as session:
+    from sqlalchemy import select
+
+    from models import LineItem, Mode, Order
+
+    with process.sessions().begin() as session:
         order = session.get(Order, order_id)
-        if order is None or order.mode != mode:
+        if order is None or order.mode != Mode(mode):
             output.fail(f"order {order_id} does not exist in {mode} mode")
         items = list(
             session.scalars(

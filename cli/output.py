@@ -1,4 +1,4 @@
-"""What the CLI prints: one console per command, one-line errors, readable values.
+"""What the CLI prints: one console per command, tables, one-line errors, readable values.
 
 Tables go to stdout; errors go to stderr as one line starting ``ordercopy:``,
 like the settings errors of :func:`config.settings.load_settings`.
@@ -9,10 +9,13 @@ from __future__ import annotations
 import json
 import sys
 from datetime import datetime
-from typing import Any, NoReturn, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 import typer
-from rich.console import Console
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 #: Width used when stdout is not a terminal, so ids and dates are never folded.
 PIPE_WIDTH = 200
@@ -20,8 +23,17 @@ PIPE_WIDTH = 200
 
 def console(stream: TextIO | None = None) -> Console:
     """A console on ``stream`` (stdout by default); wide when piped, so output stays greppable."""
+    from rich.console import Console
+
     stream = stream or sys.stdout
     return Console(file=stream, width=None if stream.isatty() else PIPE_WIDTH, highlight=False)
+
+
+def table(*headers: str, **options: Any) -> Table:
+    """A rich ``Table`` (rich is imported by the first command that prints one)."""
+    from rich.table import Table
+
+    return Table(*headers, **options)
 
 
 def error_line(message: str) -> None:

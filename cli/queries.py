@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from copying import bulk
 from models import CopyStatus, Mode, Order, OrderCopy, OrderCopyEvent
+
+if TYPE_CHECKING:
+    from copying import bulk
 
 
 def list_copies(
@@ -31,6 +34,9 @@ def get_copy(session: Session, copy_id: str, mode: Mode) -> OrderCopy | None:
 
 def failed_copies(session: Session, mode: Mode, criteria: bulk.RetryCriteria) -> list[OrderCopy]:
     """The failed copies a bulk retry with ``criteria`` would select, in its order."""
+    # Here, not at the top: the copying engine, which the other reads can do without.
+    from copying import bulk
+
     return list(session.scalars(bulk.failed_copies(mode, criteria)))
 
 

@@ -9,13 +9,15 @@ import enum
 import json
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from sqlalchemy import Select, inspect
 
 from cli import output
+
+if TYPE_CHECKING:
+    from rich.table import Table
+    from sqlalchemy import Select
 
 PageOption = Annotated[
     int, typer.Option("--page", min=1, metavar="N", help="Which page of --limit records, from 1.")
@@ -38,6 +40,8 @@ def page(query: Select[Any], *, page: int, limit: int) -> Select[Any]:
 
 def columns(row: Any) -> dict[str, Any]:
     """Every column of a mapped ``row`` by its column name (``metadata``, not ``metadata_``)."""
+    from sqlalchemy import inspect
+
     return {
         attribute.columns[0].name: getattr(row, attribute.key)
         for attribute in inspect(type(row)).column_attrs
@@ -79,7 +83,7 @@ def text(value: Any) -> str:
 
 def fields_table(title: str, row: Any) -> Table:
     """Every column of ``row``, in declaration order, internal ones included."""
-    table = Table(title=title, show_header=False)
+    table = output.table(title=title, show_header=False)
     table.add_column("field", style="bold", no_wrap=True)
     table.add_column("value", overflow="fold")
     for name, value in columns(row).items():
@@ -89,7 +93,7 @@ def fields_table(title: str, row: Any) -> Table:
 
 def listing_table(title: str, names: Sequence[str], rows: Sequence[Sequence[str]]) -> Table:
     """A table sized to the terminal: ids and dates never wrap, the rest folds."""
-    table = Table(title=title)
+    table = output.table(title=title)
     for name in names:
         wraps = name in ("errors", "data", "email", "target", "frequency")
         table.add_column(name, no_wrap=not wraps, overflow="fold")

@@ -8,33 +8,36 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group
-from rich.table import Table
 
-from cli import output
-from copying.status import StatusReport, status_report
-from models import CopyStatus, Mode, db, utcnow
+from cli import output, process
+from cli.choices import ModeOption
+
+if TYPE_CHECKING:
+    from rich.console import Group
+    from rich.table import Table
+
+    from copying.status import StatusReport
 
 
 def status(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the report as JSON, for scripts.")
     ] = False,
-    mode: Annotated[
-        Mode,
-        typer.Option("--mode", help="Which records to read: test or live.", case_sensitive=False),
-    ] = Mode.TEST,
+    mode: ModeOption = "test",
 ) -> None:
     """How the order copies are doing now.
 
     Copies by status, the oldest pending one, those in progress and their leases,
     the top errors of the last 24 h, and throughput over the last 5 and 60 minutes.
     """
-    with db.sessions().begin() as session:
-        report = status_report(session, mode, now=utcnow())
+    from copying.status import status_report
+    from models import Mode, utcnow
+
+    with process.sessions().begin() as session:
+        report = status_report(session, Mode(mode), now=utcnow())
     if as_json:
         typer.echo(report_json(report))
     else:
@@ -53,6 +56,8 @@ def report_json(report: StatusReport) -> str:
 
 
 def render(report: StatusReport) -> Group:
+    from rich.console import Group
+
     in_progress: Table | str = (
         in_progress_table(report) if report.in_progress else "in progress: none"
     )
@@ -72,7 +77,9 @@ def render(report: StatusReport) -> Group:
 
 
 def counts_table(report: StatusReport) -> Table:
-    table = Table(title="by status")
+    from models import CopyStatus
+
+    table = output.table(title="by status")
     table.add_column("status", no_wrap=True)
     table.add_column("copies", justify="right")
     for copy_status in CopyStatus:
@@ -94,10 +101,12 @@ def oldest_pending_line(report: StatusReport) -> str:
 
 
 def in_progress_table(report: StatusReport) -> Table:
+    from models import CopyStatus
+
     total = report.counts[CopyStatus.IN_PROGRESS]
     shown = len(report.in_progress)
     more = f", the {shown} whose lease ends first" if shown < total else ""
-    table = Table(title=f"in progress: {total}{more}")
+    table = output.table(title=f"in progress: {total}{more}")
     for name in ("id", "attempt", "step", "started_at", "lease_expires_at", "lease"):
         table.add_column(name, no_wrap=True)
     for copy in report.in_progress:
@@ -121,7 +130,7 @@ def in_progress_table(report: StatusReport) -> Table:
 
 
 def top_errors_table(report: StatusReport) -> Table:
-    table = Table(title="top errors of copies failed in the last 24 h")
+    table = output.table(title="top errors of copies failed in the last 24 h")
     table.add_column("copies", justify="right", no_wrap=True)
     table.add_column("key", no_wrap=True)
     table.add_column("message")
@@ -131,7 +140,7 @@ def top_errors_table(report: StatusReport) -> Table:
 
 
 def throughput_table(report: StatusReport) -> Table:
-    table = Table(title="throughput")
+    table = output.table(title="throughput")
     for name in ("last", "completed", "completed/min", "failed", "failed/min"):
         table.add_column(name, justify="right", no_wrap=True)
     for window in report.throughput:

@@ -7,17 +7,17 @@ The moves are :mod:`copying.subscriptions`' (the same functions as the API's ``_
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from sqlalchemy import select
-from sqlalchemy.orm import Session
 
-from cli import output, records
-from copying import subscriptions
-from copying.errors import CopyInputError
-from copying.subscriptions import SubscriptionStateError
-from models import Mode, OrderSubscription, SubscriptionStatus, db, utcnow
+from cli import output, process, records
+from cli.choices import ModeName, ModeOption, SubscriptionStatusName
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from models import OrderSubscription
 
 subscriptions_app = typer.Typer(
     no_args_is_help=True,
@@ -25,29 +25,31 @@ subscriptions_app = typer.Typer(
     help="Order subscriptions: list them, show one, activate, deactivate or cancel one.",
 )
 
-ModeOption = Annotated[
-    Mode, typer.Option("--mode", help="Which records to read: test or live.", case_sensitive=False)
-]
 IdArgument = Annotated[str, typer.Argument(metavar="ID", help="The order subscription's id.")]
 
 
 @subscriptions_app.command("list")
 def list_subscriptions(
     status: Annotated[
-        SubscriptionStatus | None, typer.Option("--status", help="Only those in this status.")
+        SubscriptionStatusName | None,
+        typer.Option("--status", help="Only those in this status."),
     ] = None,
     page: records.PageOption = 1,
     limit: records.LimitOption = 20,
     as_json: records.JsonOption = False,
     quiet: records.QuietOption = False,
-    mode: ModeOption = Mode.TEST,
+    mode: ModeOption = "test",
 ) -> None:
     """The newest order subscriptions first."""
-    query = select(OrderSubscription).where(OrderSubscription.mode == mode)
+    from sqlalchemy import select
+
+    from models import Mode, OrderSubscription, SubscriptionStatus
+
+    query = select(OrderSubscription).where(OrderSubscription.mode == Mode(mode))
     if status is not None:
-        query = query.where(OrderSubscription.status == status)
+        query = query.where(OrderSubscription.status == SubscriptionStatus(status))
     query = query.order_by(OrderSubscription.created_at.desc(), OrderSubscription.id)
-    with db.sessions().begin() as session:
+    with process.sessions().begin() as session:
         found = list(session.scalars(records.page(query, page=page, limit=limit)))
         if as_json:
             records.print_json(records.rows_json(found))
@@ -77,10 +79,10 @@ def list_subscriptions(
 def show_subscription(
     subscription_id: IdArgument,
     as_json: records.JsonOption = False,
-    mode: ModeOption = Mode.TEST,
+    mode: ModeOption = "test",
 ) -> None:
     """Every field of one order subscription."""
-    with db.sessions().begin() as session:
+    with process.sessions().begin() as session:
         subscription = _load(session, subscription_id, mode, lock=False)
         if as_json:
             records.print_json(records.rows_json([subscription])[0])
@@ -89,18 +91,25 @@ def show_subscription(
             output.console().print(records.fields_table(title, subscription))
 
 
-def _load(session: Session, subscription_id: str, mode: Mode, *, lock: bool) -> OrderSubscription:
+def _load(
+    session: Session, subscription_id: str, mode: ModeName, *, lock: bool
+) -> OrderSubscription:
+    from models import Mode, OrderSubscription
+
     subscription = session.get(OrderSubscription, subscription_id, with_for_update=lock)
-    if subscription is None or subscription.mode != mode:
+    if subscription is None or subscription.mode != Mode(mode):
         output.fail(f"order subscription {subscription_id} does not exist in {mode} mode")
     return subscription
 
 
 def _move(
-    subscription_id: str, mode: Mode, move: Callable[[OrderSubscription], None], done: str
+    subscription_id: str, mode: ModeName, move: Callable[[OrderSubscription], None], done: str
 ) -> None:
+    from copying.errors import CopyInputError
+    from copying.subscriptions import SubscriptionStateError
+
     try:
-        with db.sessions().begin() as session:
+        with process.sessions().begin() as session:
             subscription = _load(session, subscription_id, mode, lock=True)
             move(subscription)
             status, next_run = subscription.status.value, subscription.next_run_at
@@ -112,18 +121,25 @@ def _move(
 
 
 @subscriptions_app.command("activate")
-def activate(subscription_id: IdArgument, mode: ModeOption = Mode.TEST) -> None:
+def activate(subscription_id: IdArgument, mode: ModeOption = "test") -> None:
     """Start renewing (draft or inactive → active); a next run gone by moves to the next one."""
+    from copying import subscriptions
+    from models import utcnow
+
     _move(subscription_id, mode, lambda s: subscriptions.activate(s, utcnow()), "activated")
 
 
 @subscriptions_app.command("deactivate")
-def deactivate(subscription_id: IdArgument, mode: ModeOption = Mode.TEST) -> None:
+def deactivate(subscription_id: IdArgument, mode: ModeOption = "test") -> None:
     """Pause renewing (active or running → inactive); activate resumes it."""
+    from copying import subscriptions
+
     _move(subscription_id, mode, subscriptions.deactivate, "deactivated")
 
 
 @subscriptions_app.command("cancel")
-def cancel(subscription_id: IdArgument, mode: ModeOption = Mode.TEST) -> None:
+def cancel(subscription_id: IdArgument, mode: ModeOption = "test") -> None:
     """Stop renewing for good (→ cancelled)."""
+    from copying import subscriptions
+
     _move(subscription_id, mode, subscriptions.cancel, "cancelled")
