@@ -26,38 +26,27 @@ def list_orders(
     mode: ModeOption = "test",
 ) -> None:
     """The newest orders first."""
-    from sqlalchemy import select
+    from models import Order, OrderStatus
 
-    from models import Mode, Order, OrderStatus
-
-    query = select(Order).where(Order.mode == Mode(mode))
-    if status is not None:
-        query = query.where(Order.status == OrderStatus(status))
-    query = query.order_by(Order.created_at.desc(), Order.id)
-    with process.sessions().begin() as session:
-        orders = list(session.scalars(records.page(query, page=page, limit=limit)))
-        if as_json:
-            records.print_json(records.rows_json(orders))
-            return
-    if quiet:
-        records.print_ids(orders)
-        return
-    rows = [
-        (
-            order.id,
-            str(order.number),
-            order.status.value,
-            order.payment_status.value,
-            order.customer_email or "-",
-            order.currency_code,
-            output.when(order.created_at),
-        )
-        for order in orders
-    ]
-    names = ("id", "number", "status", "payment", "email", "currency", "created_at")
-    console = output.console()
-    console.print(records.listing_table(f"orders ({mode})", names, rows))
-    console.print(records.footer(len(orders), page, limit))
+    records.list_newest(
+        Order,
+        title="orders",
+        mode=mode,
+        status=OrderStatus(status) if status is not None else None,
+        page_number=page,
+        limit=limit,
+        as_json=as_json,
+        quiet=quiet,
+        cells={
+            "id": lambda order: order.id,
+            "number": lambda order: str(order.number),
+            "status": lambda order: order.status.value,
+            "payment": lambda order: order.payment_status.value,
+            "email": lambda order: order.customer_email or "-",
+            "currency": lambda order: order.currency_code,
+            "created_at": lambda order: output.when(order.created_at),
+        },
+    )
 
 
 @orders_app.command("show")

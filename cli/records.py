@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -105,3 +105,40 @@ def listing_table(title: str, names: Sequence[str], rows: Sequence[Sequence[str]
 def footer(shown: int, page_number: int, limit: int) -> str:
     more = f"; --page {page_number + 1} for more" if shown == limit else ""
     return f"page {page_number}: {shown} shown{more}"
+
+
+def list_newest(
+    model: Any,
+    *,
+    title: str,
+    mode: str,
+    status: enum.Enum | None,
+    page_number: int,
+    limit: int,
+    as_json: bool,
+    quiet: bool,
+    cells: Mapping[str, Callable[[Any], str]],
+) -> None:
+    """Print one page of ``model``'s records of ``mode`` (in ``status``, if given), newest
+    first: as a table of ``cells`` (column name → the cell's text), as JSON, or ids."""
+    from sqlalchemy import select
+
+    from cli import process
+    from models import Mode
+
+    query = select(model).where(model.mode == Mode(mode))
+    if status is not None:
+        query = query.where(model.status == status)
+    query = query.order_by(model.created_at.desc(), model.id)
+    with process.sessions().begin() as session:
+        found = list(session.scalars(page(query, page=page_number, limit=limit)))
+        if as_json:
+            print_json(rows_json(found))
+            return
+    if quiet:
+        print_ids(found)
+        return
+    rows = [tuple(cell(row) for cell in cells.values()) for row in found]
+    console = output.console()
+    console.print(listing_table(f"{title} ({mode})", tuple(cells), rows))
+    console.print(footer(len(found), page_number, limit))

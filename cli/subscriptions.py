@@ -41,38 +41,27 @@ def list_subscriptions(
     mode: ModeOption = "test",
 ) -> None:
     """The newest order subscriptions first."""
-    from sqlalchemy import select
+    from models import OrderSubscription, SubscriptionStatus
 
-    from models import Mode, OrderSubscription, SubscriptionStatus
-
-    query = select(OrderSubscription).where(OrderSubscription.mode == Mode(mode))
-    if status is not None:
-        query = query.where(OrderSubscription.status == SubscriptionStatus(status))
-    query = query.order_by(OrderSubscription.created_at.desc(), OrderSubscription.id)
-    with process.sessions().begin() as session:
-        found = list(session.scalars(records.page(query, page=page, limit=limit)))
-        if as_json:
-            records.print_json(records.rows_json(found))
-            return
-    if quiet:
-        records.print_ids(found)
-        return
-    rows = [
-        (
-            subscription.id,
-            subscription.status.value,
-            subscription.frequency,
-            subscription.source_order_id,
-            output.when(subscription.next_run_at),
-            str(subscription.occurrencies),
-            str(subscription.errors_count),
-        )
-        for subscription in found
-    ]
-    names = ("id", "status", "frequency", "source", "next_run_at", "renewals", "errors")
-    console = output.console()
-    console.print(records.listing_table(f"order subscriptions ({mode})", names, rows))
-    console.print(records.footer(len(found), page, limit))
+    records.list_newest(
+        OrderSubscription,
+        title="order subscriptions",
+        mode=mode,
+        status=SubscriptionStatus(status) if status is not None else None,
+        page_number=page,
+        limit=limit,
+        as_json=as_json,
+        quiet=quiet,
+        cells={
+            "id": lambda subscription: subscription.id,
+            "status": lambda subscription: subscription.status.value,
+            "frequency": lambda subscription: subscription.frequency,
+            "source": lambda subscription: subscription.source_order_id,
+            "next_run_at": lambda subscription: output.when(subscription.next_run_at),
+            "renewals": lambda subscription: str(subscription.occurrencies),
+            "errors": lambda subscription: str(subscription.errors_count),
+        },
+    )
 
 
 @subscriptions_app.command("show")
