@@ -76,12 +76,16 @@ lint: install
 typecheck: install
 	$(BIN)/mypy
 
-## test: ruff, mypy and the whole pytest suite on real PostgreSQL and Redis.
-## Schemathesis makes its per-operation cases inside one pytest item: under xdist only
-## one of them runs, so the fuzz run gets a process of its own.
+## test: ruff, mypy and the whole pytest suite on real PostgreSQL and Redis, with its 15
+## slowest tests. Schemathesis makes its per-operation cases inside one pytest item: under
+## xdist only one of them runs, so the fuzz run gets a process of its own, beside the rest
+## (much of the suite waits on real processes); its output follows the suite's.
+FUZZ_LOG := $(VENV)/fuzz.log
 test: check-services lint typecheck
-	$(BIN)/pytest -n 2 --dist loadgroup --ignore=tests/api/test_fuzz.py
-	$(BIN)/pytest -p no:xdist tests/api/test_fuzz.py
+	@$(BIN)/pytest -p no:xdist tests/api/test_fuzz.py > $(FUZZ_LOG) 2>&1 & fuzz=$$!; \
+	$(BIN)/pytest -n 2 --dist loadgroup --ignore=tests/api/test_fuzz.py --durations=15; \
+	suite=$$?; wait $$fuzz; fuzzed=$$?; cat $(FUZZ_LOG); \
+	test $$suite -eq 0 && test $$fuzzed -eq 0
 
 ## test-fast: the inner loop: the suite without the tests marked slow (real processes)
 test-fast: check-services
