@@ -705,7 +705,10 @@ class _Runner:
 
     def _payment_request(self, session: Session, *, fresh: bool = False) -> payments.PaymentRequest:
         target = session.get_one(Order, self.run.target_order_id)
-        return payments.request_for(session, target, place_key(self.run.copy_id), fresh=fresh)
+        request = payments.request_for(session, target, place_key(self.run.copy_id), fresh=fresh)
+        if request.waiting:  # asked for again: the sweeper leaves it be for another window
+            payments.record_requests(session, [(self.run.mode, request)], self.clock(), touch=True)
+        return request
 
     def _record_authorization(
         self, session: Session, request: payments.PaymentRequest, answer: GatewayAnswer
@@ -714,7 +717,15 @@ class _Runner:
         for (re-read under its row lock); returns the hold to void when it is not."""
         run = self.run
         target_id = request.order_id
-        payments.record_answer(session, run.mode, request, answer, self.clock())
+        if not request.waiting:
+            payments.record_answer(session, run.mode, request, answer, self.clock())
+        elif not payments.settle_request(session, request, answer, self.clock()):
+            # The sweeper gave the key up while it was asked again: nothing keeps this
+            # answer; the hold it may stand for is voided (again: voids are idempotent).
+            stock.release(session, target_id, run.mode)
+            run.reach(CopyStep.TARGET_BUILT)
+            run.errors.add(ErrorKey.PAYMENT, "the payment was given up as abandoned meanwhile")
+            return payments.under_key(session, request.idempotency_key)
         target = session.get(Order, target_id, with_for_update=True, populate_existing=True)
         if target is None:
             run.errors.add(ErrorKey.TARGET_ORDER, f"target order {target_id} is gone")

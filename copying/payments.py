@@ -33,6 +33,9 @@ class PaymentRequest:
     wallet_entry_id: str | None
     #: The answer already recorded under this key, if any: replayed, not asked again.
     recorded: GatewayAnswer | None
+    #: Asked for before under this key and never answered (a run given up): the answer
+    #: settles that row (:func:`settle_request`), unless the sweeper took it meanwhile.
+    waiting: bool = False
 
 
 #: A hold the order has: kept, and asked for again under the same key it replays.
@@ -44,9 +47,10 @@ def request_for(
 ) -> PaymentRequest:
     """The authorization to ask for ``order``'s total under keys starting with ``key_base``.
 
-    A held authorization is always reused, so an order never holds two payments. Any
-    other answer is final for its key (declined, voided, or asked for by a run that was
-    given up), so the next try asks under a new key numbered by those so far. ``fresh``:
+    A held authorization is always reused, so an order never holds two payments; so is a
+    key asked for and never answered (a run given up), so that the gateway holds it once.
+    Any other answer is final for its key (declined, voided), so the next try asks under a
+    new key numbered by those so far. ``fresh``:
     nothing was ever asked under ``key_base`` (a key made for this request, or an order
     made in this transaction): nothing is read.
     """
@@ -61,18 +65,20 @@ def request_for(
         ).all()
     )
     held = next((a for a in answers if a.status in LIVE), None)
-    spent = len(answers) - (held is not None)
+    asked = next((a for a in answers if a.status == AuthorizationStatus.REQUESTED), None)
+    reused = held or asked
     return PaymentRequest(
         order_id=order.id,
-        idempotency_key=held.idempotency_key
-        if held
-        else (key_base if spent == 0 else f"{key_base}:{spent + 1}"),
+        idempotency_key=reused.idempotency_key
+        if reused
+        else (key_base if not answers else f"{key_base}:{len(answers) + 1}"),
         gateway=order.payment_gateway or "test",
         token=order.payment_source_token or "",
         amount_cents=order.total_amount_cents,
         currency_code=order.currency_code,
         wallet_entry_id=order.customer_payment_source_id,
         recorded=GatewayAnswer(True, held.gateway_reference, "recorded") if held else None,
+        waiting=held is None and asked is not None,
     )
 
 
@@ -237,6 +243,15 @@ def record_requests(
             _row(mode, request, AuthorizationStatus.REQUESTED, None, "asked for", now)
             for mode, request in requests
         ],
+    )
+
+
+def under_key(session: Session, key: str) -> list[PaymentAuthorization]:
+    """The payment recorded under ``key`` (none or one)."""
+    return list(
+        session.scalars(
+            select(PaymentAuthorization).where(PaymentAuthorization.idempotency_key == key)
+        )
     )
 
 

@@ -288,6 +288,72 @@ def test_a_hold_left_by_a_given_up_copy_is_voided_by_the_sweeper(sessions, gatew
         assert s.get_one(PaymentAuthorization, asked.id).status == AuthorizationStatus.VOIDED
 
 
+def _given_up_at_the_gateway(sessions, gateways, clock):
+    """A copy whose payment the gateway authorized, the answer lost, its runs used up."""
+    with sessions.begin() as s:
+        shop = make_shop(s)
+    copy = create_copy(sessions, shop.source.id, place_target_order=True)
+    timed_out = {"test": Meddling(gateways, lambda: None, then_fail=True)}
+    config = EngineConfig(max_claims=1)
+    outcome = engine.execute(sessions, copy.id, gateways=timed_out, config=config, clock=clock)
+    assert outcome == Outcome.FAILED
+    with sessions.begin() as s:
+        engine.retry(s, copy.id, Mode.TEST, by="ops", now=clock.now)
+        target_id = s.get_one(OrderCopy, copy.id).target_order_id
+    return copy, target_id, shop.sku.id
+
+
+def test_a_given_up_copy_retried_asks_again_under_the_key_it_left(sessions, gateways, clock):
+    copy, target_id, _ = _given_up_at_the_gateway(sessions, gateways, clock)
+
+    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+
+    # One key, held once at the gateway, and no payment left for the sweeper.
+    held, live = _live_holds(sessions, target_id)
+    with sessions.begin() as s:
+        keys = [a.idempotency_key for a in authorizations(s, target_id)]
+    assert keys == [f"order_copy:{copy.id}:place"]
+    assert [a.idempotency_key for a in held] == [c.idempotency_key for c in live] == keys
+    assert (
+        orders.void_abandoned(
+            sessions,
+            gateways,
+            clock.now + timedelta(hours=1),
+            older_than=timedelta(minutes=5),
+            limit=9,
+        )
+        == 0
+    )
+
+
+def test_a_retried_copy_whose_key_the_sweeper_took_meanwhile_keeps_nothing(
+    sessions, gateways, clock
+):
+    copy, target_id, sku_id = _given_up_at_the_gateway(sessions, gateways, clock)
+
+    def sweep_an_hour_later() -> None:
+        assert (
+            orders.void_abandoned(
+                sessions,
+                gateways,
+                clock.now + timedelta(hours=1),
+                older_than=timedelta(minutes=5),
+                limit=9,
+            )
+            == 1
+        )
+
+    meddling = {"test": Meddling(gateways, sweep_an_hour_later)}
+    assert engine.execute(sessions, copy.id, gateways=meddling, clock=clock) == Outcome.FAILED
+
+    with sessions.begin() as s:
+        row = s.get_one(OrderCopy, copy.id)
+        stock = s.get_one(Sku, sku_id).stock_quantity
+    assert row.errors_log == {"payment": ["the payment was given up as abandoned meanwhile"]}
+    assert _live_holds(sessions, target_id) == ([], [])
+    assert stock == 10  # the target's stock given back
+
+
 def test_an_answer_that_comes_after_the_sweeper_took_the_payment_is_not_kept(
     sessions, gateways, clock
 ):
