@@ -261,11 +261,8 @@ def _build_and_reserve(
                 if copy.run.options.place_target_order:
                     for code, quantity in targets.demand(copy.lines).items():
                         wanted[copy.run.mode, code] += quantity
-            if not stock.reserve_many(session, wanted):
+            if not stock.reserve_many(session, wanted):  # the lines say they hold it
                 raise _Beaten
-            placing = [c.target.id for c in built if c.run.options.place_target_order]
-            if placing:
-                stock.record_reserved(session, placing)
             for copy in built:
                 run = copy.run
                 run.target_order_id = copy.target.id
@@ -305,7 +302,11 @@ def _build(session: Session, runs: list[Run], chunk: Chunk, today: date) -> list
     if built:
         targets.insert_addresses(session, [row for c in built for row in c.clones])
         insert_rows(session, order_states.ORDERS, [targets.order_row(c.values) for c in built])
-        targets.insert_lines_many(session, [(c.target.id, c.run.mode, c.lines) for c in built])
+        targets.insert_lines_many(
+            session,
+            [(c.target.id, c.run.mode, c.lines) for c in built],
+            reserving={c.target.id for c in built if c.run.options.place_target_order},
+        )
     return built
 
 

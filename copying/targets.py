@@ -407,13 +407,14 @@ def build_target(
 #: array per column cost psycopg a quoting check per element.
 _INSERT_LINES_PG = text(
     """INSERT INTO line_items (id, order_id, mode, position, item_type, sku_code, name, quantity,
-        unit_amount_cents, total_amount_cents, options, metadata, created_at, updated_at)
+        reserved_quantity, unit_amount_cents, total_amount_cents, options, metadata,
+        created_at, updated_at)
     SELECT line.id, line.order_id, line.mode, line.position, line.item_type, line.sku_code,
-        line.name, line.quantity, line.unit, line.unit * line.quantity, line.options,
-        line.metadata, :now, :now
+        line.name, line.quantity, line.reserved, line.unit, line.unit * line.quantity,
+        line.options, line.metadata, :now, :now
     FROM json_to_recordset(CAST(:lines AS json)) AS line(id text, order_id text, mode text,
-        position int, item_type text, sku_code text, name text, quantity int, unit int,
-        options jsonb, metadata jsonb)
+        position int, item_type text, sku_code text, name text, quantity int, reserved int,
+        unit int, options jsonb, metadata jsonb)
     """
 )
 
@@ -423,9 +424,21 @@ def insert_lines(session: Session, order: Order, lines: list[Line]) -> None:
     insert_lines_many(session, [(order.id, order.mode, lines)])
 
 
-def insert_lines_many(session: Session, orders: list[tuple[str, Mode, list[Line]]]) -> None:
-    """Add each (order id, mode, lines)'s lines to its order, in order, in one statement.
-    Does not commit."""
+def insert_lines_many(
+    session: Session,
+    orders: list[tuple[str, Mode, list[Line]]],
+    *,
+    reserving: Collection[str] = (),
+) -> None:
+    """Add each (order id, mode, lines)'s lines to its order, in order, in one statement;
+    the SKU lines of the orders in ``reserving`` hold their quantities (the caller takes
+    that stock in this transaction, ``stock.reserve_many``, or rolls back). Does not
+    commit."""
+
+    def reserved(order_id: str, line: Line) -> int:
+        holds = order_id in reserving and line.item_type == ItemType.SKUS
+        return line.quantity if holds else 0
+
     rows = [
         (order_id, mode, position, line)
         for order_id, mode, lines in orders
@@ -439,6 +452,7 @@ def insert_lines_many(session: Session, orders: list[tuple[str, Mode, list[Line]
             [
                 {
                     **line._asdict(),
+                    "reserved_quantity": reserved(order_id, line),
                     "total_amount_cents": line.unit_amount_cents * line.quantity,
                     "id": new_public_id(),
                     "order_id": order_id,
@@ -464,6 +478,7 @@ def insert_lines_many(session: Session, orders: list[tuple[str, Mode, list[Line]
                         "sku_code": line.sku_code,
                         "name": line.name,
                         "quantity": line.quantity,
+                        "reserved": reserved(order_id, line),
                         "unit": line.unit_amount_cents,
                         "options": line.options,
                         "metadata": line.metadata_,
