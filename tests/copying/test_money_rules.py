@@ -255,16 +255,20 @@ def test_a_copy_whose_wallet_entry_is_disabled_while_asking_voids_its_hold(
     assert stock == 10  # the target's 2 given back
 
 
-def test_a_hold_left_by_a_given_up_copy_is_voided_by_the_sweeper(sessions, gateways, clock):
+def _given_up(sessions, gateways, clock):
+    """A copy whose payment the gateway authorized, the answer lost, its runs used up."""
     with sessions.begin() as s:
         shop = make_shop(s)
     copy = create_copy(sessions, shop.source.id, place_target_order=True)
     timed_out = {"test": Meddling(gateways, lambda: None, then_fail=True)}
-
-    # Authorized at the gateway, the answer lost, and no runs left: the copy fails.
     config = EngineConfig(max_claims=1)
     outcome = engine.execute(sessions, copy.id, gateways=timed_out, config=config, clock=clock)
     assert outcome == Outcome.FAILED
+    return copy, shop
+
+
+def test_a_hold_left_by_a_given_up_copy_is_voided_by_the_sweeper(sessions, gateways, clock):
+    copy, _ = _given_up(sessions, gateways, clock)
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
         [asked] = authorizations(s, row.target_order_id)
@@ -289,14 +293,8 @@ def test_a_hold_left_by_a_given_up_copy_is_voided_by_the_sweeper(sessions, gatew
 
 
 def _given_up_at_the_gateway(sessions, gateways, clock):
-    """A copy whose payment the gateway authorized, the answer lost, its runs used up."""
-    with sessions.begin() as s:
-        shop = make_shop(s)
-    copy = create_copy(sessions, shop.source.id, place_target_order=True)
-    timed_out = {"test": Meddling(gateways, lambda: None, then_fail=True)}
-    config = EngineConfig(max_claims=1)
-    outcome = engine.execute(sessions, copy.id, gateways=timed_out, config=config, clock=clock)
-    assert outcome == Outcome.FAILED
+    """:func:`_given_up`, then retried by ops."""
+    copy, shop = _given_up(sessions, gateways, clock)
     with sessions.begin() as s:
         engine.retry(s, copy.id, Mode.TEST, by="ops", now=clock.now)
         target_id = s.get_one(OrderCopy, copy.id).target_order_id
