@@ -481,7 +481,7 @@ def _finish(session: Session, run: Run, now: datetime) -> Outcome:
         # gateway may hold it. Recorded as asked for, the sweeper voids it.
         target = session.get_one(Order, run.target_order_id)
         request = payments.request_for(session, target, place_key(run.copy_id))
-        if request.recorded is None:
+        if request.recorded is None and not request.waiting:
             payments.record_requests(session, [(run.mode, request)], now)
         stock.release(session, run.target_order_id, run.mode)
         run.step = CopyStep.TARGET_BUILT
@@ -707,7 +707,7 @@ class _Runner:
         target = session.get_one(Order, self.run.target_order_id)
         request = payments.request_for(session, target, place_key(self.run.copy_id), fresh=fresh)
         if request.waiting:  # asked for again: the sweeper leaves it be for another window
-            payments.record_requests(session, [(self.run.mode, request)], self.clock(), touch=True)
+            payments.record_requests(session, [(self.run.mode, request)], self.clock())
         return request
 
     def _record_authorization(
@@ -722,35 +722,46 @@ class _Runner:
         elif not payments.settle_request(session, request, answer, self.clock()):
             # The sweeper gave the key up while it was asked again: nothing keeps this
             # answer; the hold it may stand for is voided (again: voids are idempotent).
-            stock.release(session, target_id, run.mode)
-            run.reach(CopyStep.TARGET_BUILT)
-            run.errors.add(ErrorKey.PAYMENT, "the payment was given up as abandoned meanwhile")
-            return payments.under_key(session, request.idempotency_key)
+            abandoned = [(ErrorKey.PAYMENT, "the payment was given up as abandoned meanwhile")]
+            return self._not_placed(
+                session, target_id, abandoned, payments.under_key(session, request.idempotency_key)
+            )
         target = session.get(Order, target_id, with_for_update=True, populate_existing=True)
         if target is None:
             run.errors.add(ErrorKey.TARGET_ORDER, f"target order {target_id} is gone")
             return payments.start_voiding(session, self.clock(), key=request.idempotency_key)
-        if answer.authorized:
-            changes = payments.changes_since(target, request)
-            entry_problem = wallet.problem_paying(session, target, self.clock().date())
-            if not changes and entry_problem is None:
-                contents = self.contents or targets.load_contents(session, target_id)
-                order_states.place(target, *contents, self.clock(), authorized=True)
-                run.reach(CopyStep.TARGET_PLACED)
-                return []
-            stock.release(session, target_id, run.mode)
-            run.reach(CopyStep.TARGET_BUILT)
-            for change in changes:
-                run.errors.add(
-                    ErrorKey.TARGET_ORDER, f"changed while its payment was asked for: {change}"
-                )
-            if entry_problem is not None:
-                run.errors.add(ErrorKey.PAYMENT_SOURCE, entry_problem)
-            return payments.start_voiding(session, self.clock(), key=request.idempotency_key)
-        stock.release(session, target_id, run.mode)
-        run.reach(CopyStep.TARGET_BUILT)
-        run.errors.add(ErrorKey.PAYMENT, f"payment declined: {answer.message}")
+        if not answer.authorized:
+            declined = [(ErrorKey.PAYMENT, f"payment declined: {answer.message}")]
+            return self._not_placed(session, target_id, declined, [])
+        problems = [
+            (ErrorKey.TARGET_ORDER, f"changed while its payment was asked for: {change}")
+            for change in payments.changes_since(target, request)
+        ]
+        entry_problem = wallet.problem_paying(session, target, self.clock().date())
+        if entry_problem is not None:
+            problems.append((ErrorKey.PAYMENT_SOURCE, entry_problem))
+        if problems:
+            unkept = payments.start_voiding(session, self.clock(), key=request.idempotency_key)
+            return self._not_placed(session, target_id, problems, unkept)
+        contents = self.contents or targets.load_contents(session, target_id)
+        order_states.place(target, *contents, self.clock(), authorized=True)
+        run.reach(CopyStep.TARGET_PLACED)
         return []
+
+    def _not_placed(
+        self,
+        session: Session,
+        target_id: str,
+        problems: list[tuple[ErrorKey, str]],
+        unkept: list[PaymentAuthorization],
+    ) -> list[PaymentAuthorization]:
+        """The target stays unplaced: its stock given back, the run back at its build,
+        ``problems`` recorded; returns ``unkept``, the hold to void."""
+        stock.release(session, target_id, self.run.mode)
+        self.run.reach(CopyStep.TARGET_BUILT)
+        for key, message in problems:
+            self.run.errors.add(key, message)
+        return unkept
 
     def _cancel_source(self, session: Session) -> list[str]:
         """Cancel the source and release its stock; returns its payments left to void."""

@@ -55,6 +55,17 @@ def check_update(session: Session, order: Order, changing: Iterable[str]) -> Non
         orders.check_not_owned(session, order.id)
 
 
+def check_address_editable(session: Session, address_id: str) -> None:
+    """Raise OrderBusyError if an order that bills or ships to the address is owned by an
+    unfinished copy: the address is part of that order. Locks those orders' rows."""
+    billed_or_shipped = session.scalars(
+        select(Order.id)
+        .where((Order.billing_address_id == address_id) | (Order.shipping_address_id == address_id))
+        .with_for_update()
+    ).all()
+    orders.check_not_owned(session, list(billed_or_shipped))
+
+
 def use_wallet_entry(session: Session, order: Order, entry_id: str, today: date) -> None:
     """Charge ``order`` to the wallet entry ``entry_id``: the customer's own, in the order's
     mode, usable today. Raises CopyInputError (``_customer_payment_source_id``) if not."""

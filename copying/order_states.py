@@ -120,27 +120,12 @@ def place(order: Order, lines: Lines, skus: Skus, now: datetime, *, authorized: 
     )
 
 
-def place_unloaded(
-    session: Session,
-    order_id: str,
-    lines: Lines,
-    skus: Skus,
-    now: datetime,
-    *,
-    authorized: bool,
-) -> None:
-    """:func:`place` for an order not loaded in ``session``: one compare-and-set UPDATE from
-    a placeable status (no read first). Raises OrderTransitionError if the order was no
-    longer placeable. Caller reserved the stock and holds the payment. Does not commit."""
-    if not place_many_unloaded(session, {order_id: ships(lines, skus)}, now, authorized=authorized):
-        raise OrderTransitionError(f"order {order_id} is no longer draft or pending: not placed")
-
-
 def place_many_unloaded(
     session: Session, shipping: Mapping[str, bool], now: datetime, *, authorized: bool
 ) -> bool:
-    """:func:`place_unloaded` for many orders (``shipping``: whether each order's items
-    ship, by id) in one statement. False when one was no longer placeable: the caller must
+    """:func:`place` for many orders not loaded in ``session`` (``shipping``: whether each
+    order's items ship, by id): one compare-and-set UPDATE from a placeable status (no
+    read first). False when one was no longer placeable: the caller must
     roll back. Does not commit."""
     fulfillment = case(
         (

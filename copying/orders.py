@@ -13,7 +13,7 @@ gateway, marked ``voided``), and the sweeper finishes what a dead process left.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import structlog
 from sqlalchemy import select
@@ -66,14 +66,19 @@ def reserve_if_placeable(
     """
     if contents is None:
         contents = targets.load_contents(session, order.id)
-    problems = order_states.problems_placing(order, *contents)
-    entry_problem = wallet.problem_paying(session, order, utcnow().date())
-    if entry_problem is not None:
-        problems.append(entry_problem)
-    problems = problems or stock.reserve(
+    problems = _problems_placing(session, order, contents, utcnow().date()) or stock.reserve(
         session, order.id, order.mode, targets.demand(contents.lines)
     )
     return problems, contents
+
+
+def _problems_placing(
+    session: Session, order: Order, contents: targets.Contents, today: date
+) -> list[str]:
+    """Why ``order`` cannot be placed now, its wallet entry included (stock aside)."""
+    problems = order_states.problems_placing(order, *contents)
+    entry_problem = wallet.problem_paying(session, order, today)
+    return problems + ([entry_problem] if entry_problem is not None else [])
 
 
 def place_order(
@@ -93,14 +98,13 @@ def place_order(
     with sessions.begin() as session:
         order = _load(session, order_id, mode, lock=True)
         check_not_owned(session, order.id)
-        problems = order_states.problems_placing(order, *targets.load_contents(session, order.id))
-        entry_problem = wallet.problem_paying(session, order, now.date())
-        if problems or entry_problem:
-            return problems + ([entry_problem] if entry_problem else [])
-        request, new = payments.request_to_place(session, order)
+        contents = targets.load_contents(session, order.id)
+        problems = _problems_placing(session, order, contents, now.date())
+        if problems:
+            return problems
+        request = payments.request_for(session, order, payments.placing_key_base(order))
         if request.amount_cents > 0:
-            # Asked for again (a retry): touched, so the sweeper leaves it be meanwhile.
-            payments.record_requests(session, [(mode, request)], now, touch=not new)
+            payments.record_requests(session, [(mode, request)], now)
     answer = payments.ask(gateways, request) if request.amount_cents > 0 else None
     orphaned = False
     with sessions.begin() as session:
@@ -126,10 +130,12 @@ def place_order(
                 )
             elif answer is not None and not answer.authorized:
                 return [f"payment declined: {answer.message}"]
-            problems, contents = ([], None) if changes else reserve_if_placeable(session, found)
-            if not changes and not problems and contents is not None:
-                order_states.place(found, *contents, now, authorized=answer is not None)
-                return []
+            problems = []
+            if not changes:  # its lines read again: they are what is placed
+                problems, placed = reserve_if_placeable(session, found)
+                if not problems:
+                    order_states.place(found, *placed, now, authorized=answer is not None)
+                    return []
             # Held but not kept: this request's own hold, and no other, is voided.
             held = (
                 payments.start_voiding(session, now, key=request.idempotency_key)

@@ -108,40 +108,18 @@ ASKED_COLUMNS = (
 )
 
 
-def request_to_place(session: Session, order: Order) -> tuple[PaymentRequest, bool]:
-    """The authorization a request to place ``order`` asks for, and whether it is new
-    (to be recorded as ``requested`` before asking).
-
-    Keys are ``order:<id>:place:<digest>[:n]``, the digest naming what is asked for
-    (amount, currency, gateway, payment source). A payment already asked for exactly
-    this and not yet answered (a double click, or a retry after the gateway did not
-    answer) is asked for again under its own key, so the gateway holds it once: of the
-    requests sharing it, the one that records its answer keeps it. Answered keys are
-    final: the next try takes a new one, numbered.
-    """
-    token = order.payment_source_token or ""
-    asked = f"{order.total_amount_cents}|{order.currency_code}|{order.payment_gateway}|{token}"
-    digest = hashlib.sha256(f"{asked}|{order.customer_payment_source_id}".encode()).hexdigest()
-    base = f"order:{order.id}:place:{digest[:12]}"
-    answers = session.execute(
-        select(PaymentAuthorization.idempotency_key, PaymentAuthorization.status).where(
-            PaymentAuthorization.order_id == order.id,
-            PaymentAuthorization.idempotency_key.startswith(base, autoescape=True),
-        )
-    ).all()
-    waiting = next((k for k, status in answers if status == AuthorizationStatus.REQUESTED), None)
-    key = waiting or (base if not answers else f"{base}:{len(answers) + 1}")
-    request = PaymentRequest(
-        order_id=order.id,
-        idempotency_key=key,
-        gateway=order.payment_gateway or "test",
-        token=token,
-        amount_cents=order.total_amount_cents,
-        currency_code=order.currency_code,
-        wallet_entry_id=order.customer_payment_source_id,
-        recorded=None,
+def placing_key_base(order: Order) -> str:
+    """The key base a request to place ``order`` asks under (``request_for``):
+    ``order:<id>:place:<digest>``, the digest naming what is asked for (amount, currency,
+    gateway, payment source). A payment already asked for exactly this and not yet
+    answered (a double click, or a retry after the gateway did not answer) is then asked
+    for again under its own key, so the gateway holds it once: of the requests sharing
+    it, the one that records its answer keeps it."""
+    asked = (
+        f"{order.total_amount_cents}|{order.currency_code}|{order.payment_gateway}|"
+        f"{order.payment_source_token or ''}|{order.customer_payment_source_id}"
     )
-    return request, waiting is None
+    return f"order:{order.id}:place:{hashlib.sha256(asked.encode()).hexdigest()[:12]}"
 
 
 def changes_since(order: Asked, request: PaymentRequest) -> list[str]:
@@ -214,34 +192,29 @@ def record_answers(
 
 
 def record_requests(
-    session: Session,
-    requests: Sequence[tuple[Mode, PaymentRequest]],
-    now: datetime,
-    *,
-    touch: bool = False,
+    session: Session, requests: Sequence[tuple[Mode, PaymentRequest]], now: datetime
 ) -> None:
     """Write down, before asking, that these holds may come to exist (``requested``): if
-    the caller dies during the call, the sweeper voids them. A key already recorded stays
-    as it is; with ``touch``, one still ``requested`` counts as asked for now (asked for
-    again: the sweeper leaves it be for another window). Does not commit."""
-    if touch:
+    the caller dies during the call, the sweeper voids them. One asked for before and
+    still waiting (``PaymentRequest.waiting``) counts as asked for now: the sweeper leaves
+    it be for another window. Does not commit."""
+    waiting = [request.idempotency_key for _, request in requests if request.waiting]
+    if waiting:
         session.execute(
             update(PaymentAuthorization)
             .where(
-                PaymentAuthorization.idempotency_key.in_(
-                    [request.idempotency_key for _, request in requests]
-                ),
+                PaymentAuthorization.idempotency_key.in_(waiting),
                 PaymentAuthorization.status == AuthorizationStatus.REQUESTED,
             )
             .values(updated_at=now)
             .execution_options(synchronize_session=False)
         )
-        return
     _insert(
         session,
         [
             _row(mode, request, AuthorizationStatus.REQUESTED, None, "asked for", now)
             for mode, request in requests
+            if not request.waiting
         ],
     )
 
@@ -258,10 +231,7 @@ def under_key(session: Session, key: str) -> list[PaymentAuthorization]:
 def kept(session: Session, key: str) -> bool:
     """Whether the payment under ``key`` is held by its order (another request settled it),
     not given up by the sweeper nor gone."""
-    status = session.scalar(
-        select(PaymentAuthorization.status).where(PaymentAuthorization.idempotency_key == key)
-    )
-    return status in LIVE
+    return any(payment.status in LIVE for payment in under_key(session, key))
 
 
 def void_asked(gateways: Gateways, request: PaymentRequest) -> None:

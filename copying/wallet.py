@@ -9,12 +9,12 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from copying import order_states
 from copying.errors import InUseError
 from models import (
     CustomerPaymentSource,
     Mode,
     Order,
-    OrderStatus,
     OrderSubscription,
     SubscriptionStatus,
 )
@@ -145,7 +145,7 @@ def check_deletable(session: Session, entry_id: str) -> None:
         select(Order.id)
         .where(
             Order.customer_payment_source_id == entry_id,
-            Order.status.in_([OrderStatus.DRAFT, OrderStatus.PENDING]),
+            Order.status.in_(order_states.PLACEABLE),
         )
         .limit(1)
     )

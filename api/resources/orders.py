@@ -219,22 +219,8 @@ def _address_field(
     )
 
 
-def _billed_or_shipped(ctx: Context, address: Address) -> list[str]:
-    """The orders that bill or ship to ``address``, their rows locked."""
-    return list(
-        ctx.session.scalars(
-            select(Order.id)
-            .where(
-                (Order.billing_address_id == address.id) | (Order.shipping_address_id == address.id)
-            )
-            .with_for_update()
-        )
-    )
-
-
 def _check_address_update(ctx: Context, address: Address, names: set[str]) -> None:
-    """An address is part of the orders it bills or ships to: not while a copy owns one."""
-    orders.check_not_owned(ctx.session, _billed_or_shipped(ctx, address))
+    order_edits.check_address_editable(ctx.session, address.id)
 
 
 def _delete_address(ctx: Context, address: Address) -> None:

@@ -357,9 +357,10 @@ def test_an_answer_that_comes_after_the_sweeper_took_the_payment_is_not_kept(
 ):
     _, order = _pending(sessions)
     with sessions.begin() as s:
-        request, new = payments.request_to_place(s, s.get_one(Order, order.id))
+        placing = s.get_one(Order, order.id)
+        request = payments.request_for(s, placing, payments.placing_key_base(placing))
         payments.record_requests(s, [(Mode.TEST, request)], clock.now)
-    assert new
+    assert not request.waiting
     answer = payments.ask(gateways, request)
     orders.void_abandoned(
         sessions,
