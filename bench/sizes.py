@@ -1,6 +1,6 @@
 """Scaling with size: one copy of a 1-, 10-, 100- and 1,000-line order, in this process.
 
-``copying.engine.execute`` runs as the task runs it (on the worker's engine), while
+``copying.runs.execute`` runs as the task runs it (on the worker's engine), while
 SQLAlchemy's events count what reaches the database. The raw SQL copy of the same orders is the
 baseline for each size.
 """
@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bench import cpu, raw_copy, world
 from bench.environment import BenchEnvironment
-from copying import engine
-from copying.engine import Outcome
+from copying import runs
+from copying.runs import Outcome
 from models import db
 from worker import runtime
 
@@ -123,7 +123,7 @@ class InProcessCpu:
 def scaling(
     bench: BenchEnvironment, sessions: sessionmaker[Session], repeats: dict[int, int]
 ) -> list[SizeResult]:
-    gateways, config = runtime.gateways(), runtime.engine_config()
+    gateways, config = runtime.gateways(), runtime.run_config()
     results = []
     for lines in SIZES:
         count = repeats[lines]
@@ -131,15 +131,16 @@ def scaling(
         world.analyze(bench)
         warm_up, *ids = world.create_copies(sessions, [source], count + 1, lambda _: None)
         # Run first and not counted: it warms caches and connections.
-        engine.execute(sessions, warm_up, gateways=gateways, config=config)
+        runs.execute(sessions, [warm_up], gateways=gateways, config=config)
         times, traffics = [], []
         with InProcessCpu(bench.database_name) as used:
             for copy_id in ids:
                 with counting() as traffic:
                     began = time.perf_counter()
-                    outcome = engine.execute(sessions, copy_id, gateways=gateways, config=config)
+                    ran = runs.execute(sessions, [copy_id], gateways=gateways, config=config)
                     times.append(time.perf_counter() - began)
                 traffics.append(traffic)
+                outcome = ran.outcome[copy_id]
                 if outcome is not Outcome.COMPLETED:
                     raise RuntimeError(f"the {lines}-line copy {copy_id} ended {outcome}")
         counts = {t.statements for t in traffics}

@@ -13,6 +13,7 @@ workers, a sweeper and an API request can race on a row and exactly one wins.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -40,7 +41,6 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from copying.errors import LeaseLostError
 from copying.history import EVENTS, EventKind
 from copying.options import CopyOptions
 from models import CopyStatus, OrderCopy
@@ -104,13 +104,6 @@ def transition_many(
     return [moved[copy_id] for copy_id in dict.fromkeys(copy_ids) if copy_id in moved]
 
 
-def finish(session: Session, copy_id: str, attempt: int, to: CopyStatus, **values: Any) -> bool:
-    """End run ``attempt`` of an ``in_progress`` copy as ``to``; False if that run no longer
-    owns it. Does not commit."""
-    _check(frozenset({CopyStatus.IN_PROGRESS}), to)
-    return _update_owned(session, copy_id, attempt, status=to, **values)
-
-
 def _update_owned(session: Session, copy_id: str, attempt: int, **values: Any) -> bool:
     """Write ``values`` if run ``attempt`` still owns the copy (``in_progress``, same attempt)."""
     updated = session.execute(
@@ -140,7 +133,7 @@ def claim(
     return claimed[0] if claimed else None
 
 
-#: What a claim reads back: what a run needs (``engine.Run.of``) and the claim order.
+#: What a claim reads back: what a run needs (``runs.Run.of``) and the claim order.
 CLAIMED_COLUMNS = (
     "id",
     "mode",
@@ -302,26 +295,12 @@ def _claim(
     return [named[copy_id] for copy_id in dict.fromkeys(copy_ids) if copy_id in named] + others
 
 
-def fence(
-    session: Session, copy_id: str, attempt: int, now: datetime, lease: timedelta, **values: Any
-) -> None:
-    """Renew the lease of run ``attempt`` and write ``values``, or raise LeaseLostError.
-
-    Every transaction of a run does this first: it row-locks the copy, so a
-    stalled older run can never write over a newer one. Does not commit.
-    """
-    if not _update_owned(
-        session, copy_id, attempt, lease_expires_at=now + lease, updated_at=now, **values
-    ):
-        raise LeaseLostError(f"order copy {copy_id}: attempt {attempt} no longer owns it")
-
-
-# --- many runs at once (PostgreSQL: a chunk's copies, each row with its own values) ----
-
-# Each joins its runs to their copies by primary key. The status test is written so that
-# no index can serve it (``IS TRUE``): on ``status = 'in_progress'`` the planner scanned
-# the status index, which keeps an entry for every row version ever in progress until
-# VACUUM: 20,000 entries per statement after 10,000 copies.
+# --- many runs at once: a chunk's copies, each row with its own values ------------------
+# PostgreSQL: one statement each. Each joins its runs to their copies by primary key. The
+# status test is written so that no index can serve it (``IS TRUE``): on ``status =
+# 'in_progress'`` the planner scanned the status index, which keeps an entry for every row
+# version ever in progress until VACUUM: 20,000 entries per statement after 10,000 copies.
+# Elsewhere (SQLite, one writer): a statement per run.
 
 _RENEW_MANY = text(
     """UPDATE order_copies AS c SET lease_expires_at = :lease_ends, updated_at = :now
@@ -339,38 +318,50 @@ _LOCK_MANY = text(
     FOR UPDATE OF c"""
 )
 
-_ADVANCE_MANY = text(
+#: The runs travel as one JSON document (their errors are JSON themselves).
+_WRITE_MANY = text(
     """UPDATE order_copies AS c
-    SET step = r.step, target_order_id = r.target_order_id,
-        status = CASE WHEN r.done THEN 'completed' ELSE 'in_progress' END,
-        completed_at = CASE WHEN r.done THEN CAST(:now AS timestamptz) END,
-        lease_expires_at = CASE WHEN r.done THEN NULL ELSE CAST(:lease_ends AS timestamptz) END,
-        errors_log = '{}', errors_count = 0, updated_at = :now
-    FROM unnest(CAST(:ids AS text[]), CAST(:attempts AS int[]), CAST(:steps AS text[]),
-        CAST(:targets AS text[]), CAST(:done AS boolean[]))
-        AS r(id, attempt, step, target_order_id, done)
-    WHERE c.id = r.id AND c.attempt = r.attempt AND (c.status = 'in_progress') IS TRUE"""
+    SET status = r.status, step = r.step, target_order_id = r.target_order_id,
+        errors_log = r.errors_log, errors_count = r.errors_count,
+        completed_at = CASE WHEN r.status = 'completed' THEN CAST(:now AS timestamptz) END,
+        failed_at = CASE WHEN r.status = 'failed' THEN CAST(:now AS timestamptz) END,
+        lease_expires_at = CASE WHEN r.status = 'in_progress'
+            THEN CAST(:lease_ends AS timestamptz) END,
+        updated_at = :now
+    FROM json_to_recordset(CAST(:runs AS json)) AS r(id text, attempt int, status text,
+        step text, target_order_id text, errors_log jsonb, errors_count int)
+    WHERE c.id = r.id AND c.attempt = r.attempt AND (c.status = 'in_progress') IS TRUE
+    RETURNING c.id"""
 )
 
 
-class Advance(NamedTuple):
-    """A run's checkpoint with no errors: ``step`` reached, or ``done`` (completed) there."""
+class Written(NamedTuple):
+    """What a run writes at the end of a transaction: its checkpoint (``in_progress``) or
+    its end (``completed``, ``failed``)."""
 
-    copy_id: str
+    id: str  # the copy's
     attempt: int
-    step: str
-    target_order_id: str
-    done: bool
+    status: CopyStatus
+    step: str | None
+    target_order_id: str | None
+    errors_log: dict[str, Any]
+    errors_count: int
 
 
-def lock_many(session: Session, runs: Sequence[tuple[str, int]]) -> set[str]:
-    """:func:`fence` for many (copy id, attempt) runs in one statement (PostgreSQL), for a
-    transaction that ends with :func:`advance_many`: the ids of the copies their runs still
-    own, now row-locked. Only locked, not written: the advance at the end renews the
-    leases, and a row written once per transaction, not twice, costs its indexes half as
-    much. Does not commit."""
+def _postgresql(session: Session) -> bool:
+    return session.get_bind().dialect.name == "postgresql"
+
+
+def lock_many(session: Session, runs: Sequence[tuple[str, int]], now: datetime) -> set[str]:
+    """Fence many (copy id, attempt) runs, as every transaction of a run starts: the ids of
+    the copies their runs still own, now row-locked, so that a stalled older run stops
+    here, before it reads or writes anything. Only locked, not written on PostgreSQL: the
+    :func:`write_many` that ends the transaction renews the leases, and a row written once
+    per transaction, not twice, costs its indexes half as much. Does not commit."""
     if not runs:
         return set()
+    if not _postgresql(session):  # a write takes SQLite's one lock
+        return {i for i, attempt in runs if _update_owned(session, i, attempt, updated_at=now)}
     ids, attempts = zip(*runs, strict=True)
     owned = session.execute(_LOCK_MANY, {"ids": list(ids), "attempts": list(attempts)})
     return set(owned.scalars())
@@ -380,37 +371,61 @@ def renew_many(
     session: Session, runs: Sequence[tuple[str, int]], now: datetime, lease: timedelta
 ) -> set[str]:
     """Set the leases of the (copy id, attempt) runs that still own their copies to end
-    ``lease`` from now (a zero lease gives them up: the next claim may come at once), in
-    one statement (PostgreSQL); returns their ids. Does not commit."""
+    ``lease`` from now (a zero lease gives them up: the next claim may come at once);
+    returns their ids. Does not commit."""
     if not runs:
         return set()
+    ends = now + lease
+    if not _postgresql(session):
+        return {
+            i
+            for i, attempt in runs
+            if _update_owned(session, i, attempt, lease_expires_at=ends, updated_at=now)
+        }
     ids, attempts = zip(*runs, strict=True)
     owned = session.execute(
         _RENEW_MANY,
-        {"ids": list(ids), "attempts": list(attempts), "now": now, "lease_ends": now + lease},
+        {"ids": list(ids), "attempts": list(attempts), "now": now, "lease_ends": ends},
     )
     return set(owned.scalars())
 
 
-def advance_many(
-    session: Session, advances: Sequence[Advance], now: datetime, lease: timedelta
-) -> None:
-    """Write each run's checkpoint, or its end as ``completed`` (in_progress → completed),
-    in one statement (PostgreSQL); errors are cleared. A run that lost its copy writes
-    nothing (its transaction locked the copies first: :func:`lock_many`). Does not commit."""
+def write_many(
+    session: Session, runs: Sequence[Written], now: datetime, lease: timedelta
+) -> set[str]:
+    """Write each run's checkpoint, its lease renewed to end ``lease`` from now, or its end
+    (in_progress → completed or failed); returns the ids written. A run that no longer
+    owns its copy writes nothing. Does not commit."""
     _check(frozenset({CopyStatus.IN_PROGRESS}), CopyStatus.COMPLETED)
-    if not advances:
-        return
-    columns = list(zip(*advances, strict=True))
-    session.execute(
-        _ADVANCE_MANY,
+    _check(frozenset({CopyStatus.IN_PROGRESS}), CopyStatus.FAILED)
+    if not runs:
+        return set()
+    ends = now + lease
+    if not _postgresql(session):
+        return {
+            run.id
+            for run in runs
+            if _update_owned(
+                session,
+                run.id,
+                run.attempt,
+                status=run.status,
+                step=run.step,
+                target_order_id=run.target_order_id,
+                errors_log=run.errors_log,
+                errors_count=run.errors_count,
+                completed_at=now if run.status == CopyStatus.COMPLETED else None,
+                failed_at=now if run.status == CopyStatus.FAILED else None,
+                lease_expires_at=ends if run.status == CopyStatus.IN_PROGRESS else None,
+                updated_at=now,
+            )
+        }
+    written = session.execute(
+        _WRITE_MANY,
         {
-            "ids": list(columns[0]),
-            "attempts": list(columns[1]),
-            "steps": [str(step) for step in columns[2]],
-            "targets": list(columns[3]),
-            "done": list(columns[4]),
+            "runs": json.dumps([run._asdict() for run in runs]),
             "now": now,
-            "lease_ends": now + lease,
+            "lease_ends": ends,
         },
     )
+    return set(written.scalars())

@@ -37,7 +37,7 @@ class GatewayUnavailableError(TransientError):
 
 class PaymentGateway(Protocol):
     """A remote payment gateway. A worker process calls one from several threads at once
-    (a chunk's calls, ``EngineConfig.gateway_concurrency``): it must be thread-safe."""
+    (a chunk's calls, ``RunConfig.gateway_concurrency``): it must be thread-safe."""
 
     def authorize(
         self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str

@@ -1,7 +1,7 @@
 """A copy's options, declared once.
 
 The API's flags (``api/resources/order_copies.py``), what a claim reads back
-(``copy_states.CLAIMED_COLUMNS``), what a run carries (``engine.Run``) and the rows the
+(``copy_states.CLAIMED_COLUMNS``), what a run carries (``runs.Run``) and the rows the
 renewals tick writes all derive from :class:`CopyOptions`. Adding an option is a field
 here, a column (model and migration, with a server default), and the stage that acts on
 it.

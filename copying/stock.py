@@ -97,11 +97,23 @@ _RESERVE_MANY = text(
 
 def reserve_many(session: Session, wanted: Mapping[tuple[Mode, str], int]) -> bool:
     """Take ``wanted`` (quantity by SKU mode and code: the demand of many orders, added up)
-    out of stock in one statement (PostgreSQL). False when some SKU is short or gone: then
-    part may have been taken, and the caller must roll back. Does not commit."""
+    out of stock: one statement on PostgreSQL, one per SKU elsewhere (SQLite has one
+    writer). False when some SKU is short or gone: then part may have been taken, and the
+    caller must roll back. Does not commit."""
     if not wanted:
         return True
-    taken = session.execute(
+    if session.get_bind().dialect.name != "postgresql":
+        taken = 0
+        for (mode, code), quantity in wanted.items():
+            result = session.execute(
+                update(Sku)
+                .where(Sku.mode == mode, Sku.code == code, Sku.stock_quantity >= quantity)
+                .values(stock_quantity=Sku.stock_quantity - quantity)
+                .execution_options(synchronize_session=False)
+            )
+            taken += result.rowcount  # type: ignore[attr-defined]
+        return taken == len(wanted)
+    taken_ids = session.execute(
         _RESERVE_MANY,
         {
             "modes": [str(mode) for mode, _ in wanted],
@@ -109,7 +121,7 @@ def reserve_many(session: Session, wanted: Mapping[tuple[Mode, str], int]) -> bo
             "quantities": list(wanted.values()),
         },
     )
-    return len(taken.all()) == len(wanted)
+    return len(taken_ids.all()) == len(wanted)
 
 
 def record_reserved(session: Session, order_ids: Sequence[str]) -> None:

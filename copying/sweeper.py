@@ -24,8 +24,8 @@ from sqlalchemy import ColumnElement, CursorResult, and_, delete, or_, select, u
 from sqlalchemy.orm import Session
 
 from copying.dispatch import publish_after_commit
-from copying.engine import give_up
 from copying.errors import LeaseLostError
+from copying.runs import give_up
 from models import CopyStatus, IdempotencyKey, OrderCopy
 from models.order_copies import status_is
 

@@ -1,10 +1,9 @@
 """Executing order copies: from a copy's own message, or from a batch of them (renewals).
 
-Either way the worker claims a chunk of copies at once and runs them together as far as
-their common path goes, then each of the rest alone from its checkpoint
-(``copying.chunks.run_all``): Celery's cost is paid per message, the database's per
-chunk. Copies that meet transient trouble are announced again, each in a message of its
-own, which Celery retries with backoff.
+Either way the worker claims a chunk of copies at once and runs them together through
+the one pipeline (``copying.runs.execute``): Celery's cost is paid per message, the
+database's per chunk. Copies that meet transient trouble are announced again, each in a
+message of its own, which Celery retries with backoff.
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ from collections import Counter
 import structlog
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from copying import chunks, engine
+from copying import runs
 from copying.errors import TransientError
 from models import db
 from worker import metrics, runtime
@@ -25,7 +24,6 @@ from worker.publisher import publish
 log = structlog.get_logger("ordercopy.tasks")
 
 TRANSIENT = (TransientError, OperationalError, InterfaceError)
-NOT_CLAIMED = engine.Outcome.NOT_CLAIMED.value
 
 
 @app.task(
@@ -46,19 +44,22 @@ def copy_order(order_copy_id: str) -> dict[str, int]:
     message with backoff; another copy of the chunk that meets it is announced again.
     Returns the number of copies by outcome.
     """
-    sessions, config = db.sessions(), runtime.engine_config()
-    runs = engine.claim(sessions, [order_copy_id], config=config, ahead=runtime.chunk_size() - 1)
-    ran = chunks.run_all(sessions, runs, gateways=runtime.gateways(), config=config)
+    ran = runs.execute(
+        db.sessions(),
+        [order_copy_id],
+        gateways=runtime.gateways(),
+        config=runtime.run_config(),
+        ahead=runtime.chunk_size() - 1,
+    )
+    claimed = ran.ran()
     own_error = ran.transient.pop(order_copy_id, None)
     counts = _counted(ran)
     if own_error is not None:
         counts["retried"] += 1
-    elif order_copy_id not in {r.copy_id for r in runs}:
-        counts[NOT_CLAIMED] += 1
     metrics.count_runs(counts)
     # A message that found nothing to run (another chunk took its copy) is the common case
     # in a backlog: its line is a debug one.
-    log.log(logging.INFO if runs else logging.DEBUG, "copy_task_done", **counts)
+    log.log(logging.INFO if claimed else logging.DEBUG, "copy_task_done", **counts)
     if own_error is not None:
         raise own_error
     return dict(counts)
@@ -72,25 +73,24 @@ def copy_orders(order_copy_ids: list[str]) -> dict[str, int]:
     batch runs. A process that dies midway spends a claim of each copy of its chunk not
     yet run (the sweeper re-announces them once their leases expire).
     """
-    sessions, gateways, config = db.sessions(), runtime.gateways(), runtime.engine_config()
+    sessions, gateways, config = db.sessions(), runtime.gateways(), runtime.run_config()
     counts: Counter[str] = Counter()
     ids = list(dict.fromkeys(order_copy_ids))
     size = runtime.chunk_size()
     for start in range(0, len(ids), size):
         chunk = ids[start : start + size]
         try:
-            runs = engine.claim(sessions, chunk, config=config)
-        except TRANSIENT as error:
+            ran = runs.execute(sessions, chunk, gateways=gateways, config=config)
+        except TRANSIENT as error:  # the claim's: nothing was claimed
             counts["handed_on"] += _hand_on(dict.fromkeys(chunk, error))
             continue
-        counts[NOT_CLAIMED] += len(chunk) - len(runs)
-        counts += _counted(chunks.run_all(sessions, runs, gateways=gateways, config=config))
+        counts += _counted(ran)
     metrics.count_runs(counts)
     log.info("copy_batch_done", copies=len(order_copy_ids), **counts)
     return dict(counts)
 
 
-def _counted(ran: chunks.Ran) -> Counter[str]:
+def _counted(ran: runs.Ran) -> Counter[str]:
     """The copies by outcome, those that met transient trouble announced again."""
     counts = ran.counts()
     counts["handed_on"] += _hand_on(ran.transient)

@@ -7,12 +7,12 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying import engine
-from copying.engine import Outcome
 from copying.gateways import Gateways
+from copying.runs import Outcome
 from models import Mode
 from tests.copying.clock import T0, FixedClock
 from tests.factories import Line, create_copy, make_order, make_shop, make_sku, make_subscription
+from tests.runs import execute_one
 
 HOUR = timedelta(hours=1)
 
@@ -28,7 +28,7 @@ def fail_copy(
 ) -> str:
     """A copy of ``source_id`` (whose SKU is unusable) executed to ``failed`` at ``at``."""
     copy = create_copy(sessions, source_id, mode=mode, now=at, **options)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=FixedClock(at)) == (
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=FixedClock(at)) == (
         Outcome.FAILED
     )
     return copy.id
@@ -74,7 +74,7 @@ def make_failures(sessions: sessionmaker[Session], gateways: Gateways) -> Failur
 
 def _completed(sessions: sessionmaker[Session], gateways: Gateways, source_id: str) -> str:
     copy = create_copy(sessions, source_id, now=T0)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=FixedClock(T0)) == (
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=FixedClock(T0)) == (
         Outcome.COMPLETED
     )
     return copy.id

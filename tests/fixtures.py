@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from copying import failpoints
-from copying.engine import EngineConfig
 from copying.gateways import Gateways, TestGateway
+from copying.runs import RunConfig
 from migrations import upgrade
 from models import Base, db
 from models.db import make_engine
@@ -67,8 +67,8 @@ def published() -> Published:
 
 
 @pytest.fixture
-def config() -> EngineConfig:
-    return EngineConfig()
+def config() -> RunConfig:
+    return RunConfig()
 
 
 @pytest.fixture(autouse=True)

@@ -1,8 +1,10 @@
 from copying import engine, orders
 from copying.dispatch import unit_of_work
 from copying.options import CopyOptions
+from copying.runs import Outcome
 from models import CopyStatus, Mode, Order, OrderCopy
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
+from tests.runs import execute_one
 
 
 def test_copy_place_and_cancel(sessions, gateways, published):
@@ -20,8 +22,8 @@ def test_copy_place_and_cancel(sessions, gateways, published):
             options=CopyOptions(place_target_order=True, cancel_source_order=True),
         )
     assert published == [copy.id]
-    outcome = engine.execute(sessions, copy.id, gateways=gateways)
-    assert outcome == engine.Outcome.COMPLETED
+    outcome = execute_one(sessions, copy.id, gateways=gateways)
+    assert outcome == Outcome.COMPLETED
     with sessions.begin() as s:
         row = s.get(OrderCopy, copy.id)
         assert row.status == CopyStatus.COMPLETED

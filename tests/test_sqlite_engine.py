@@ -7,10 +7,12 @@ from sqlalchemy import select
 from copying import engine, orders, stock, targets
 from copying.dispatch import unit_of_work
 from copying.options import CopyOptions
+from copying.runs import Outcome
 from models import CopyStatus, Mode, Order, OrderCopy, Sku
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.fixtures import Published
 from tests.invariants import violations
+from tests.runs import execute_one
 
 
 def test_a_copy_places_and_cancels_on_sqlite(sqlite):
@@ -30,7 +32,7 @@ def test_a_copy_places_and_cancels_on_sqlite(sqlite):
             options=CopyOptions(place_target_order=True, cancel_source_order=True),
         ).id
     assert published == [copy_id]
-    assert engine.execute(sessions, copy_id, gateways=gateways) == engine.Outcome.COMPLETED
+    assert execute_one(sessions, copy_id, gateways=gateways) == Outcome.COMPLETED
     with sessions.begin() as s:
         copy = s.get_one(OrderCopy, copy_id)
         assert copy.status == CopyStatus.COMPLETED

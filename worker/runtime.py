@@ -6,8 +6,8 @@ from datetime import timedelta
 from functools import cache
 
 from config import get_settings
-from copying.engine import EngineConfig
 from copying.gateways import Gateways, TestGateway
+from copying.runs import RunConfig
 from models import db
 
 LEDGER_CONNECTIONS = 4
@@ -22,9 +22,9 @@ def gateways() -> Gateways:
     return {TestGateway.name: TestGateway(db.engine, connections=connections)}
 
 
-def engine_config() -> EngineConfig:
+def run_config() -> RunConfig:
     settings = get_settings()
-    return EngineConfig(
+    return RunConfig(
         lease=timedelta(seconds=settings.lease_seconds),
         max_claims=settings.max_claims,
         gateway_concurrency=settings.gateway_concurrency,

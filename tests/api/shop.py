@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from copying import engine
-from copying.engine import Outcome
+from copying.runs import Outcome
+from tests.runs import execute_one
 
 #: How the API writes a timestamp.
 TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -96,4 +96,4 @@ def create_copy(api: Any, order_id: str, **attributes: Any) -> dict[str, Any]:
 
 def run(committed: Any, gateways: Any, copy_id: str) -> Outcome:
     """Execute the copy here, as a worker would."""
-    return engine.execute(committed, copy_id, gateways=gateways)
+    return execute_one(committed, copy_id, gateways=gateways)

@@ -8,10 +8,12 @@ from datetime import timedelta
 import pytest
 
 from api.app import app
-from copying import copy_states, engine
+from copying import copy_states
+from copying.runs import Outcome
 from models import utcnow
 from tests.api.errors import assert_error
 from tests.api.shop import build_shop, create_copy
+from tests.runs import execute_one
 
 
 def test_abort_moves_a_pending_copy_to_aborted_for_good(api, shop, committed, gateways):
@@ -24,7 +26,7 @@ def test_abort_moves_a_pending_copy_to_aborted_for_good(api, shop, committed, ga
     assert (attributes["status"], attributes["reference"]) == ("aborted", "stop")
     assert attributes["started_at"] is attributes["completed_at"] is attributes["failed_at"] is None
     # A doorbell still queued for it finds nothing to claim.
-    assert engine.execute(committed, copy["id"], gateways=gateways) == engine.Outcome.NOT_CLAIMED
+    assert execute_one(committed, copy["id"], gateways=gateways) == Outcome.NOT_CLAIMED
     assert api.retrieve("order_copies", copy["id"])["attributes"]["status"] == "aborted"
     (latest, *_) = api.get(f"/api/order_copies/{copy['id']}/events").json()["data"]
     assert (latest["attributes"]["kind"], latest["attributes"]["by"]) == ("aborted", "api")
@@ -35,7 +37,7 @@ def _copy_in(status, api, shop, committed, gateways):
         api.update("customer_payment_sources", shop.entry["id"], {"disabled": True})
     copy = create_copy(api, shop.order["id"])
     if status in ("completed", "failed"):
-        engine.execute(committed, copy["id"], gateways=gateways)
+        execute_one(committed, copy["id"], gateways=gateways)
     elif status == "in_progress":
         with committed.begin() as session:
             assert copy_states.claim(session, copy["id"], utcnow(), timedelta(minutes=5), 8)
@@ -91,9 +93,11 @@ def test_aborted_copies_are_filterable_and_documented(api, shop):
     assert api.ids(
         "/api/order_copies", **{"filter[q][status_in]": "aborted,pending", "sort": "created_at"}
     ) == [pending["id"], aborted["id"]]
-    filters = app.openapi()["components"]["parameters"]["order_copies_filter"]["schema"]
+    document = app.openapi()
+    filters = document["components"]["parameters"]["order_copies_filter"]["schema"]
     assert "aborted" in filters["patternProperties"]["^(status)_(eq|not_eq)$"]["enum"]
-    schemas = app.openapi()["components"]["schemas"]
-    assert "aborted" in schemas["order_copies_attributes"]["properties"]["status"]["description"]
-    trigger = schemas["order_copies_update_attributes"]["properties"]["_abort"]
-    assert "pending" in trigger["description"]
+    copies = document["components"]["schemas"]["order_copies_resource"]["properties"]
+    assert "aborted" in copies["attributes"]["properties"]["status"]["description"]
+    body = document["paths"]["/api/order_copies/{id}"]["patch"]["requestBody"]["content"]
+    data = body["application/vnd.api+json"]["schema"]["properties"]["data"]["properties"]
+    assert "pending" in data["attributes"]["properties"]["_abort"]["description"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from copying import engine
+from copying.runs import Outcome
 from models import db
 from tests.api.errors import assert_error
 from tests.api.shop import TIMESTAMP, build_shop, create_copy, run
@@ -19,11 +19,11 @@ def failed_retried_completed(api, shop, committed, gateways):
     is fixed, and completes: its id and the failed run's errors."""
     api.update("customer_payment_sources", shop.entry["id"], {"expires_on": "2001-01-31"})
     copy = create_copy(api, shop.order["id"], place_target_order=True)
-    assert run(committed, gateways, copy["id"]) == engine.Outcome.FAILED
+    assert run(committed, gateways, copy["id"]) == Outcome.FAILED
     errors = api.retrieve("order_copies", copy["id"])["attributes"]["errors_log"]
     api.update("customer_payment_sources", shop.entry["id"], {"expires_on": "2099-01-31"})
     assert api.update("order_copies", copy["id"], {"_retry": True}).status_code == 200
-    assert run(committed, gateways, copy["id"]) == engine.Outcome.COMPLETED
+    assert run(committed, gateways, copy["id"]) == Outcome.COMPLETED
     return copy["id"], errors
 
 

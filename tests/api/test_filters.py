@@ -22,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from copying import engine
 from tests.api.errors import assert_error
 from tests.factories import Line, create_copy, make_order, make_shop, make_sku
+from tests.runs import execute_one
 
 DAY1 = datetime(2030, 1, 1, 10, 0, tzinfo=UTC)
 RUN = timedelta(minutes=5)
@@ -74,7 +74,7 @@ def copies(api, committed, gateways) -> Copies:
         ids[name] = copy.id
         if runs:
             clock = lambda created=created: created + RUN  # noqa: E731
-            engine.execute(committed, copy.id, gateways=gateways, clock=clock)
+            execute_one(committed, copy.id, gateways=gateways, clock=clock)
     target = api.retrieve("order_copies", ids["done"], include="target_order")
     return Copies(
         ids=ids,

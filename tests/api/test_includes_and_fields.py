@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from copying import engine
 from tests.api.errors import assert_error
+from tests.runs import execute_one
 
 
 @pytest.fixture
 def copies(api, shop, committed, gateways):
     """A completed copy (it has a target order) and a pending one (it has none)."""
     done = api.create("order_copies", {}, {"source_order": ("orders", shop.order["id"])})
-    engine.execute(committed, done["id"], gateways=gateways)
+    execute_one(committed, done["id"], gateways=gateways)
     waiting = api.create("order_copies", {}, {"source_order": ("orders", shop.order["id"])})
     target = api.get(f"/api/order_copies/{done['id']}/target_order").json()["data"]
     return {"done": done["id"], "waiting": waiting["id"], "target": target["id"]}

@@ -17,6 +17,7 @@ from api import health, metrics
 from api.app import app
 from config import get_settings
 from copying import copy_states, engine
+from copying.runs import Outcome
 from models import (
     CopyStatus,
     Mode,
@@ -29,6 +30,7 @@ from models import (
 from models.db import make_engine
 from tests.chaos.services import RedisServer
 from tests.factories import create_copy, make_shop, make_subscription
+from tests.runs import execute_one
 from tests.services import free_port
 
 
@@ -181,16 +183,16 @@ def copies(committed, gateways) -> dict[str, str]:
     ids = {}
     for name in ("quick", "slow"):
         ids[name] = create_copy(committed, good.source.id).id
-        assert engine.execute(committed, ids[name], gateways=gateways) == engine.Outcome.COMPLETED
+        assert execute_one(committed, ids[name], gateways=gateways) == Outcome.COMPLETED
     started = now - timedelta(hours=3)
     _set(ids["quick"], started_at=started, completed_at=started + timedelta(seconds=0.05))
     _set(ids["slow"], started_at=started, completed_at=started + timedelta(seconds=120))
     ids["failed"] = create_copy(committed, declined.source.id, place_target_order=True).id
     # It fails, is retried and fails again.
-    assert engine.execute(committed, ids["failed"], gateways=gateways) == engine.Outcome.FAILED
+    assert execute_one(committed, ids["failed"], gateways=gateways) == Outcome.FAILED
     with committed.begin() as session:
         engine.retry(session, ids["failed"], Mode.TEST, by="test")
-    assert engine.execute(committed, ids["failed"], gateways=gateways) == engine.Outcome.FAILED
+    assert execute_one(committed, ids["failed"], gateways=gateways) == Outcome.FAILED
     ids["waiting"] = create_copy(committed, good.source.id, now=now - timedelta(hours=1)).id
     ids["scheduled"] = create_copy(committed, good.source.id, now=now - timedelta(hours=2)).id
     _set(ids["scheduled"], next_attempt_at=now + timedelta(hours=1))
@@ -304,7 +306,7 @@ def test_metrics_read_the_same_on_the_embedded_sqlite(sqlite, gateways):
     with sessions.begin() as session:
         shop = make_shop(session)
     copy_id = create_copy(sessions, shop.source.id).id
-    assert engine.execute(sessions, copy_id, gateways=sqlite_gateways) == engine.Outcome.COMPLETED
+    assert execute_one(sessions, copy_id, gateways=sqlite_gateways) == Outcome.COMPLETED
     started = utcnow() - timedelta(hours=1)
     with sessions.begin() as session:
         session.execute(

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 
 import worker.publisher
 from copying import copy_states, engine
+from copying.runs import Outcome
 from models import CopyStatus, Order, OrderCopy, db, utcnow
 from tests.api.errors import assert_error
 from tests.api.shop import TIMESTAMP, build_shop, create_copy, run
@@ -204,7 +205,7 @@ def test_retry_puts_a_failed_copy_back_to_pending_and_publishes_it(
 ):
     api.update("customer_payment_sources", shop.entry["id"], {"disabled": True})
     copy = create_copy(api, shop.order["id"])
-    assert run(committed, gateways, copy["id"]) == engine.Outcome.FAILED
+    assert run(committed, gateways, copy["id"]) == Outcome.FAILED
     failed = api.retrieve("order_copies", copy["id"])["attributes"]
     assert failed["status"] == "failed"
     assert failed["errors_count"] == 1
@@ -233,7 +234,7 @@ def test_a_retried_copy_runs_again_and_completes_once_the_wallet_is_fixed(
     api.update("customer_payment_sources", shop.entry["id"], {"expires_on": "2099-01-31"})
 
     assert api.update("order_copies", copy["id"], {"_retry": True}).status_code == 200
-    assert run(committed, gateways, copy["id"]) == engine.Outcome.COMPLETED
+    assert run(committed, gateways, copy["id"]) == Outcome.COMPLETED
 
     copy = api.retrieve("order_copies", copy["id"], include="target_order")
     assert copy["attributes"]["status"] == "completed"
@@ -246,7 +247,7 @@ def test_retry_from_any_status_but_failed_is_a_409_and_changes_nothing(
 ):
     copy = create_copy(api, shop.order["id"])
     if status == "completed":
-        assert run(committed, gateways, copy["id"]) == engine.Outcome.COMPLETED
+        assert run(committed, gateways, copy["id"]) == Outcome.COMPLETED
     if status == "in_progress":
         with committed.begin() as session:
             assert copy_states.claim(session, copy["id"], utcnow(), timedelta(minutes=5), 8)
@@ -349,7 +350,7 @@ def test_the_order_subscription_of_a_renewal_copy(api, shop, committed):
 def test_a_completed_copy_reads_back_its_run(api, shop, committed, gateways):
     copy = create_copy(api, shop.order["id"], place_target_order=True)
 
-    assert run(committed, gateways, copy["id"]) == engine.Outcome.COMPLETED
+    assert run(committed, gateways, copy["id"]) == Outcome.COMPLETED
 
     attributes = api.retrieve("order_copies", copy["id"])["attributes"]
     assert attributes["status"] == "completed"

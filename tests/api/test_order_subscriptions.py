@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from copying import engine, renewals
+from copying import renewals
 from copying.dispatch import unit_of_work
-from copying.engine import Outcome
+from copying.runs import Outcome
 from models import utcnow
 from tests.api.errors import assert_error
 from tests.api.shop import Shop, build_shop
 from tests.copying.clock import FixedClock
 from tests.fixtures import Published
+from tests.runs import execute_one
 
 TYPE = "order_subscriptions"
 ATTRIBUTES = {
@@ -615,7 +616,7 @@ def test_the_next_renewal_retry_charges_the_wallet_entry_switched_to(
 
     [copy_id] = renew(committed, due)
     clock = FixedClock(due)
-    assert engine.execute(committed, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(committed, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
     failed = api.retrieve(TYPE, subscription["id"])["attributes"]
     assert (failed["status"], failed["errors_count"]) == ("running", 1)
     assert failed["succeeded_on_last_run"] is False
@@ -630,7 +631,7 @@ def test_the_next_renewal_retry_charges_the_wallet_entry_switched_to(
         )
     )
     clock.now = due + timedelta(hours=1)
-    assert engine.execute(committed, copy_id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(committed, copy_id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     renewed = api.retrieve(TYPE, subscription["id"], include="order_copies")
     attributes = renewed["attributes"]

@@ -7,7 +7,7 @@ from datetime import timedelta
 from sqlalchemy import update
 
 from copying import engine, history, orders
-from copying.engine import Outcome
+from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -22,6 +22,7 @@ from models import (
 )
 from tests.factories import create_copy, make_shop, make_subscription
 from tests.invariants import INVARIANTS, check, install_audit, source_cancellations
+from tests.runs import execute_one
 
 
 def placed_shop(sessions, gateways, *, stock=10):
@@ -38,7 +39,7 @@ def broken(found):
 def test_a_copy_that_places_and_cancels_keeps_every_invariant(sessions, gateways):
     shop = placed_shop(sessions, gateways)
     copy = create_copy(sessions, shop.source.id, place_target_order=True, cancel_source_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways) == Outcome.COMPLETED
     with sessions.begin() as s:
         found = check(s, [copy.id], {shop.sku.code: 10})
         assert set(found) == set(INVARIANTS)
@@ -49,7 +50,7 @@ def test_a_copy_that_places_and_cancels_keeps_every_invariant(sessions, gateways
 def test_two_copies_that_both_recorded_cancelling_one_source_are_caught(sessions, gateways):
     shop = placed_shop(sessions, gateways)
     first = create_copy(sessions, shop.source.id, cancel_source_order=True)
-    assert engine.execute(sessions, first.id, gateways=gateways) == Outcome.COMPLETED
+    assert execute_one(sessions, first.id, gateways=gateways) == Outcome.COMPLETED
     second = create_copy(sessions, shop.source.id, cancel_source_order=True)
     with sessions.begin() as s:  # as if a lost update had let a second run cancel it too
         history.record(s, second.id, Mode.TEST, 1, "claimed", step=None)

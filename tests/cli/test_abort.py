@@ -7,11 +7,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from cli.main import app
-from copying import engine
-from copying.engine import Outcome
 from copying.gateways import Gateways
+from copying.runs import Outcome
 from models import CopyStatus, Mode, OrderCopy
 from tests.factories import copy_events, create_copy, make_shop
+from tests.runs import execute_one
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def test_abort_a_pending_copy(runner: CliRunner, committed, gateways: Gateways, 
 
     assert result.exit_code == 0, result.output
     assert result.stdout == f"aborted order copy {copy_id}\n"
-    assert engine.execute(committed, copy_id, gateways=gateways) == Outcome.NOT_CLAIMED
+    assert execute_one(committed, copy_id, gateways=gateways) == Outcome.NOT_CLAIMED
     with committed.begin() as s:
         assert s.get_one(OrderCopy, copy_id).status == CopyStatus.ABORTED
         aborted = copy_events(s, copy_id)[-1]
@@ -38,7 +38,7 @@ def test_a_copy_not_pending_is_a_one_line_error(
     runner: CliRunner, committed, gateways: Gateways, source: str
 ):
     copy_id = create_copy(committed, source).id
-    assert engine.execute(committed, copy_id, gateways=gateways) == Outcome.COMPLETED
+    assert execute_one(committed, copy_id, gateways=gateways) == Outcome.COMPLETED
 
     result = runner.invoke(app, ["copies", "abort", copy_id])
 

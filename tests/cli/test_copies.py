@@ -15,6 +15,7 @@ from copying.gateways import Gateways
 from models import CopyStatus, Mode, Order, OrderCopy
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.fixtures import Published
+from tests.runs import execute_one
 
 
 @dataclass
@@ -44,7 +45,7 @@ def world(committed: sessionmaker[Session], gateways: Gateways, published: Publi
     with unit_of_work(committed, published) as session:
         live = engine.create(session, mode=Mode.LIVE, source_order_id=live_source.id)
     for copy in copies[:2]:
-        engine.execute(committed, copy.id, gateways=gateways)
+        execute_one(committed, copy.id, gateways=gateways)
     with committed.begin() as session:
         completed, failed, pending = (session.get_one(OrderCopy, c.id) for c in copies)
         target = session.get_one(Order, completed.target_order_id)

@@ -11,7 +11,6 @@ from typer.testing import CliRunner
 
 from cli.demo_scenarios import SCENARIOS
 from cli.main import app
-from copying import engine
 from copying.errors import TransientError
 from copying.gateways import Gateways
 from models import (
@@ -25,6 +24,7 @@ from models import (
     utcnow,
 )
 from tests.fixtures import Published
+from tests.runs import execute_one
 
 FAILURE_CAUSES = {
     "out of stock",
@@ -147,7 +147,7 @@ def worker(
             for copy_id in copy_ids:
                 for _ in range(5):  # what Celery's autoretry would do for tok_flaky
                     try:
-                        engine.execute(committed, copy_id, gateways=gateways)
+                        execute_one(committed, copy_id, gateways=gateways)
                         break
                     except TransientError:
                         continue

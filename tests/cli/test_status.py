@@ -12,10 +12,11 @@ from typer.testing import CliRunner
 
 from cli.main import app
 from copying import copy_states, engine
-from copying.engine import Outcome
 from copying.gateways import Gateways
+from copying.runs import Outcome
 from models import Mode, utcnow
 from tests.factories import Line, create_copy, make_order, make_shop, make_sku
+from tests.runs import execute_one
 
 DISCONTINUED = "SKU GONE-TEE is discontinued"
 LEASE = timedelta(seconds=30)
@@ -42,7 +43,7 @@ def world(committed: sessionmaker[Session], gateways: Gateways) -> World:
 
     def run(source: str, outcome: Outcome, mode: Mode = Mode.TEST) -> str:
         copy_id = create_copy(committed, source, mode=mode).id
-        assert engine.execute(committed, copy_id, gateways=gateways) == outcome
+        assert execute_one(committed, copy_id, gateways=gateways) == outcome
         return copy_id
 
     def claimed(at: datetime) -> str:

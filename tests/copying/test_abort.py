@@ -6,10 +6,11 @@ import pytest
 from sqlalchemy import select
 
 from copying import engine
-from copying.engine import Outcome
 from copying.errors import CopyStateError, NotFoundError
+from copying.runs import Outcome
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
 from tests.factories import create_copy, make_shop
+from tests.runs import execute_one
 
 
 @pytest.fixture
@@ -23,7 +24,7 @@ def test_an_aborted_copy_is_never_claimed(sessions, gateways, pending):
     with sessions.begin() as s:
         aborted = engine.abort(s, pending.id, Mode.TEST, by="ops")
         assert aborted.status == CopyStatus.ABORTED
-    assert engine.execute(sessions, pending.id, gateways=gateways) == Outcome.NOT_CLAIMED
+    assert execute_one(sessions, pending.id, gateways=gateways) == Outcome.NOT_CLAIMED
     with sessions.begin() as s:
         copy = s.get_one(OrderCopy, pending.id)
         assert copy.status == CopyStatus.ABORTED

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from copying import engine
-from copying.engine import Outcome
+from copying.runs import Outcome
 from models import CopyStatus, OrderCopy
 from tests.factories import Line, create_copy, make_customer, make_order, make_sku
+from tests.runs import execute_one
 
 
 def test_a_line_too_large_for_an_amount_is_a_line_error(sessions, gateways):
@@ -14,7 +14,7 @@ def test_a_line_too_large_for_an_amount_is_a_line_error(sessions, gateways):
         source = make_order(s, [Line(sku, 1_000_000)], customer=make_customer(s))
         sku.unit_amount_cents = 10**6  # repriced: 10^12 cents for the line
     copy = create_copy(sessions, source.id)
-    assert engine.execute(sessions, copy.id, gateways=gateways) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways) == Outcome.FAILED
     with sessions.begin() as s:
         failed = s.get_one(OrderCopy, copy.id)
     assert failed.status == CopyStatus.FAILED

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from copying import engine
-from copying.engine import Outcome
+from copying.runs import Outcome
 from models import (
     Address,
     CopyStatus,
@@ -28,6 +27,7 @@ from tests.factories import (
     make_sku,
     order_lines,
 )
+from tests.runs import execute_one
 
 SIZE_M = [{"name": "size", "value": "M"}, {"name": "engraving", "value": "A.L."}]
 
@@ -71,7 +71,7 @@ def test_lines_copied_with_options_skus_repriced_adjustments_kept_shipments_drop
         tee.unit_amount_cents, tee.name = 1700, "Tee, 2027 edition"
 
     copy = create_copy(sessions, source.id)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -105,7 +105,7 @@ def test_target_is_a_new_pending_order_for_the_same_customer(sessions, gateways,
         source = make_order(s, [Line(make_sku(s), 1)], customer=customer)
 
     copy = create_copy(sessions, source.id, reuse_wallet=False)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -131,7 +131,7 @@ def test_addresses_are_cloned_with_new_ids(sessions, gateways, clock):
         source = make_order(s, [Line(make_sku(s), 1)])
 
     copy = create_copy(sessions, source.id)
-    engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    execute_one(sessions, copy.id, gateways=gateways, clock=clock)
 
     with sessions.begin() as s:
         target = s.get_one(Order, s.get_one(OrderCopy, copy.id).target_order_id)
@@ -158,7 +158,7 @@ def test_one_address_for_billing_and_shipping_stays_one(sessions, gateways, cloc
         source.shipping_address_id = source.billing_address_id
 
     copy = create_copy(sessions, source.id)
-    engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    execute_one(sessions, copy.id, gateways=gateways, clock=clock)
 
     with sessions.begin() as s:
         target = s.get_one(Order, s.get_one(OrderCopy, copy.id).target_order_id)
@@ -174,7 +174,7 @@ def test_skus_are_priced_from_the_catalog_of_the_copy_mode(sessions, gateways, c
         live_tee.unit_amount_cents = 2300
 
     copy = create_copy(sessions, source.id, mode=Mode.LIVE)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         target = s.get_one(Order, s.get_one(OrderCopy, copy.id).target_order_id)
@@ -228,7 +228,7 @@ def test_a_bad_sku_line_fails_the_copy_and_keeps_a_pending_target(
         source, _, _ = _with_bad_line(s, change)
 
     copy = create_copy(sessions, source.id)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -250,7 +250,7 @@ def test_stock_is_checked_against_all_lines_of_a_sku(sessions, gateways, clock):
         source = make_order(s, [Line(tee, 2), Line(tee, 2)])
 
     copy = create_copy(sessions, source.id)
-    engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    execute_one(sessions, copy.id, gateways=gateways, clock=clock)
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -268,7 +268,7 @@ def test_every_bad_line_is_an_error(sessions, gateways, clock):
         s.delete(gone)
 
     copy = create_copy(sessions, source.id)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -298,7 +298,7 @@ def test_a_source_with_nothing_to_copy_fails_without_a_target(
 
     for source in (empty, only_shipping):
         copy = create_copy(sessions, source.id, skip_errors=skip_errors, place_target_order=True)
-        outcome = engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+        outcome = execute_one(sessions, copy.id, gateways=gateways, clock=clock)
 
         with sessions.begin() as s:
             row = s.get_one(OrderCopy, copy.id)

@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from copying import bulk, engine
 from copying.bulk import RetryCriteria, RetryOutcome, RetrySummary
-from copying.engine import Outcome
 from copying.gateways import Gateways
+from copying.runs import Outcome
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
 from tests.copying.clock import T0, FixedClock
 from tests.factories import (
@@ -24,6 +24,7 @@ from tests.factories import (
 )
 from tests.failures import HOUR, Failures, fail_copy, make_failures
 from tests.fixtures import Published
+from tests.runs import execute_one
 
 
 @pytest.fixture
@@ -250,7 +251,7 @@ def test_two_concurrent_bulk_retries_over_the_same_failed_copies_retry_each_once
             for _ in range(MANY)
         ]
     for copy_id in copy_ids:
-        outcome = engine.execute(committed, copy_id, gateways=gateways, clock=FixedClock(T0))
+        outcome = execute_one(committed, copy_id, gateways=gateways, clock=FixedClock(T0))
         assert outcome == Outcome.FAILED
     with committed.begin() as s:
         ids = bulk.select_failed(s, Mode.TEST, RetryCriteria(error_contains="discontinued"))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from copying import engine, orders
-from copying.engine import Outcome
+from copying import orders
+from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -28,6 +28,7 @@ from tests.factories import (
     make_shop,
     make_sku,
 )
+from tests.runs import execute_one
 
 
 @pytest.fixture
@@ -54,7 +55,7 @@ def test_cancel_voids_the_source_payment_and_releases_its_stock(
     copy = create_copy(
         sessions, placed_shop.source.id, place_target_order=place, cancel_source_order=True
     )
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -87,7 +88,7 @@ def test_cancel_of_an_approved_unfulfilled_source(sessions, gateways, clock, pla
         s.get_one(Order, placed_shop.source.id).status = OrderStatus.APPROVED
 
     copy = create_copy(sessions, placed_shop.source.id, cancel_source_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         assert s.get_one(Order, placed_shop.source.id).status == OrderStatus.CANCELLED
@@ -100,7 +101,7 @@ def test_cancel_of_a_free_source_has_nothing_to_void(sessions, gateways, clock):
     assert orders.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
 
     copy = create_copy(sessions, source.id, cancel_source_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -113,7 +114,7 @@ def test_cancel_of_a_free_source_has_nothing_to_void(sessions, gateways, clock):
 
 def _refused(sessions, gateways, clock, source_id, message, **options):
     copy = create_copy(sessions, source_id, cancel_source_order=True, **options)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
     assert row.status == CopyStatus.FAILED
@@ -199,7 +200,7 @@ def test_cancel_is_refused_when_the_target_was_asked_placed_and_was_not(
     copy = create_copy(
         sessions, source_id, place_target_order=True, cancel_source_order=True, skip_errors=True
     )
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -232,7 +233,7 @@ def test_a_failed_place_stops_before_cancelling(sessions, gateways, clock, place
         s.get_one(CustomerPaymentSource, placed_shop.entry.id).payment_source_token = "tok_declined"
 
     copy = create_copy(sessions, source_id, place_target_order=True, cancel_source_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)

@@ -7,9 +7,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import inspect, update
 
-from copying import copy_states, engine, failpoints
-from copying.engine import EngineConfig, Outcome
+from copying import copy_states, failpoints
 from copying.gateways import GatewayAnswer, GatewayUnavailableError, TestGateway
+from copying.runs import Outcome, RunConfig, execute
 from models import (
     Address,
     AuthorizationStatus,
@@ -29,8 +29,9 @@ from tests.factories import (
     gateway_charge,
     make_shop,
 )
+from tests.runs import execute_one
 
-LEASE = EngineConfig().lease
+LEASE = RunConfig().lease
 
 
 def _snapshot(row: OrderCopy) -> dict:
@@ -45,13 +46,13 @@ def _copy_of_shop(sessions, clock, **options):
 
 def test_a_finished_copy_is_not_claimed_again(sessions, gateways, clock):
     shop, copy = _copy_of_shop(sessions, clock, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
     with sessions.begin() as s:
         before = _snapshot(s.get_one(OrderCopy, copy.id))
         events_before = len(copy_events(s, copy.id))
 
     clock.advance(3600)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.NOT_CLAIMED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.NOT_CLAIMED
 
     with sessions.begin() as s:
         assert _snapshot(s.get_one(OrderCopy, copy.id)) == before
@@ -65,18 +66,18 @@ def test_a_failed_copy_is_not_claimed_until_retried(sessions, gateways, clock):
     with sessions.begin() as s:
         shop = make_shop(s, stock=0)
     copy = create_copy(sessions, shop.source.id)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
     with sessions.begin() as s:
         before = _snapshot(s.get_one(OrderCopy, copy.id))
 
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.NOT_CLAIMED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.NOT_CLAIMED
 
     with sessions.begin() as s:
         assert _snapshot(s.get_one(OrderCopy, copy.id)) == before
 
 
 def test_an_unknown_copy_is_not_claimed(sessions, gateways, clock):
-    assert engine.execute(sessions, "NoSuchCopy", gateways=gateways, clock=clock) == (
+    assert execute_one(sessions, "NoSuchCopy", gateways=gateways, clock=clock) == (
         Outcome.NOT_CLAIMED
     )
 
@@ -117,14 +118,14 @@ def test_no_claim_once_the_claims_are_used_up(sessions, gateways, clock):
             )
         )
 
-    config = EngineConfig(max_claims=3)
+    config = RunConfig(max_claims=3)
     assert (
-        engine.execute(sessions, copy.id, gateways=gateways, config=config, clock=clock)
+        execute_one(sessions, copy.id, gateways=gateways, config=config, clock=clock)
         == Outcome.NOT_CLAIMED
     )
     assert (
-        engine.execute(
-            sessions, copy.id, gateways=gateways, config=EngineConfig(max_claims=4), clock=clock
+        execute_one(
+            sessions, copy.id, gateways=gateways, config=RunConfig(max_claims=4), clock=clock
         )
         == Outcome.COMPLETED
     )
@@ -139,9 +140,9 @@ def test_no_claim_before_next_attempt_at(sessions, gateways, clock):
             .values(next_attempt_at=clock.now + timedelta(minutes=5))
         )
 
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.NOT_CLAIMED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.NOT_CLAIMED
     clock.advance(300)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
 
 def _claim_as_another_worker(sessions, copy_id: str) -> None:
@@ -165,7 +166,7 @@ def test_a_run_that_lost_its_claim_writes_nothing(sessions, gateways, clock, mon
 
     monkeypatch.setattr(failpoints, "hit", another_claim_meanwhile)
 
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.LEASE_LOST
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.LEASE_LOST
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -213,7 +214,7 @@ def test_a_stalled_run_loses_the_copy_and_the_new_run_reuses_its_authorization(
             assert copy_states.claim(s, copy.id, takeover_at, LEASE, 8) is not None
 
     stalled = {"test": _StallingGateway(lease_runs_out)}
-    assert engine.execute(sessions, copy.id, gateways=stalled, clock=clock) == Outcome.LEASE_LOST
+    assert execute_one(sessions, copy.id, gateways=stalled, clock=clock) == Outcome.LEASE_LOST
 
     key = f"order_copy:{copy.id}:place"
     with sessions.begin() as s:
@@ -234,7 +235,7 @@ def test_a_stalled_run_loses_the_copy_and_the_new_run_reuses_its_authorization(
 
     # The run that took over died too; the next one resumes at the held stock.
     clock.now = takeover_at + LEASE + timedelta(seconds=1)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -255,7 +256,7 @@ def test_a_stale_run_with_transient_trouble_is_told_it_lost_the_copy(sessions, c
         _claim_as_another_worker(sessions, copy.id)
 
     stalled = {"test": _StallingGateway(another_claim, then_fail=True)}
-    assert engine.execute(sessions, copy.id, gateways=stalled, clock=clock) == Outcome.LEASE_LOST
+    assert execute_one(sessions, copy.id, gateways=stalled, clock=clock) == Outcome.LEASE_LOST
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -273,7 +274,7 @@ def test_timestamps_of_a_completed_copy(sessions, gateways, clock):
     clock.advance(7)
     started = clock.now
 
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -298,7 +299,7 @@ def test_errors_count_is_the_number_of_messages(sessions, gateways, clock):
 
     copy = create_copy(sessions, shop.source.id)
     clock.advance(2)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -314,13 +315,13 @@ def test_errors_count_is_the_number_of_messages(sessions, gateways, clock):
 def test_a_crashed_run_keeps_its_lease_until_it_expires(sessions, gateways, clock, failpoint):
     _, copy = _copy_of_shop(sessions, clock, place_target_order=True)
     started = clock.now
-    with failpoints.enabled(failpoint), pytest.raises(failpoints.FailpointError):
-        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    with failpoints.enabled(failpoint):
+        assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.CRASHED
 
     clock.advance(LEASE.total_seconds() - 1)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.NOT_CLAIMED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.NOT_CLAIMED
     clock.advance(1)  # a lease that expires at T is over at T
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -335,20 +336,23 @@ def test_a_batch_claims_its_due_copies_in_one_go_and_each_runs_on_its_own(
 ):
     copies = [_copy_of_shop(sessions, clock, place_target_order=True)[1] for _ in range(3)]
     done, held, due = copies
-    assert engine.execute(sessions, done.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, done.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
     with sessions.begin() as s:
         assert copy_states.claim(s, held.id, clock.now, LEASE, 8) is not None
-    config = EngineConfig()
+    config = RunConfig()
 
-    runs = engine.claim(sessions, [held.id, due.id, done.id, due.id], config=config, clock=clock)
+    ran = execute(
+        sessions, [held.id, due.id, done.id, due.id], gateways=gateways, config=config, clock=clock
+    )
 
-    assert [(r.copy_id, r.attempt) for r in runs] == [(due.id, 1)]
+    assert ran.outcome == {
+        held.id: Outcome.NOT_CLAIMED,
+        due.id: Outcome.COMPLETED,
+        done.id: Outcome.NOT_CLAIMED,
+    }
     with sessions.begin() as s:
-        assert [e.kind for e in copy_events(s, due.id)] == ["created", "claimed"]
-        assert s.get_one(OrderCopy, due.id).lease_expires_at == clock.now + LEASE
-    [run] = runs
-    outcome = engine.run_claimed(sessions, run, gateways=gateways, config=config, clock=clock)
-    assert outcome == Outcome.COMPLETED
+        assert [e.kind for e in copy_events(s, due.id)][:2] == ["created", "claimed"]
+        assert s.get_one(OrderCopy, due.id).attempt == 1
     with sessions.begin() as s:
         assert s.get_one(OrderCopy, due.id).status == CopyStatus.COMPLETED
         assert s.get_one(OrderCopy, held.id).status == CopyStatus.IN_PROGRESS

@@ -6,12 +6,12 @@ import pytest
 from sqlalchemy import update
 
 from copying import copy_states
-from copying.engine import EngineConfig
-from copying.errors import ErrorKey, ErrorLog, LeaseLostError
+from copying.errors import ErrorKey, ErrorLog
+from copying.runs import RunConfig
 from models import CopyStatus, CopyStep, OrderCopy
 from tests.factories import create_copy, make_shop
 
-LEASE = EngineConfig().lease
+LEASE = RunConfig().lease
 
 ALLOWED = {
     (CopyStatus.PENDING, CopyStatus.IN_PROGRESS),
@@ -56,13 +56,21 @@ def test_a_transition_from_another_status_changes_nothing(sessions, copy):
         assert s.get_one(OrderCopy, copy.id).status == CopyStatus.PENDING
 
 
-def test_fence_renews_the_lease_and_writes_for_the_current_attempt(sessions, copy, clock):
+def _checkpoint(attempt: int, step: CopyStep | None = None) -> copy_states.Written:
+    return copy_states.Written("", attempt, CopyStatus.IN_PROGRESS, step, None, {}, 0)
+
+
+def test_a_checkpoint_renews_the_lease_and_writes_for_the_current_attempt(sessions, copy, clock):
     with sessions.begin() as s:
         copy_states.claim(s, copy.id, clock.now, LEASE, 8)
     later = clock.advance(10)
 
     with sessions.begin() as s:
-        copy_states.fence(s, copy.id, 1, later, LEASE, step=CopyStep.TARGET_BUILT)
+        assert copy_states.lock_many(s, [(copy.id, 1)], later) == {copy.id}
+        written = copy_states.write_many(
+            s, [_checkpoint(1, CopyStep.TARGET_BUILT)._replace(id=copy.id)], later, LEASE
+        )
+        assert written == {copy.id}
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -73,26 +81,34 @@ def test_fence_renews_the_lease_and_writes_for_the_current_attempt(sessions, cop
     )
 
 
-def test_fence_refuses_an_older_attempt(sessions, copy, clock):
+def test_a_run_of_an_older_attempt_is_fenced_out(sessions, copy, clock):
     with sessions.begin() as s:
         copy_states.claim(s, copy.id, clock.now, LEASE, 8)
         s.execute(update(OrderCopy).where(OrderCopy.id == copy.id).values(attempt=2))
 
-    with sessions.begin() as s, pytest.raises(LeaseLostError):
-        copy_states.fence(s, copy.id, 1, clock.now, LEASE, step=CopyStep.TARGET_BUILT)
+    stale = _checkpoint(1, CopyStep.TARGET_BUILT)._replace(id=copy.id)
+    with sessions.begin() as s:
+        assert copy_states.lock_many(s, [(copy.id, 1)], clock.now) == set()
+        assert copy_states.write_many(s, [stale], clock.now, LEASE) == set()
+        assert copy_states.renew_many(s, [(copy.id, 1)], clock.now, LEASE) == set()
 
     with sessions.begin() as s:
         assert s.get_one(OrderCopy, copy.id).step is None
 
 
 @pytest.mark.parametrize("status", [CopyStatus.COMPLETED, CopyStatus.FAILED, CopyStatus.PENDING])
-def test_fence_refuses_a_copy_no_longer_in_progress(sessions, copy, clock, status):
+def test_a_run_of_a_copy_no_longer_in_progress_is_fenced_out(sessions, copy, clock, status):
     with sessions.begin() as s:
         copy_states.claim(s, copy.id, clock.now, LEASE, 8)
         s.execute(update(OrderCopy).where(OrderCopy.id == copy.id).values(status=status))
 
-    with sessions.begin() as s, pytest.raises(LeaseLostError):
-        copy_states.fence(s, copy.id, 1, clock.now, LEASE)
+    with sessions.begin() as s:
+        assert copy_states.lock_many(s, [(copy.id, 1)], clock.now) == set()
+        ended = _checkpoint(1)._replace(id=copy.id, status=CopyStatus.COMPLETED)
+        assert copy_states.write_many(s, [ended], clock.now, LEASE) == set()
+
+    with sessions.begin() as s:
+        assert s.get_one(OrderCopy, copy.id).status == status
 
 
 def test_error_log_counts_messages_and_clears_by_key():

@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from copying import engine, failpoints
-from copying.engine import Outcome
+from copying import failpoints
+from copying.runs import Outcome
 from models import CopyStatus, OrderCopy
 from tests.factories import copy_events, create_copy, make_shop
+from tests.runs import execute_one
 
 
 def test_a_database_error_releases_the_lease_and_the_retry_resumes(sessions, gateways, clock):
@@ -16,7 +17,7 @@ def test_a_database_error_releases_the_lease_and_the_retry_resumes(sessions, gat
         shop = make_shop(s)
     copy = create_copy(sessions, shop.source.id, place_target_order=True, now=clock.now)
     with failpoints.enabled("after_build", "dberror"), pytest.raises(OperationalError):
-        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+        execute_one(sessions, copy.id, gateways=gateways, clock=clock)
     with sessions.begin() as s:
         stalled = s.get_one(OrderCopy, copy.id)
         assert stalled.status == CopyStatus.IN_PROGRESS
@@ -24,7 +25,7 @@ def test_a_database_error_releases_the_lease_and_the_retry_resumes(sessions, gat
         assert stalled.step == "stock_reserved"  # built and reserved in one transaction
         assert copy_events(s, copy.id)[-1].kind == "transient_error"
     # The same instant: no need to wait for the lease to expire.
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
     with sessions.begin() as s:
         done = s.get_one(OrderCopy, copy.id)
         assert done.attempt == 2

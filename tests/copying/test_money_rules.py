@@ -15,8 +15,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select, update
 
-from copying import chunks, engine, failpoints, order_edits, orders, payments
-from copying.engine import EngineConfig, Outcome
+from copying import engine, failpoints, order_edits, orders, payments
 from copying.errors import (
     InUseError,
     NotFoundError,
@@ -25,6 +24,7 @@ from copying.errors import (
     one_line,
 )
 from copying.gateways import GatewayAnswer, Gateways, GatewayUnavailableError
+from copying.runs import Outcome, RunConfig, execute
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -48,6 +48,7 @@ from tests.factories import (
     make_order,
     make_shop,
 )
+from tests.runs import execute_one
 
 
 @dataclass
@@ -209,7 +210,7 @@ def test_a_running_copys_target_belongs_to_the_copy(sessions, gateways, clock):
         shop = make_shop(s, token="tok_flaky")
     copy = create_copy(sessions, shop.source.id, place_target_order=True)
     with pytest.raises(GatewayUnavailableError):  # waits between its steps, stock held
-        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+        execute_one(sessions, copy.id, gateways=gateways, clock=clock)
     with sessions.begin() as s:
         target_id = s.get_one(OrderCopy, copy.id).target_order_id
 
@@ -219,8 +220,8 @@ def test_a_running_copys_target_belongs_to_the_copy(sessions, gateways, clock):
 
     # Once the copy ends, the order is the customer's again.
     with pytest.raises(GatewayUnavailableError):
-        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+        execute_one(sessions, copy.id, gateways=gateways, clock=clock)
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
     assert orders.cancel_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
 
 
@@ -237,13 +238,14 @@ def test_a_copy_whose_wallet_entry_is_disabled_while_asking_voids_its_hold(
             s.get_one(CustomerPaymentSource, shop.entry.id).disabled = True
 
     meddling = {"test": Meddling(gateways, disable)}
-    if in_chunk:
-        config = EngineConfig()
-        runs = engine.claim(sessions, [copy.id], config=config, clock=clock)
-        ran = chunks.run_all(sessions, runs, gateways=meddling, config=config, clock=clock)
-        assert ran.outcome == {copy.id: Outcome.FAILED}
+    if in_chunk:  # with another copy, whose entry stays enabled
+        with sessions.begin() as s:
+            other_shop = make_shop(s)
+        other = create_copy(sessions, other_shop.source.id, place_target_order=True)
+        ran = execute(sessions, [copy.id, other.id], gateways=meddling, clock=clock)
+        assert ran.outcome == {copy.id: Outcome.FAILED, other.id: Outcome.COMPLETED}
     else:
-        outcome = engine.execute(sessions, copy.id, gateways=meddling, clock=clock)
+        outcome = execute_one(sessions, copy.id, gateways=meddling, clock=clock)
         assert outcome == Outcome.FAILED
 
     with sessions.begin() as s:
@@ -261,8 +263,8 @@ def _given_up(sessions, gateways, clock):
         shop = make_shop(s)
     copy = create_copy(sessions, shop.source.id, place_target_order=True)
     timed_out = {"test": Meddling(gateways, lambda: None, then_fail=True)}
-    config = EngineConfig(max_claims=1)
-    outcome = engine.execute(sessions, copy.id, gateways=timed_out, config=config, clock=clock)
+    config = RunConfig(max_claims=1)
+    outcome = execute_one(sessions, copy.id, gateways=timed_out, config=config, clock=clock)
     assert outcome == Outcome.FAILED
     return copy, shop
 
@@ -304,7 +306,7 @@ def _given_up_at_the_gateway(sessions, gateways, clock):
 def test_a_given_up_copy_retried_asks_again_under_the_key_it_left(sessions, gateways, clock):
     copy, target_id, _ = _given_up_at_the_gateway(sessions, gateways, clock)
 
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     # One key, held once at the gateway, and no payment left for the sweeper.
     held, live = _live_holds(sessions, target_id)
@@ -342,7 +344,7 @@ def test_a_retried_copy_whose_key_the_sweeper_took_meanwhile_keeps_nothing(
         )
 
     meddling = {"test": Meddling(gateways, sweep_an_hour_later)}
-    assert engine.execute(sessions, copy.id, gateways=meddling, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=meddling, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -515,13 +517,15 @@ def test_a_copy_does_not_cancel_a_source_another_running_copy_owns(sessions, gat
     with sessions.begin() as s:
         shop = make_shop(s)
     first = create_copy(sessions, shop.source.id, place_target_order=True, cancel_source_order=True)
-    with failpoints.enabled("after_place"), pytest.raises(failpoints.FailpointError):
-        engine.execute(sessions, first.id, gateways=gateways, clock=clock)  # placed, not done
+    with failpoints.enabled("after_place"):
+        assert (
+            execute_one(sessions, first.id, gateways=gateways, clock=clock) == Outcome.CRASHED
+        )  # placed, not done
     with sessions.begin() as s:
         owned = s.get_one(OrderCopy, first.id).target_order_id
     second = create_copy(sessions, owned, cancel_source_order=True)
 
-    assert engine.execute(sessions, second.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, second.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, second.id)

@@ -7,8 +7,8 @@ import itertools
 
 import pytest
 
-from copying import engine, orders
-from copying.engine import Outcome
+from copying import orders
+from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -21,6 +21,7 @@ from models import (
     Sku,
 )
 from tests.factories import authorizations, create_copy, make_shop
+from tests.runs import execute_one
 
 NO_PAYMENT_SOURCE = "payment_source is missing (the total is not zero)"
 NOT_PLACED = "not cancelled: the target order was not placed"
@@ -75,7 +76,7 @@ def test_option_matrix(sessions, gateways, clock, place, cancel, reuse, skip):
         reuse_wallet=reuse,
         skip_errors=skip,
     )
-    outcome = engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    outcome = execute_one(sessions, copy.id, gateways=gateways, clock=clock)
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)

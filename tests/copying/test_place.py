@@ -6,9 +6,8 @@ from datetime import timedelta
 
 import pytest
 
-from copying import engine
-from copying.engine import EngineConfig, Outcome
 from copying.errors import TransientError
+from copying.runs import Outcome, RunConfig
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -33,6 +32,7 @@ from tests.factories import (
     make_shop,
     make_sku,
 )
+from tests.runs import execute_one
 
 
 def test_place_reserves_stock_once_and_authorizes_under_the_copy_key(sessions, gateways, clock):
@@ -40,7 +40,7 @@ def test_place_reserves_stock_once_and_authorizes_under_the_copy_key(sessions, g
         shop = make_shop(s, quantity=2, stock=10, price=1250)
 
     copy = create_copy(sessions, shop.source.id, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     key = f"order_copy:{copy.id}:place"
     with sessions.begin() as s:
@@ -69,7 +69,7 @@ def test_declined_card_fails_the_copy_and_gives_the_stock_back(sessions, gateway
         shop = make_shop(s, quantity=2, stock=10, token="tok_declined")
 
     copy = create_copy(sessions, shop.source.id, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -97,7 +97,7 @@ def test_a_zero_total_order_is_placed_free_without_a_payment_source(sessions, ga
         source = make_order(s, [Line(sample, 2)])
 
     copy = create_copy(sessions, source.id, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -130,7 +130,7 @@ def test_an_adjustment_can_make_the_total_zero(sessions, gateways, clock):
         )
 
     copy = create_copy(sessions, source.id, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         target = s.get_one(Order, s.get_one(OrderCopy, copy.id).target_order_id)
@@ -144,7 +144,7 @@ def test_placing_a_paying_order_without_payment_source_fails(sessions, gateways,
         source = make_order(s, [Line(tee, 1)])
 
     copy = create_copy(sessions, source.id, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -167,10 +167,10 @@ def test_placing_needs_a_shipping_address_only_when_something_ships(sessions, ga
 
     digital_copy = create_copy(sessions, digital.id, place_target_order=True)
     physical_copy = create_copy(sessions, physical.id, place_target_order=True)
-    assert engine.execute(sessions, digital_copy.id, gateways=gateways, clock=clock) == (
+    assert execute_one(sessions, digital_copy.id, gateways=gateways, clock=clock) == (
         Outcome.COMPLETED
     )
-    assert engine.execute(sessions, physical_copy.id, gateways=gateways, clock=clock) == (
+    assert execute_one(sessions, physical_copy.id, gateways=gateways, clock=clock) == (
         Outcome.FAILED
     )
 
@@ -190,7 +190,7 @@ def test_placing_needs_an_email_and_a_billing_address(sessions, gateways, clock)
         source.shipping_address_id = make_address(s).id
 
     copy = create_copy(sessions, source.id, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -208,7 +208,7 @@ def test_a_flaky_gateway_parks_the_copy_and_the_third_run_places_it_once(session
 
     for run in (1, 2):
         with pytest.raises(TransientError, match="tok_flaky timed out"):
-            engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+            execute_one(sessions, copy.id, gateways=gateways, clock=clock)
         with sessions.begin() as s:
             row = s.get_one(OrderCopy, copy.id)
             stock = s.get_one(Sku, shop.sku.id).stock_quantity
@@ -223,7 +223,7 @@ def test_a_flaky_gateway_parks_the_copy_and_the_third_run_places_it_once(session
         assert (charge.failures, charge.outcome) == (run, None)
         clock.advance(1)
 
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -255,12 +255,12 @@ def test_a_gateway_down_for_every_run_fails_the_copy_and_frees_its_stock(
     with sessions.begin() as s:
         shop = make_shop(s, quantity=2, stock=10, token="tok_flaky")
     copy = create_copy(sessions, shop.source.id, place_target_order=True, skip_errors=skip_errors)
-    config = EngineConfig(max_claims=2)
+    config = RunConfig(max_claims=2)
 
     with pytest.raises(TransientError):
-        engine.execute(sessions, copy.id, gateways=gateways, config=config, clock=clock)
+        execute_one(sessions, copy.id, gateways=gateways, config=config, clock=clock)
     clock.advance(1)
-    outcome = engine.execute(sessions, copy.id, gateways=gateways, config=config, clock=clock)
+    outcome = execute_one(sessions, copy.id, gateways=gateways, config=config, clock=clock)
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -282,7 +282,7 @@ def test_a_gateway_that_is_not_configured_is_an_error(sessions, clock):
         shop = make_shop(s, quantity=1, stock=10)
 
     copy = create_copy(sessions, shop.source.id, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways={}, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways={}, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)

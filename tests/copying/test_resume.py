@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from copying import engine, failpoints, orders
-from copying.engine import EngineConfig, Outcome
+from copying import failpoints, orders
+from copying.runs import Outcome, RunConfig
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -25,8 +25,9 @@ from tests.factories import (
     gateway_charge,
     make_shop,
 )
+from tests.runs import execute_one
 
-LEASE = EngineConfig().lease
+LEASE = RunConfig().lease
 
 # Where the run dies, and the checkpoint the next run finds (a run that places builds and
 # reserves in one transaction: after_build finds the stock reserved too).
@@ -52,14 +53,14 @@ def test_a_crashed_run_is_finished_by_the_next_once(
     copy = create_copy(sessions, shop.source.id, place_target_order=True, cancel_source_order=True)
     started = clock.now
 
-    with failpoints.enabled(failpoint), pytest.raises(failpoints.FailpointError):
-        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    with failpoints.enabled(failpoint):
+        assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.CRASHED
     with sessions.begin() as s:
         crashed = s.get_one(OrderCopy, copy.id)
     assert (crashed.status, crashed.step) == (CopyStatus.IN_PROGRESS, checkpoint)
 
     clock.advance(LEASE.total_seconds() + 1)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     key = f"order_copy:{copy.id}:place"
     with sessions.begin() as s:

@@ -7,8 +7,8 @@ from sqlalchemy import update
 
 from copying import engine, orders
 from copying.dispatch import unit_of_work
-from copying.engine import Outcome
 from copying.errors import CopyStateError, NotFoundError
+from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -29,6 +29,7 @@ from tests.factories import (
     gateway_charge,
     make_shop,
 )
+from tests.runs import execute_one
 
 
 def _retry(sessions, published, copy_id, clock, *, by="ops", mode=Mode.TEST):
@@ -43,7 +44,7 @@ def test_restocked_copy_completes_on_retry_with_the_same_target(
         shop = make_shop(s, quantity=2, stock=1)
     copy = create_copy(sessions, shop.source.id, place_target_order=True)
     started = clock.now
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
     with sessions.begin() as s:
         failed = s.get_one(OrderCopy, copy.id)
     first_errors = {"line_items": [f"SKU {shop.sku.code} is out of stock (2 requested, 1 left)"]}
@@ -63,7 +64,7 @@ def test_restocked_copy_completes_on_retry_with_the_same_target(
     assert retried.target_order_id == failed.target_order_id
 
     clock.advance(5)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -96,7 +97,7 @@ def test_declined_then_fixed_card_authorizes_under_a_new_key(sessions, gateways,
     with sessions.begin() as s:
         shop = make_shop(s, quantity=2, stock=10, price=1000, token="tok_declined")
     copy = create_copy(sessions, shop.source.id, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
     with sessions.begin() as s:
         failed = s.get_one(OrderCopy, copy.id)
         assert s.get_one(Sku, shop.sku.id).stock_quantity == 10
@@ -104,7 +105,7 @@ def test_declined_then_fixed_card_authorizes_under_a_new_key(sessions, gateways,
     with sessions.begin() as s:
         s.get_one(CustomerPaymentSource, shop.entry.id).payment_source_token = "tok_visa"
     _retry(sessions, published, copy.id, clock)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     key = f"order_copy:{copy.id}:place"
     with sessions.begin() as s:
@@ -137,7 +138,7 @@ def test_retry_resumes_after_the_placed_checkpoint_and_never_charges_twice(
         shop = make_shop(s, quantity=2, stock=10)
     copy = create_copy(sessions, shop.source.id, place_target_order=True, cancel_source_order=True)
     # The source is still pending: the target is placed, then cancelling the source fails.
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
     with sessions.begin() as s:
         failed = s.get_one(OrderCopy, copy.id)
         [first_payment] = authorizations(s, failed.target_order_id)
@@ -146,7 +147,7 @@ def test_retry_resumes_after_the_placed_checkpoint_and_never_charges_twice(
 
     assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
     _retry(sessions, published, copy.id, clock)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -195,7 +196,7 @@ def test_a_second_retry_of_the_same_failure_is_refused(sessions, gateways, clock
     with sessions.begin() as s:
         shop = make_shop(s, stock=0)
     copy = create_copy(sessions, shop.source.id)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     _retry(sessions, published, copy.id, clock)
     with pytest.raises(CopyStateError):
@@ -214,7 +215,7 @@ def test_retry_of_a_copy_of_the_other_mode_is_not_found(sessions, gateways, cloc
     with sessions.begin() as s:
         shop = make_shop(s, stock=0)
     copy = create_copy(sessions, shop.source.id)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with pytest.raises(NotFoundError):
         _retry(sessions, published, copy.id, clock, mode=Mode.LIVE)
@@ -228,7 +229,7 @@ def test_a_target_placed_by_hand_is_not_placed_again(sessions, gateways, clock, 
     with sessions.begin() as s:
         shop = make_shop(s, quantity=2, stock=10, token="tok_declined")
     copy = create_copy(sessions, shop.source.id, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
     with sessions.begin() as s:
         target_id = s.get_one(OrderCopy, copy.id).target_order_id
         target = s.get_one(Order, target_id)
@@ -240,7 +241,7 @@ def test_a_target_placed_by_hand_is_not_placed_again(sessions, gateways, clock, 
     assert orders.place_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
 
     _retry(sessions, published, copy.id, clock)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -263,7 +264,7 @@ def test_a_target_cancelled_by_hand_fails_the_retry(sessions, gateways, clock, p
     with sessions.begin() as s:
         shop = make_shop(s, quantity=2, stock=10, token="tok_declined")
     copy = create_copy(sessions, shop.source.id, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
     with sessions.begin() as s:
         target_id = s.get_one(OrderCopy, copy.id).target_order_id
         target = s.get_one(Order, target_id)
@@ -276,7 +277,7 @@ def test_a_target_cancelled_by_hand_fails_the_retry(sessions, gateways, clock, p
     assert orders.cancel_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
 
     _retry(sessions, published, copy.id, clock)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from copying import engine
-from copying.engine import Outcome
+from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -26,6 +25,7 @@ from tests.factories import (
     make_wallet_entry,
     order_lines,
 )
+from tests.runs import execute_one
 
 
 def _two_lines_one_short(s, stock_of_short: int = 0):
@@ -42,7 +42,7 @@ def test_line_errors_are_recorded_and_the_copy_completes(sessions, gateways, clo
         source, _, _ = _two_lines_one_short(s)
 
     copy = create_copy(sessions, source.id, skip_errors=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -61,7 +61,7 @@ def test_the_valid_lines_are_placed(sessions, gateways, clock):
         source, good, short = _two_lines_one_short(s)
 
     copy = create_copy(sessions, source.id, skip_errors=True, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -80,7 +80,7 @@ def test_the_same_errors_fail_the_copy_without_skip_errors(sessions, gateways, c
         source, good, _ = _two_lines_one_short(s)
 
     copy = create_copy(sessions, source.id, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -101,7 +101,7 @@ def test_errors_of_several_stages_are_all_recorded(sessions, gateways, clock):
         s.delete(s.get_one(CustomerPaymentSource, entry_id))
 
     copy = create_copy(sessions, source.id, skip_errors=True, place_target_order=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -121,7 +121,7 @@ def test_skip_errors_still_fails_when_there_is_no_target(sessions, gateways, clo
         source = make_order(s, [])
 
     copy = create_copy(sessions, source.id, skip_errors=True)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)

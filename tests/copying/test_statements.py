@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from copying import engine
-from copying.engine import Outcome
+from copying.runs import Outcome
 from models import Order, OrderCopy, OrderStatus
 from tests.copying.statements import counting_statements
 from tests.factories import (
@@ -15,6 +14,7 @@ from tests.factories import (
     make_wallet_entry,
     order_lines,
 )
+from tests.runs import execute_one
 
 
 def _statements_to_copy(sessions, gateways, clock, lines: int) -> list[str]:
@@ -28,7 +28,7 @@ def _statements_to_copy(sessions, gateways, clock, lines: int) -> list[str]:
     copy = create_copy(sessions, source.id, place_target_order=True, reuse_wallet=True)
 
     with counting_statements() as statements:
-        outcome = engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+        outcome = execute_one(sessions, copy.id, gateways=gateways, clock=clock)
 
     assert outcome == Outcome.COMPLETED
     with sessions.begin() as s:

@@ -9,12 +9,13 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from copying import copy_states, engine, status
-from copying.engine import Outcome
 from copying.gateways import Gateways
+from copying.runs import Outcome
 from copying.status import ErrorCount, InProgress, OldestPending, StatusReport, Throughput
 from models import CopyStatus, Mode, OrderCopy
 from tests.copying.clock import T0, FixedClock
 from tests.factories import Line, create_copy, make_order, make_shop, make_sku
+from tests.runs import execute_one
 
 NOW = T0 + timedelta(hours=1)
 LEASE = timedelta(seconds=30)
@@ -61,9 +62,7 @@ class Copies:
 
     def finished(self, source: str, at: datetime, outcome: Outcome, mode: Mode = Mode.TEST) -> str:
         copy_id = self.pending(source, at - minutes(1), mode)
-        result = engine.execute(
-            self.sessions, copy_id, gateways=self.gateways, clock=FixedClock(at)
-        )
+        result = execute_one(self.sessions, copy_id, gateways=self.gateways, clock=FixedClock(at))
         assert result == outcome
         return copy_id
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import event, select, update
 
 from copying import engine, failpoints
 from copying.dispatch import unit_of_work
-from copying.engine import EngineConfig, Outcome
+from copying.runs import Outcome, RunConfig
 from copying.sweeper import SweepResult, purge_idempotency_keys, sweep
 from models import (
     ApiKey,
@@ -27,11 +26,12 @@ from models import (
 )
 from models.idempotency import KEEP_FOR
 from tests.factories import Shop, copy_events, create_copy, make_shop
+from tests.runs import execute_one
 
 REDISPATCH_AFTER = timedelta(seconds=120)
 REDISPATCH_MAX = timedelta(seconds=1800)
 MAX_CLAIMS = 3
-LEASE = EngineConfig().lease
+LEASE = RunConfig().lease
 
 
 def _sweep(
@@ -129,10 +129,10 @@ def test_a_retry_starts_the_doorbells_waits_over(sessions, gateways, clock, publ
 def test_fresh_copies_are_left_alone(sessions, gateways, clock, published):
     pending = _copy(sessions, clock)
     running = _copy(sessions, clock, place_target_order=True)
-    with failpoints.enabled("after_build"), pytest.raises(failpoints.FailpointError):
-        engine.execute(sessions, running.id, gateways=gateways, clock=clock)
+    with failpoints.enabled("after_build"):
+        assert execute_one(sessions, running.id, gateways=gateways, clock=clock) == Outcome.CRASHED
     done = _copy(sessions, clock)
-    assert engine.execute(sessions, done.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, done.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
     failed = _copy(sessions, clock)
     _set(sessions, failed.id, status=CopyStatus.FAILED, failed_at=clock.now)
     before = {c.id: _row(sessions, c.id) for c in (pending, running, done, failed)}
@@ -159,8 +159,8 @@ def test_a_copy_whose_run_died_is_rescued_once_its_lease_expired(
     sessions, gateways, clock, published
 ):
     copy = _copy(sessions, clock, place_target_order=True)
-    with failpoints.enabled("after_build"), pytest.raises(failpoints.FailpointError):
-        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    with failpoints.enabled("after_build"):
+        assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.CRASHED
     lease_expires_at = _row(sessions, copy.id).lease_expires_at
     assert lease_expires_at == clock.now + LEASE
 
@@ -183,15 +183,15 @@ def test_a_copy_whose_run_died_is_rescued_once_its_lease_expired(
     assert published == [copy.id, copy.id]
 
     # The doorbell's run picks up from the checkpoint.
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
 
 def test_a_copy_out_of_claims_is_failed_and_its_stock_released(
     sessions, gateways, clock, published
 ):
     shop, copy = _shop_and_copy(sessions, clock, place_target_order=True)
-    with failpoints.enabled("after_reserve"), pytest.raises(failpoints.FailpointError):
-        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    with failpoints.enabled("after_reserve"):
+        assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.CRASHED
     row = _row(sessions, copy.id)
     with sessions.begin() as s:
         assert s.get_one(Sku, shop.sku.id).stock_quantity == 8
@@ -221,8 +221,8 @@ def test_a_copy_out_of_claims_is_failed_and_its_stock_released(
 
 def test_a_copy_out_of_claims_fails_even_with_skip_errors(sessions, gateways, clock, published):
     copy = _copy(sessions, clock, place_target_order=True, skip_errors=True)
-    with failpoints.enabled("after_build"), pytest.raises(failpoints.FailpointError):
-        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    with failpoints.enabled("after_build"):
+        assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.CRASHED
     _set(sessions, copy.id, claims=MAX_CLAIMS)
 
     result = _sweep(sessions, published, clock.advance(LEASE.total_seconds() + 1))
@@ -236,14 +236,14 @@ def test_a_copy_out_of_claims_fails_even_with_skip_errors(sessions, gateways, cl
 
 def test_a_copy_given_up_can_be_retried(sessions, gateways, clock, published):
     copy = _copy(sessions, clock, place_target_order=True)
-    with failpoints.enabled("after_build"), pytest.raises(failpoints.FailpointError):
-        engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    with failpoints.enabled("after_build"):
+        assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.CRASHED
     _set(sessions, copy.id, claims=MAX_CLAIMS)
     _sweep(sessions, published, clock.advance(LEASE.total_seconds() + 1))
 
     with unit_of_work(sessions, published) as s:
         engine.retry(s, copy.id, s.get_one(OrderCopy, copy.id).mode, by="ops", now=clock.now)
-    assert engine.execute(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
     assert _row(sessions, copy.id).errors_log == {}
 
 

@@ -6,8 +6,7 @@ from datetime import date
 
 import pytest
 
-from copying import engine
-from copying.engine import Outcome
+from copying.runs import Outcome
 from models import (
     CopyStatus,
     CustomerPaymentSource,
@@ -27,11 +26,12 @@ from tests.factories import (
     make_sku,
     make_wallet_entry,
 )
+from tests.runs import execute_one
 
 
 def _run(sessions, gateways, clock, source_id, **options):
     copy = create_copy(sessions, source_id, **options)
-    outcome = engine.execute(sessions, copy.id, gateways=gateways, clock=clock)
+    outcome = execute_one(sessions, copy.id, gateways=gateways, clock=clock)
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
         target = s.get(Order, row.target_order_id) if row.target_order_id else None

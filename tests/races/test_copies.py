@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 import pytest
 from sqlalchemy import func, select, update
 
-from copying import engine
-from copying.engine import Outcome
+from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -53,6 +52,7 @@ from tests.races.client import (
 )
 from tests.races.conftest import ROUNDS, Round, expect
 from tests.races.shop import STOCK
+from tests.runs import execute_one
 from tests.worker.processes import WorkerProcess, wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.xdist_group("races")]
@@ -259,7 +259,7 @@ def test_retry_racing_delete_of_a_failed_copy(arena, round_, gateways):
         )
     copy = create_copy(arena.sessions, source.id, place_target_order=True)
     # Run here, as a worker would: it fails on the disabled wallet entry, its target built.
-    assert engine.execute(arena.sessions, copy.id, gateways=gateways) == Outcome.FAILED
+    assert execute_one(arena.sessions, copy.id, gateways=gateways) == Outcome.FAILED
     with arena.sessions.begin() as s:
         s.execute(
             update(CustomerPaymentSource)

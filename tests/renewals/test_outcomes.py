@@ -7,10 +7,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from copying import engine, orders, renewals
+from copying import orders, renewals
 from copying.dispatch import unit_of_work
-from copying.engine import Outcome
 from copying.errors import CopyInputError
+from copying.runs import Outcome
 from copying.subscriptions import FailurePolicy
 from models import (
     CopyStatus,
@@ -24,6 +24,7 @@ from models import (
 from tests.copying.clock import FixedClock
 from tests.factories import make_shop, make_subscription, make_wallet_entry
 from tests.fixtures import Published
+from tests.runs import execute_one
 
 START = datetime(2026, 3, 1, 8, tzinfo=UTC)
 DAY = 86400
@@ -64,7 +65,7 @@ def test_a_completed_renewal_makes_the_subscription_active_again(sessions, gatew
         sub_id = make_subscription(s, shop.source, starts_at=START).id
     copy_id = renew(sessions, START)
     clock = FixedClock(START + timedelta(minutes=1))
-    assert engine.execute(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.COMPLETED
     sub, copy = state(sessions, sub_id, copy_id)
     assert copy.status == CopyStatus.COMPLETED
     assert sub.status == SubscriptionStatus.ACTIVE
@@ -82,13 +83,13 @@ def test_a_declined_renewal_retries_on_schedule_then_deactivates(
     clock = FixedClock(START)
     waits = []
     for _ in range(3):
-        assert engine.execute(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
+        assert execute_one(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
         sub, copy = state(sessions, sub_id, copy_id)
         waits.append(copy.next_attempt_at - clock.now if copy.next_attempt_at else None)
         if copy.status == CopyStatus.PENDING:
             # not claimable before its time, claimable after
             assert (
-                engine.execute(sessions, copy_id, gateways=gateways, clock=clock)
+                execute_one(sessions, copy_id, gateways=gateways, clock=clock)
                 == Outcome.NOT_CLAIMED
             )
             clock.now = copy.next_attempt_at
@@ -118,13 +119,13 @@ def test_switching_the_wallet_entry_makes_the_next_retry_succeed(
     sub_id, shop = declined_renewal
     copy_id = renew(sessions, START)
     clock = FixedClock(START)
-    assert engine.execute(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
     _, failed = state(sessions, sub_id, copy_id)
     first_target = failed.target_order_id
     with sessions.begin() as s:
         s.get_one(OrderSubscription, sub_id).customer_payment_source_id = shop.entry.id
     clock.now = failed.next_attempt_at
-    assert engine.execute(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert execute_one(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.COMPLETED
     sub, copy = state(sessions, sub_id, copy_id)
     assert copy.target_order_id == first_target  # the same target, refilled
     assert sub.status == SubscriptionStatus.ACTIVE
@@ -151,8 +152,7 @@ def test_the_final_action_applies_when_no_retry_is_left(
         }
     copy_id = renew(sessions, START)
     assert (
-        engine.execute(sessions, copy_id, gateways=gateways, clock=FixedClock(START))
-        == Outcome.FAILED
+        execute_one(sessions, copy_id, gateways=gateways, clock=FixedClock(START)) == Outcome.FAILED
     )
     sub, copy = state(sessions, sub_id, copy_id)
     assert copy.status == CopyStatus.FAILED

@@ -10,12 +10,13 @@ from sqlalchemy import func, select
 
 from copying import engine, orders
 from copying.dispatch import unit_of_work
-from copying.engine import EngineConfig, Outcome
 from copying.gateways import GatewayAnswer, TestGateway
 from copying.options import CopyOptions
+from copying.runs import Outcome, RunConfig
 from models import CopyStatus, Mode, Order, OrderCopy, PaymentAuthorization, db, utcnow
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.invariants import violations
+from tests.runs import execute_one
 
 
 def one_copy(sessions, gateways, published):
@@ -40,7 +41,7 @@ def test_two_workers_given_the_same_copy_build_one_target(committed, gateways, p
 
     def run() -> Outcome:
         start.wait()
-        return engine.execute(committed, copy_id, gateways=gateways)
+        return execute_one(committed, copy_id, gateways=gateways)
 
     with ThreadPoolExecutor(2) as pool:
         outcomes = sorted(pool.map(lambda _: run(), range(2)))
@@ -69,15 +70,15 @@ class StallingGateway(TestGateway):
 def test_a_stalled_run_that_wakes_up_after_losing_its_lease_writes_nothing(committed, published):
     copy_id = one_copy(committed, {"test": TestGateway(db.engine)}, published)
     stalling = StallingGateway()
-    config = EngineConfig(lease=timedelta(seconds=30))
+    config = RunConfig(lease=timedelta(seconds=30))
     with ThreadPoolExecutor(1) as pool:
         zombie = pool.submit(
-            engine.execute, committed, copy_id, gateways={"test": stalling}, config=config
+            execute_one, committed, copy_id, gateways={"test": stalling}, config=config
         )
         assert stalling.charged.wait(30)
         # Past the zombie's lease, a new run claims the copy and finishes it.
         later = lambda: utcnow() + timedelta(seconds=31)  # noqa: E731
-        rescued = engine.execute(
+        rescued = execute_one(
             committed, copy_id, gateways={"test": stalling}, config=config, clock=later
         )
         stalling.wake.set()

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 # Each claim is a chunk's (of one); once its stock is reserved, the copy goes on alone from that
 # checkpoint after each transient error, and completes alone.
-ENGINE_EVENTS = {"chunk_claimed", "copy_transient_error", "copy_completed"}
+ENGINE_EVENTS = {"chunk_claimed", "copy_transient_error", "chunk_completed"}
 
 
 @pytest.mark.xdist_group("worker-processes")

@@ -1,20 +1,23 @@
-"""Chunks: claimed copies run together end as each would alone, in fewer statements."""
+"""The pipeline: copies run together end as each would alone, in fewer statements; trouble
+stays with the copies it touches."""
 
 from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
 import pytest
 import structlog.testing
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
-from copying import chunks, copy_states, engine, failpoints, orders
-from copying.engine import EngineConfig, Outcome, Run
+from copying import copy_states, engine, failpoints, orders
 from copying.gateways import TestGateway
+from copying.runs import Outcome, Ran, RunConfig, claim, execute, stages
 from models import (
     CopyStatus,
     CopyStep,
@@ -28,7 +31,6 @@ from models import (
     SubscriptionStatus,
     db,
     new_public_id,
-    utcnow,
 )
 from tests.copying.clock import FixedClock
 from tests.copying.statements import counting_statements
@@ -47,8 +49,9 @@ from tests.factories import (
     order_lines,
 )
 from tests.invariants import violations
+from tests.runs import execute_one
 
-LEASE = EngineConfig().lease
+LEASE = RunConfig().lease
 PLACING = {"place_target_order": True, "reuse_wallet": True}
 
 
@@ -61,30 +64,22 @@ def _copies(sessions, clock, shops: list[Shop], **options: Any) -> list[str]:
     return [create_copy(sessions, shop.source.id, now=clock.now, **options).id for shop in shops]
 
 
-def _claim(sessions, copy_ids: list[str], config, clock) -> list[Run]:
-    runs = engine.claim(sessions, copy_ids, config=config, clock=clock)
+def _claim(sessions, copy_ids: list[str], config, clock) -> None:
+    runs = claim(sessions, copy_ids, config=config, clock=clock)
     assert [r.copy_id for r in runs] == copy_ids
-    return runs
 
 
-def _chunk(sessions, copy_ids, gateways, config, clock) -> chunks.Chunk:
-    runs = _claim(sessions, copy_ids, config, clock)
-    return chunks.run_chunk(sessions, runs, gateways=gateways, config=config, clock=clock)
+@contextmanager
+def listening(target: Any, name: str, listener: Any) -> Iterator[None]:
+    event.listen(target, name, listener)
+    try:
+        yield
+    finally:
+        event.remove(target, name, listener)
 
 
-def _alone(sessions, chunk, gateways, config, clock) -> dict[str, Outcome]:
-    """Run the chunk's copies left to go on alone, as the worker does."""
-    return {
-        run.copy_id: engine.run_claimed(
-            sessions,
-            run,
-            gateways=gateways,
-            config=config,
-            clock=clock,
-            just_claimed=not chunk.started,
-        )
-        for run in chunk.alone
-    }
+def _run(sessions, copy_ids, gateways, config, clock) -> Ran:
+    return execute(sessions, copy_ids, gateways=gateways, config=config, clock=clock)
 
 
 def _result(sessions, copy_id: str, shop: Shop) -> dict[str, Any]:
@@ -152,11 +147,11 @@ def test_claim_ahead_takes_the_named_copy_then_the_oldest_due_pending_ones(
             .values(next_attempt_at=clock.now + timedelta(minutes=5))
         )
         engine.abort(s, aborted, Mode.TEST, by="test")
-    assert engine.execute(sessions, completed, gateways=gateways, clock=clock) == Outcome.COMPLETED
-    assert _claim(sessions, [running], config, clock)  # its lease is live
+    assert execute_one(sessions, completed, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    _claim(sessions, [running], config, clock)  # its lease is live
 
-    assert [r.copy_id for r in engine.claim(sessions, [solo], config=config, clock=clock)] == [solo]
-    runs = engine.claim(sessions, [own], config=config, clock=clock, ahead=2)
+    assert [r.copy_id for r in claim(sessions, [solo], config=config, clock=clock)] == [solo]
+    runs = claim(sessions, [own], config=config, clock=clock, ahead=2)
 
     assert [r.copy_id for r in runs] == [own, oldest, older]
     with sessions.begin() as s:
@@ -176,7 +171,7 @@ def test_claim_ahead_counts_only_other_copies_when_the_named_one_is_the_oldest(
         for n, shop in enumerate(shops)
     )
 
-    runs = engine.claim(sessions, [own], config=config, clock=clock, ahead=2)
+    runs = claim(sessions, [own], config=config, clock=clock, ahead=2)
 
     assert [r.copy_id for r in runs] == [own, first, second]
 
@@ -190,7 +185,7 @@ def test_claim_ahead_skips_pending_copies_another_transaction_holds(committed, c
     with db.engine().connect() as other:
         other.execute(select(OrderCopy.id).where(OrderCopy.id == held).with_for_update())
 
-        runs = engine.claim(committed, [own], config=config, clock=clock, ahead=5)
+        runs = claim(committed, [own], config=config, clock=clock, ahead=5)
 
         other.rollback()
     assert [r.copy_id for r in runs] == [own, free]
@@ -214,14 +209,11 @@ def test_a_chunk_ends_each_copy_as_it_would_end_alone(
     chunk_ids = _copies(sessions, clock, chunked, **options)
     single_ids = _copies(sessions, clock, single, **options)
 
-    chunk = _chunk(sessions, chunk_ids, gateways, config, clock)
+    ran = _run(sessions, chunk_ids, gateways, config, clock)
     for copy_id in single_ids:
-        assert engine.execute(sessions, copy_id, gateways=gateways, clock=clock) == (
-            Outcome.COMPLETED
-        )
+        assert execute_one(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
-    assert chunk.ended == dict.fromkeys(chunk_ids, Outcome.COMPLETED)
-    assert (chunk.alone, chunk.parked, chunk.crashed) == ([], {}, [])
+    assert (ran.outcome, ran.transient) == (dict.fromkeys(chunk_ids, Outcome.COMPLETED), {})
     together = [_result(sessions, i, shop) for i, shop in zip(chunk_ids, chunked, strict=True)]
     alone = [_result(sessions, i, shop) for i, shop in zip(single_ids, single, strict=True)]
     assert together == alone
@@ -239,8 +231,8 @@ def test_a_chunk_charges_each_target_to_its_own_wallet_entry_or_none(sessions, g
         create_copy(sessions, plain.source.id, now=clock.now, reuse_wallet=False).id,
         create_copy(sessions, paid.source.id, now=clock.now, reuse_wallet=True).id,
     ]
-    chunk = _chunk(sessions, ids, gateways, config, clock)
-    assert chunk.ended == dict.fromkeys(ids, Outcome.COMPLETED)
+    ran = _run(sessions, ids, gateways, config, clock)
+    assert ran.outcome == dict.fromkeys(ids, Outcome.COMPLETED)
     with sessions.begin() as s:
         charged = [
             s.execute(
@@ -267,8 +259,8 @@ def test_a_chunk_logs_its_claims_and_completions_once_naming_its_copies(sessions
     clock = FixedClock()
     ids = _copies(sessions, clock, _shops(sessions, 3), **PLACING)
     with structlog.testing.capture_logs() as logged:
-        chunk = _chunk(sessions, ids, gateways, config, clock)
-    assert chunk.ended == dict.fromkeys(ids, Outcome.COMPLETED)
+        ran = _run(sessions, ids, gateways, config, clock)
+    assert ran.outcome == dict.fromkeys(ids, Outcome.COMPLETED)
     by_event: dict[str, list[dict[str, Any]]] = {}
     for line in logged:
         by_event.setdefault(line["event"], []).append(line)
@@ -281,11 +273,26 @@ def test_a_chunk_logs_its_claims_and_completions_once_naming_its_copies(sessions
     assert (checkpoint["step"], checkpoint["order_copy_ids"]) == ("stock_reserved", ids)
 
 
+def test_a_copy_alone_is_a_chunk_of_one_in_the_logs(sessions, gateways, config):
+    clock = FixedClock()
+    [copy_id] = _copies(sessions, clock, _shops(sessions, 1), **PLACING)
+    with structlog.testing.capture_logs() as logged:
+        assert _run(sessions, [copy_id], gateways, config, clock).outcome == {
+            copy_id: Outcome.COMPLETED
+        }
+    lines = [(e["event"], e["log_level"], e.get("copies")) for e in logged]
+    assert [line for line in lines if line[1] == "info"] == [
+        ("chunk_claimed", "info", 1),
+        ("chunk_checkpoint", "info", 1),
+        ("chunk_completed", "info", 1),
+    ]
+
+
 def test_statements_of_a_chunk_grow_only_by_each_copys_gateway_call(sessions, gateways, config):
     clock = FixedClock()
     with counting_statements() as one_call:
         TestGateway(db.engine).authorize(
-            idempotency_key=f"test_chunks:{new_public_id()}",
+            idempotency_key=f"test_pipeline:{new_public_id()}",
             token="tok_visa",
             amount_cents=100,
             currency_code="USD",
@@ -294,28 +301,27 @@ def test_statements_of_a_chunk_grow_only_by_each_copys_gateway_call(sessions, ga
 
     def statements(n: int) -> list[str]:
         ids = _copies(sessions, clock, _shops(sessions, n), **PLACING)
-        runs = _claim(sessions, ids, config, clock)
         with counting_statements() as sent:
-            chunk = chunks.run_chunk(sessions, runs, gateways=gateways, config=config, clock=clock)
-        assert chunk.ended == dict.fromkeys(ids, Outcome.COMPLETED)
+            ran = _run(sessions, ids, gateways, config, clock)
+        assert ran.outcome == dict.fromkeys(ids, Outcome.COMPLETED)
         return sent
 
-    two, ten = statements(2), statements(10)
+    one, two, ten = statements(1), statements(2), statements(10)
 
     assert per_call >= 1
+    assert len(two) - len(one) == per_call, "\n".join(two)
     assert len(ten) - len(two) == 8 * per_call, "\n".join(ten)
 
 
 def test_copies_not_placing_their_target_complete_in_the_first_transaction(sessions, config, clock):
     shops = _shops(sessions, 3)
     ids = _copies(sessions, clock, shops, place_target_order=False)
-    runs = _claim(sessions, ids, config, clock)
 
     with counting_statements() as sent:
-        chunk = chunks.run_chunk(sessions, runs, gateways={}, config=config, clock=clock)
+        ran = _run(sessions, ids, {}, config, clock)
 
-    assert chunk.ended == dict.fromkeys(ids, Outcome.COMPLETED)
-    assert sum(s.startswith("SAVEPOINT") for s in sent) == 1  # one unit of work
+    assert ran.outcome == dict.fromkeys(ids, Outcome.COMPLETED)
+    assert sum(s.startswith("SAVEPOINT") for s in sent) == 2  # the claim, one unit of work
     with sessions.begin() as s:
         for copy_id in ids:
             copy = s.get_one(OrderCopy, copy_id)
@@ -345,11 +351,16 @@ def _no_payment_source(s) -> tuple[Shop, dict[str, Any]]:
     return make_shop(s), {"place_target_order": True, "reuse_wallet": False}
 
 
+def _free(s) -> tuple[Shop, dict[str, Any]]:
+    return make_shop(s, price=0), PLACING
+
+
 @pytest.mark.parametrize("concurrency", [1, 3])
 @pytest.mark.parametrize(
-    "world", [_declined, _out_of_stock, _wallet_disabled, _no_payment_source, "resumed"]
+    "world",
+    [_declined, _out_of_stock, _wallet_disabled, _no_payment_source, _free, "resumed"],
 )
-def test_a_copy_leaving_the_path_ends_alone_as_it_would_have_alone(
+def test_a_copy_leaving_the_common_path_ends_in_its_chunk_as_it_would_alone(
     sessions, gateways, config, world, concurrency
 ):
     config = replace(config, gateway_concurrency=concurrency)
@@ -360,8 +371,9 @@ def test_a_copy_leaving_the_path_ends_alone_as_it_would_have_alone(
         odd_shop, single_shop = _shops(sessions, 2)
         odd, single = _copies(sessions, clock, [odd_shop, single_shop], **PLACING)
         for copy_id in (odd, single):
-            with failpoints.enabled("after_build"), pytest.raises(failpoints.FailpointError):
-                engine.execute(sessions, copy_id, gateways=gateways, clock=clock)
+            with failpoints.enabled("after_build"):
+                crashed = execute_one(sessions, copy_id, gateways=gateways, clock=clock)
+            assert crashed == Outcome.CRASHED
         clock.advance(LEASE.total_seconds())
     else:
         with sessions.begin() as s:
@@ -369,13 +381,10 @@ def test_a_copy_leaving_the_path_ends_alone_as_it_would_have_alone(
         odd, single = _copies(sessions, clock, [odd_shop, single_shop], **options)
     ids = [good_ids[0], odd, good_ids[1]]
 
-    chunk = _chunk(sessions, ids, gateways, config, clock)
+    ran = _run(sessions, ids, gateways, config, clock)
 
-    assert chunk.ended == dict.fromkeys(good_ids, Outcome.COMPLETED)
-    assert [r.copy_id for r in chunk.alone] == [odd]
-    alone = _alone(sessions, chunk, gateways, config, clock)
-    expected = engine.execute(sessions, single, gateways=gateways, clock=clock)
-    assert alone == {odd: expected}
+    expected = execute_one(sessions, single, gateways=gateways, clock=clock)
+    assert ran.outcome == {**dict.fromkeys(good_ids, Outcome.COMPLETED), odd: expected}
     assert _result(sessions, odd, odd_shop) == _result(sessions, single, single_shop)
     with sessions.begin() as s:
         assert all(
@@ -398,11 +407,9 @@ def test_of_two_copies_wanting_the_last_units_the_first_claimed_completes(
             sources.append(make_order(s, [Line(sku, 2)], customer=customer, wallet_entry=entry))
     first, second = (create_copy(sessions, o.id, **PLACING).id for o in sources)
 
-    chunk = _chunk(sessions, [first, second], gateways, config, clock)
+    ran = _run(sessions, [first, second], gateways, config, clock)
 
-    assert chunk.ended == {first: Outcome.COMPLETED}
-    assert [r.copy_id for r in chunk.alone] == [second]
-    assert _alone(sessions, chunk, gateways, config, clock) == {second: Outcome.FAILED}
+    assert ran.outcome == {first: Outcome.COMPLETED, second: Outcome.FAILED}
     with sessions.begin() as s:
         copy = s.get_one(OrderCopy, second)
         assert copy.errors_log == {
@@ -412,24 +419,56 @@ def test_of_two_copies_wanting_the_last_units_the_first_claimed_completes(
         assert violations(s, [first, second], {sku.code: 3}) == []
 
 
-def test_copies_cancelling_their_source_go_on_alone_once_placed(sessions, gateways, config, clock):
+def test_stock_taken_meanwhile_reruns_the_stage_for_each_copy_on_its_own(
+    committed, gateways, config
+):
+    """Another transaction takes a SKU's last units between the chunk's read and its
+    reservation: the chunk's build rolls back and runs again for each copy, where the
+    copy short of stock records it and the other completes."""
+    clock = FixedClock()
+    shops = _shops(committed, 2)
+    ids = _copies(committed, clock, shops, **PLACING)
+    drained = shops[0].sku.id
+
+    def take_it(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.startswith("INSERT INTO line_items") and not taken:
+            taken.append(statement)
+            with db.engine().begin() as other:
+                other.execute(update(Sku).where(Sku.id == drained).values(stock_quantity=0))
+
+    taken: list[str] = []
+    with (
+        listening(db.engine(), "before_cursor_execute", take_it),
+        structlog.testing.capture_logs() as logged,
+    ):
+        ran = _run(committed, ids, gateways, config, clock)
+
+    assert taken
+    assert ran.outcome == {ids[0]: Outcome.FAILED, ids[1]: Outcome.COMPLETED}
+    assert [e["stage"] for e in logged if e["event"] == "chunk_beaten"] == ["stock"]
+    with committed.begin() as s:
+        copy = s.get_one(OrderCopy, ids[0])
+        assert copy.errors_log == {
+            "line_items": [f"SKU {shops[0].sku.code} is out of stock (2 requested, 0 left)"]
+        }
+        assert s.get_one(Sku, drained).stock_quantity == 0
+        assert s.get_one(Sku, shops[1].sku.id).stock_quantity == 8
+
+
+def test_copies_cancelling_their_source_complete_in_their_chunk(sessions, gateways, config, clock):
     shops = _shops(sessions, 2)
     for shop in shops:
         assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
     ids = _copies(sessions, clock, shops, cancel_source_order=True, **PLACING)
 
-    chunk = _chunk(sessions, ids, gateways, config, clock)
+    ran = _run(sessions, ids, gateways, config, clock)
 
-    assert chunk.ended == {}
-    assert [(r.copy_id, r.step) for r in chunk.alone] == [
-        (copy_id, CopyStep.TARGET_PLACED) for copy_id in ids
-    ]
+    assert ran.outcome == dict.fromkeys(ids, Outcome.COMPLETED)
     with sessions.begin() as s:
-        for run in chunk.alone:
-            assert s.get_one(OrderCopy, run.copy_id).step == CopyStep.TARGET_PLACED
-            assert s.get_one(Order, run.target_order_id).status == OrderStatus.PLACED
-    assert _alone(sessions, chunk, gateways, config, clock) == dict.fromkeys(ids, Outcome.COMPLETED)
-    with sessions.begin() as s:
+        for copy_id in ids:
+            copy = s.get_one(OrderCopy, copy_id)
+            assert copy.step == CopyStep.SOURCE_CANCELLED
+            assert s.get_one(Order, copy.target_order_id).status == OrderStatus.PLACED
         for shop in shops:
             source = s.get_one(Order, shop.source.id)
             assert (source.status, source.payment_status) == (
@@ -439,32 +478,56 @@ def test_copies_cancelling_their_source_go_on_alone_once_placed(sessions, gatewa
     assert _violations(sessions, ids, shops, stock=10) == []
 
 
+class Meddling:
+    """The test gateway, letting something happen while it is asked."""
+
+    name = "test"
+
+    def __init__(self, gateway: TestGateway, meddle: Any) -> None:
+        self.gateway, self.meddle = gateway, meddle
+
+    def authorize(self, **request: Any) -> Any:
+        self.meddle()
+        return self.gateway.authorize(**request)
+
+    def void(self, **request: Any) -> None:
+        self.gateway.void(**request)
+
+
 def test_a_copy_whose_lease_was_taken_over_ends_lease_lost(sessions, gateways, config, clock):
     shops = _shops(sessions, 3)
     ids = _copies(sessions, clock, shops, **PLACING)
-    runs = _claim(sessions, ids, config, clock)
     taken = ids[1]
-    with sessions.begin() as s:
-        s.execute(
-            update(OrderCopy)
-            .where(OrderCopy.id == taken)
-            .values(lease_expires_at=clock.now - timedelta(seconds=1))
-        )
-        newer = Run.of(copy_states.claim(s, taken, clock.now, LEASE, config.max_claims))
 
-    chunk = chunks.run_chunk(sessions, runs, gateways=gateways, config=config, clock=clock)
+    def take_over() -> None:
+        if taken_over:
+            return
+        with sessions.begin() as s:
+            s.execute(
+                update(OrderCopy)
+                .where(OrderCopy.id == taken)
+                .values(lease_expires_at=clock.now - timedelta(seconds=1))
+            )
+            taken_over.append(copy_states.claim(s, taken, clock.now, LEASE, config.max_claims))
 
-    assert chunk.ended == {
+    taken_over: list[Any] = []
+    meddling = {"test": Meddling(gateways["test"], take_over)}
+    ran = _run(sessions, ids, meddling, config, clock)
+
+    assert ran.outcome == {
         ids[0]: Outcome.COMPLETED,
         taken: Outcome.LEASE_LOST,
         ids[2]: Outcome.COMPLETED,
     }
-    assert chunk.alone == []
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, taken)
-        assert (row.status, row.attempt, row.step) == (CopyStatus.IN_PROGRESS, 2, None)
-    outcome = engine.run_claimed(sessions, newer, gateways=gateways, config=config, clock=clock)
-    assert outcome == Outcome.COMPLETED
+        assert (row.status, row.attempt, row.step) == (
+            CopyStatus.IN_PROGRESS,
+            2,
+            CopyStep.STOCK_RESERVED,
+        )
+    clock.advance(LEASE.total_seconds())  # the newer run died too: the next one finishes
+    assert execute_one(sessions, taken, gateways=gateways, clock=clock) == Outcome.COMPLETED
     assert _violations(sessions, ids, shops, stock=10) == []
 
 
@@ -473,11 +536,10 @@ def test_transient_gateway_trouble_parks_only_that_copy(sessions, gateways, conf
         good, flaky, other = make_shop(s), make_shop(s, token="tok_flaky"), make_shop(s)
     ids = _copies(sessions, clock, [good, flaky, other], **PLACING)
 
-    chunk = _chunk(sessions, ids, gateways, config, clock)
+    ran = _run(sessions, ids, gateways, config, clock)
 
-    assert chunk.ended == {ids[0]: Outcome.COMPLETED, ids[2]: Outcome.COMPLETED}
-    assert list(chunk.parked) == [ids[1]]
-    assert chunk.alone == []
+    assert ran.outcome == {ids[0]: Outcome.COMPLETED, ids[2]: Outcome.COMPLETED}
+    assert list(ran.transient) == [ids[1]]
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, ids[1])
         kinds = [e.kind for e in copy_events(s, ids[1])]
@@ -505,9 +567,9 @@ def test_renewals_completed_in_a_chunk_count_once_each(sessions, gateways, confi
     ]
     clock.advance(60)
 
-    chunk = _chunk(sessions, ids, gateways, config, clock)
+    ran = _run(sessions, ids, gateways, config, clock)
 
-    assert chunk.ended == dict.fromkeys(ids, Outcome.COMPLETED)
+    assert ran.outcome == dict.fromkeys(ids, Outcome.COMPLETED)
     with sessions.begin() as s:
         subscriptions = {i: s.get_one(OrderSubscription, i) for i in (twice, once)}
         seen = {
@@ -521,41 +583,46 @@ def test_renewals_completed_in_a_chunk_count_once_each(sessions, gateways, confi
     }
 
 
-def test_on_sqlite_every_copy_of_a_chunk_goes_on_alone(sqlite, config, clock):
+def test_on_sqlite_a_chunk_runs_through_the_same_stages(sqlite, config, clock):
     sessions, gateways = sqlite
-    shops = _shops(sessions, 2)
-    ids = _copies(sessions, clock, shops, **PLACING)
-    runs = _claim(sessions, ids, config, clock)
-
-    chunk = chunks.run_chunk(sessions, runs, gateways=gateways, config=config, clock=clock)
-
-    assert (chunk.alone, chunk.started, chunk.ended) == (runs, False, {})
+    shops = _shops(sessions, 3)
     with sessions.begin() as s:
-        assert [s.get_one(OrderCopy, i).step for i in ids] == [None, None]
-    assert _alone(sessions, chunk, gateways, config, clock) == dict.fromkeys(ids, Outcome.COMPLETED)
+        declined = make_shop(s, token="tok_declined")
+    ids = _copies(sessions, clock, [*shops, declined], **PLACING)
+
+    ran = _run(sessions, ids, gateways, config, clock)
+
+    assert ran.outcome == {**dict.fromkeys(ids[:3], Outcome.COMPLETED), ids[3]: Outcome.FAILED}
     with sessions.begin() as s:
-        assert [e.kind for e in copy_events(s, ids[0])].count("claimed") == 1
+        assert [e.kind for e in copy_events(s, ids[0])] == [
+            "created",
+            "claimed",
+            "checkpoint",
+            "checkpoint",
+            "completed",
+        ]
+        assert s.get_one(OrderCopy, ids[3]).errors_log["payment"][0].startswith("payment declined")
+        assert violations(s, ids, {shop.sku.code: 10 for shop in [*shops, declined]}) == []
 
 
-# --- trouble stays in the chunk -----------------------------------------------------------
+# --- trouble stays with the copies it touches ---------------------------------------------
 
 
-def test_a_database_error_parks_the_chunk_with_its_leases_given_up(sessions, gateways, config):
+def test_a_database_error_hands_the_chunk_back_with_its_leases_given_up(sessions, gateways, config):
     clock = FixedClock()
     ids = _copies(sessions, clock, _shops(sessions, 3), **PLACING)
 
     with failpoints.enabled("after_build", "dberror"):
-        chunk = _chunk(sessions, ids, gateways, config, clock)
+        ran = _run(sessions, ids, gateways, config, clock)
 
-    assert set(chunk.parked) == set(ids)
-    assert (chunk.ended, chunk.alone, chunk.crashed) == ({}, [], [])
+    assert (set(ran.transient), ran.outcome) == (set(ids), {})
     with sessions.begin() as s:
         for copy_id in ids:
             copy = s.get_one(OrderCopy, copy_id, populate_existing=True)
             assert (copy.status, copy.step) == (CopyStatus.IN_PROGRESS, CopyStep.STOCK_RESERVED)
             assert copy.lease_expires_at == clock.now  # given up: claimable at once
             assert copy_events(s, copy_id)[-1].kind == "transient_error"
-    assert [r.copy_id for r in engine.claim(sessions, ids, config=config, clock=clock)] == ids
+    assert [r.copy_id for r in claim(sessions, ids, config=config, clock=clock)] == ids
 
 
 def test_a_bug_leaves_the_chunk_crashed_with_its_leases_kept(sessions, gateways, config):
@@ -563,13 +630,42 @@ def test_a_bug_leaves_the_chunk_crashed_with_its_leases_kept(sessions, gateways,
     ids = _copies(sessions, clock, _shops(sessions, 2), **PLACING)
 
     with failpoints.enabled("after_build", "raise"):
-        chunk = _chunk(sessions, ids, gateways, config, clock)
+        ran = _run(sessions, ids, gateways, config, clock)
 
-    assert sorted(chunk.crashed) == sorted(ids)
-    assert (chunk.ended, chunk.alone, chunk.parked) == ({}, [], {})
-    assert engine.claim(sessions, ids, config=config, clock=clock) == []  # leases held
+    assert (ran.outcome, ran.transient) == (dict.fromkeys(ids, Outcome.CRASHED), {})
+    assert claim(sessions, ids, config=config, clock=clock) == []  # leases held
     clock.advance(LEASE.total_seconds())
-    assert len(engine.claim(sessions, ids, config=config, clock=clock)) == 2  # the sweeper's
+    assert len(claim(sessions, ids, config=config, clock=clock)) == 2  # the sweeper's
+
+
+def test_a_bug_in_a_stage_crashes_only_the_copy_that_meets_it(
+    sessions, gateways, config, monkeypatch
+):
+    """The stage is rolled back and run again for each copy on its own: the others go on."""
+    clock = FixedClock()
+    shops = _shops(sessions, 3)
+    for shop in shops:
+        assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    ids = _copies(sessions, clock, shops, cancel_source_order=True)
+    broken = ids[1]
+    cancel = stages.cancel
+
+    def buggy(session, runs, now):
+        if any(r.copy_id == broken for r in runs):
+            raise RuntimeError("a bug")
+        return cancel(session, runs, now)
+
+    monkeypatch.setattr(stages, "cancel", buggy)
+    ran = _run(sessions, ids, gateways, config, clock)
+
+    assert ran.outcome == {
+        ids[0]: Outcome.COMPLETED,
+        broken: Outcome.CRASHED,
+        ids[2]: Outcome.COMPLETED,
+    }
+    with sessions.begin() as s:
+        row = s.get_one(OrderCopy, broken)
+        assert (row.status, row.step) == (CopyStatus.IN_PROGRESS, CopyStep.TARGET_BUILT)
 
 
 class SlowGateway:
@@ -592,26 +688,25 @@ class SlowGateway:
 def test_a_chunk_keeps_its_leases_while_slow_gateways_answer(committed, gateways, concurrency):
     """Gateway calls outlasting a lease: the chunk renews its copies' leases meanwhile, so
     a claimer trying all along (a sweeper's doorbell) never takes one over."""
-    config = EngineConfig(lease=timedelta(seconds=1.5), gateway_concurrency=concurrency)
+    config = RunConfig(lease=timedelta(seconds=1.5), gateway_concurrency=concurrency)
     with committed.begin() as s:
         shops = [make_shop(s) for _ in range(4)]
     ids = [create_copy(committed, shop.source.id, **PLACING).id for shop in shops]
-    runs = _claim(committed, ids, config, utcnow)
     taken: list[str] = []
     done = threading.Event()
 
     def claimer() -> None:
         while not done.wait(0.2):
-            taken.extend(r.copy_id for r in engine.claim(committed, ids, config=config))
+            taken.extend(r.copy_id for r in claim(committed, ids, config=config))
 
     thread = threading.Thread(target=claimer)
     thread.start()
     try:
-        chunk = chunks.run_chunk(
-            committed, runs, gateways={"test": SlowGateway(gateways["test"], 1.0)}, config=config
+        ran = execute(
+            committed, ids, gateways={"test": SlowGateway(gateways["test"], 1.0)}, config=config
         )
     finally:
         done.set()
         thread.join()
     assert taken == []
-    assert chunk.ended == dict.fromkeys(ids, Outcome.COMPLETED)
+    assert ran.outcome == dict.fromkeys(ids, Outcome.COMPLETED)
