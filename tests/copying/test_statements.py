@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from copying import runs
 from copying.runs import Outcome
 from models import Order, OrderCopy, OrderStatus
 from tests.copying.statements import counting_statements
@@ -10,6 +11,7 @@ from tests.factories import (
     create_copy,
     make_customer,
     make_order,
+    make_shop,
     make_sku,
     make_wallet_entry,
     order_lines,
@@ -53,3 +55,39 @@ def _verb(statement: str) -> str:
     """``INSERT INTO line_items``, ``SAVEPOINT``: what a statement does, to what."""
     words = statement.split()
     return " ".join(words[:1] if words[0] in ("SAVEPOINT", "RELEASE") else words[:3])
+
+
+def _stages_of_a_chunk(sessions, gateways, clock, copies: int) -> list[list[str]]:
+    """The statements each transaction of a chunk of ``copies`` placing copies sent (its
+    gateway calls, one ledger write per copy, left out), by transaction."""
+    with sessions.begin() as s:
+        shops = [make_shop(s) for _ in range(copies)]
+    ids = [
+        create_copy(sessions, shop.source.id, place_target_order=True, reuse_wallet=True).id
+        for shop in shops
+    ]
+    with counting_statements() as statements:
+        ran = runs.execute(sessions, ids, gateways=gateways, clock=clock)
+    assert ran.outcome == dict.fromkeys(ids, Outcome.COMPLETED)
+    transactions: list[list[str]] = []
+    for statement in statements:
+        if "test_gateway_charges" in statement:
+            continue
+        if statement.startswith("SAVEPOINT"):  # the tests' sessions: a transaction each
+            transactions.append([])
+        elif transactions and not statement.startswith("RELEASE"):
+            transactions[-1].append(_verb(statement))
+    return transactions
+
+
+def test_each_stage_sends_the_same_statements_for_one_copy_and_for_200(sessions, gateways, clock):
+    """The per-stage budget: claim, build + reserve, place and finish, each a fixed list of
+    statements whatever the size of the chunk."""
+    one = _stages_of_a_chunk(sessions, gateways, clock, 1)
+    many = _stages_of_a_chunk(sessions, gateways, clock, 200)
+
+    assert many == one
+    claim, build, place = one
+    assert len(claim) == 1, claim  # the claim and its history, one statement
+    assert len(build) <= 14, build
+    assert len(place) <= 8, place
