@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -43,7 +43,7 @@ from sqlalchemy.orm import Session
 
 from copying.history import EVENTS, EventKind
 from copying.options import CopyOptions
-from models import CopyStatus, OrderCopy
+from models import CopyStatus, Mode, OrderCopy, new_public_id
 from models.base import UTCDateTime
 from models.order_copies import status_is
 
@@ -102,6 +102,59 @@ def transition_many(
         )
     }
     return [moved[copy_id] for copy_id in dict.fromkeys(copy_ids) if copy_id in moved]
+
+
+#: The columns a new copy may be given (:func:`new_row`); the rest start the same for all.
+GIVEN_COLUMNS = frozenset(
+    {
+        "order_subscription_id",
+        "customer_payment_source_id",
+        "reference",
+        "reference_origin",
+        "metadata",
+        "idempotency_key",
+        "period_key",
+    }
+)
+
+
+def new_row(
+    *, mode: Mode, source_order_id: str, options: CopyOptions, now: datetime, **given: Any
+) -> dict[str, Any]:
+    """A new ``pending`` copy's columns, by column name: the one place a copy's row is made
+    (a copy created, a renewal queued). ``given``: any of :data:`GIVEN_COLUMNS`."""
+    unknown = set(given) - GIVEN_COLUMNS
+    if unknown:
+        raise TypeError(f"not columns a new copy is given: {sorted(unknown)}")
+    return {
+        "id": new_public_id(),
+        "mode": mode,
+        "status": CopyStatus.PENDING,
+        "source_order_id": source_order_id,
+        **dict.fromkeys(GIVEN_COLUMNS),
+        "metadata": {},
+        **{name: value for name, value in given.items() if value is not None},
+        **options.as_columns(),
+        "errors_log": {},
+        "errors_count": 0,
+        "attempt": 0,
+        "claims": 0,
+        "retries": 0,
+        "dispatched_at": now,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+#: :func:`new_row`'s columns, in its order.
+NEW_ROW_COLUMNS = tuple(
+    new_row(
+        mode=Mode.TEST,
+        source_order_id="",
+        options=CopyOptions(),
+        now=datetime.min.replace(tzinfo=UTC),
+    )
+)
 
 
 def _update_owned(session: Session, copy_id: str, attempt: int, **values: Any) -> bool:

@@ -18,9 +18,16 @@ from copying.dispatch import publish_after_commit
 from copying.errors import CopyInputError, CopyStateError, NotFoundError
 from copying.history import EventKind
 from copying.options import CopyOptions
-from models import CopyStatus, Mode, Order, OrderCopy, new_public_id, utcnow
+from models import CopyStatus, Mode, Order, OrderCopy, utcnow
 
 log = structlog.get_logger("ordercopy.copies")
+
+#: A copy's attribute by column name (``metadata`` is ``metadata_``).
+_ATTRIBUTES = {
+    column.name: attribute.key
+    for attribute in OrderCopy.__mapper__.column_attrs
+    for column in attribute.columns
+}
 
 MAX_TEXT = 255
 MAX_METADATA_BYTES = 16 * 1024
@@ -95,27 +102,20 @@ def create(
             "source_order", f"order {source_order_id!r} does not exist in {mode} mode"
         )
     now = now or utcnow()
-    copy = OrderCopy(
-        id=new_public_id(),
+    row = copy_states.new_row(
         mode=mode,
-        status=CopyStatus.PENDING,
         source_order_id=source.id,
+        options=options,
+        now=now,
         order_subscription_id=order_subscription_id,
         customer_payment_source_id=customer_payment_source_id,
         reference=reference,
         reference_origin=reference_origin,
-        metadata_=metadata or {},
-        errors_log={},
-        errors_count=0,
-        attempt=0,
-        claims=0,
-        dispatched_at=now,
+        metadata=metadata,
         idempotency_key=idempotency_key,
         period_key=period_key,
-        created_at=now,
-        updated_at=now,
-        **options.as_columns(),
     )
+    copy = OrderCopy(**{_ATTRIBUTES[column]: value for column, value in row.items()})
     session.add(copy)
     session.flush()
     history.record(session, copy.id, mode, 0, EventKind.CREATED, **options.as_columns())

@@ -9,6 +9,7 @@ renews a period twice) and advances ``next_run_at`` in the same transaction.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -19,20 +20,18 @@ import structlog
 from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from copying import subscriptions
+from copying import copy_states, subscriptions
 from copying.dispatch import publish_after_commit
 from copying.history import EventKind
 from copying.options import CopyOptions
 from copying.schedules import Schedule, ScheduleError, period_key
 from copying.subscriptions import FINAL_ACTIONS, RENEWING, FailurePolicy
 from models import (
-    CopyStatus,
     Mode,
     OrderCopy,
     OrderCopyEvent,
     OrderSubscription,
     SubscriptionStatus,
-    new_public_id,
 )
 from models.dialects import insert_ignoring_conflicts
 
@@ -205,34 +204,24 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
 
 
 #: One statement per batch: the copies (ON CONFLICT DO NOTHING: a period renews once),
-#: the history of those inserted, and the subscriptions advanced; from arrays, so six
+#: the history of those inserted, and the subscriptions advanced. The copies' rows, made
+#: by ``copy_states.new_row``, travel as one JSON document, the advances as arrays: five
 #: parameters whatever the batch's size. (Every part sees the rows as they were before
 #: the statement: the copies read nothing the advance changes.)
+_COPY_COLUMNS = ", ".join(copy_states.NEW_ROW_COLUMNS)
+
 RENEW = text(
-    """
-    WITH renewal AS (
-        SELECT * FROM unnest(
-            CAST(:copy_ids AS varchar[]),
-            CAST(:renewed_ids AS varchar[]),
-            CAST(:period_keys AS varchar[])
-        ) AS r(copy_id, subscription_id, period_key)
-    ), inserted AS (
-        INSERT INTO order_copies (
-            id, mode, status, source_order_id, order_subscription_id,
-            customer_payment_source_id, place_target_order, cancel_source_order,
-            reuse_wallet, skip_errors, errors_log, errors_count, metadata, attempt,
-            claims, retries, dispatched_at, period_key, created_at, updated_at)
-        SELECT r.copy_id, s.mode, 'pending', s.source_order_id, s.id,
-            s.customer_payment_source_id, s.place_target_order, false,
-            true, false, '{}', 0, '{}', 0,
-            0, 0, :now, r.period_key, :now, :now
-        FROM renewal r JOIN order_subscriptions s ON s.id = r.subscription_id
+    f"""
+    WITH inserted AS (
+        INSERT INTO order_copies ({_COPY_COLUMNS})
+        SELECT {_COPY_COLUMNS}
+        FROM json_populate_recordset(NULL::order_copies, CAST(:copies AS json))
         ON CONFLICT (order_subscription_id, period_key) DO NOTHING
         RETURNING id, mode
     ), history AS (
         INSERT INTO order_copy_events (order_copy_id, mode, attempt, kind, data,
             created_at, updated_at)
-        SELECT id, mode, 0, 'created', '{"renewal": true}', :now, :now FROM inserted
+        SELECT id, mode, 0, 'created', '{{"renewal": true}}', :now, :now FROM inserted
     ), advanced AS (
         UPDATE order_subscriptions AS s
         SET next_run_at = a.next_run_at, status = a.status, updated_at = :now
@@ -258,9 +247,7 @@ def _write_postgresql(
         session.scalars(
             RENEW,
             {
-                "copy_ids": [row["id"] for row in rows],
-                "renewed_ids": [row["order_subscription_id"] for row in rows],
-                "period_keys": [row["period_key"] for row in rows],
+                "copies": json.dumps(rows, default=datetime.isoformat),
                 "advanced_ids": [a["subscription_id"] for a in advances],
                 "next_runs": [a["upcoming"] for a in advances],
                 "statuses": [a["to"].value for a in advances],
@@ -323,25 +310,15 @@ def _advance(
 
 
 def _renewal(subscription: Due, run: datetime, now: datetime) -> dict[str, Any]:
-    return {
-        "id": new_public_id(),
-        "mode": subscription.mode,
-        "status": CopyStatus.PENDING,
-        "source_order_id": subscription.source_order_id,
-        "order_subscription_id": subscription.id,
-        "customer_payment_source_id": subscription.customer_payment_source_id,
-        **CopyOptions(place_target_order=subscription.place_target_order).as_columns(),
-        "errors_log": {},
-        "errors_count": 0,
-        "metadata": {},
-        "attempt": 0,
-        "claims": 0,
-        "retries": 0,
-        "dispatched_at": now,
-        "period_key": period_key(run),
-        "created_at": now,
-        "updated_at": now,
-    }
+    return copy_states.new_row(
+        mode=subscription.mode,
+        source_order_id=subscription.source_order_id,
+        options=CopyOptions(place_target_order=subscription.place_target_order),
+        now=now,
+        order_subscription_id=subscription.id,
+        customer_payment_source_id=subscription.customer_payment_source_id,
+        period_key=period_key(run),
+    )
 
 
 def record_completed(session: Session, subscription_ids: Sequence[str], now: datetime) -> None:
