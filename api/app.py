@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from collections.abc import Mapping
+from http import HTTPMethod
 from typing import Any
 
 import structlog
@@ -81,9 +82,10 @@ class ContentNegotiation:
 def _allowed_methods(request: Request) -> list[str]:
     """Every method the OpenAPI document lists for this path (a 405's ``Allow``)."""
     paths: dict[str, dict[str, Any]] = request.app.openapi()["paths"]
-    for template, operations in paths.items():
+    for template, item in paths.items():
         if re.fullmatch(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(template)), request.url.path):
-            return sorted(method.upper() for method in operations)
+            # A path item's other keys (``parameters``) are no methods.
+            return sorted(key.upper() for key in item if key.upper() in HTTPMethod.__members__)
     return []
 
 

@@ -6,10 +6,12 @@ enough that a schema-driven client (or fuzzer) sends only what the API takes.
 
 Each parameter is written once, under ``components.parameters`` (:func:`components`);
 a route lists references to them (:func:`listing`, :func:`single`): one for each of
-``filter[q]``, ``sort``, ``page``, ``include`` and ``fields``. What several resources
-share (a type's field names, a filter value's format) is a schema under
-``components.schemas`` (:func:`schemas`). What the predicates mean is said once, in the
-document's description (:data:`GRAMMAR`).
+``filter[q]``, ``sort``, ``page``, ``include`` and ``fields``. ``page`` and ``fields``
+are the same on every route (``fields[<type>]`` takes any type, as ``api/query.py``
+does); the others are one per resource type. A filter value's format, which every
+list shares, is a schema under ``components.schemas`` (:func:`schemas`). What the
+parameters and the predicates mean is said once, in the document's description
+(:data:`GRAMMAR`), not on each parameter.
 """
 
 from __future__ import annotations
@@ -47,11 +49,12 @@ LIST_ITEMS: dict[Kind, str] = {
 
 
 #: What the query grammar means, for the document's description (each list's
-#: parameters give only the names they take).
+#: parameters give only the names and values they take).
 GRAMMAR = (
     "Lists take `filter[q][<attribute>_<predicate>]=<value>` (a record must match all of"
-    " them), `sort`, `page[number]`, `page[size]`; every route that answers with records"
-    " takes `include` and `fields[<type>]`. Predicates by kind: "
+    " them), `sort=a,-b` (`-`: descending), `page[number]`, `page[size]`; every route"
+    " that answers with records takes `include=a,b` (related records to add) and"
+    " `fields[<type>]=a,b`. Predicates by kind: "
     + "; ".join(f"{kind}: {', '.join(listed)}" for kind, listed in query.PREDICATES.items())
     + ". `in` and `not_in` take comma-separated values; `null` and `present` take true or"
     " false; `cont`, `start` and `end` match text, ignoring case. Anything else is a 400."
@@ -59,9 +62,10 @@ GRAMMAR = (
 
 
 def names_pattern(names: Iterable[str]) -> str:
-    """A comma-separated list of ``names``, or nothing."""
-    one = "(" + "|".join(re.escape(name) for name in names) + ")"
-    return f"^$|^{one}(,{one})*$"
+    """A comma-separated list of ``names``, or nothing. Each name is followed by the end
+    or by a comma that is not the last character, so the names are written once."""
+    one = "|".join(re.escape(name) for name in names)
+    return f"^(({one})(,(?!$)|$))*$"
 
 
 def _reference(name: str) -> dict[str, Any]:
@@ -70,11 +74,6 @@ def _reference(name: str) -> dict[str, Any]:
 
 def _schema(name: str) -> dict[str, Any]:
     return {"$ref": SCHEMAS + name}
-
-
-def _fieldset(type_: str) -> str:
-    """The ``components.schemas`` name of ``fields[type_]``'s value."""
-    return f"{type_}_fieldset"
 
 
 def _filter_values() -> dict[str, dict[str, Any]]:
@@ -86,14 +85,12 @@ def _filter_values() -> dict[str, dict[str, Any]]:
     return found
 
 
-def _parameter(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": False,
-        "schema": schema,
-        "description": description,
-    }
+def _parameter(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    """An optional query parameter (``required`` is false unless said)."""
+    parameter = {"name": name, "in": "query", "schema": schema}
+    if description:
+        parameter["description"] = description
+    return parameter
 
 
 def _filter_value(attribute: Attribute, predicate: str) -> dict[str, Any]:
@@ -127,14 +124,6 @@ def _filter(resource: Resource) -> dict[str, Any]:
     attributes: dict[tuple[str, tuple[str, ...]], list[str]] = {}
     for (name, key), listed in predicates.items():
         attributes.setdefault((key, tuple(listed)), []).append(name)
-    by_kind: dict[Kind, list[str]] = {}
-    for attribute in query.filterable(resource).values():
-        by_kind.setdefault(attribute.kind, []).append(attribute.name)
-    description = (
-        "`filter[q][<attribute>_<predicate>]=<value>`, by kind: "
-        + "; ".join(f"{kind} {', '.join(names)}" for kind, names in by_kind.items())
-        + " (predicates: the document's description)."
-    )
     parameter = _parameter(
         "filter[q]",
         {
@@ -145,19 +134,14 @@ def _filter(resource: Resource) -> dict[str, Any]:
                 for (key, listed), names in attributes.items()
             },
         },
-        description,
     )
     parameter.update(style="deepObject", explode=True)
     return parameter
 
 
-def _related_types(resource: Resource) -> list[str]:
-    return list(dict.fromkeys([resource.type, *(r.type for r in resource.relationships)]))
-
-
-def _list(name: str, items: dict[str, Any], description: str, **schema: Any) -> dict[str, Any]:
+def _list(name: str, items: dict[str, Any], **schema: Any) -> dict[str, Any]:
     """A comma-separated list: an array, ``style: form`` without ``explode``."""
-    parameter = _parameter(name, {"type": "array", "items": items, **schema}, description)
+    parameter = _parameter(name, {"type": "array", "items": items, **schema})
     parameter.update(style="form", explode=False)
     return parameter
 
@@ -170,18 +154,10 @@ def _deep_object(name: str, properties: dict[str, Any], description: str) -> dic
     return parameter
 
 
-def schemas(registry: Mapping[str, Resource]) -> dict[str, dict[str, Any]]:
-    """What the parameters refer to under ``components.schemas``: each type's field
-    names (``orders_fieldset``) and the filter values every list shares."""
-    found = {
-        _fieldset(type_): {
-            "type": "string",
-            "pattern": names_pattern(query.field_names(resource)),
-            "description": f"Attributes and relationships of {type_}, comma-separated.",
-        }
-        for type_, resource in registry.items()
-    }
-    return {**found, **_filter_values()}
+def schemas() -> dict[str, dict[str, Any]]:
+    """What the parameters refer to under ``components.schemas``: the filter values
+    every list shares."""
+    return _filter_values()
 
 
 def components(registry: Mapping[str, Resource]) -> dict[str, dict[str, Any]]:
@@ -196,6 +172,14 @@ def components(registry: Mapping[str, Resource]) -> dict[str, dict[str, Any]]:
             f"`page[number]` from 1; `page[size]` records per page (default "
             f"{query.DEFAULT_PAGE_SIZE}).",
         ),
+        "fields": _deep_object(
+            "fields",
+            {
+                type_: {"type": "string", "pattern": names_pattern(query.field_names(resource))}
+                for type_, resource in registry.items()
+            },
+            "`fields[<type>]=a,b`: only these attributes and relationships of that type.",
+        ),
     }
     for type_, resource in registry.items():
         found[f"{type_}_filter"] = _filter(resource)
@@ -205,27 +189,19 @@ def components(registry: Mapping[str, Resource]) -> dict[str, dict[str, Any]]:
                 "type": "string",
                 "pattern": f"^-?({'|'.join(map(re.escape, query.sortable(resource)))})$",
             },
-            "Sort by these; '-' before a name for descending.",
             minItems=1,
         )
         if resource.relationships:
             found[f"{type_}_include"] = _list(
-                "include",
-                {"enum": [r.name for r in resource.relationships]},
-                "Related resources to include.",
+                "include", {"enum": [r.name for r in resource.relationships]}
             )
-        found[f"{type_}_fields"] = _deep_object(
-            "fields",
-            {related: _schema(_fieldset(related)) for related in _related_types(resource)},
-            "`fields[<type>]`: only these attributes and relationships of that type.",
-        )
     return found
 
 
 def single(resource: Resource) -> list[dict[str, Any]]:
     """The parameters of a route that returns one ``resource``: include and fields."""
     include = [_reference(f"{resource.type}_include")] if resource.relationships else []
-    return [*include, _reference(f"{resource.type}_fields")]
+    return [*include, _reference("fields")]
 
 
 def listing(resource: Resource) -> list[dict[str, Any]]:

@@ -230,7 +230,6 @@ def router_for(
         response_model=list_doc,
         response_class=JsonApiResponse,
         responses=ERRORS,
-        summary=f"List {resource.type}",
         openapi_extra={"parameters": parameters.listing(resource)},
     )
     def list_resources(request: Request, api_key: Authenticated) -> Response:
@@ -243,7 +242,6 @@ def router_for(
         response_model=single_doc,
         response_class=JsonApiResponse,
         responses=ERRORS,
-        summary=f"Retrieve one of {resource.type}",
         openapi_extra=single_params,
     )
     def retrieve(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
@@ -281,7 +279,6 @@ def add_create_route(
         response_class=JsonApiResponse,
         status_code=201,
         responses=ERRORS,
-        summary=f"Create one of {resource.type}",
         openapi_extra=single_params,
     )
     def create(
@@ -336,7 +333,6 @@ def add_update_route(
         response_model=single_doc,
         response_class=JsonApiResponse,
         responses=ERRORS,
-        summary=f"Update one of {resource.type}",
         openapi_extra=single_params,
     )
     def update(
@@ -411,7 +407,6 @@ def add_delete_route(router: APIRouter, routes: Routes) -> None:
         status_code=204,
         response_class=JsonApiResponse,
         responses=ERRORS,
-        summary=f"Delete one of {resource.type}",
     )
     def destroy(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
         routes.reject_parameters(request)
@@ -440,7 +435,6 @@ def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Rel
             response_model=schemas.list_document(target),
             response_class=JsonApiResponse,
             responses=ERRORS,
-            summary=f"List the {name} of one of {resource.type}",
             openapi_extra={"parameters": parameters.listing(target)},
         )
         def related_many(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
@@ -458,7 +452,6 @@ def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Rel
             response_model=schemas.single_document(target) | schemas.EmptyDocument,
             response_class=JsonApiResponse,
             responses=ERRORS,
-            summary=f"Retrieve the {name} of one of {resource.type}",
             openapi_extra={"parameters": parameters.single(target)},
         )
         def related_single(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
@@ -479,7 +472,6 @@ def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Rel
         response_class=JsonApiResponse,
         response_model=schemas.LinkageDocument,
         responses=ERRORS,
-        summary=f"The {name} linkage of one of {resource.type}",
     )
     def linkage(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
         routes.reject_parameters(request)
