@@ -17,7 +17,8 @@ from config import get_settings
 from copying import failpoints
 from tests.worker.processes import flush_broker
 from worker.app import COPY_BATCH_TASK, COPY_TASK, app
-from worker.publisher import publish, publishes_twice
+from worker.publisher import publish
+from worker.testing import publishes_twice
 
 
 def queued() -> list[dict[str, Any]]:
