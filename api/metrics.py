@@ -45,8 +45,8 @@ from sqlalchemy import (
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
-from copying.history import EventKind
-from copying.subscriptions import RENEWING
+from copying.copies.history import EventKind
+from copying.subscriptions.subscription_states import RENEWING
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent, OrderSubscription, db, utcnow
 
 log = structlog.get_logger("ordercopy.metrics")

@@ -21,7 +21,7 @@ from api.documents import Renderer, pagination_links
 from api.errors import MEDIA_TYPE, ApiError
 from api.responses import JsonApiResponse
 from api.spec import Context, Relationship, Resource
-from copying.dispatch import Publish, unit_of_work
+from copying.copies.dispatch import Publish, unit_of_work
 from copying.errors import (
     CopyInputError,
     CopyStateError,
@@ -32,8 +32,8 @@ from copying.errors import (
     OrderStateError,
     TransientError,
 )
-from copying.gateways import Gateways
-from copying.subscriptions import SubscriptionStateError
+from copying.orders.gateways import Gateways
+from copying.subscriptions.subscription_states import SubscriptionStateError
 from models import ApiKey, Mode, db
 
 Authenticated = Annotated[ApiKey, Depends(authenticate)]

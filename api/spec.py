@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying.dispatch import Publish
-from copying.gateways import Gateways
+from copying.copies.dispatch import Publish
+from copying.orders.gateways import Gateways
 from models import Base, Mode
 
 Kind = Literal["string", "integer", "boolean", "datetime", "date", "object", "array"]

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bench import broker, world
 from bench.environment import BenchEnvironment
 from bench.workers import running_worker, wait_until
-from copying.dispatch import unit_of_work
+from copying.copies.dispatch import unit_of_work
 from models import CopyStatus, OrderCopy
 from worker.publisher import publish
 

@@ -1,9 +1,10 @@
 """``python -m bench.renewals [--count N]``: a renewal storm. N due subscriptions (100,000
-by default) are turned into queued copies by the real tick (``copying.renewals.tick`` in
-batches of ``ORDERCOPY_RENEWALS_BATCH_SIZE``, each batch one transaction, as the beat's
-task runs it), next to the baseline: one raw SQL ``INSERT … SELECT`` of the same
-``order_copies`` rows; and a second one, the tick's writes (lock, copies, history,
-advance) as one raw SQL statement per batch, without its Python. All run in this
+by default) are turned into queued copies by the real tick
+(``copying.subscriptions.renewals.tick`` in batches of ``ORDERCOPY_RENEWALS_BATCH_SIZE``,
+each batch one transaction, as the beat's task runs it), next to the baseline: one raw
+SQL ``INSERT … SELECT`` of the same ``order_copies`` rows; and a second one, the tick's
+writes (lock, copies, history, advance) as one raw SQL statement per batch, without its
+Python. All run in this
 invocation, on the same world, in the bench's own throwaway database.
 
 The tick's copies are announced to a list rather than Redis: this measures the database
@@ -212,8 +213,8 @@ def run_tick(sessions: object, now: datetime, batch_size: int) -> tuple[Measure,
     returns the measure and the copies announced."""
     from sqlalchemy.orm import Session, sessionmaker
 
-    from copying.dispatch import unit_of_work
-    from copying.renewals import tick
+    from copying.copies.dispatch import unit_of_work
+    from copying.subscriptions.renewals import tick
 
     assert isinstance(sessions, sessionmaker)
     makers: sessionmaker[Session] = sessions
@@ -227,7 +228,7 @@ def run_tick(sessions: object, now: datetime, batch_size: int) -> tuple[Measure,
         if result.subscriptions < batch_size:
             break
     measure = Measure(
-        f"renewal tick (copying.renewals, batches of {batch_size:,})",
+        f"renewal tick (copying.subscriptions.renewals, batches of {batch_size:,})",
         subscriptions,
         time.perf_counter() - started,
         time.process_time() - cpu,

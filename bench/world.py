@@ -1,7 +1,7 @@
 """The world a bench run copies in: its throwaway database and its orders.
 
 Source orders are built with the test factories (the real domain code); copies
-are created with ``copying.engine.create`` and announced by the worker's
+are created with ``copying.copies.lifecycle.create`` and announced by the worker's
 publisher, as the web app does.
 """
 
@@ -16,9 +16,9 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.environment import ADMIN_URL, BenchEnvironment
-from copying import engine
-from copying.dispatch import unit_of_work
-from copying.options import CopyOptions
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.copies.options import CopyOptions
 from migrations import upgrade
 from models import CopyStatus, Mode, OrderCopy, Sku, db, new_public_id, utcnow
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
@@ -94,7 +94,7 @@ def create_copies(
 
 
 def create_copy(session: Session, source_id: str) -> OrderCopy:
-    return engine.create(
+    return lifecycle.create(
         session,
         mode=Mode.TEST,
         source_order_id=source_id,

@@ -1,6 +1,6 @@
 """``ordercopy copies``: list order copies, show one with its history, create, retry, abort.
 
-``retry`` is thin: the selection and the retries are :mod:`copying.bulk`'s; this
+``retry`` is thin: the selection and the retries are :mod:`copying.copies.bulk`'s; this
 module parses the criteria, shows the progress and prints the summary.
 """
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from rich.table import Table
 
-    from copying.bulk import RetrySummary
+    from copying.copies.bulk import RetrySummary
     from models import OrderCopy, OrderCopyEvent
 
 copies_app = typer.Typer(
@@ -118,10 +118,10 @@ def create_copy(
     mode: ModeOption = "test",
 ) -> None:
     """Create a pending copy of SOURCE_ORDER; a worker runs it. Prints the copy's id."""
-    from copying import engine
-    from copying.dispatch import unit_of_work
+    from copying.copies import lifecycle
+    from copying.copies.dispatch import unit_of_work
+    from copying.copies.options import CopyOptions
     from copying.errors import CopyInputError
-    from copying.options import CopyOptions
     from models import Mode
 
     # The worker's publisher: importing it builds the Celery app.
@@ -129,7 +129,7 @@ def create_copy(
 
     try:
         with unit_of_work(process.sessions(), publisher.publish) as session:
-            copy = engine.create(
+            copy = lifecycle.create(
                 session,
                 mode=Mode(mode),
                 source_order_id=source_order,
@@ -213,8 +213,8 @@ def retry_copies(
     each copy once.
     """
     from cli import queries
-    from copying import bulk
-    from copying.bulk import RetryCriteria, RetryOutcome
+    from copying.copies import bulk
+    from copying.copies.bulk import RetryCriteria, RetryOutcome
     from models import Mode
 
     criteria = RetryCriteria(
@@ -279,13 +279,13 @@ def abort_copy(
     mode: ModeOption = "test",
 ) -> None:
     """Abort a pending copy: it will never run."""
-    from copying import engine
+    from copying.copies import lifecycle
     from copying.errors import CopyStateError, NotFoundError
     from models import Mode
 
     try:
         with process.sessions().begin() as session:
-            engine.abort(session, copy_id, Mode(mode), by="cli")
+            lifecycle.abort(session, copy_id, Mode(mode), by="cli")
     except (CopyStateError, NotFoundError) as error:
         output.fail(str(error))
     typer.echo(f"aborted order copy {copy_id}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from copying.options import CopyOptions
+from copying.copies.options import CopyOptions
 from models import CopyStatus, OrderCopy
 
 ORIGIN = "ordercopy demo"
@@ -50,7 +50,7 @@ class SourceSpec:
 
     lines: tuple[tuple[str, int], ...]
     wallet: str | None = "visa"
-    #: Placed through :func:`copying.orders.place_order` (so the copy may cancel it).
+    #: Placed through :func:`copying.orders.placing.place_order` (so the copy may cancel it).
     placed: bool = False
     shipping_address: bool = True
     discount_cents: int = 0

@@ -1,7 +1,7 @@
 """Writing the demo: catalog, customer, wallet, source orders, then the copies.
 
 Three kinds of unit of work, in order: the world (one transaction), the
-source orders to place (through :func:`copying.orders.place_order`, which
+source orders to place (through :func:`copying.orders.placing.place_order`, which
 calls the gateway between its own transactions), and the copies (one unit of
 work that publishes them to the broker once committed).
 """
@@ -15,9 +15,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cli.demo_scenarios import CATALOG, ORIGIN, SCENARIOS, WALLET, Scenario, SourceSpec
-from copying import engine, order_states, orders, targets, wallet
-from copying.dispatch import Publish, unit_of_work
-from copying.gateways import Gateways
+from copying.copies import lifecycle
+from copying.copies.dispatch import Publish, unit_of_work
+from copying.orders import order_states, placing, targets, wallet
+from copying.orders.gateways import Gateways
 from models import (
     Address,
     Customer,
@@ -71,7 +72,7 @@ def seed(
         seeded.order_ids = [order.id for order in sources]
     for scenario, source in zip(scenarios, sources, strict=True):
         if scenario.source.placed:
-            problems = orders.place_order(sessions, source.id, MODE, gateways=gateways)
+            problems = placing.place_order(sessions, source.id, MODE, gateways=gateways)
             if problems:
                 raise SeedError(f"demo source order {source.id} not placed: {'; '.join(problems)}")
     with sessions.begin() as session:
@@ -79,7 +80,7 @@ def seed(
         stock_catalog(session, discontinued=True)
     with unit_of_work(sessions, publish) as session:
         for scenario, source in zip(scenarios, sources, strict=True):
-            copy = engine.create(
+            copy = lifecycle.create(
                 session,
                 mode=MODE,
                 source_order_id=source.id,

@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from models import CopyStatus, Mode, Order, OrderCopy, OrderCopyEvent
 
 if TYPE_CHECKING:
-    from copying import bulk
+    from copying.copies import bulk
 
 
 def list_copies(
@@ -35,7 +35,7 @@ def get_copy(session: Session, copy_id: str, mode: Mode) -> OrderCopy | None:
 def failed_copies(session: Session, mode: Mode, criteria: bulk.RetryCriteria) -> list[OrderCopy]:
     """The failed copies a bulk retry with ``criteria`` would select, in its order."""
     # Here, not at the top: the copying engine, which the other reads can do without.
-    from copying import bulk
+    from copying.copies import bulk
 
     return list(session.scalars(bulk.failed_copies(mode, criteria)))
 

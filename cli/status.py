@@ -1,6 +1,6 @@
 """``ordercopy status``: how the copies of one mode are doing now, as tables or JSON.
 
-The numbers are :func:`copying.status.status_report`'s; this module only renders them.
+The numbers are :func:`copying.copies.status.status_report`'s; this module only renders them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from rich.console import Group
     from rich.table import Table
 
-    from copying.status import StatusReport
+    from copying.copies.status import StatusReport
 
 
 def status(
@@ -33,7 +33,7 @@ def status(
     Copies by status, the oldest pending one, those in progress and their leases,
     the top errors of the last 24 h, and throughput over the last 5 and 60 minutes.
     """
-    from copying.status import status_report
+    from copying.copies.status import status_report
     from models import Mode, utcnow
 
     with process.sessions().begin() as session:

@@ -1,7 +1,8 @@
 """``ordercopy subscriptions``: list order subscriptions, show one, activate, deactivate, cancel.
 
-The moves are :mod:`copying.subscriptions`' (the same functions as the API's ``_activate``,
-``_deactivate`` and ``_cancel`` triggers), each in one transaction holding the row's lock.
+The moves are :mod:`copying.subscriptions.subscription_states`' (the same functions as the
+API's ``_activate``, ``_deactivate`` and ``_cancel`` triggers), each in one transaction
+holding the row's lock.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ def _move(
     subscription_id: str, mode: ModeName, move: Callable[[OrderSubscription], None], done: str
 ) -> None:
     from copying.errors import CopyInputError
-    from copying.subscriptions import SubscriptionStateError
+    from copying.subscriptions.subscription_states import SubscriptionStateError
 
     try:
         with process.sessions().begin() as session:
@@ -112,23 +113,23 @@ def _move(
 @subscriptions_app.command("activate")
 def activate(subscription_id: IdArgument, mode: ModeOption = "test") -> None:
     """Start renewing (draft or inactive → active); a next run gone by moves to the next one."""
-    from copying import subscriptions
+    from copying.subscriptions import subscription_states
     from models import utcnow
 
-    _move(subscription_id, mode, lambda s: subscriptions.activate(s, utcnow()), "activated")
+    _move(subscription_id, mode, lambda s: subscription_states.activate(s, utcnow()), "activated")
 
 
 @subscriptions_app.command("deactivate")
 def deactivate(subscription_id: IdArgument, mode: ModeOption = "test") -> None:
     """Pause renewing (active or running → inactive); activate resumes it."""
-    from copying import subscriptions
+    from copying.subscriptions import subscription_states
 
-    _move(subscription_id, mode, subscriptions.deactivate, "deactivated")
+    _move(subscription_id, mode, subscription_states.deactivate, "deactivated")
 
 
 @subscriptions_app.command("cancel")
 def cancel(subscription_id: IdArgument, mode: ModeOption = "test") -> None:
     """Stop renewing for good (→ cancelled)."""
-    from copying import subscriptions
+    from copying.subscriptions import subscription_states
 
-    _move(subscription_id, mode, subscriptions.cancel, "cancelled")
+    _move(subscription_id, mode, subscription_states.cancel, "cancelled")

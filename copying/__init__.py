@@ -2,5 +2,5 @@
 
 Knows nothing of Celery or HTTP: functions take a ``Session`` (or a session
 factory, for multi-transaction runs) and ids, and say what to announce after
-commit through :mod:`copying.dispatch`.
+commit through :mod:`copying.copies.dispatch`.
 """

@@ -128,7 +128,7 @@ class OrderCopy(Record, Base):
     lease_expires_at: Mapped[datetime | None]
     dispatched_at: Mapped[datetime | None]
     #: Doorbells the sweeper rang again since the copy was created or last retried
-    #: (each waits twice as long as the one before: see copying.sweeper).
+    #: (each waits twice as long as the one before: see copying.copies.sweeper).
     dispatches: Mapped[int] = mapped_column(default=0, server_default="0")
     #: Not to be claimed before this moment (a delayed retry).
     next_attempt_at: Mapped[datetime | None]

@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from config import get_settings
-from copying.dispatch import unit_of_work
-from copying.orders import void_abandoned
-from copying.sweeper import purge_idempotency_keys
-from copying.sweeper import sweep as sweep_copies
+from copying.copies.dispatch import unit_of_work
+from copying.copies.sweeper import purge_idempotency_keys
+from copying.copies.sweeper import sweep as sweep_copies
+from copying.orders.placing import void_abandoned
 from models import db, utcnow
 from models.idempotency import KEEP_FOR
 from worker.app import SWEEP_TASK, app

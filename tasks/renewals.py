@@ -7,8 +7,8 @@ from collections.abc import Sequence
 import structlog
 
 from config import get_settings
-from copying.dispatch import unit_of_work
-from copying.renewals import tick as renewals_tick
+from copying.copies.dispatch import unit_of_work
+from copying.subscriptions.renewals import tick as renewals_tick
 from models import db, utcnow
 from worker import runtime
 from worker.app import RENEWALS_TICK_TASK, app

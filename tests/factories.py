@@ -9,8 +9,9 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying import engine, order_states, targets, wallet
-from copying.options import CopyOptions
+from copying.copies import lifecycle
+from copying.copies.options import CopyOptions
+from copying.orders import order_states, targets, wallet
 from models import (
     Address,
     Customer,
@@ -217,10 +218,10 @@ def create_copy(
     **options: Any,
 ) -> OrderCopy:
     """A committed ``pending`` copy (its announcement is dropped: tests execute it directly);
-    ``options`` are :class:`CopyOptions` and the other keywords of ``engine.create``."""
+    ``options`` are :class:`CopyOptions` and the other keywords of ``lifecycle.create``."""
     flags = {name: options.pop(name) for name in CopyOptions.names() if name in options}
     with sessions.begin() as session:
-        return engine.create(
+        return lifecycle.create(
             session,
             mode=mode,
             source_order_id=source_order_id,

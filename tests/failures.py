@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying.gateways import Gateways
+from copying.orders.gateways import Gateways
 from copying.runs import Outcome
 from models import Mode
 from tests.copying.clock import T0, FixedClock

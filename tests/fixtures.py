@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying import failpoints
-from copying.gateways import Gateways, TestGateway
+from copying.orders.gateways import Gateways, TestGateway
 from copying.runs import RunConfig
+from copying.testing import failpoints
 from migrations import upgrade
 from models import Base, db
 from models.db import make_engine

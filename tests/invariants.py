@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from copying.payments import LIVE
+from copying.orders.payments import LIVE
 from models import (
     CopyStatus,
     CopyStep,

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from copying import targets
+from copying.orders import targets
 from models import (
     Order,
     OrderCopy,

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy import delete, update
 
-from copying import orders
+from copying.orders import placing
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -146,8 +146,8 @@ def test_the_domain_placing_and_cancelling_breaks_nothing(committed, gateways):
     with committed.begin() as s:
         first, second = make_shop(s, stock=STOCK), make_shop(s, stock=STOCK)
     for shop in (first, second):
-        assert orders.place_order(committed, shop.source.id, Mode.TEST, gateways=gateways) == []
-    assert orders.cancel_order(committed, second.source.id, Mode.TEST, gateways=gateways) == []
+        assert placing.place_order(committed, shop.source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.cancel_order(committed, second.source.id, Mode.TEST, gateways=gateways) == []
     assert settle_and_check(committed, {first.sku.code: STOCK, second.sku.code: STOCK}) == []
 
 

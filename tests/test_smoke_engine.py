@@ -1,6 +1,7 @@
-from copying import engine, orders
-from copying.dispatch import unit_of_work
-from copying.options import CopyOptions
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.copies.options import CopyOptions
+from copying.orders import placing
 from copying.runs import Outcome
 from models import CopyStatus, Mode, Order, OrderCopy
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
@@ -13,9 +14,9 @@ def test_copy_place_and_cancel(sessions, gateways, published):
         customer = make_customer(s)
         entry = make_wallet_entry(s, customer)
         source = make_order(s, [Line(sku, 2)], customer=customer, wallet_entry=entry)
-    assert orders.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
     with unit_of_work(sessions, published) as s:
-        copy = engine.create(
+        copy = lifecycle.create(
             s,
             mode=Mode.TEST,
             source_order_id=source.id,

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from copying import engine, orders, stock, targets
-from copying.dispatch import unit_of_work
-from copying.options import CopyOptions
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.copies.options import CopyOptions
+from copying.orders import placing, stock, targets
 from copying.runs import Outcome
 from models import CopyStatus, Mode, Order, OrderCopy, Sku
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
@@ -22,10 +23,10 @@ def test_a_copy_places_and_cancels_on_sqlite(sqlite):
         customer = make_customer(s)
         entry = make_wallet_entry(s, customer)
         source = make_order(s, [Line(sku, 2)], customer=customer, wallet_entry=entry)
-    assert orders.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
     published = Published()
     with unit_of_work(sessions, published) as s:
-        copy_id = engine.create(
+        copy_id = lifecycle.create(
             s,
             mode=Mode.TEST,
             source_order_id=source.id,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import structlog
 
 from config import get_settings
-from copying import failpoints
+from copying.testing import failpoints
 from worker.app import COPY_BATCH_TASK, COPY_TASK, app
 
 log = structlog.get_logger("ordercopy.publisher")

@@ -6,7 +6,7 @@ from datetime import timedelta
 from functools import cache
 
 from config import get_settings
-from copying.gateways import Gateways, TestGateway
+from copying.orders.gateways import Gateways, TestGateway
 from copying.runs import RunConfig
 from models import db
 

@@ -9,7 +9,7 @@ from celery import signals
 
 from config import get_settings
 from config.logging import configure_logging
-from copying import failpoints
+from copying.testing import failpoints
 from models import db
 from worker.app import COPY_TASK
 

@@ -15,7 +15,7 @@ import structlog
 from celery import signals
 
 from config import get_settings
-from copying import failpoints
+from copying.testing import failpoints
 from worker.app import COPY_BATCH_TASK, COPY_TASK, app
 from worker.publisher import PUBLISH_TWICE
 

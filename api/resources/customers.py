@@ -7,7 +7,7 @@ from sqlalchemy import exists, select
 from api.errors import ApiError
 from api.resources.common import METADATA, TIMESTAMPS, plain_create, plain_delete
 from api.spec import Attribute, Context, Relationship, Resource
-from copying import wallet
+from copying.orders import wallet
 from models import Customer, CustomerPaymentSource, Order
 
 #: A token shorter than this is shown without its end: the end would be most of it.

@@ -9,8 +9,8 @@ from api import lookups
 from api.errors import ApiError
 from api.resources.common import TIMESTAMPS, choices, reference_attributes
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
-from copying import engine
-from copying.options import CopyOptions
+from copying.copies import lifecycle
+from copying.copies.options import CopyOptions
 from models import CopyStatus, Order, OrderCopy, OrderCopyEvent
 
 
@@ -23,7 +23,7 @@ def create_copy(
             422, "an order copy needs a source order", pointer="/data/relationships/source_order"
         )
     source = lookups.load_related(ctx.session, Order, "orders", source_id, ctx.mode, "source_order")
-    return engine.create(
+    return lifecycle.create(
         ctx.session,
         mode=ctx.mode,
         source_order_id=source.id,
@@ -35,11 +35,11 @@ def create_copy(
 
 
 def retry_copy(ctx: Context, copy_id: str, _: Any) -> None:
-    engine.retry(ctx.session, copy_id, ctx.mode, by="api")
+    lifecycle.retry(ctx.session, copy_id, ctx.mode, by="api")
 
 
 def abort_copy(ctx: Context, copy_id: str, _: Any) -> None:
-    engine.abort(ctx.session, copy_id, ctx.mode, by="api")
+    lifecycle.abort(ctx.session, copy_id, ctx.mode, by="api")
 
 
 def delete_copy(ctx: Context, copy: OrderCopy) -> None:

@@ -1,7 +1,7 @@
 """``order_subscriptions``: schedules that renew a source order (Commerce Layer's model).
 
 A new subscription is a ``draft``: nothing renews until ``_activate``. The rules
-live in ``copying.subscriptions``; their errors become JSON:API ones in
+live in ``copying.subscriptions.subscription_states``; their errors become JSON:API ones in
 ``api.routes.domain_error`` (422 with a pointer, 409 ``INVALID_STATUS``).
 """
 
@@ -13,8 +13,8 @@ from api import lookups
 from api.errors import ApiError
 from api.resources.common import TIMESTAMPS, choices, reference_attributes
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
-from copying import subscriptions
-from copying.schedules import FREQUENCIES
+from copying.subscriptions import subscription_states
+from copying.subscriptions.schedules import FREQUENCIES
 from models import (
     Customer,
     CustomerPaymentSource,
@@ -51,7 +51,7 @@ def create_subscription(
             ctx.mode,
             "customer_payment_source",
         )
-    return subscriptions.create(
+    return subscription_states.create(
         ctx.session,
         source,
         frequency=attributes["frequency"],
@@ -71,11 +71,11 @@ def create_subscription(
 
 
 def _check_update(ctx: Context, subscription: OrderSubscription, names: set[str]) -> None:
-    subscriptions.check_editable(subscription, names)
+    subscription_states.check_editable(subscription, names)
 
 
 def _check_updated(ctx: Context, subscription: OrderSubscription, changed: set[str]) -> None:
-    subscriptions.apply_changes(ctx.session, subscription, changed, utcnow())
+    subscription_states.apply_changes(ctx.session, subscription, changed, utcnow())
 
 
 def _transition(name: str) -> Any:
@@ -84,11 +84,11 @@ def _transition(name: str) -> Any:
             ctx.session, OrderSubscription, TYPE, subscription_id, ctx.mode, lock=True
         )
         if name == "activate":
-            subscriptions.activate(subscription, utcnow())
+            subscription_states.activate(subscription, utcnow())
         elif name == "deactivate":
-            subscriptions.deactivate(subscription)
+            subscription_states.deactivate(subscription)
         else:
-            subscriptions.cancel(subscription)
+            subscription_states.cancel(subscription)
 
     return run
 

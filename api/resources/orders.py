@@ -17,7 +17,7 @@ from api.resources.common import (
     reference_attributes,
 )
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
-from copying import order_edits, orders
+from copying.orders import order_edits, placing
 from models import (
     Address,
     FulfillmentStatus,
@@ -31,13 +31,13 @@ from models import (
 
 
 def _place(ctx: Context, order_id: str, _: Any) -> None:
-    problems = orders.place_order(ctx.sessions, order_id, ctx.mode, gateways=ctx.gateways)
+    problems = placing.place_order(ctx.sessions, order_id, ctx.mode, gateways=ctx.gateways)
     if problems:
         raise ApiError(422, "; ".join(problems), pointer="/data/attributes/_place")
 
 
 def _cancel(ctx: Context, order_id: str, _: Any) -> None:
-    problems = orders.cancel_order(ctx.sessions, order_id, ctx.mode, gateways=ctx.gateways)
+    problems = placing.cancel_order(ctx.sessions, order_id, ctx.mode, gateways=ctx.gateways)
     if problems:
         raise ApiError(422, "; ".join(problems), pointer="/data/attributes/_cancel")
 

@@ -15,11 +15,13 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
-from copying import copy_states, engine, history, payments, renewals, stock
-from copying.copy_states import Written
+from copying.copies import copy_states, history, lifecycle
+from copying.copies.copy_states import Written
+from copying.copies.history import EventKind
 from copying.errors import ErrorKey, LeaseLostError
-from copying.history import EventKind
+from copying.orders import payments, stock
 from copying.runs.run import Outcome, Run, Stage, place_key
+from copying.subscriptions import renewals
 from models import CopyStatus, CopyStep, Order, OrderCopy
 
 log = structlog.get_logger("ordercopy.runs")
@@ -119,7 +121,7 @@ def _renewal_failed(session: Session, run: Run, now: datetime) -> None:
         session, run.subscription_id, completed=False, retries=run.retries, now=now
     )
     if delay is not None:
-        engine.retry(
+        lifecycle.retry(
             session, run.copy_id, run.mode, by="failure_policy", now=now, not_before=now + delay
         )
 

@@ -36,12 +36,14 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying import copy_states, failpoints, history, orders, payments
+from copying.copies import copy_states, history
+from copying.copies.history import EventKind
 from copying.errors import ErrorKey, TransientError, one_line
-from copying.gateways import Gateways
-from copying.history import EventKind
+from copying.orders import payments, placing
+from copying.orders.gateways import Gateways
 from copying.runs import finish, stages
 from copying.runs.run import Clock, Outcome, Run, RunConfig, Stage
+from copying.testing import failpoints
 from models import CopyStep, PaymentAuthorization, utcnow
 
 log = structlog.get_logger("ordercopy.runs")
@@ -219,7 +221,7 @@ class _Pipeline:
             return
         unkept = self._in_transaction(runs, stages.place)
         if unkept:
-            orders.void_holds(self.sessions, self.gateways, unkept, self.clock())
+            placing.void_holds(self.sessions, self.gateways, unkept, self.clock())
         failpoints.hit("after_place")
 
     def _void(self, runs: list[Run]) -> None:

@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy import Row
 
+from copying.copies.options import CopyOptions
 from copying.errors import ErrorLog
-from copying.gateways import GatewayAnswer
-from copying.options import CopyOptions
-from copying.payments import PaymentRequest
-from copying.targets import Contents
+from copying.orders.gateways import GatewayAnswer
+from copying.orders.payments import PaymentRequest
+from copying.orders.targets import Contents
 from models import CopyStep, Mode, Order, OrderCopy
 
 Clock = Callable[[], datetime]

@@ -28,10 +28,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from copying import order_states, orders, payments, renewals, stock, targets, wallet
 from copying.errors import ErrorKey, ErrorLog, keys_of
-from copying.gateways import GatewayAnswer, Gateways
+from copying.orders import order_states, payments, placing, stock, targets, wallet
+from copying.orders.gateways import GatewayAnswer, Gateways
 from copying.runs.run import Run, place_key
+from copying.subscriptions import renewals
 from models import CopyStep, CustomerPaymentSource, Mode, Order, OrderStatus, PaymentAuthorization
 from models.dialects import insert_rows
 
@@ -190,16 +191,16 @@ def _write_planned(session: Session, planned: list[_Planned]) -> None:
     placed; raises Beaten when another transaction took some of it since it was read."""
     if not planned:
         return
-    placing = [p for p in planned if p.run.options.place_target_order]
+    reserving = [p for p in planned if p.run.options.place_target_order]
     targets.insert_addresses(session, [row for p in planned for row in p.clones])
     insert_rows(session, order_states.ORDERS, [targets.order_row(p.values) for p in planned])
     targets.insert_lines_many(
         session,
         [(p.target.id, p.run.mode, p.contents.lines) for p in planned],
-        reserving={p.target.id for p in placing},
+        reserving={p.target.id for p in reserving},
     )
     wanted: Counter[tuple[Mode, str]] = Counter()
-    for p in placing:
+    for p in reserving:
         for code, quantity in targets.demand(p.contents.lines).items():
             wanted[p.run.mode, code] += quantity
     if not stock.reserve_many(session, wanted):  # the lines say they hold it
@@ -256,7 +257,7 @@ def _reserve_one(session: Session, run: Run, now: datetime) -> None:
     if target is None:
         run.errors.add(ErrorKey.TARGET_ORDER, f"target order {run.target_order_id} is gone")
         return
-    problems, run.contents = orders.reserve_if_placeable(session, target, run.contents)
+    problems, run.contents = placing.reserve_if_placeable(session, target, run.contents)
     for problem in problems:
         run.errors.add(ErrorKey.TARGET_ORDER, problem)
     if problems:
@@ -370,7 +371,7 @@ def place(session: Session, runs: Sequence[Run], now: datetime) -> list[PaymentA
         )
     }
     paying = wallet.problems_paying(session, list(rows.values()), now.date())
-    placing: list[Run] = []
+    to_place: list[Run] = []
     for run in settled:
         request, answer = _request(run), _answer(run)
         row = rows.get(request.order_id)
@@ -391,8 +392,8 @@ def place(session: Session, runs: Sequence[Run], now: datetime) -> list[PaymentA
             unkept += payments.start_voiding(session, now, key=request.idempotency_key)
             _not_placed(session, run, problems)
             continue
-        placing.append(run)
-    _place_all(session, placing, now)
+        to_place.append(run)
+    _place_all(session, to_place, now)
     return unkept
 
 
@@ -447,7 +448,7 @@ def cancel(session: Session, runs: Sequence[Run], now: datetime) -> None:
             continue
         source = session.get(Order, run.source_order_id, with_for_update=True)
         problems = order_states.problems_cancelling(source) if source else ["source order is gone"]
-        other = orders.owner(session, run.source_order_id)
+        other = placing.owner(session, run.source_order_id)
         if other is not None:  # the target of a copy still running: that copy's to decide
             problems = [f"source order {run.source_order_id} belongs to order copy {other}"]
         if problems or source is None:

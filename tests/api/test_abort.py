@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from api.app import app
-from copying import copy_states
+from copying.copies import copy_states
 from copying.runs import Outcome
 from models import utcnow
 from tests.api.errors import assert_error

@@ -11,9 +11,9 @@ from sqlalchemy import update
 
 from api.errors import MEDIA_TYPE
 from api.routes import domain_error
-from copying import copy_states
+from copying.copies import copy_states, lifecycle
 from copying.errors import CopyInputError
-from copying.subscriptions import SubscriptionStateError
+from copying.subscriptions.subscription_states import SubscriptionStateError
 from models import ApiKey, db, utcnow
 from tests.api.errors import assert_error
 from tests.api.shop import build_shop
@@ -365,12 +365,11 @@ def test_a_relationship_of_the_wrong_type_is_a_422(api, order):
 
 
 def test_a_crash_is_a_json_api_500_and_is_logged(api, order, monkeypatch, caplog):
-    from copying import engine
 
     def crash(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(engine, "create", crash)
+    monkeypatch.setattr(lifecycle, "create", crash)
 
     response = api.post("/api/order_copies", copy_document(order["id"]))
 

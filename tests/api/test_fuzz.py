@@ -26,7 +26,8 @@ from api.app import app
 from api.auth import hash_token
 from api.errors import MEDIA_TYPE
 from api.resources import REGISTRY
-from copying import engine, orders, targets
+from copying.copies import lifecycle
+from copying.orders import placing, targets
 from models import ApiKey, Mode, Order, new_public_id, utcnow
 from tests.factories import (
     Line,
@@ -97,12 +98,12 @@ def world(committed, gateways) -> dict[str, list[str]]:
             "line_items": [line.id for line in targets.load_lines(session, order.id)],
             "placed_orders": [placed],
         }
-    assert orders.place_order(committed, placed, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(committed, placed, Mode.TEST, gateways=gateways) == []
     with committed.begin() as session:
         subscription = make_subscription(
             session, session.get_one(Order, placed), starts_at=utcnow()
         )
-        copy = engine.create(
+        copy = lifecycle.create(
             session,
             mode=Mode.TEST,
             source_order_id=ids["orders"][0],

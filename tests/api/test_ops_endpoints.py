@@ -16,7 +16,7 @@ from sqlalchemy import func, select, update
 from api import health, metrics
 from api.app import app
 from config import get_settings
-from copying import copy_states, engine
+from copying.copies import copy_states, lifecycle
 from copying.runs import Outcome
 from models import (
     CopyStatus,
@@ -191,7 +191,7 @@ def copies(committed, gateways) -> dict[str, str]:
     # It fails, is retried and fails again.
     assert execute_one(committed, ids["failed"], gateways=gateways) == Outcome.FAILED
     with committed.begin() as session:
-        engine.retry(session, ids["failed"], Mode.TEST, by="test")
+        lifecycle.retry(session, ids["failed"], Mode.TEST, by="test")
     assert execute_one(committed, ids["failed"], gateways=gateways) == Outcome.FAILED
     ids["waiting"] = create_copy(committed, good.source.id, now=now - timedelta(hours=1)).id
     ids["scheduled"] = create_copy(committed, good.source.id, now=now - timedelta(hours=2)).id
@@ -199,7 +199,7 @@ def copies(committed, gateways) -> dict[str, str]:
     ids["aborted"] = create_copy(committed, good.source.id).id
     ids["running"] = create_copy(committed, good.source.id).id
     with committed.begin() as session:
-        engine.abort(session, ids["aborted"], Mode.TEST, by="test")
+        lifecycle.abort(session, ids["aborted"], Mode.TEST, by="test")
         assert copy_states.claim(session, ids["running"], now, timedelta(minutes=5), 8)
     ids["live"] = create_copy(committed, live.source.id, mode=Mode.LIVE).id
     return ids

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 import worker.publisher
-from copying import copy_states, engine
+from copying.copies import copy_states, lifecycle
 from copying.runs import Outcome
 from models import CopyStatus, Order, OrderCopy, db, utcnow
 from tests.api.errors import assert_error
@@ -329,7 +329,7 @@ def test_the_order_subscription_of_a_renewal_copy(api, shop, committed):
         subscription = make_subscription(
             session, session.get_one(Order, shop.order["id"]), starts_at=utcnow()
         )
-        renewal = engine.create(
+        renewal = lifecycle.create(
             session,
             mode=subscription.mode,
             source_order_id=shop.order["id"],

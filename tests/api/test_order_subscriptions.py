@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from copying import renewals
-from copying.dispatch import unit_of_work
+from copying.copies.dispatch import unit_of_work
 from copying.runs import Outcome
+from copying.subscriptions import renewals
 from models import utcnow
 from tests.api.errors import assert_error
 from tests.api.shop import Shop, build_shop

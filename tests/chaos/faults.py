@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from copying import failpoints
+from copying.testing import failpoints
 from tests.chaos.processes import Process, local_tcp_ports
 from tests.chaos.stack import Stack
 

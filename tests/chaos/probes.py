@@ -13,7 +13,7 @@ import redis
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from copying.subscriptions import RENEWING
+from copying.subscriptions.subscription_states import RENEWING
 from models import CopyStatus, OrderCopy, OrderCopyEvent, OrderSubscription, utcnow
 from tests.invariants import AUDIT_TABLE
 

@@ -45,7 +45,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.auth import issue_key
 from config import get_settings
 from config.logging import configure_logging
-from copying.gateways import TestGateway
+from copying.orders.gateways import TestGateway
 from migrations import upgrade
 from models import Mode, OrderCopy, db
 from tests.chaos import faults, probes

@@ -3,7 +3,7 @@
 The stack also plays the process supervisor (systemd, Kubernetes, honcho):
 a worker, beat or web process that exits when nobody meant to stop it is
 started again, and counted. Every process runs with the test-only switch
-``publish_twice`` (copying/failpoints.py): each copy doorbell goes out twice.
+``publish_twice`` (worker/testing.py): each copy doorbell goes out twice.
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ from datetime import timedelta
 
 from sqlalchemy import update
 
-from copying import engine, history, orders
+from copying.copies import history, lifecycle
+from copying.orders import placing
 from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
@@ -28,7 +29,7 @@ from tests.runs import execute_one
 def placed_shop(sessions, gateways, *, stock=10):
     with sessions.begin() as s:
         shop = make_shop(s, quantity=2, stock=stock)
-    assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
     return shop
 
 
@@ -108,7 +109,7 @@ def test_a_subscription_counting_more_renewals_than_completed_is_caught(sessions
         subscription = make_subscription(
             s, s.get_one(Order, shop.source.id), starts_at=utcnow() - timedelta(days=1)
         )
-        copy = engine.create(
+        copy = lifecycle.create(
             s,
             mode=Mode.TEST,
             source_order_id=shop.source.id,

@@ -14,7 +14,7 @@ import pytest
 import redis
 
 from config import get_settings
-from copying import failpoints
+from copying.testing import failpoints
 from tests.worker.processes import flush_broker
 from worker.app import COPY_BATCH_TASK, COPY_TASK, app
 from worker.publisher import publish

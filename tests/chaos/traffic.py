@@ -6,7 +6,7 @@ client sends again, with the same body, after a connection error or a 5xx
 (and now and then on purpose, as a double click); a few copies are aborted
 at once, over HTTP where the API has ``_abort``, through the domain (as
 ``ordercopy copies abort`` does) where it has not. Failed copies are retried
-over HTTP (``PATCH _retry``) and in bulk (``copying.bulk``, as ``ordercopy
+over HTTP (``PATCH _retry``) and in bulk (``copying.copies.bulk``, as ``ordercopy
 copies retry`` does). Old doorbells are rung again at random (stray
 duplicates); every doorbell of every process goes out twice anyway
 (``publish_twice``).
@@ -33,8 +33,8 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying import bulk
-from copying.dispatch import Publish
+from copying.copies import bulk
+from copying.copies.dispatch import Publish
 from models import (
     CopyStatus,
     CustomerPaymentSource,
@@ -272,7 +272,7 @@ class Traffic:
                     self._problem(f"retry {copy_id} answered {response.status_code}")
 
     def retry_failed(self, stop: threading.Event) -> None:
-        """Every 3-6 s, retry up to 10 failed copies in bulk (``copying.bulk``); a retry
+        """Every 3-6 s, retry up to 10 failed copies in bulk (``copying.copies.bulk``); a retry
         that loses a race, or meets the database down, is counted."""
         while not stop.wait(self.rng.uniform(3, 6)):
             try:

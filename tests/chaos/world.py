@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying import order_states, orders
 from copying.errors import TransientError
-from copying.gateways import Gateways
+from copying.orders import order_states, placing
+from copying.orders.gateways import Gateways
 from models import Customer, FulfillmentStatus, ItemType, Mode, Order, OrderStatus, Sku, utcnow
 from tests.factories import (
     Line,
@@ -151,7 +151,7 @@ def _source(session: Session, rng: random.Random, catalog: _Catalog, kind: str) 
 def _place(sessions: sessionmaker[Session], order_id: str, gateways: Gateways) -> bool:
     for _ in range(4):  # tok_flaky times out twice per key
         try:
-            return orders.place_order(sessions, order_id, Mode.TEST, gateways=gateways) == []
+            return placing.place_order(sessions, order_id, Mode.TEST, gateways=gateways) == []
         except TransientError:
             continue
     return False

@@ -7,7 +7,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from cli.main import app
-from copying.gateways import Gateways
+from copying.orders.gateways import Gateways
 from copying.runs import Outcome
 from models import CopyStatus, Mode, OrderCopy
 from tests.factories import copy_events, create_copy, make_shop

@@ -9,9 +9,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from cli.main import app
-from copying import engine
-from copying.dispatch import unit_of_work
-from copying.gateways import Gateways
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.orders.gateways import Gateways
 from models import CopyStatus, Mode, Order, OrderCopy
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.fixtures import Published
@@ -41,9 +41,9 @@ def world(committed: sessionmaker[Session], gateways: Gateways, published: Publi
     copies = []
     for source_id, mode in ((source.id, Mode.TEST), (gone.id, Mode.TEST), (source.id, Mode.TEST)):
         with unit_of_work(committed, published) as session:
-            copies.append(engine.create(session, mode=mode, source_order_id=source_id))
+            copies.append(lifecycle.create(session, mode=mode, source_order_id=source_id))
     with unit_of_work(committed, published) as session:
-        live = engine.create(session, mode=Mode.LIVE, source_order_id=live_source.id)
+        live = lifecycle.create(session, mode=Mode.LIVE, source_order_id=live_source.id)
     for copy in copies[:2]:
         execute_one(committed, copy.id, gateways=gateways)
     with committed.begin() as session:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from cli.demo_scenarios import SCENARIOS
 from cli.main import app
 from copying.errors import TransientError
-from copying.gateways import Gateways
+from copying.orders.gateways import Gateways
 from models import (
     CopyStatus,
     CustomerPaymentSource,
@@ -91,7 +91,7 @@ def test_seed_writes_the_demo_it_describes(
     for copy in copies:
         source = sources[copy.id]
         if copy.cancel_source_order and copy.metadata_["expect"] == "completed":
-            # placed through copying.orders.place_order, so the copy can cancel it
+            # placed through copying.orders.placing.place_order, so the copy can cancel it
             assert (source.status, source.payment_status) == (
                 OrderStatus.PLACED,
                 PaymentStatus.AUTHORIZED,

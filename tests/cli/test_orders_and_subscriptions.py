@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from cli.main import app
-from copying import orders
-from copying.gateways import Gateways
+from copying.orders import placing
+from copying.orders.gateways import Gateways
 from models import Mode, Order, OrderSubscription, SubscriptionStatus, utcnow
 from tests.factories import (
     Line,
@@ -44,7 +44,7 @@ def world(committed: sessionmaker[Session], gateways: Gateways) -> World:
         pending = make_order(session, [Line(sku, 1)], customer=customer, wallet_entry=entry)
         placed = make_order(session, [Line(sku, 2)], customer=customer, wallet_entry=entry)
         live = make_order(session, [Line(make_sku(session, mode=Mode.LIVE))], mode=Mode.LIVE)
-    assert orders.place_order(committed, placed.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(committed, placed.id, Mode.TEST, gateways=gateways) == []
     soon = utcnow() + timedelta(days=1)
     with committed.begin() as session:
         active = make_subscription(session, pending, starts_at=soon)

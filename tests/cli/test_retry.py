@@ -11,9 +11,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from cli.main import app
-from copying import bulk, engine
-from copying.dispatch import unit_of_work
-from copying.gateways import Gateways
+from copying.copies import bulk, lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.orders.gateways import Gateways
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
 from tests.failures import Failures, make_failures
 from tests.fixtures import Published
@@ -177,7 +177,7 @@ def test_a_copy_retried_by_someone_else_meanwhile_is_skipped(
     def selected_then_retried_elsewhere(session, mode, criteria):
         ids = select_failed(session, mode, criteria)
         with unit_of_work(committed, elsewhere) as other:
-            engine.retry(other, world.b, Mode.TEST, by="api")
+            lifecycle.retry(other, world.b, Mode.TEST, by="api")
         return ids
 
     monkeypatch.setattr(bulk, "select_failed", selected_then_retried_elsewhere)
@@ -194,14 +194,14 @@ def test_a_copy_retried_by_someone_else_meanwhile_is_skipped(
 def test_unexpected_errors_are_counted_and_named_and_the_run_goes_on(
     runner: CliRunner, committed, world: Failures, broker: Published, monkeypatch
 ):
-    real_retry = engine.retry
+    real_retry = lifecycle.retry
 
     def retry(session, copy_id, mode, **kwargs):
         if copy_id == world.b:
             raise RuntimeError("boom")
         return real_retry(session, copy_id, mode, **kwargs)
 
-    monkeypatch.setattr(engine, "retry", retry)
+    monkeypatch.setattr(lifecycle, "retry", retry)
 
     result = runner.invoke(app, ["copies", "retry", "--all"])
 

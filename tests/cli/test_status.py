@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from cli.main import app
-from copying import copy_states, engine
-from copying.gateways import Gateways
+from copying.copies import copy_states, lifecycle
+from copying.orders.gateways import Gateways
 from copying.runs import Outcome
 from models import Mode, utcnow
 from tests.factories import Line, create_copy, make_order, make_shop, make_sku
@@ -56,7 +56,7 @@ def world(committed: sessionmaker[Session], gateways: Gateways) -> World:
     run(gone, Outcome.FAILED)
     aborted = create_copy(committed, good).id
     with committed.begin() as s:
-        engine.abort(s, aborted, Mode.TEST, by="ops")
+        lifecycle.abort(s, aborted, Mode.TEST, by="ops")
     return World(
         pending=create_copy(committed, good).id,
         fresh=claimed(utcnow()),

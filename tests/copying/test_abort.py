@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from copying import engine
+from copying.copies import lifecycle
 from copying.errors import CopyStateError, NotFoundError
 from copying.runs import Outcome
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
@@ -22,7 +22,7 @@ def pending(sessions):
 
 def test_an_aborted_copy_is_never_claimed(sessions, gateways, pending):
     with sessions.begin() as s:
-        aborted = engine.abort(s, pending.id, Mode.TEST, by="ops")
+        aborted = lifecycle.abort(s, pending.id, Mode.TEST, by="ops")
         assert aborted.status == CopyStatus.ABORTED
     assert execute_one(sessions, pending.id, gateways=gateways) == Outcome.NOT_CLAIMED
     with sessions.begin() as s:
@@ -45,11 +45,11 @@ def test_only_pending_copies_can_be_aborted(sessions, pending, status):
     with sessions.begin() as s:
         s.get_one(OrderCopy, pending.id).status = status
     with sessions.begin() as s, pytest.raises(CopyStateError, match=f"is {status}"):
-        engine.abort(s, pending.id, Mode.TEST, by="ops")
+        lifecycle.abort(s, pending.id, Mode.TEST, by="ops")
 
 
 def test_aborting_an_unknown_or_other_mode_copy_is_not_found(sessions, pending):
     with sessions.begin() as s, pytest.raises(NotFoundError):
-        engine.abort(s, pending.id, Mode.LIVE, by="ops")
+        lifecycle.abort(s, pending.id, Mode.LIVE, by="ops")
     with sessions.begin() as s, pytest.raises(NotFoundError):
-        engine.abort(s, "nope", Mode.TEST, by="ops")
+        lifecycle.abort(s, "nope", Mode.TEST, by="ops")

@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying import bulk, engine
-from copying.bulk import RetryCriteria, RetryOutcome, RetrySummary
-from copying.gateways import Gateways
+from copying.copies import bulk, lifecycle
+from copying.copies.bulk import RetryCriteria, RetryOutcome, RetrySummary
+from copying.orders.gateways import Gateways
 from copying.runs import Outcome, execute
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
 from tests.copying.clock import T0, FixedClock
@@ -201,14 +201,14 @@ def test_copies_no_longer_failed_or_gone_are_skipped_not_retried(sessions, failu
 
 
 def test_an_unexpected_error_is_named_and_the_run_goes_on(sessions, failures, monkeypatch):
-    real_retry = engine.retry
+    real_retry = lifecycle.retry
 
     def retry(session, copy_id, mode, **kwargs):
         if copy_id == failures.b:
             raise RuntimeError("boom\nsecond line")
         return real_retry(session, copy_id, mode, **kwargs)
 
-    monkeypatch.setattr(engine, "retry", retry)
+    monkeypatch.setattr(lifecycle, "retry", retry)
     published = Published()
     seen: list[RetryOutcome] = []
 
@@ -246,7 +246,7 @@ def test_two_concurrent_bulk_retries_over_the_same_failed_copies_retry_each_once
         )
     with committed.begin() as s:
         copy_ids = [
-            engine.create(s, mode=Mode.TEST, source_order_id=gone.id, now=T0).id
+            lifecycle.create(s, mode=Mode.TEST, source_order_id=gone.id, now=T0).id
             for _ in range(MANY)
         ]
     for start in range(0, MANY, 200):  # as a worker runs them: a chunk at a time

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from copying import orders
+from copying.orders import placing
 from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
@@ -37,7 +37,7 @@ def placed_shop(sessions, gateways):
     placing request, ``order:<id>:place:<nonce>``."""
     with sessions.begin() as s:
         shop = make_shop(s, quantity=2, stock=10, price=1000)
-    assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
     return shop
 
 
@@ -98,7 +98,7 @@ def test_cancel_of_a_free_source_has_nothing_to_void(sessions, gateways, clock):
     with sessions.begin() as s:
         sample = make_sku(s, "SAMPLE", price=0, stock=5)
         source = make_order(s, [Line(sample, 1)])
-    assert orders.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
 
     copy = create_copy(sessions, source.id, cancel_source_order=True)
     assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
@@ -147,7 +147,7 @@ def test_a_pending_source_cannot_be_cancelled(sessions, gateways, clock):
 
 def test_a_cancelled_source_cannot_be_cancelled_again(sessions, gateways, clock, placed_shop):
     source_id = placed_shop.source.id
-    assert orders.cancel_order(sessions, source_id, Mode.TEST, gateways=gateways) == []
+    assert placing.cancel_order(sessions, source_id, Mode.TEST, gateways=gateways) == []
     with sessions.begin() as s:
         cancelled_at = s.get_one(Order, source_id).cancelled_at
 

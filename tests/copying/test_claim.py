@@ -7,9 +7,10 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import inspect, update
 
-from copying import copy_states, failpoints
-from copying.gateways import GatewayAnswer, GatewayUnavailableError, TestGateway
+from copying.copies import copy_states
+from copying.orders.gateways import GatewayAnswer, GatewayUnavailableError, TestGateway
 from copying.runs import Outcome, RunConfig, execute
+from copying.testing import failpoints
 from models import (
     Address,
     AuthorizationStatus,

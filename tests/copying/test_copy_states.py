@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import update
 
-from copying import copy_states
+from copying.copies import copy_states
 from copying.errors import ErrorKey, ErrorLog
 from copying.runs import RunConfig
 from models import CopyStatus, CopyStep, OrderCopy

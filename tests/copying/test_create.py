@@ -7,10 +7,10 @@ import json
 import pytest
 from sqlalchemy import func, select
 
-from copying import engine
-from copying.dispatch import pending_announcements, unit_of_work
+from copying.copies import lifecycle
+from copying.copies.dispatch import pending_announcements, unit_of_work
+from copying.copies.options import CopyOptions
 from copying.errors import CopyInputError
-from copying.options import CopyOptions
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
 from tests.factories import Line, copy_events, make_order, make_shop, make_sku
 
@@ -33,7 +33,7 @@ def _copies_and_events(sessions, source_order_id: str) -> tuple[int, int]:
 
 def test_defaults(sessions, source, clock):
     with sessions.begin() as s:
-        copy = engine.create(s, mode=Mode.TEST, source_order_id=source.id, now=clock.now)
+        copy = lifecycle.create(s, mode=Mode.TEST, source_order_id=source.id, now=clock.now)
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
@@ -65,7 +65,7 @@ def test_defaults(sessions, source, clock):
 
 def test_keeps_options_reference_and_metadata(sessions, source):
     with sessions.begin() as s:
-        copy = engine.create(
+        copy = lifecycle.create(
             s,
             mode=Mode.TEST,
             source_order_id=source.id,
@@ -90,7 +90,7 @@ def test_keeps_options_reference_and_metadata(sessions, source):
 
 def test_announced_only_after_commit(sessions, source, published):
     with unit_of_work(sessions, published) as s:
-        copy = engine.create(s, mode=Mode.TEST, source_order_id=source.id)
+        copy = lifecycle.create(s, mode=Mode.TEST, source_order_id=source.id)
         assert pending_announcements(s) == [copy.id]
         assert published == []
 
@@ -103,7 +103,7 @@ class Abort(Exception):
 
 def _create_then_abort(sessions, published, source_id: str, created: list[str]) -> None:
     with unit_of_work(sessions, published) as s:
-        created.append(engine.create(s, mode=Mode.TEST, source_order_id=source_id).id)
+        created.append(lifecycle.create(s, mode=Mode.TEST, source_order_id=source_id).id)
         raise Abort
 
 
@@ -121,11 +121,11 @@ def test_nothing_announced_or_written_on_rollback(sessions, source, published):
 
 def test_input_at_the_limits_is_accepted(sessions, source):
     # json.dumps({"k": ""}) is 9 bytes: pad the value to land exactly on 16 KiB.
-    metadata = {"k": "x" * (engine.MAX_METADATA_BYTES - 9)}
-    assert len(json.dumps(metadata).encode()) == engine.MAX_METADATA_BYTES
+    metadata = {"k": "x" * (lifecycle.MAX_METADATA_BYTES - 9)}
+    assert len(json.dumps(metadata).encode()) == lifecycle.MAX_METADATA_BYTES
 
     with sessions.begin() as s:
-        copy = engine.create(
+        copy = lifecycle.create(
             s,
             mode=Mode.TEST,
             source_order_id=source.id,
@@ -215,7 +215,7 @@ def test_bad_input_raises_and_writes_nothing(sessions, source, published, bad, f
 
     # The caller's unit of work commits anyway: create itself must have written nothing.
     with unit_of_work(sessions, published) as s, pytest.raises(CopyInputError) as raised:
-        engine.create(s, **arguments)
+        lifecycle.create(s, **arguments)
 
     assert (raised.value.field, raised.value.message) == (field, message)
     assert published == []
@@ -224,7 +224,7 @@ def test_bad_input_raises_and_writes_nothing(sessions, source, published, bad, f
 
 def test_metadata_that_is_not_json_is_refused(sessions, source):
     with sessions.begin() as s, pytest.raises(CopyInputError) as raised:
-        engine.create(s, mode=Mode.TEST, source_order_id=source.id, metadata={"at": object()})
+        lifecycle.create(s, mode=Mode.TEST, source_order_id=source.id, metadata={"at": object()})
 
     assert raised.value.field == "metadata"
     assert raised.value.message.startswith("is not JSON: ")
@@ -232,7 +232,7 @@ def test_metadata_that_is_not_json_is_refused(sessions, source):
 
 def test_unknown_source_order_is_refused(sessions, published):
     with unit_of_work(sessions, published) as s, pytest.raises(CopyInputError) as raised:
-        engine.create(s, mode=Mode.TEST, source_order_id="NoSuchOrdr")
+        lifecycle.create(s, mode=Mode.TEST, source_order_id="NoSuchOrdr")
 
     assert raised.value.field == "source_order"
     assert raised.value.message == "order 'NoSuchOrdr' does not exist in test mode"
@@ -244,7 +244,7 @@ def test_source_order_of_the_other_mode_is_refused(sessions, published):
         live = make_order(s, [Line(make_sku(s, mode=Mode.LIVE), 1)], mode=Mode.LIVE)
 
     with unit_of_work(sessions, published) as s, pytest.raises(CopyInputError) as raised:
-        engine.create(s, mode=Mode.TEST, source_order_id=live.id)
+        lifecycle.create(s, mode=Mode.TEST, source_order_id=live.id)
 
     assert raised.value.field == "source_order"
     assert raised.value.message == f"order {live.id!r} does not exist in test mode"
@@ -257,7 +257,7 @@ def test_copy_in_live_mode_of_a_live_order(sessions, published):
         live = make_order(s, [Line(make_sku(s, mode=Mode.LIVE), 1)], mode=Mode.LIVE)
 
     with unit_of_work(sessions, published) as s:
-        copy = engine.create(s, mode=Mode.LIVE, source_order_id=live.id)
+        copy = lifecycle.create(s, mode=Mode.LIVE, source_order_id=live.id)
 
     assert published == [copy.id]
     with sessions.begin() as s:
@@ -269,4 +269,4 @@ def test_metadata_with_nan_or_text_with_nul_is_refused(sessions):
         source = make_shop(s).source
     for bad in ({"metadata": {"x": float("nan")}}, {"reference": "a\x00b"}):
         with sessions.begin() as s, pytest.raises(CopyInputError):
-            engine.create(s, mode=Mode.TEST, source_order_id=source.id, **bad)
+            lifecycle.create(s, mode=Mode.TEST, source_order_id=source.id, **bad)

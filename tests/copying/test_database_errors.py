@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy.exc import OperationalError
 
-from copying import failpoints
 from copying.runs import Outcome
+from copying.testing import failpoints
 from models import CopyStatus, OrderCopy
 from tests.factories import copy_events, create_copy, make_shop
 from tests.runs import execute_one

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import text
 
-from copying import payments
-from copying.gateways import (
+from copying.orders import payments
+from copying.orders.gateways import (
     LEDGER_APPLICATION,
     GatewayAnswer,
     GatewayUnavailableError,

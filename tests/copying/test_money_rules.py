@@ -8,14 +8,14 @@ request or an edit happen (the remote call is the window no transaction covers).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select, update
 
-from copying import engine, failpoints, order_edits, orders, payments
+from copying.copies import lifecycle
 from copying.errors import (
     InUseError,
     NotFoundError,
@@ -23,8 +23,10 @@ from copying.errors import (
     OrderChangedError,
     one_line,
 )
-from copying.gateways import GatewayAnswer, Gateways, GatewayUnavailableError
+from copying.orders import order_edits, payments, placing
+from copying.orders.gateways import GatewayAnswer, Gateways, GatewayUnavailableError
 from copying.runs import Outcome, RunConfig, execute
+from copying.testing import failpoints
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -40,6 +42,7 @@ from models import (
     TestGatewayCharge,
     utcnow,
 )
+from tests.copying.gateways import Meddling
 from tests.factories import (
     Line,
     authorizations,
@@ -49,35 +52,6 @@ from tests.factories import (
     make_shop,
 )
 from tests.runs import execute_one
-
-
-@dataclass
-class Meddling:
-    """The test gateway, with something happening while the first call is out."""
-
-    real: Gateways
-    during: Callable[[], None]
-    then_fail: bool = False
-    calls: list[str] = field(default_factory=list)
-
-    def authorize(
-        self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str
-    ) -> GatewayAnswer:
-        self.calls.append(idempotency_key)
-        answer = self.real["test"].authorize(
-            idempotency_key=idempotency_key,
-            token=token,
-            amount_cents=amount_cents,
-            currency_code=currency_code,
-        )
-        if len(self.calls) == 1:
-            self.during()
-            if self.then_fail:  # held at the gateway, but the answer never came back
-                raise GatewayUnavailableError("test gateway: no answer in time")
-        return answer
-
-    def void(self, *, idempotency_key: str) -> None:
-        self.real["test"].void(idempotency_key=idempotency_key)
 
 
 def _pending(sessions, **shop):
@@ -100,11 +74,11 @@ def test_a_place_that_loses_the_race_never_voids_the_winners_hold(sessions, gate
     answers = []
 
     def double_click() -> None:
-        answers.append(orders.place_order(sessions, order.id, Mode.TEST, gateways=gateways))
+        answers.append(placing.place_order(sessions, order.id, Mode.TEST, gateways=gateways))
 
     meddling = Meddling(gateways, double_click)
     with pytest.raises(OrderChangedError, match="is placed now"):
-        orders.place_order(sessions, order.id, Mode.TEST, gateways={"test": meddling})
+        placing.place_order(sessions, order.id, Mode.TEST, gateways={"test": meddling})
 
     assert answers == [[]]  # the second click placed it
     held, live = _live_holds(sessions, order.id)
@@ -139,7 +113,7 @@ def test_a_total_changed_while_asking_is_not_placed_and_the_hold_is_voided(sessi
             s.execute(update(Order).where(Order.id == order.id).values(total_amount_cents=3000))
 
     with pytest.raises(OrderChangedError, match="total is 3000 cents now, 2000 were asked for"):
-        orders.place_order(
+        placing.place_order(
             sessions, order.id, Mode.TEST, gateways={"test": Meddling(gateways, add_a_line)}
         )
 
@@ -168,7 +142,7 @@ def test_a_wallet_entry_changed_while_asking_is_not_charged(sessions, gateways, 
             else:
                 entry.payment_source_token = "tok_other"
 
-    problems = orders.place_order(
+    problems = placing.place_order(
         sessions, order.id, Mode.TEST, gateways={"test": Meddling(gateways, change_entry)}
     )
 
@@ -184,7 +158,7 @@ def test_placing_checks_the_wallet_entry_before_asking(sessions, gateways):
     with sessions.begin() as s:
         s.get_one(Order, order.id).customer_id = make_shop(s).customer.id  # another customer
 
-    problems = orders.place_order(sessions, order.id, Mode.TEST, gateways=gateways)
+    problems = placing.place_order(sessions, order.id, Mode.TEST, gateways=gateways)
 
     assert problems == [f"wallet entry {shop.entry.id} belongs to another customer"]
     with sessions.begin() as s:
@@ -193,11 +167,11 @@ def test_placing_checks_the_wallet_entry_before_asking(sessions, gateways):
 
 def test_stock_given_back_is_what_was_taken(sessions, gateways):
     shop, order = _pending(sessions)
-    assert orders.place_order(sessions, order.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, order.id, Mode.TEST, gateways=gateways) == []
     with sessions.begin() as s:  # the lines drift after placing (by hand, by a bug)
         s.execute(update(LineItem).where(LineItem.order_id == order.id).values(quantity=7))
 
-    assert orders.cancel_order(sessions, order.id, Mode.TEST, gateways=gateways) == []
+    assert placing.cancel_order(sessions, order.id, Mode.TEST, gateways=gateways) == []
 
     with sessions.begin() as s:
         assert s.get_one(Sku, shop.sku.id).stock_quantity == 10  # the 2 taken, not 7
@@ -214,7 +188,7 @@ def test_a_running_copys_target_belongs_to_the_copy(sessions, gateways, clock):
     with sessions.begin() as s:
         target_id = s.get_one(OrderCopy, copy.id).target_order_id
 
-    for act in (orders.place_order, orders.cancel_order):
+    for act in (placing.place_order, placing.cancel_order):
         with pytest.raises(OrderBusyError, match=f"order copy {copy.id}"):
             act(sessions, target_id, Mode.TEST, gateways=gateways)
 
@@ -222,7 +196,7 @@ def test_a_running_copys_target_belongs_to_the_copy(sessions, gateways, clock):
     with pytest.raises(GatewayUnavailableError):
         execute_one(sessions, copy.id, gateways=gateways, clock=clock)
     assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
-    assert orders.cancel_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
+    assert placing.cancel_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
 
 
 @pytest.mark.parametrize("in_chunk", [False, True])
@@ -277,10 +251,10 @@ def test_a_hold_left_by_a_given_up_copy_is_voided_by_the_sweeper(sessions, gatew
     assert asked.status == AuthorizationStatus.REQUESTED
     assert gateway_charge_live(sessions, asked.idempotency_key)
 
-    too_soon = orders.void_abandoned(
+    too_soon = placing.void_abandoned(
         sessions, gateways, clock.now, older_than=timedelta(minutes=5), limit=10
     )
-    later = orders.void_abandoned(
+    later = placing.void_abandoned(
         sessions,
         gateways,
         clock.now + timedelta(minutes=6),
@@ -298,7 +272,7 @@ def _given_up_at_the_gateway(sessions, gateways, clock):
     """:func:`_given_up`, then retried by ops."""
     copy, shop = _given_up(sessions, gateways, clock)
     with sessions.begin() as s:
-        engine.retry(s, copy.id, Mode.TEST, by="ops", now=clock.now)
+        lifecycle.retry(s, copy.id, Mode.TEST, by="ops", now=clock.now)
         target_id = s.get_one(OrderCopy, copy.id).target_order_id
     return copy, target_id, shop.sku.id
 
@@ -315,7 +289,7 @@ def test_a_given_up_copy_retried_asks_again_under_the_key_it_left(sessions, gate
     assert keys == [f"order_copy:{copy.id}:place"]
     assert [a.idempotency_key for a in held] == [c.idempotency_key for c in live] == keys
     assert (
-        orders.void_abandoned(
+        placing.void_abandoned(
             sessions,
             gateways,
             clock.now + timedelta(hours=1),
@@ -333,7 +307,7 @@ def test_a_retried_copy_whose_key_the_sweeper_took_meanwhile_keeps_nothing(
 
     def sweep_an_hour_later() -> None:
         assert (
-            orders.void_abandoned(
+            placing.void_abandoned(
                 sessions,
                 gateways,
                 clock.now + timedelta(hours=1),
@@ -359,12 +333,12 @@ def test_an_answer_that_comes_after_the_sweeper_took_the_payment_is_not_kept(
 ):
     _, order = _pending(sessions)
     with sessions.begin() as s:
-        placing = s.get_one(Order, order.id)
-        request = payments.request_for(s, placing, payments.placing_key_base(placing))
+        asked = s.get_one(Order, order.id)
+        request = payments.request_for(s, asked, payments.placing_key_base(asked))
         payments.record_requests(s, [(Mode.TEST, request)], clock.now)
     assert not request.waiting
     answer = payments.ask(gateways, request)
-    orders.void_abandoned(
+    placing.void_abandoned(
         sessions,
         gateways,
         clock.now + timedelta(hours=1),
@@ -431,7 +405,7 @@ def test_an_order_being_placed_cannot_be_deleted(sessions, gateways):
         refused.append(str(raised.value))
 
     assert (
-        orders.place_order(
+        placing.place_order(
             sessions, order.id, Mode.TEST, gateways={"test": SlowGateway(gateways, delete)}
         )
         == []
@@ -447,7 +421,7 @@ def test_a_hold_for_an_order_deleted_during_the_call_is_voided(sessions, gateway
             s.delete(s.get_one(Order, order.id))
 
     with pytest.raises(NotFoundError):
-        orders.place_order(
+        placing.place_order(
             sessions,
             order.id,
             Mode.TEST,
@@ -461,13 +435,13 @@ def test_an_answer_after_the_sweeper_gave_the_payment_up_is_voided_again(session
     now = utcnow()
 
     def sweep_an_hour_later() -> None:
-        taken = orders.void_abandoned(
+        taken = placing.void_abandoned(
             sessions, gateways, now + timedelta(hours=1), older_than=timedelta(minutes=5), limit=9
         )
         assert taken == 1  # voided before the gateway held anything
 
     with pytest.raises(OrderChangedError):
-        orders.place_order(
+        placing.place_order(
             sessions,
             order.id,
             Mode.TEST,
@@ -485,12 +459,12 @@ def test_a_payment_asked_for_again_is_touched_so_the_sweeper_waits(sessions, gat
         order = make_order(s, [Line(shop.sku, 1)], customer=shop.customer, wallet_entry=shop.entry)
     start = utcnow()
     with pytest.raises(GatewayUnavailableError):  # the first click: no answer
-        orders.place_order(sessions, order.id, Mode.TEST, gateways=gateways, now=start)
+        placing.place_order(sessions, order.id, Mode.TEST, gateways=gateways, now=start)
     retried = start + timedelta(minutes=4, seconds=59)
 
     def sweep() -> None:  # the next tick, 5 minutes after the first click
         assert (
-            orders.void_abandoned(
+            placing.void_abandoned(
                 sessions,
                 gateways,
                 start + timedelta(minutes=5, seconds=1),
@@ -501,14 +475,14 @@ def test_a_payment_asked_for_again_is_touched_so_the_sweeper_waits(sessions, gat
         )
 
     with pytest.raises(GatewayUnavailableError):  # tok_flaky: the second failure
-        orders.place_order(
+        placing.place_order(
             sessions,
             order.id,
             Mode.TEST,
             gateways={"test": SlowGateway(gateways, sweep)},
             now=retried,
         )
-    assert orders.place_order(sessions, order.id, Mode.TEST, gateways=gateways, now=retried) == []
+    assert placing.place_order(sessions, order.id, Mode.TEST, gateways=gateways, now=retried) == []
     held, live = _live_holds(sessions, order.id)
     assert len(held) == len(live) == 1
 

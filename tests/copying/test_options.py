@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from copying import orders
+from copying.orders import placing
 from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
@@ -65,7 +65,7 @@ OPTIONS = [
 def test_option_matrix(sessions, gateways, clock, place, cancel, reuse, skip):
     with sessions.begin() as s:
         shop = make_shop(s, quantity=2, stock=10, price=1000)
-    assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
     expected = _expected(place, cancel, reuse, skip)
 
     copy = create_copy(

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 import pytest
 
-from copying import order_states
-from copying.order_states import OrderTransitionError
+from copying.orders import order_states
+from copying.orders.order_states import OrderTransitionError
 from models import (
     FulfillmentStatus,
     ItemType,

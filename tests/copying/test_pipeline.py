@@ -4,7 +4,6 @@ stays with the copies it touches."""
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
@@ -15,9 +14,11 @@ import pytest
 import structlog.testing
 from sqlalchemy import event, select, update
 
-from copying import copy_states, engine, failpoints, orders
-from copying.gateways import TestGateway
+from copying.copies import copy_states, lifecycle
+from copying.orders import placing
+from copying.orders.gateways import TestGateway
 from copying.runs import Outcome, Ran, RunConfig, claim, execute, stages
+from copying.testing import failpoints
 from models import (
     CopyStatus,
     CopyStep,
@@ -33,6 +34,7 @@ from models import (
     new_public_id,
 )
 from tests.copying.clock import FixedClock
+from tests.copying.gateways import Meddling, SlowGateway
 from tests.copying.statements import counting_statements
 from tests.factories import (
     Line,
@@ -146,7 +148,7 @@ def test_claim_ahead_takes_the_named_copy_then_the_oldest_due_pending_ones(
             .where(OrderCopy.id == not_due)
             .values(next_attempt_at=clock.now + timedelta(minutes=5))
         )
-        engine.abort(s, aborted, Mode.TEST, by="test")
+        lifecycle.abort(s, aborted, Mode.TEST, by="test")
     assert execute_one(sessions, completed, gateways=gateways, clock=clock) == Outcome.COMPLETED
     _claim(sessions, [running], config, clock)  # its lease is live
 
@@ -458,7 +460,7 @@ def test_stock_taken_meanwhile_reruns_the_stage_for_each_copy_on_its_own(
 def test_copies_cancelling_their_source_complete_in_their_chunk(sessions, gateways, config, clock):
     shops = _shops(sessions, 2)
     for shop in shops:
-        assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+        assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
     ids = _copies(sessions, clock, shops, cancel_source_order=True, **PLACING)
 
     ran = _run(sessions, ids, gateways, config, clock)
@@ -478,30 +480,12 @@ def test_copies_cancelling_their_source_complete_in_their_chunk(sessions, gatewa
     assert _violations(sessions, ids, shops, stock=10) == []
 
 
-class Meddling:
-    """The test gateway, letting something happen while it is asked."""
-
-    name = "test"
-
-    def __init__(self, gateway: TestGateway, meddle: Any) -> None:
-        self.gateway, self.meddle = gateway, meddle
-
-    def authorize(self, **request: Any) -> Any:
-        self.meddle()
-        return self.gateway.authorize(**request)
-
-    def void(self, **request: Any) -> None:
-        self.gateway.void(**request)
-
-
 def test_a_copy_whose_lease_was_taken_over_ends_lease_lost(sessions, gateways, config, clock):
     shops = _shops(sessions, 3)
     ids = _copies(sessions, clock, shops, **PLACING)
     taken = ids[1]
 
     def take_over() -> None:
-        if taken_over:
-            return
         with sessions.begin() as s:
             s.execute(
                 update(OrderCopy)
@@ -511,7 +495,7 @@ def test_a_copy_whose_lease_was_taken_over_ends_lease_lost(sessions, gateways, c
             taken_over.append(copy_states.claim(s, taken, clock.now, LEASE, config.max_claims))
 
     taken_over: list[Any] = []
-    meddling = {"test": Meddling(gateways["test"], take_over)}
+    meddling = {"test": Meddling(gateways, take_over)}
     ran = _run(sessions, ids, meddling, config, clock)
 
     assert ran.outcome == {
@@ -645,7 +629,7 @@ def test_a_bug_in_a_stage_crashes_only_the_copy_that_meets_it(
     clock = FixedClock()
     shops = _shops(sessions, 3)
     for shop in shops:
-        assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+        assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
     ids = _copies(sessions, clock, shops, cancel_source_order=True)
     broken = ids[1]
     cancel = stages.cancel
@@ -666,22 +650,6 @@ def test_a_bug_in_a_stage_crashes_only_the_copy_that_meets_it(
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, broken)
         assert (row.status, row.step) == (CopyStatus.IN_PROGRESS, CopyStep.TARGET_BUILT)
-
-
-class SlowGateway:
-    """The test gateway, answering after a pause: a remote gateway on a bad day."""
-
-    name = "test"
-
-    def __init__(self, gateway: TestGateway, seconds: float) -> None:
-        self.gateway, self.seconds = gateway, seconds
-
-    def authorize(self, **request: Any) -> Any:
-        time.sleep(self.seconds)
-        return self.gateway.authorize(**request)
-
-    def void(self, **request: Any) -> None:
-        self.gateway.void(**request)
 
 
 @pytest.mark.parametrize("concurrency", [1, 2])

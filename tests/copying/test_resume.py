@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from copying import failpoints, orders
+from copying.orders import placing
 from copying.runs import Outcome, RunConfig
+from copying.testing import failpoints
 from models import (
     AuthorizationStatus,
     CopyStatus,
@@ -49,7 +50,7 @@ def test_a_crashed_run_is_finished_by_the_next_once(
 ):
     with sessions.begin() as s:
         shop = make_shop(s, quantity=2, stock=10)
-    assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
     copy = create_copy(sessions, shop.source.id, place_target_order=True, cancel_source_order=True)
     started = clock.now
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import update
 
-from copying import engine, orders
-from copying.dispatch import unit_of_work
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
 from copying.errors import CopyStateError, NotFoundError
+from copying.orders import placing
 from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
@@ -34,7 +35,7 @@ from tests.runs import execute_one
 
 def _retry(sessions, published, copy_id, clock, *, by="ops", mode=Mode.TEST):
     with unit_of_work(sessions, published) as s:
-        return engine.retry(s, copy_id, mode, by=by, now=clock.now)
+        return lifecycle.retry(s, copy_id, mode, by=by, now=clock.now)
 
 
 def test_restocked_copy_completes_on_retry_with_the_same_target(
@@ -145,7 +146,7 @@ def test_retry_resumes_after_the_placed_checkpoint_and_never_charges_twice(
     assert failed.step == CopyStep.TARGET_PLACED
     assert list(failed.errors_log) == ["source_order"]
 
-    assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
     _retry(sessions, published, copy.id, clock)
     assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
@@ -182,7 +183,7 @@ def test_only_failed_copies_can_be_retried(sessions, clock, published, status):
         s.execute(update(OrderCopy).where(OrderCopy.id == copy.id).values(status=status))
 
     with unit_of_work(sessions, published) as s, pytest.raises(CopyStateError) as raised:
-        engine.retry(s, copy.id, Mode.TEST, by="ops", now=clock.now)
+        lifecycle.retry(s, copy.id, Mode.TEST, by="ops", now=clock.now)
 
     assert (raised.value.copy_id, raised.value.status) == (copy.id, status)
     assert raised.value.message == "only failed copies can be retried"
@@ -238,7 +239,7 @@ def test_a_target_placed_by_hand_is_not_placed_again(sessions, gateways, clock, 
             CustomerPaymentSource, target.customer_payment_source_id
         ).payment_source_token = "tok_visa"
     # A person fixes the card on the target and places it.
-    assert orders.place_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
 
     _retry(sessions, published, copy.id, clock)
     assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
@@ -273,8 +274,8 @@ def test_a_target_cancelled_by_hand_fails_the_retry(sessions, gateways, clock, p
             CustomerPaymentSource, target.customer_payment_source_id
         ).payment_source_token = "tok_visa"
     # A person places the target by hand, then thinks better of it.
-    assert orders.place_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
-    assert orders.cancel_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
+    assert placing.cancel_order(sessions, target_id, Mode.TEST, gateways=gateways) == []
 
     _retry(sessions, published, copy.id, clock)
     assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED

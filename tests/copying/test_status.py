@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying import copy_states, engine, status
-from copying.gateways import Gateways
+from copying.copies import copy_states, lifecycle, status
+from copying.copies.status import ErrorCount, InProgress, OldestPending, StatusReport, Throughput
+from copying.orders.gateways import Gateways
 from copying.runs import Outcome
-from copying.status import ErrorCount, InProgress, OldestPending, StatusReport, Throughput
 from models import CopyStatus, Mode, OrderCopy
 from tests.copying.clock import T0, FixedClock
 from tests.factories import Line, create_copy, make_order, make_shop, make_sku
@@ -76,7 +76,7 @@ class Copies:
         """Failed when created, then retried by a failure policy to run at ``not_before``."""
         copy_id = self.finished(source, created + minutes(1), Outcome.FAILED)
         with self.sessions.begin() as s:
-            engine.retry(
+            lifecycle.retry(
                 s,
                 copy_id,
                 Mode.TEST,
@@ -89,7 +89,7 @@ class Copies:
     def aborted(self, source: str, created: datetime) -> str:
         copy_id = self.pending(source, created)
         with self.sessions.begin() as s:
-            engine.abort(s, copy_id, Mode.TEST, by="ops", now=created)
+            lifecycle.abort(s, copy_id, Mode.TEST, by="ops", now=created)
         return copy_id
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from copying import stock, targets
+from copying.orders import stock, targets
 from models import ItemType, Mode, Order, Sku
 from tests.factories import Line, make_order, make_sku
 

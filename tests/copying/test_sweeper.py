@@ -7,10 +7,11 @@ from typing import Any
 
 from sqlalchemy import event, select, update
 
-from copying import engine, failpoints
-from copying.dispatch import unit_of_work
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.copies.sweeper import SweepResult, purge_idempotency_keys, sweep
 from copying.runs import Outcome, RunConfig
-from copying.sweeper import SweepResult, purge_idempotency_keys, sweep
+from copying.testing import failpoints
 from models import (
     ApiKey,
     CopyStatus,
@@ -120,7 +121,7 @@ def test_a_retry_starts_the_doorbells_waits_over(sessions, gateways, clock, publ
     _set(sessions, copy.id, status=CopyStatus.FAILED, failed_at=clock.now)
 
     with unit_of_work(sessions, published) as s:
-        engine.retry(s, copy.id, s.get_one(OrderCopy, copy.id).mode, by="ops", now=clock.now)
+        lifecycle.retry(s, copy.id, s.get_one(OrderCopy, copy.id).mode, by="ops", now=clock.now)
 
     assert _row(sessions, copy.id).dispatches == 0
     assert _rings(sessions, published, clock, copy.id, until=400) == [135, 135 + 255]
@@ -242,7 +243,7 @@ def test_a_copy_given_up_can_be_retried(sessions, gateways, clock, published):
     _sweep(sessions, published, clock.advance(LEASE.total_seconds() + 1))
 
     with unit_of_work(sessions, published) as s:
-        engine.retry(s, copy.id, s.get_one(OrderCopy, copy.id).mode, by="ops", now=clock.now)
+        lifecycle.retry(s, copy.id, s.get_one(OrderCopy, copy.id).mode, by="ops", now=clock.now)
     assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
     assert _row(sessions, copy.id).errors_log == {}
 

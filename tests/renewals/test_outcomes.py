@@ -7,11 +7,12 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import select
 
-from copying import orders, renewals
-from copying.dispatch import unit_of_work
+from copying.copies.dispatch import unit_of_work
 from copying.errors import CopyInputError
+from copying.orders import placing
 from copying.runs import Outcome
-from copying.subscriptions import FailurePolicy
+from copying.subscriptions import renewals
+from copying.subscriptions.subscription_states import FailurePolicy
 from models import (
     CopyStatus,
     Mode,
@@ -47,7 +48,7 @@ def declined_renewal(sessions, gateways):
     with sessions.begin() as s:
         shop = make_shop(s)
         declined = make_wallet_entry(s, shop.customer, token="tok_declined")
-    assert orders.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
     with sessions.begin() as s:
         sub = make_subscription(
             s,

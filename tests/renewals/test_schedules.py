@@ -6,7 +6,13 @@ from datetime import UTC, datetime
 
 import pytest
 
-from copying.schedules import FREQUENCIES, Schedule, ScheduleError, check_frequency, period_key
+from copying.subscriptions.schedules import (
+    FREQUENCIES,
+    Schedule,
+    ScheduleError,
+    check_frequency,
+    period_key,
+)
 
 
 def at(*parts: int) -> datetime:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from copying import renewals
+from copying.subscriptions import renewals
 from models import CopyStatus, OrderCopy, OrderSubscription, SubscriptionStatus
 from tests.factories import make_shop, make_subscription
 from tests.fixtures import Published
@@ -16,7 +16,7 @@ JAN_31 = datetime(2026, 1, 31, 9, tzinfo=UTC)
 
 
 def tick(sessions, now, published=None, batch_size=100):
-    from copying.dispatch import unit_of_work
+    from copying.copies.dispatch import unit_of_work
 
     with unit_of_work(sessions, published if published is not None else Published()) as s:
         return renewals.tick(s, now, batch_size=batch_size)

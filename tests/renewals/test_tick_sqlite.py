@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from copying import renewals
-from copying.dispatch import unit_of_work
+from copying.copies.dispatch import unit_of_work
+from copying.subscriptions import renewals
 from models import CopyStatus, OrderCopy, OrderCopyEvent, OrderSubscription, SubscriptionStatus
 from tests.factories import make_shop, make_subscription
 from tests.fixtures import Published

@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from copying import engine
-from copying.dispatch import unit_of_work
-from copying.options import CopyOptions
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.copies.options import CopyOptions
 from models import CopyStatus, Mode, OrderCopy
 from tasks.renewals import publish_renewals
 from tests.factories import copy_events, make_shop
@@ -27,7 +27,7 @@ def test_a_batch_runs_each_copy_once_and_hands_on_a_flaky_one(committed, tmp_pat
         flaky = make_shop(s, stock=10, token="tok_flaky")
     with unit_of_work(committed, Published()) as s:  # no doorbell of their own
         ids = [
-            engine.create(
+            lifecycle.create(
                 s,
                 mode=Mode.TEST,
                 source_order_id=shop.source.id,

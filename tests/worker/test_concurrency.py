@@ -8,10 +8,11 @@ from datetime import timedelta
 
 from sqlalchemy import func, select
 
-from copying import engine, orders
-from copying.dispatch import unit_of_work
-from copying.gateways import GatewayAnswer, TestGateway
-from copying.options import CopyOptions
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.copies.options import CopyOptions
+from copying.orders import placing
+from copying.orders.gateways import GatewayAnswer, TestGateway
 from copying.runs import Outcome, RunConfig
 from models import CopyStatus, Mode, Order, OrderCopy, PaymentAuthorization, db, utcnow
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
@@ -25,9 +26,9 @@ def one_copy(sessions, gateways, published):
         customer = make_customer(s)
         entry = make_wallet_entry(s, customer)
         source = make_order(s, [Line(sku, 3)], customer=customer, wallet_entry=entry)
-    assert orders.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
     with unit_of_work(sessions, published) as s:
-        return engine.create(
+        return lifecycle.create(
             s,
             mode=Mode.TEST,
             source_order_id=source.id,

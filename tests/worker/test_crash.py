@@ -15,9 +15,11 @@ from collections import Counter
 import pytest
 from sqlalchemy import select, update
 
-from copying import engine, failpoints, orders
-from copying.dispatch import unit_of_work
-from copying.options import CopyOptions
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.copies.options import CopyOptions
+from copying.orders import placing
+from copying.testing import failpoints
 from models import CopyStatus, CopyStep, Mode, OrderCopy, TestGatewayCharge, utcnow
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.fixtures import Published
@@ -42,10 +44,10 @@ def make_copies(sessions, gateways, count, announce=publish):
             for _ in range(count)
         ]
     for source in sources:
-        assert orders.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
+        assert placing.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
     with unit_of_work(sessions, announce) as s:
         return [
-            engine.create(
+            lifecycle.create(
                 s,
                 mode=Mode.TEST,
                 source_order_id=source.id,

@@ -9,9 +9,10 @@ from celery.contrib.testing.worker import start_worker
 from sqlalchemy import func, select
 
 import worker
-from copying import engine, orders
-from copying.dispatch import unit_of_work
-from copying.options import CopyOptions
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.copies.options import CopyOptions
+from copying.orders import placing
 from models import CopyStatus, Mode, Order, OrderCopy
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.worker.processes import flush_broker
@@ -53,10 +54,10 @@ def test_real_worker_drains_copies(committed, gateways, celery_worker):
         entry = make_wallet_entry(s, customer)
         good = make_order(s, [Line(sku, 2)], customer=customer, wallet_entry=entry)
         bad = make_order(s, [Line(gone, 1)], customer=customer, wallet_entry=entry)
-    assert orders.place_order(committed, good.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(committed, good.id, Mode.TEST, gateways=gateways) == []
     with unit_of_work(committed, publish) as s:
         ok = [
-            engine.create(
+            lifecycle.create(
                 s,
                 mode=Mode.TEST,
                 source_order_id=good.id,
@@ -64,7 +65,7 @@ def test_real_worker_drains_copies(committed, gateways, celery_worker):
             ).id
             for _ in range(5)
         ]
-        failing = engine.create(s, mode=Mode.TEST, source_order_id=bad.id).id
+        failing = lifecycle.create(s, mode=Mode.TEST, source_order_id=bad.id).id
     wait_until_finished(committed, [*ok, failing])
     with committed.begin() as s:
         statuses = dict(s.execute(select(OrderCopy.id, OrderCopy.status)).all())

@@ -7,8 +7,8 @@ import urllib.request
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from copying import engine
-from copying.dispatch import unit_of_work
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
 from models import CopyStatus, Mode, OrderCopy
 from tests.factories import make_shop
 from tests.services import free_port
@@ -35,7 +35,7 @@ def test_the_worker_serves_its_copy_counters(committed, tmp_path):
         shop = make_shop(s)
     with unit_of_work(committed, publish) as s:
         ids = [
-            engine.create(s, mode=Mode.TEST, source_order_id=shop.source.id).id for _ in range(3)
+            lifecycle.create(s, mode=Mode.TEST, source_order_id=shop.source.id).id for _ in range(3)
         ]
     port = free_port()
     worker = WorkerProcess(

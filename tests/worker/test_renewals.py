@@ -7,7 +7,7 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import select
 
-from copying import orders
+from copying.orders import placing
 from models import (
     CopyStatus,
     Mode,
@@ -29,7 +29,7 @@ def test_beat_renews_a_due_subscription_and_the_worker_places_it(committed, gate
     flush_broker()
     with committed.begin() as s:
         shop = make_shop(s, stock=10)
-    assert orders.place_order(committed, shop.source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(committed, shop.source.id, Mode.TEST, gateways=gateways) == []
     with committed.begin() as s:
         sub_id = make_subscription(
             s,

@@ -7,9 +7,10 @@ import json
 import pytest
 from sqlalchemy import select
 
-from copying import engine, orders
-from copying.dispatch import unit_of_work
-from copying.options import CopyOptions
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.copies.options import CopyOptions
+from copying.orders import placing
 from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
 from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
 from tests.invariants import violations
@@ -32,9 +33,9 @@ def test_a_flaky_gateway_is_retried_by_celery_until_it_authorizes(committed, gat
         visa = make_wallet_entry(s, customer)
         flaky = make_wallet_entry(s, customer, token="tok_flaky")
         source = make_order(s, [Line(sku, 1)], customer=customer, wallet_entry=visa)
-    assert orders.place_order(committed, source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.place_order(committed, source.id, Mode.TEST, gateways=gateways) == []
     with unit_of_work(committed, publish) as s:
-        copy_id = engine.create(
+        copy_id = lifecycle.create(
             s,
             mode=Mode.TEST,
             source_order_id=source.id,

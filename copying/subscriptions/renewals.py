@@ -20,12 +20,13 @@ import structlog
 from sqlalchemy import Table, bindparam, insert, select, text, update
 from sqlalchemy.orm import Session
 
-from copying import copy_states, subscriptions
-from copying.dispatch import publish_after_commit
-from copying.history import EventKind
-from copying.options import CopyOptions
-from copying.schedules import Schedule, ScheduleError, period_key
-from copying.subscriptions import FINAL_ACTIONS, RENEWING, FailurePolicy
+from copying.copies import copy_states
+from copying.copies.dispatch import publish_after_commit
+from copying.copies.history import EventKind
+from copying.copies.options import CopyOptions
+from copying.subscriptions import subscription_states
+from copying.subscriptions.schedules import Schedule, ScheduleError, period_key
+from copying.subscriptions.subscription_states import FINAL_ACTIONS, RENEWING, FailurePolicy
 from models import (
     Mode,
     OrderCopy,
@@ -182,7 +183,7 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
                 order_subscription_id=subscription.id,
                 error=str(error),
             )
-            to = subscriptions.check_move(
+            to = subscription_states.check_move(
                 subscription.id, subscription.status, SubscriptionStatus.INACTIVE
             )
             advances.append(_advance(subscription, subscription.next_run_at, to))
@@ -190,7 +191,7 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
         rows.extend(_renewal(subscription, run, now) for run in runs)
         to = subscription.status
         if runs:
-            to = subscriptions.check_move(subscription.id, to, SubscriptionStatus.RUNNING)
+            to = subscription_states.check_move(subscription.id, to, SubscriptionStatus.RUNNING)
         advances.append(_advance(subscription, upcoming, to))
     if session.get_bind().dialect.name == "postgresql":
         result.copies = _write_postgresql(session, rows, advances, now)
@@ -334,7 +335,7 @@ def record_completed(session: Session, subscription_ids: Sequence[str], now: dat
                 last_run_at=now,
                 occurrencies=SUBSCRIPTIONS.c.occurrencies + count,
                 succeeded_on_last_run=True,
-                status=subscriptions.active_again(SUBSCRIPTIONS.c.status),
+                status=subscription_states.active_again(SUBSCRIPTIONS.c.status),
                 updated_at=now,
             )
         )
@@ -363,7 +364,7 @@ def record_renewal(
         return policy.retry_after[retries]
     final = FINAL_ACTIONS[policy.final_action]
     if final != subscription.status:
-        subscriptions.move(subscription, final)
+        subscription_states.move(subscription, final)
     if final == SubscriptionStatus.CANCELLED:
         subscription.next_run_at = None
     return None

@@ -17,9 +17,9 @@ from typing import Any, NamedTuple, Protocol
 from sqlalchemy import Table, and_, delete, insert, select, text
 from sqlalchemy.orm import Session
 
-from copying import order_states
 from copying.errors import ErrorKey, ErrorLog
-from copying.wallet import WalletPayer, attach_wallet_entry, payment_fields
+from copying.orders import order_states
+from copying.orders.wallet import WalletPayer, attach_wallet_entry, payment_fields
 from models import (
     Address,
     CustomerPaymentSource,

@@ -13,11 +13,11 @@ from typing import Any
 import structlog
 from sqlalchemy.orm import Session
 
-from copying import copy_states, history
-from copying.dispatch import publish_after_commit
+from copying.copies import copy_states, history
+from copying.copies.dispatch import publish_after_commit
+from copying.copies.history import EventKind
+from copying.copies.options import CopyOptions
 from copying.errors import CopyInputError, CopyStateError, NotFoundError
-from copying.history import EventKind
-from copying.options import CopyOptions
 from models import CopyStatus, Mode, Order, OrderCopy, utcnow
 
 log = structlog.get_logger("ordercopy.copies")

@@ -41,8 +41,8 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from copying.history import EVENTS, EventKind
-from copying.options import CopyOptions
+from copying.copies.history import EVENTS, EventKind
+from copying.copies.options import CopyOptions
 from models import CopyStatus, Mode, OrderCopy, new_public_id
 from models.base import UTCDateTime
 from models.order_copies import status_is

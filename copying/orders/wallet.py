@@ -9,8 +9,8 @@ from typing import Protocol
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from copying import order_states
 from copying.errors import InUseError
+from copying.orders import order_states
 from models import (
     CustomerPaymentSource,
     Mode,

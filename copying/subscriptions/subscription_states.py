@@ -18,9 +18,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, case
 from sqlalchemy.orm import Session
 
-from copying import schedules, wallet
 from copying.errors import CopyInputError
-from copying.schedules import Schedule, ScheduleError, period_key
+from copying.orders import wallet
+from copying.subscriptions import schedules
+from copying.subscriptions.schedules import Schedule, ScheduleError, period_key
 from models import (
     CustomerPaymentSource,
     Order,

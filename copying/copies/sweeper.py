@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy import ColumnElement, CursorResult, and_, delete, or_, select, update
 from sqlalchemy.orm import Session
 
-from copying.dispatch import publish_after_commit
+from copying.copies.dispatch import publish_after_commit
 from copying.errors import LeaseLostError
 from copying.runs import give_up
 from models import CopyStatus, IdempotencyKey, OrderCopy

@@ -2,7 +2,7 @@
 (priced by the one pricer, ``targets.problem_selling``), its wallet entry, its deletion.
 
 An order can be edited while it is ``draft`` or ``pending`` and no unfinished copy owns
-it (``orders.check_not_owned``); its reference, reference origin and metadata can always
+it (``placing.check_not_owned``); its reference, reference origin and metadata can always
 change. Callers hold the order's row lock (totals are recomputed from its lines).
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from copying import order_states, orders, targets, wallet
 from copying.errors import CopyInputError, InUseError, OrderStateError
+from copying.orders import order_states, placing, targets, wallet
 from models import (
     AuthorizationStatus,
     CustomerPaymentSource,
@@ -36,7 +36,7 @@ ALWAYS_EDITABLE = frozenset({"reference", "reference_origin", "metadata"})
 def check_editable(session: Session, order: Order, doing: str) -> None:
     """Raise OrderBusyError if a copy owns ``order``, OrderStateError unless it is draft or
     pending (``doing`` says what was asked, e.g. "its line items can change")."""
-    orders.check_not_owned(session, order.id)
+    placing.check_not_owned(session, order.id)
     if order.status not in order_states.PLACEABLE:
         raise OrderStateError(
             order.id,
@@ -52,7 +52,7 @@ def check_update(session: Session, order: Order, changing: Iterable[str]) -> Non
     if terms:
         check_editable(session, order, f"{', '.join(sorted(terms))} can change")
     else:
-        orders.check_not_owned(session, order.id)
+        placing.check_not_owned(session, order.id)
 
 
 def check_address_editable(session: Session, address_id: str) -> None:
@@ -63,7 +63,7 @@ def check_address_editable(session: Session, address_id: str) -> None:
         .where((Order.billing_address_id == address_id) | (Order.shipping_address_id == address_id))
         .with_for_update()
     ).all()
-    orders.check_not_owned(session, list(billed_or_shipped))
+    placing.check_not_owned(session, list(billed_or_shipped))
 
 
 def use_wallet_entry(session: Session, order: Order, entry_id: str, today: date) -> None:

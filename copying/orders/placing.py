@@ -19,9 +19,9 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying import order_states, payments, stock, targets, wallet
 from copying.errors import NotFoundError, OrderBusyError, OrderChangedError, one_line
-from copying.gateways import Gateways
+from copying.orders import order_states, payments, stock, targets, wallet
+from copying.orders.gateways import Gateways
 from models import CopyStatus, Mode, Order, OrderCopy, PaymentAuthorization, utcnow
 
 log = structlog.get_logger("ordercopy.orders")

@@ -1,6 +1,6 @@
 """Retrying failed copies in bulk: select them by criteria, then retry each on its own.
 
-Each retry is its own unit of work (commit, then publish), and ``engine.retry``
+Each retry is its own unit of work (commit, then publish), and ``lifecycle.retry``
 is a compare-and-set ``failed → pending``: two bulk retries over the same copies
 at once retry each copy once — the loser of a race finds the copy no longer
 failed and counts it as skipped. One copy's unexpected exception is recorded and
@@ -19,8 +19,8 @@ import structlog
 from sqlalchemy import ColumnElement, Select, Text, cast, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying import engine
-from copying.dispatch import Publish, unit_of_work
+from copying.copies import lifecycle
+from copying.copies.dispatch import Publish, unit_of_work
 from copying.errors import CopyStateError, NotFoundError, one_line
 from models import CopyStatus, Mode, OrderCopy
 
@@ -134,7 +134,7 @@ def retry_each(
         outcome = RetryOutcome.RETRIED
         try:
             with unit_of_work(sessions, publish) as session:
-                engine.retry(session, copy_id, mode, by=by)
+                lifecycle.retry(session, copy_id, mode, by=by)
             summary.retried.append(copy_id)
         except CopyStateError as error:
             outcome = RetryOutcome.SKIPPED

@@ -15,8 +15,8 @@ from typing import Protocol
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from copying import order_states, wallet
-from copying.gateways import GatewayAnswer, Gateways
+from copying.orders import order_states, wallet
+from copying.orders.gateways import GatewayAnswer, Gateways
 from models import AuthorizationStatus, Mode, Order, PaymentAuthorization, new_public_id
 from models.dialects import insert_rows
 
