@@ -1,5 +1,5 @@
-"""``python -m tests.renewals.concurrent_tick START``: wait until the epoch second START,
-then run the renewal tick task's body once (publishing to the test broker) and print
+"""``python -m tests.copying.subscriptions.concurrent_tick START``: wait until the epoch
+second START, then run the renewal tick task's body once (publishing to the test broker) and print
 what it took as JSON. Two of these started together race on the same subscriptions."""
 
 from __future__ import annotations

@@ -49,7 +49,7 @@ def test_two_ticks_at_once_renew_each_subscription_exactly_once(committed):
     start = time.time() + 3
     ticks = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.renewals.concurrent_tick", str(start)],
+            [sys.executable, "-m", "tests.copying.subscriptions.concurrent_tick", str(start)],
             cwd=REPO,
             env=dict(os.environ, ORDERCOPY_LOG_LEVEL="WARNING"),
             stdout=subprocess.PIPE,

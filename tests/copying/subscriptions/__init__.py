@@ -1,0 +1,1 @@
+"""Tests of copying/subscriptions/: the rules, schedules and the renewals tick."""
