@@ -155,6 +155,9 @@ def main() -> None:
     )
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "api.json").write_text(json.dumps({"results": results, "ratio": ratio}, indent=2))
+    failed = {name: figures["failures"] for name, figures in results.items() if figures["failures"]}
+    if failed:  # a rate of failed requests measures nothing
+        raise SystemExit(f"requests failed: {failed}")
 
 
 if __name__ == "__main__":
