@@ -57,7 +57,7 @@ def insert_rows(
         rows = [{**row, **{name: make() for name, make in per_row}} for row in rows]
     session.execute(
         _recordset_insert(table, given, tuple(skip_conflicts_on)),
-        {"rows": json.dumps(rows, default=_json_value)},
+        {"rows": json.dumps(rows, default=json_value)},
     )
 
 
@@ -106,7 +106,7 @@ def _recordset_insert(table: Table, given: tuple[str, ...], skip: tuple[str, ...
     )
 
 
-def _json_value(value: Any) -> Any:
+def json_value(value: Any) -> Any:
     """Dates and timezone-aware timestamps as ISO 8601, which PostgreSQL reads back."""
     if isinstance(value, datetime) and value.tzinfo is None:
         raise ValueError(f"naive datetime {value!r}: use timezone-aware UTC")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from functools import cache
 
+from celery.exceptions import SoftTimeLimitExceeded
+
 from config import get_settings
 from copying.orders.gateways import Gateways, TestGateway
 from copying.runs import RunConfig
@@ -28,6 +30,9 @@ def run_config() -> RunConfig:
         lease=timedelta(seconds=settings.lease_seconds),
         max_claims=settings.max_claims,
         gateway_concurrency=settings.gateway_concurrency,
+        # The task's soft time limit ends its run where it stands (leases expire, the
+        # sweeper rescues), not as a bug that reruns every copy on its own.
+        reraise=(SoftTimeLimitExceeded,),
     )
 
 

@@ -45,6 +45,7 @@ from copying.copies.history import EVENTS, EventKind
 from copying.copies.options import CopyOptions
 from models import CopyStatus, Mode, OrderCopy, new_public_id
 from models.base import UTCDateTime
+from models.dialects import json_value
 from models.order_copies import status_is
 
 #: The table, for the run's own statements: Core, not ORM-enabled, as they update rows
@@ -105,16 +106,14 @@ def transition_many(
 
 
 #: The columns a new copy may be given (:func:`new_row`); the rest start the same for all.
-GIVEN_COLUMNS = frozenset(
-    {
-        "order_subscription_id",
-        "customer_payment_source_id",
-        "reference",
-        "reference_origin",
-        "metadata",
-        "idempotency_key",
-        "period_key",
-    }
+GIVEN_COLUMNS = (
+    "order_subscription_id",
+    "customer_payment_source_id",
+    "reference",
+    "reference_origin",
+    "metadata",
+    "idempotency_key",
+    "period_key",
 )
 
 
@@ -123,7 +122,7 @@ def new_row(
 ) -> dict[str, Any]:
     """A new ``pending`` copy's columns, by column name: the one place a copy's row is made
     (a copy created, a renewal queued). ``given``: any of :data:`GIVEN_COLUMNS`."""
-    unknown = set(given) - GIVEN_COLUMNS
+    unknown = set(given) - set(GIVEN_COLUMNS)
     if unknown:
         raise TypeError(f"not columns a new copy is given: {sorted(unknown)}")
     return {
@@ -476,7 +475,7 @@ def write_many(
     written = session.execute(
         _WRITE_MANY,
         {
-            "runs": json.dumps([run._asdict() for run in runs]),
+            "runs": json.dumps([run._asdict() for run in runs], default=json_value),
             "now": now,
             "lease_ends": ends,
         },

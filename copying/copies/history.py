@@ -68,10 +68,3 @@ def record_many(
 def checkpoints(copy_id: str, mode: Mode, attempt: int, steps: Sequence[CopyStep]) -> list[Event]:
     """The ``checkpoint`` events of the steps a run reached."""
     return [Event(copy_id, mode, attempt, EventKind.CHECKPOINT, {"step": step}) for step in steps]
-
-
-def record_checkpoints(
-    session: Session, copy_id: str, mode: Mode, attempt: int, steps: Sequence[CopyStep]
-) -> None:
-    """Append a ``checkpoint`` event per step reached, in one statement. Does not commit."""
-    append(session, checkpoints(copy_id, mode, attempt, steps))

@@ -1,7 +1,7 @@
 """Payments around a gateway call: what to ask, what the answer changes, what to void.
 
 Callers read with :func:`request_for`, call :func:`ask` with no transaction
-open, then write the answer with :func:`record_answer` in a new transaction.
+open, then write the answers with :func:`record_answers` in a new transaction.
 """
 
 from __future__ import annotations
@@ -159,20 +159,13 @@ def ask(gateways: Gateways, request: PaymentRequest) -> GatewayAnswer:
     )
 
 
-def record_answer(
-    session: Session, mode: Mode, request: PaymentRequest, answer: GatewayAnswer, now: datetime
-) -> None:
-    """Store the answer for ``request.order_id`` (of ``mode``) under its idempotency key (a
-    second store is a no-op). Does not commit."""
-    record_answers(session, [(mode, request, answer)], now)
-
-
 def record_answers(
     session: Session,
     answers: Sequence[tuple[Mode, PaymentRequest, GatewayAnswer]],
     now: datetime,
 ) -> None:
-    """:func:`record_answer` for many requests, in one statement. Does not commit."""
+    """Store each answer for its ``request.order_id`` (of its ``mode``) under its
+    idempotency key (a second store is a no-op), in one statement. Does not commit."""
     _insert(
         session,
         [

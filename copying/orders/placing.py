@@ -193,6 +193,26 @@ def void_holds(
     return problems
 
 
+def void_each(
+    sessions: sessionmaker[Session],
+    gateways: Gateways,
+    held: list[PaymentAuthorization],
+    now: datetime,
+) -> dict[str, list[str]]:
+    """:func:`void_holds`, a hold at a time: one gateway's trouble leaves the others'
+    voids done, and what fails is left ``voiding`` for the sweeper. Returns the problems
+    by payment id."""
+    problems: dict[str, list[str]] = {}
+    for hold in held:
+        try:
+            failed = void_holds(sessions, gateways, [hold], now)
+        except Exception as error:  # a gateway's or the database's: taken again later
+            failed = [one_line(error)]
+        if failed:
+            problems[hold.id] = failed
+    return problems
+
+
 def void_abandoned(
     sessions: sessionmaker[Session],
     gateways: Gateways,
@@ -207,16 +227,12 @@ def void_abandoned(
     never authorized changes nothing there. Returns how many were taken over."""
     with sessions.begin() as session:
         left = payments.claim_abandoned(session, now - older_than, now, limit)
-    for held in left:  # one gateway's trouble leaves the others' voids done
-        try:
-            problems = void_holds(sessions, gateways, [held], now)
-        except Exception as error:  # left voiding: taken again after another window
-            problems = [one_line(error)]
-        if problems:
-            log.warning(
-                "abandoned_payment_not_voided",
-                payment_id=held.id,
-                order_id=held.order_id,
-                problems=problems,
-            )
+    orders = {hold.id: hold.order_id for hold in left}
+    for payment_id, problems in void_each(sessions, gateways, left, now).items():
+        log.warning(
+            "abandoned_payment_not_voided",
+            payment_id=payment_id,
+            order_id=orders[payment_id],
+            problems=problems,
+        )
     return len(left)

@@ -105,6 +105,12 @@ def _settle(session: Session, run: Run, now: datetime) -> Outcome:
             payments.record_requests(session, [(run.mode, request)], now)
         stock.release(session, run.target_order_id, run.mode)
         run.step = CopyStep.TARGET_BUILT
+    if (
+        run.options.place_target_order
+        and not run.reached(CopyStep.TARGET_PLACED)
+        and not run.errors
+    ):  # no stage lets this happen; should one ever, the copy does not complete unplaced
+        run.errors.add(ErrorKey.TARGET_ORDER, "the target order was not placed")
     # skip_errors skips business errors; a run given up on never finished its work.
     ok = not run.errors or (
         run.options.skip_errors

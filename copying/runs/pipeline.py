@@ -25,13 +25,16 @@ does not answer parks its copy for a quick re-claim.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
 
 import structlog
+import structlog.contextvars
 from sqlalchemy import Engine
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
@@ -48,7 +51,8 @@ from models import CopyStep, PaymentAuthorization, utcnow
 
 log = structlog.get_logger("ordercopy.runs")
 
-#: A stage: what it does to its runs in a transaction, and the holds it leaves to void.
+#: A stage: what it does to its runs in a transaction; it returns the holds no order
+#: keeps, to void once it has committed.
 StageFn = Callable[[Session, Sequence[Run], datetime], list[PaymentAuthorization] | None]
 
 DATABASE_ERRORS = (OperationalError, InterfaceError)
@@ -147,6 +151,8 @@ class _Pipeline:
         self.clock = clock
         self.ran = Ran()
         self.live: list[Run] = []
+        self.beat = config.lease.total_seconds() / 3
+        self.renewed = time.monotonic()
 
     def go(self, runs: list[Run]) -> Ran:
         if not runs:
@@ -154,16 +160,16 @@ class _Pipeline:
         self.live = list(runs)
         finish.log_each(runs, "chunk_claimed", "copy_claimed")
         try:
-            failpoints.hit("after_claim")
-            self._build([r for r in runs if r.step in (None, CopyStep.TARGET_BUILT)])
-            self._authorize(self._at(Stage.AUTHORIZE))
-            self._place(self._at(Stage.PLACE))
-            cancelling = self._at(Stage.CANCEL)
-            if cancelling:
-                self._in_transaction(cancelling, stages.cancel)
-                failpoints.hit("after_cancel")
-            self._void(self._at(Stage.VOID))
-            self._in_transaction(self.live, self._finish, end=True)
+            with _bound(runs):
+                failpoints.hit("after_claim")
+                self._build([r for r in runs if r.step in (None, CopyStep.TARGET_BUILT)])
+                self._authorize(self._at(Stage.AUTHORIZE))
+                self._place(self._at(Stage.PLACE))
+                self._cancel(self._at(Stage.CANCEL))
+                self._void(self._at(Stage.VOID))
+                self._in_transaction(self.live, self._finish, end=True)
+        except self.config.reraise:
+            raise
         except DATABASE_ERRORS as error:
             self._release(error)
         except Exception:
@@ -198,40 +204,48 @@ class _Pipeline:
             self.gateways,
             runs,
             concurrency=self.config.gateway_concurrency,
-            beat=self.config.lease.total_seconds() / 3,
+            beat=self.beat,
             heartbeat=lambda: self._renew(self.live, self.config.lease),
         )
-        parked: list[tuple[Run, Exception]] = []
+        troubled = []
         for run, answer in zip(runs, answers, strict=True):
-            if isinstance(answer, DATABASE_ERRORS):
-                raise answer
-            if isinstance(answer, TransientError):
-                parked.append((run, answer))
-            elif isinstance(answer, Exception):
-                log.error("copy_run_crashed", exc_info=answer, **run.log_fields())
-                self._end([run], Outcome.CRASHED)
+            if isinstance(answer, Exception):
+                troubled.append((run, answer))
             else:
                 run.answer = answer
         if any(r.answer is not None for r in runs):
             failpoints.hit("after_authorize")
-        self._park(parked)
+        self._sort_out(troubled)
 
     def _place(self, runs: list[Run]) -> None:
-        if not runs:
-            return
-        unkept = self._in_transaction(runs, stages.place)
-        if unkept:
-            placing.void_holds(self.sessions, self.gateways, unkept, self.clock())
-        failpoints.hit("after_place")
+        if runs:
+            self._in_transaction(runs, stages.place)
+            failpoints.hit("after_place")
+
+    def _cancel(self, runs: list[Run]) -> None:
+        if runs:
+            self._in_transaction(runs, stages.cancel)
+            failpoints.hit("after_cancel")
 
     def _void(self, runs: list[Run]) -> None:
+        """Void what the cancelled sources still hold, a run at a time (remote,
+        idempotent): a gateway's trouble stays with its copy."""
         if not runs:
             return
         with self.sessions.begin() as session:
             held = stages.being_voided(session, runs)
+        troubled = []
         for run in runs:
-            stages.void(self.gateways, run, held[run.copy_id])
+            self._heartbeat()
+            with _bound([run]):
+                try:
+                    stages.void(self.gateways, run, held[run.copy_id])
+                except self.config.reraise:
+                    raise
+                except Exception as error:
+                    troubled.append((run, error))
         failpoints.hit("after_void")
+        self._sort_out(troubled)
 
     @staticmethod
     def _finish(session: Session, runs: Sequence[Run], now: datetime) -> None:
@@ -250,47 +264,53 @@ class _Pipeline:
         *,
         alone: StageFn | None = None,
         end: bool = False,
-    ) -> list[PaymentAuthorization]:
+        lease: timedelta | None = None,
+    ) -> None:
         """Run ``stage`` for ``runs`` in one transaction, fenced first and closed by each
-        run's checkpoint or end; returns the holds it left to void. Beaten, or meeting a
-        bug, it is rolled back and run again for each run on its own (``alone``: the
-        stage off the common path); a run that meets a bug on its own crashes."""
+        run's checkpoint or end (their leases renewed for ``lease``). Beaten by another
+        transaction (stock taken meanwhile, a deadlock), or meeting a bug, it is rolled
+        back and run again for each run on its own (``alone``: the stage off the common
+        path); a run that meets a bug on its own crashes."""
         if not runs:
-            return []
+            return
         alone = alone or stage
         saved = [r.saved() for r in runs]
         try:
-            return self._transaction(runs, stage, end=end)
+            return self._transaction(runs, stage, end=end, lease=lease)
+        except self.config.reraise:
+            raise
         except stages.Beaten as beaten:
             log.info("chunk_beaten", stage=str(beaten), copies=len(runs))
-        except DATABASE_ERRORS:
-            raise
+        except DATABASE_ERRORS as error:
+            if not _conflict(error) or len(runs) == 1:
+                raise
+            log.info("chunk_beaten", stage="conflict", copies=len(runs), error=one_line(error))
         except Exception:
             if len(runs) == 1 and alone is stage:
                 log.exception("copy_run_crashed", **runs[0].log_fields())
                 self._end(runs, Outcome.CRASHED)
-                return []
+                return
             log.warning("chunk_split", copies=len(runs), exc_info=True)
         for run, before in zip(runs, saved, strict=True):
             run.restore(before)
-        unkept: list[PaymentAuthorization] = []
         for run in runs:
-            try:
-                unkept += self._transaction([run], alone, end=end)
-            except DATABASE_ERRORS:
-                raise
-            except Exception:
-                log.exception("copy_run_crashed", **run.log_fields())
-                self._end([run], Outcome.CRASHED)
-        return unkept
+            self._heartbeat()
+            with _bound([run]):
+                try:
+                    self._transaction([run], alone, end=end, lease=lease)
+                except self.config.reraise:
+                    raise
+                except DATABASE_ERRORS:
+                    raise
+                except Exception:
+                    log.exception("copy_run_crashed", **run.log_fields())
+                    self._end([run], Outcome.CRASHED)
 
     def _transaction(
-        self,
-        runs: list[Run],
-        stage: StageFn,
-        *,
-        end: bool,
-    ) -> list[PaymentAuthorization]:
+        self, runs: list[Run], stage: StageFn, *, end: bool, lease: timedelta | None
+    ) -> None:
+        """One transaction of ``runs``; the holds its stage left unkept are voided once it
+        has committed, each on its own."""
         now = self.clock()
         for run in runs:
             run.reached_now.clear()
@@ -298,11 +318,17 @@ class _Pipeline:
             owned = copy_states.lock_many(session, [(r.copy_id, r.attempt) for r in runs], now)
             mine = [r for r in runs if r.copy_id in owned]
             unkept = stage(session, mine, now) or []
-            ended = finish.close(session, mine, now, self.config.lease, end=end)
+            ended = finish.close(
+                session, mine, now, self.config.lease if lease is None else lease, end=end
+            )
+        self.renewed = time.monotonic()
         self._lost([r for r in runs if r.copy_id not in owned])
         for outcome in set(ended.values()):
             self._end([r for r in mine if ended.get(r.copy_id) is outcome], outcome)
-        return unkept
+        for payment_id, problems in placing.void_each(
+            self.sessions, self.gateways, unkept, now
+        ).items():
+            log.warning("payment_not_voided", payment_id=payment_id, problems=problems)
 
     # --- what becomes of the runs ---
 
@@ -317,18 +343,29 @@ class _Pipeline:
             log.warning("copy_lease_lost", **run.log_fields())
         self._end(runs, Outcome.LEASE_LOST)
 
-    def _park(self, parked: list[tuple[Run, Exception]]) -> None:
-        """After transient trouble outside a transaction (a gateway that did not answer):
-        record it and let the next claim come at once, or fail the copies whose runs are
-        used up."""
+    def _sort_out(self, troubled: list[tuple[Run, Exception]]) -> None:
+        """After trouble outside a transaction, a copy at a time (a gateway call): a
+        database error stops the chunk; transient trouble parks its copy; a bug crashes
+        only its copy."""
+        parked = []
+        for run, error in troubled:
+            if isinstance(error, DATABASE_ERRORS):
+                raise error
+            if isinstance(error, TransientError):
+                parked.append((run, error))
+            else:
+                log.error("copy_run_crashed", exc_info=error, **run.log_fields())
+                self._end([run], Outcome.CRASHED)
+        self._park(parked)
+
+    def _park(self, parked: Sequence[tuple[Run, Exception]]) -> None:
+        """Record transient trouble met outside a transaction and let the next claim come
+        at once (the lease given up), or fail the copies whose runs are used up."""
         if not parked:
             return
-        runs = [run for run, _ in parked]
-        now = self.clock()
-        for run in runs:
-            run.reached_now.clear()
-        with self.sessions.begin() as session:
-            owned = copy_states.lock_many(session, [(r.copy_id, r.attempt) for r in runs], now)
+        errors = {run.copy_id: error for run, error in parked}
+
+        def park(session: Session, runs: Sequence[Run], now: datetime) -> None:
             history.append(
                 session,
                 [
@@ -337,26 +374,23 @@ class _Pipeline:
                         run.mode,
                         run.attempt,
                         EventKind.TRANSIENT_ERROR,
-                        {"step": run.step, "message": one_line(error)},
+                        {"step": run.step, "message": one_line(errors[run.copy_id])},
                     )
-                    for run, error in parked
-                    if run.copy_id in owned
+                    for run in runs
                 ],
             )
-            used_up = [r for r in runs if r.copy_id in owned and r.claims >= self.config.max_claims]
-            for run, error in parked:
-                if run in used_up:
+            for run in runs:
+                if run.claims >= self.config.max_claims:
+                    message = one_line(errors[run.copy_id])
                     run.errors.add(
-                        ErrorKey.ORDER_COPY,
-                        f"gave up after {run.claims} attempts: {one_line(error)}",
+                        ErrorKey.ORDER_COPY, f"gave up after {run.claims} attempts: {message}"
                     )
-            finish.close(session, used_up, now, timedelta(0), end=True)
-            waiting = [r for r in runs if r.copy_id in owned and r not in used_up]
-            finish.close(session, waiting, now, timedelta(0))
-        self._lost([r for r in runs if r.copy_id not in owned])
-        self._end(used_up, Outcome.FAILED)
-        for run, error in parked:
-            if run in waiting:
+
+        runs = [run for run, _ in parked]
+        self._in_transaction(runs, park, lease=timedelta(0))
+        for run in runs:
+            if run in self.live:  # parked, not ended
+                error = errors[run.copy_id]
                 log.warning("copy_transient_error", error=one_line(error), **run.log_fields())
                 self.ran.transient[run.copy_id] = error
                 self.live.remove(run)
@@ -371,6 +405,12 @@ class _Pipeline:
         for run in left:
             self.ran.transient[run.copy_id] = error
         self.live = []
+
+    def _heartbeat(self) -> None:
+        """Renew the live runs' leases if a third of a lease went by since the last
+        write: while copies wait for their turn, one after another."""
+        if time.monotonic() - self.renewed > self.beat:
+            self._renew(self.live, self.config.lease)
 
     def _renew(
         self, runs: Sequence[Run], lease: timedelta, *, error: Exception | None = None
@@ -401,7 +441,27 @@ class _Pipeline:
                             if r.copy_id in owned
                         ],
                     )
+            self.renewed = time.monotonic()
         except DATABASE_ERRORS:
             pass  # the database is away: the leases run out
         if error is not None:
             log.warning("copy_database_error", error=message, copies=len(runs))
+
+
+#: PostgreSQL's SQLSTATEs for a transaction that lost to another: deadlock_detected,
+#: serialization_failure. Run again one copy at a time, they no longer meet.
+_CONFLICTS = frozenset({"40P01", "40001"})
+
+
+def _conflict(error: Exception) -> bool:
+    return getattr(getattr(error, "orig", None), "sqlstate", None) in _CONFLICTS
+
+
+def _bound(runs: Sequence[Run]) -> AbstractContextManager[None]:
+    """A run alone's log fields, bound for every line logged meanwhile (a chunk's lines
+    name their copies themselves)."""
+    if len(runs) != 1:
+        return nullcontext()
+    return structlog.contextvars.bound_contextvars(
+        order_copy_id=runs[0].copy_id, attempt=runs[0].attempt
+    )

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Row
 
 from copying.copies.options import CopyOptions
-from copying.errors import ErrorLog
+from copying.errors import ErrorKey, ErrorLog
 from copying.orders.gateways import GatewayAnswer
 from copying.orders.payments import PaymentRequest
 from copying.orders.targets import Contents
@@ -28,6 +28,9 @@ class RunConfig:
     max_claims: int = 8
     #: Gateway calls a chunk of copies makes at once.
     gateway_concurrency: int = 1
+    #: Exceptions a run lets through untouched, not taken for a bug in a stage (a task's
+    #: time limit: the caller's to handle).
+    reraise: tuple[type[BaseException], ...] = ()
 
 
 class Outcome(enum.StrEnum):
@@ -46,7 +49,6 @@ class Outcome(enum.StrEnum):
 class Stage(enum.StrEnum):
     """The stages of the pipeline, in order (``runs.pipeline``)."""
 
-    BUILD = "build"
     AUTHORIZE = "authorize"
     PLACE = "place"
     CANCEL = "cancel"
@@ -120,12 +122,15 @@ class Run:
         self.__dict__.update(saved.saved().__dict__)
 
     def stopped(self) -> bool:
-        """Errors end the run, unless the copy asked to skip them."""
-        return bool(self.errors) and not self.options.skip_errors
+        """Errors end the run, unless the copy asked to skip them; a run given up on
+        (``order_copy`` errors) ends in any case."""
+        return bool(self.errors) and (
+            not self.options.skip_errors or self.errors.has(ErrorKey.ORDER_COPY)
+        )
 
     def next_stage(self) -> Stage:
         """Where this run goes after the stage it is in: FINISH when nothing is left to do.
-        (A run starts at BUILD when its target is not placed yet: ``runs.pipeline``.)"""
+        (A run starts by building its target when it is not placed yet: ``runs.pipeline``.)"""
         if self.stopped():
             return Stage.FINISH
         if self.at(CopyStep.STOCK_RESERVED):

@@ -34,7 +34,7 @@ from models import (
     OrderSubscription,
     SubscriptionStatus,
 )
-from models.dialects import insert_ignoring_conflicts
+from models.dialects import insert_ignoring_conflicts, json_value
 
 log = structlog.get_logger("ordercopy.renewals")
 
@@ -248,7 +248,7 @@ def _write_postgresql(
         session.scalars(
             RENEW,
             {
-                "copies": json.dumps(rows, default=datetime.isoformat),
+                "copies": json.dumps(rows, default=json_value),
                 "advanced_ids": [a["subscription_id"] for a in advances],
                 "next_runs": [a["upcoming"] for a in advances],
                 "statuses": [a["to"].value for a in advances],
@@ -264,7 +264,7 @@ def _write_portable(
     """The same with SQLAlchemy Core (SQLite, the embedded default), a few statements.
 
     The copies go as multi-row VALUES (SQLite cannot RETURNING from executemany), 1,000
-    rows at a time (20 parameters each, under SQLite's 32,766)."""
+    rows at a time (23 parameters each, under SQLite's 32,766)."""
     created: list[Any] = []
     for start in range(0, len(rows), 1000):
         created += session.execute(

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 import structlog.testing
 from sqlalchemy import event, select, update
+from sqlalchemy.exc import OperationalError
 
 from copying.copies import copy_states, lifecycle
 from copying.orders import placing
-from copying.orders.gateways import TestGateway
+from copying.orders.gateways import GatewayUnavailableError, TestGateway
 from copying.runs import Outcome, Ran, RunConfig, claim, execute, stages
 from copying.testing import failpoints
 from models import (
@@ -678,3 +679,93 @@ def test_a_chunk_keeps_its_leases_while_slow_gateways_answer(committed, gateways
         thread.join()
     assert taken == []
     assert ran.outcome == dict.fromkeys(ids, Outcome.COMPLETED)
+
+
+class VoidFails:
+    """The test gateway, whose voids of one order's holds time out."""
+
+    name = "test"
+
+    def __init__(self, gateway: TestGateway, failing_keys: set[str]) -> None:
+        self.gateway, self.failing_keys = gateway, failing_keys
+
+    def authorize(self, **request: Any) -> Any:
+        return self.gateway.authorize(**request)
+
+    def void(self, *, idempotency_key: str) -> None:
+        if idempotency_key in self.failing_keys:
+            raise GatewayUnavailableError("test gateway: void timed out")
+        self.gateway.void(idempotency_key=idempotency_key)
+
+
+def test_a_void_that_times_out_parks_only_its_copy(sessions, gateways, config, clock):
+    shops = _shops(sessions, 2)
+    for shop in shops:
+        assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    with sessions.begin() as s:
+        failing = {a.idempotency_key for a in authorizations(s, shops[0].source.id)}
+    ids = _copies(sessions, clock, shops, cancel_source_order=True, **PLACING)
+
+    ran = _run(sessions, ids, {"test": VoidFails(gateways["test"], failing)}, config, clock)
+
+    assert ran.outcome == {ids[1]: Outcome.COMPLETED}
+    assert list(ran.transient) == [ids[0]]
+    with sessions.begin() as s:
+        row = s.get_one(OrderCopy, ids[0])
+        assert (row.status, row.step) == (CopyStatus.IN_PROGRESS, CopyStep.SOURCE_CANCELLED)
+        assert copy_events(s, ids[0])[-1].kind == "transient_error"
+    clock.advance(1)  # its lease given up: the next run voids and completes it
+    assert execute_one(sessions, ids[0], gateways=gateways, clock=clock) == Outcome.COMPLETED
+    assert _violations(sessions, ids, shops, stock=10) == []
+
+
+def test_a_deadlock_reruns_the_stage_for_each_copy_on_its_own(
+    sessions, gateways, config, monkeypatch
+):
+    clock = FixedClock()
+    shops = _shops(sessions, 3)
+    for shop in shops:
+        assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    ids = _copies(sessions, clock, shops, cancel_source_order=True, **PLACING)
+    cancel, calls = stages.cancel, []
+
+    def deadlocked(session, runs, now):
+        calls.append(len(runs))
+        if len(runs) > 1:
+            raise OperationalError("UPDATE skus …", None, Deadlock())
+        return cancel(session, runs, now)
+
+    monkeypatch.setattr(stages, "cancel", deadlocked)
+    with structlog.testing.capture_logs() as logged:
+        ran = _run(sessions, ids, gateways, config, clock)
+
+    assert ran.outcome == dict.fromkeys(ids, Outcome.COMPLETED)
+    assert calls == [3, 1, 1, 1]
+    assert [e["stage"] for e in logged if e["event"] == "chunk_beaten"] == ["conflict"]
+    assert _violations(sessions, ids, shops, stock=10) == []
+
+
+class Deadlock(Exception):
+    sqlstate = "40P01"
+
+
+class TimeLimit(Exception):
+    """What a task's time limit raises in the middle of a run."""
+
+
+def test_what_the_caller_asks_to_see_is_raised_not_taken_for_a_bug(
+    sessions, gateways, config, monkeypatch
+):
+    clock = FixedClock()
+    ids = _copies(sessions, clock, _shops(sessions, 2), **PLACING)
+
+    def out_of_time(session, runs, now):
+        raise TimeLimit
+
+    monkeypatch.setattr(stages, "place", out_of_time)
+    with pytest.raises(TimeLimit):
+        _run(sessions, ids, gateways, replace(config, reraise=(TimeLimit,)), clock)
+    with sessions.begin() as s:  # left at their checkpoints, their leases kept
+        steps = {s.get_one(OrderCopy, i).step for i in ids}
+    assert steps == {CopyStep.STOCK_RESERVED}
+    assert claim(sessions, ids, config=config, clock=clock) == []
