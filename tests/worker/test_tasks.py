@@ -19,8 +19,8 @@ from worker.publisher import publish
 
 pytestmark = pytest.mark.slow
 
-# Each claim is a chunk's (of one); once its stock is reserved, the copy goes on alone from that
-# checkpoint after each transient error, and completes alone.
+# Each claim is a chunk's (of one); once its stock is reserved, each run after a transient
+# error goes on from that checkpoint, and the last one completes it.
 ENGINE_EVENTS = {"chunk_claimed", "copy_transient_error", "chunk_completed"}
 
 
