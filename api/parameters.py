@@ -8,8 +8,10 @@ Each parameter is written once, under ``components.parameters`` (:func:`componen
 a route lists references to them (:func:`listing`, :func:`single`): one for each of
 ``filter[q]``, ``sort``, ``page``, ``include`` and ``fields``. ``page`` and ``fields``
 are the same on every route (``fields[<type>]`` takes any type, as ``api/query.py``
-does); the others are one per resource type. A filter value's format, which every
-list shares, is a schema under ``components.schemas`` (:func:`schemas`). What the
+does); the others are one per resource type, but for the ``sort`` that the types
+sorting by nothing but their id and timestamps share. A filter value's format, which
+every list shares, is a schema under ``components.schemas`` (:func:`schemas`); a list of
+values (``in``) names the format of one value once (:func:`values_pattern`). What the
 parameters and the predicates mean is said once, in the document's description
 (:data:`GRAMMAR`), not on each parameter.
 """
@@ -34,6 +36,8 @@ SCALARS: dict[Kind, dict[str, Any]] = {
     "datetime": {"type": "string", "format": "date-time"},
     "date": {"type": "string", "format": "date"},
 }
+#: What a type without sortable attributes of its own sorts by.
+PLAIN_SORT = ["id", "created_at", "updated_at"]
 _DAY = r"(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])|(0[13-9]|1[0-2])-(29|30)|(0[13578]|1[02])-31"
 _DATE = rf"[12][0-9]{{3}}-({_DAY})"
 #: One value of an ``in``/``not_in`` list, by kind. A regular expression cannot split
@@ -48,6 +52,14 @@ LIST_ITEMS: dict[Kind, str] = {
 }
 
 
+def _kinds_by_predicates() -> dict[tuple[str, ...], list[str]]:
+    """The kinds that take each list of predicates."""
+    kinds: dict[tuple[str, ...], list[str]] = {}
+    for kind, listed in query.PREDICATES.items():
+        kinds.setdefault(tuple(listed), []).append(kind)
+    return kinds
+
+
 #: What the query grammar means, for the document's description (each list's
 #: parameters give only the names and values they take).
 GRAMMAR = (
@@ -55,7 +67,10 @@ GRAMMAR = (
     " them), `sort=a,-b` (`-`: descending), `page[number]`, `page[size]`; every route"
     " that answers with records takes `include=a,b` (related records to add) and"
     " `fields[<type>]=a,b`. Predicates by kind: "
-    + "; ".join(f"{kind}: {', '.join(listed)}" for kind, listed in query.PREDICATES.items())
+    + "; ".join(
+        f"{', '.join(kinds)}: {', '.join(listed)}"
+        for listed, kinds in _kinds_by_predicates().items()
+    )
     + ". `in` and `not_in` take comma-separated values; `null` and `present` take true or"
     " false; `cont`, `start` and `end` match text, ignoring case. Anything else is a 400."
 )
@@ -66,6 +81,19 @@ def names_pattern(names: Iterable[str]) -> str:
     or by a comma that is not the last character, so the names are written once."""
     one = "|".join(re.escape(name) for name in names)
     return f"^(({one})(,(?!$)|$))*$"
+
+
+def values_pattern(item: str) -> str:
+    """One or more comma-separated values that each match ``item``, written once (as
+    :func:`names_pattern` does)."""
+    return f"^({item}(,(?!$)|$))+$"
+
+
+def _sort_name(resource: Resource) -> str:
+    """The ``components.parameters`` name of ``resource``'s ``sort``: ``sort`` for a type
+    that sorts by nothing but its id and timestamps (:data:`PLAIN_SORT`), which such
+    types share; ``<type>_sort`` for any other."""
+    return "sort" if query.sortable(resource) == PLAIN_SORT else f"{resource.type}_sort"
 
 
 def _reference(name: str) -> dict[str, Any]:
@@ -81,7 +109,7 @@ def _filter_values() -> dict[str, dict[str, Any]]:
     ``filter_datetime_list``): the same in every list's ``filter[q]``."""
     found = {f"filter_{kind}": dict(schema) for kind, schema in SCALARS.items()}
     for kind, item in LIST_ITEMS.items():
-        found[f"filter_{kind}_list"] = {"type": "string", "pattern": f"^{item}(,{item})*$"}
+        found[f"filter_{kind}_list"] = {"type": "string", "pattern": values_pattern(item)}
     return found
 
 
@@ -101,7 +129,7 @@ def _filter_value(attribute: Attribute, predicate: str) -> dict[str, Any]:
         # serialisation of its own for an array, and Swagger UI would send it as JSON.
         if attribute.choices:
             item = "(" + "|".join(re.escape(choice) for choice in attribute.choices) + ")"
-            return {"type": "string", "pattern": f"^{item}(,{item})*$"}
+            return {"type": "string", "pattern": values_pattern(item)}
         return _schema(f"filter_{attribute.kind}_list")
     if attribute.choices and predicate in ("eq", "not_eq"):
         return {"type": "string", "enum": list(attribute.choices)}
@@ -183,7 +211,7 @@ def components(registry: Mapping[str, Resource]) -> dict[str, dict[str, Any]]:
     }
     for type_, resource in registry.items():
         found[f"{type_}_filter"] = _filter(resource)
-        found[f"{type_}_sort"] = _list(
+        found[_sort_name(resource)] = _list(
             "sort",
             {
                 "type": "string",
@@ -208,7 +236,7 @@ def listing(resource: Resource) -> list[dict[str, Any]]:
     """The parameters of a list of ``resource``: filters, sort, page, include and fields."""
     return [
         _reference(f"{resource.type}_filter"),
-        _reference(f"{resource.type}_sort"),
+        _reference(_sort_name(resource)),
         _reference("page"),
         *single(resource),
     ]
