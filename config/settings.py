@@ -83,6 +83,16 @@ class Settings(BaseSettings):
         default=None, ge=0, le=65535, description="Serve the worker's /metrics on this port."
     )
     failpoints: str = Field(default="", description="Test only: NAME=raise|exit,…")
+    webhooks_allow_private: bool = Field(
+        default=False,
+        description="Allow callback URLs on loopback/private addresses (tests, the embedded"
+        " default).",
+    )
+    webhooks_timeout_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="One webhook request's time limit: connect, TLS, send and reading the answer.",
+    )
 
     max_body_bytes: int = Field(
         default=1024 * 1024,
