@@ -145,7 +145,9 @@ def retry(
     announced after commit. Raises NotFoundError or CopyStateError (another
     status, including a concurrent retry that won). Does not commit.
     """
-    current = session.get(OrderCopy, copy_id)
+    # Read afresh: the session may hold the copy as it was before this transaction
+    # ended its run (the sweeper giving up a renewal that its failure policy retries).
+    current = session.get(OrderCopy, copy_id, populate_existing=True)
     if current is None or current.mode != mode:
         raise NotFoundError(f"order copy {copy_id} does not exist in {mode} mode")
     previous = dict(current.errors_log)

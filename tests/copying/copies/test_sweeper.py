@@ -22,11 +22,12 @@ from models import (
     OrderCopy,
     OrderStatus,
     Sku,
+    SubscriptionStatus,
     db,
     new_public_id,
 )
 from models.idempotency import KEEP_FOR
-from tests.factories import Shop, copy_events, create_copy, make_shop
+from tests.factories import Shop, copy_events, create_copy, make_shop, make_subscription
 from tests.runs import execute_one
 
 REDISPATCH_AFTER = timedelta(seconds=120)
@@ -340,3 +341,39 @@ def test_remembered_responses_older_than_a_day_are_purged_oldest_first_a_batch_a
     assert _purge(sessions, now, batch_size=2) == 1
     assert _purge(sessions, now, batch_size=2) == 0
     assert _kept(sessions) == set(fresh)
+
+
+def test_a_renewal_given_up_is_retried_by_its_policy_with_the_reason_in_its_history(
+    sessions, gateways, clock, published
+):
+    with sessions.begin() as s:
+        shop = make_shop(s, quantity=2, stock=10)
+        subscription = make_subscription(
+            s,
+            shop.source,
+            starts_at=clock.now,
+            status=SubscriptionStatus.RUNNING,
+            failure_policy={"retry_after_seconds": [3600], "final_action": "deactivate"},
+        )
+    copy = create_copy(
+        sessions,
+        shop.source.id,
+        now=clock.now,
+        order_subscription_id=subscription.id,
+        place_target_order=True,
+    )
+    with failpoints.enabled("after_build"):
+        assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.CRASHED
+    _set(sessions, copy.id, claims=MAX_CLAIMS)
+
+    now = clock.advance(LEASE.total_seconds() + 1)
+    assert _sweep(sessions, published, now).gave_up == [copy.id]
+
+    row = _row(sessions, copy.id)
+    assert (row.status, row.next_attempt_at) == (CopyStatus.PENDING, now + timedelta(hours=1))
+    with sessions.begin() as s:
+        retried = copy_events(s, copy.id)[-1]
+    assert (retried.kind, retried.data["by"]) == ("retried", "failure_policy")
+    assert retried.data["previous_errors"]["order_copy"][0].startswith(
+        f"gave up after {MAX_CLAIMS} attempts"
+    )
