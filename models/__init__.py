@@ -19,16 +19,20 @@ from models.orders import (
 )
 from models.subscriptions import OrderSubscription, SubscriptionStatus
 from models.test_gateway import TestGatewayCharge
+from models.webhooks import CircuitState, EventCallback, EventStatus, Webhook, WebhookEvent
 
 __all__ = [
     "Address",
     "ApiKey",
     "AuthorizationStatus",
     "Base",
+    "CircuitState",
     "CopyStatus",
     "CopyStep",
     "Customer",
     "CustomerPaymentSource",
+    "EventCallback",
+    "EventStatus",
     "FulfillmentStatus",
     "IdempotencyKey",
     "ItemType",
@@ -44,6 +48,8 @@ __all__ = [
     "Sku",
     "SubscriptionStatus",
     "TestGatewayCharge",
+    "Webhook",
+    "WebhookEvent",
     "new_public_id",
     "utcnow",
 ]

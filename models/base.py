@@ -96,6 +96,7 @@ class Base(DeclarativeBase):
         date: Date(),
         dict[str, Any]: JSONType,
         list[dict[str, Any]]: JSONType,
+        list[str]: JSONType,
     }
 
 

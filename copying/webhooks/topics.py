@@ -1,0 +1,27 @@
+"""The topics a webhook may listen to: Commerce Layer's names, each the resource it sends.
+
+Only topics that fire are listed: each is written by the state change it names, in that
+change's transaction (``webhooks.events``).
+"""
+
+from __future__ import annotations
+
+from copying.errors import CopyInputError
+
+#: Topic → the type of the resource its payload is.
+TOPICS: dict[str, str] = {
+    "order_copies.create": "order_copies",
+    "order_copies.start": "order_copies",
+    "order_copies.complete": "order_copies",
+    "order_copies.fail": "order_copies",
+    "order_copies.abort": "order_copies",
+}
+
+CREATE, START, COMPLETE, FAIL, ABORT = TOPICS
+
+
+def check_topic(topic: object) -> str:
+    """The topic, or CopyInputError naming the ones there are."""
+    if not isinstance(topic, str) or topic not in TOPICS:
+        raise CopyInputError("topic", f"{topic!r} is not one of {', '.join(TOPICS)}")
+    return topic

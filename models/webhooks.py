@@ -1,0 +1,106 @@
+"""Webhooks: who wants to hear of what, the events owed to them, and each delivery tried."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, Index, String, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from models.base import Base, PublicId, Record, enum_column
+
+#: An event's id: a UUID, made by the database when a state change writes its events
+#: (one statement for however many webhooks listen), and sent as ``X-Ordercopy-Event-Id``.
+EVENT_ID_LENGTH = 36
+
+
+class CircuitState(enum.StrEnum):
+    CLOSED = "closed"
+    #: Too many deliveries in a row failed: none is tried until ``_reset_circuit``.
+    OPEN = "open"
+
+
+class EventStatus(enum.StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    #: Every attempt failed (``webhooks.delivery.MAX_ATTEMPTS``): kept, not tried again.
+    FAILED = "failed"
+
+
+class Webhook(Record, Base):
+    """A callback URL to send every event of one topic to, in one mode."""
+
+    __tablename__ = "webhooks"
+    __table_args__ = (
+        # What a state change looks up, in the same transaction: who listens to the topic.
+        Index("ix_webhooks_topic_mode", "topic", "mode"),
+    )
+
+    id: Mapped[PublicId]
+    name: Mapped[str | None] = mapped_column(String(255))
+    topic: Mapped[str] = mapped_column(String(64))
+    callback_url: Mapped[str] = mapped_column(String(2048))
+    include_resources: Mapped[list[str]] = mapped_column(default=list)
+    shared_secret: Mapped[str] = mapped_column(String(128))
+    circuit_state: Mapped[CircuitState] = mapped_column(
+        enum_column(CircuitState, "circuit_state"), default=CircuitState.CLOSED
+    )
+    #: Deliveries failed in a row (a delivered one sets it back to 0).
+    circuit_failure_count: Mapped[int] = mapped_column(default=0)
+    disabled_at: Mapped[datetime | None]
+    reference: Mapped[str | None] = mapped_column(String(255))
+    reference_origin: Mapped[str | None] = mapped_column(String(255))
+    metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+
+
+class WebhookEvent(Record, Base):
+    """An event owed to one webhook: written in the transaction of the state change that
+    causes it (the outbox), delivered at least once afterwards."""
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (
+        # The deliverer's query: pending events by due time (a partial index: delivered
+        # ones leave it).
+        Index(
+            "ix_webhook_events_pending_next_attempt_at",
+            "next_attempt_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+        Index("ix_webhook_events_webhook_id", "webhook_id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(EVENT_ID_LENGTH), primary_key=True)
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    topic: Mapped[str] = mapped_column(String(64))
+    resource_type: Mapped[str] = mapped_column(String(64))
+    resource_id: Mapped[str] = mapped_column(String(64))
+    status: Mapped[EventStatus] = mapped_column(
+        enum_column(EventStatus, "webhook_event_status"), default=EventStatus.PENDING
+    )
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+
+
+class EventCallback(Record, Base):
+    """One delivery tried: what was sent where, and what came back."""
+
+    __tablename__ = "event_callbacks"
+    __table_args__ = (
+        Index("ix_event_callbacks_webhook_id_created_at", "webhook_id", "created_at"),
+        Index("ix_event_callbacks_event_id", "event_id"),
+    )
+
+    id: Mapped[PublicId]
+    webhook_id: Mapped[str] = mapped_column(ForeignKey("webhooks.id", ondelete="CASCADE"))
+    event_id: Mapped[str] = mapped_column(
+        String(EVENT_ID_LENGTH), ForeignKey("webhook_events.id", ondelete="CASCADE")
+    )
+    callback_url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    #: None when no answer came (timed out, refused, not sent).
+    response_code: Mapped[int | None]
+    response_message: Mapped[str | None] = mapped_column(String(1024))
