@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Table,
     Update,
+    and_,
     bindparam,
     case,
     func,
@@ -43,7 +44,9 @@ from sqlalchemy.orm import Session
 
 from copying.copies.history import EVENTS, EventKind
 from copying.copies.options import CopyOptions
-from models import CopyStatus, Mode, OrderCopy, new_public_id
+from copying.webhooks.events import EVENTS as WEBHOOK_EVENTS
+from copying.webhooks.topics import START, TOPICS
+from models import CopyStatus, EventStatus, Mode, OrderCopy, Webhook, new_public_id
 from models.base import UTCDateTime
 from models.dialects import json_value
 from models.order_copies import status_is
@@ -51,6 +54,7 @@ from models.order_copies import status_is
 #: The table, for the run's own statements: Core, not ORM-enabled, as they update rows
 #: no session holds and read back plain columns (half the CPU of the ORM's path).
 COPIES: Table = OrderCopy.__table__  # type: ignore[assignment]
+WEBHOOKS: Table = Webhook.__table__  # type: ignore[assignment]
 
 COPY_TRANSITIONS: dict[CopyStatus, frozenset[CopyStatus]] = {
     CopyStatus.PENDING: frozenset({CopyStatus.IN_PROGRESS, CopyStatus.ABORTED}),
@@ -257,8 +261,9 @@ def _claim_statement(*, ahead: bool) -> Update:
 
 
 def _claim_recorded_statement(*, ahead: bool) -> Select[Any]:
-    """PostgreSQL: the claim and its ``claimed`` history events in one statement (a
-    data-modifying WITH), which then needs no transaction around it."""
+    """PostgreSQL: the claim, its ``claimed`` history events and the ``order_copies.start``
+    webhook events of the copies it started (their first claim since created or retried)
+    in one statement (a data-modifying WITH), which then needs no transaction around it."""
     claimed = _claim_statement(ahead=ahead).cte("claimed")
     c = claimed.c
     events = (
@@ -277,7 +282,46 @@ def _claim_recorded_statement(*, ahead: bool) -> Select[Any]:
         )
         .cte("events")
     )
-    return select(claimed).add_cte(events)
+    w = WEBHOOKS.c
+    started = (
+        insert(WEBHOOK_EVENTS)
+        .from_select(
+            [
+                "id",
+                "mode",
+                "webhook_id",
+                "topic",
+                "resource_type",
+                "resource_id",
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "created_at",
+                "updated_at",
+            ],
+            select(
+                func.gen_random_uuid().cast(String()),
+                w.mode,
+                w.id,
+                w.topic,
+                literal(TOPICS[START]),
+                c.id,
+                literal(EventStatus.PENDING.value),
+                literal(0),
+                c.updated_at,
+                c.updated_at,
+                c.updated_at,
+            )
+            .select_from(claimed)
+            .join(
+                WEBHOOKS,
+                and_(w.topic == START, w.mode == c.mode, w.disabled_at.is_(None)),
+            )
+            .where(c.claims == 1),
+        )
+        .cte("started")
+    )
+    return select(claimed).add_cte(events).add_cte(started)
 
 
 _check(frozenset({CopyStatus.PENDING, CopyStatus.IN_PROGRESS}), CopyStatus.IN_PROGRESS)

@@ -18,6 +18,7 @@ from copying.copies.dispatch import publish_after_commit
 from copying.copies.history import EventKind
 from copying.copies.options import CopyOptions
 from copying.errors import CopyInputError, CopyStateError, NotFoundError
+from copying.webhooks import events, topics
 from models import CopyStatus, Mode, Order, OrderCopy, utcnow
 
 log = structlog.get_logger("ordercopy.copies")
@@ -119,6 +120,7 @@ def create(
     session.add(copy)
     session.flush()
     history.record(session, copy.id, mode, 0, EventKind.CREATED, **options.as_columns())
+    events.record(session, [events.Change(copy.id, mode, topics.CREATE)], now)
     publish_after_commit(session, [copy.id])
     log.info(
         "copy_created", order_copy_id=copy.id, source_order_id=source.id, **options.as_columns()
@@ -214,5 +216,6 @@ def abort(
         session.refresh(current)
         raise CopyStateError(copy_id, current.status, "only pending copies can be aborted")
     history.record(session, copy_id, mode, row.attempt, EventKind.ABORTED, by=by)
+    events.record(session, [events.Change(copy_id, mode, topics.ABORT)], now)
     log.info("copy_aborted", order_copy_id=copy_id, by=by)
     return row

@@ -22,6 +22,8 @@ from copying.errors import ErrorKey, LeaseLostError
 from copying.orders import payments, stock
 from copying.runs.run import Outcome, Run, Stage, place_key
 from copying.subscriptions import renewals
+from copying.webhooks import events as webhook_events
+from copying.webhooks import topics
 from models import CopyStatus, CopyStep, Order, OrderCopy
 
 log = structlog.get_logger("ordercopy.runs")
@@ -79,6 +81,16 @@ def close(
     ]
     history.append(session, events)
     completed = [r for r in ending if outcomes[r.copy_id] is Outcome.COMPLETED]
+    webhook_events.record(
+        session,
+        [
+            webhook_events.Change(
+                r.copy_id, r.mode, topics.COMPLETE if r in completed else topics.FAIL
+            )
+            for r in ending
+        ],
+        now,
+    )
     renewals.record_completed(
         session, [r.subscription_id for r in completed if r.subscription_id], now
     )

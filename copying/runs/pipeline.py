@@ -47,6 +47,8 @@ from copying.orders.gateways import Gateways
 from copying.runs import finish, stages
 from copying.runs.run import Clock, Outcome, Run, RunConfig, Stage
 from copying.testing import failpoints
+from copying.webhooks import events as webhook_events
+from copying.webhooks import topics
 from models import CopyStep, PaymentAuthorization, utcnow
 
 log = structlog.get_logger("ordercopy.runs")
@@ -127,12 +129,18 @@ def claim(
         with sessions.begin() as session:
             return [Run.of(copy) for copy in claimed(session.connection())]
     with sessions.begin() as session:
-        rows = copy_states.claim_many(session, copy_ids, clock(), config.lease, config.max_claims)
+        now = clock()
+        rows = copy_states.claim_many(session, copy_ids, now, config.lease, config.max_claims)
         runs = [Run.of(copy) for copy in rows]
         history.record_many(
             session,
             EventKind.CLAIMED,
             [(r.copy_id, r.mode, r.attempt, {"step": r.step, "claims": r.claims}) for r in runs],
+        )
+        # As the claim statement does on PostgreSQL: a copy's first claim starts it.
+        started = [webhook_events.Change(r.copy_id, r.mode, topics.START) for r in runs]
+        webhook_events.record(
+            session, [c for c, r in zip(started, runs, strict=True) if r.claims == 1], now
         )
     return runs
 

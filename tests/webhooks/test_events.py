@@ -1,0 +1,141 @@
+"""Events are written by the state change that causes them, once per listening webhook."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+import pytest
+from sqlalchemy import select
+
+from copying.copies import lifecycle
+from copying.runs import Outcome, execute
+from copying.testing import failpoints
+from copying.webhooks import topics
+from models import Mode, Webhook, WebhookEvent
+from tests.copying.clock import FixedClock
+from tests.factories import create_copy, make_shop
+from tests.runs import execute_one
+
+
+@pytest.fixture
+def clock() -> FixedClock:
+    return FixedClock()
+
+
+def listen(sessions, topic: str, *, mode: Mode = Mode.TEST, disabled: bool = False) -> str:
+    with sessions.begin() as s:
+        webhook = Webhook(
+            mode=mode,
+            topic=topic,
+            callback_url="https://receiver.example/hooks",
+            shared_secret="secret",
+            disabled_at=datetime(2030, 1, 1, tzinfo=FixedClock().now.tzinfo) if disabled else None,
+        )
+        s.add(webhook)
+        s.flush()
+        return webhook.id
+
+
+def owed(sessions) -> Counter[tuple[str, str, str]]:
+    """(webhook, topic, copy) of every event written."""
+    with sessions.begin() as s:
+        rows = s.execute(
+            select(WebhookEvent.webhook_id, WebhookEvent.topic, WebhookEvent.resource_id)
+        ).all()
+    return Counter((w, t, r) for w, t, r in rows)
+
+
+def test_creating_a_copy_owes_its_create_event_to_each_listening_webhook_of_its_mode(
+    sessions,
+):
+    first, second = listen(sessions, topics.CREATE), listen(sessions, topics.CREATE)
+    listen(sessions, topics.CREATE, mode=Mode.LIVE)
+    listen(sessions, topics.CREATE, disabled=True)
+    listen(sessions, topics.COMPLETE)
+    with sessions.begin() as s:
+        shop = make_shop(s)
+    copy = create_copy(sessions, shop.source.id)
+
+    assert owed(sessions) == Counter(
+        {(first, topics.CREATE, copy.id): 1, (second, topics.CREATE, copy.id): 1}
+    )
+    with sessions.begin() as s:
+        event = s.scalars(select(WebhookEvent)).first()
+        assert event is not None
+        assert (event.resource_type, event.status, event.attempts, event.mode) == (
+            "order_copies",
+            "pending",
+            0,
+            Mode.TEST,
+        )
+        assert len(event.id) == 36  # a UUID: the id receivers dedupe on
+
+
+def test_a_chunk_owes_one_start_and_one_end_event_per_copy(sessions, gateways):
+    hooks = {
+        topic: listen(sessions, topic) for topic in (topics.START, topics.COMPLETE, topics.FAIL)
+    }
+    with sessions.begin() as s:
+        shops = [make_shop(s) for _ in range(20)] + [make_shop(s, token="tok_declined")]
+    ids = [create_copy(sessions, shop.source.id, place_target_order=True).id for shop in shops]
+
+    ran = execute(sessions, ids, gateways=gateways, clock=FixedClock())
+
+    assert ran.outcome == {**dict.fromkeys(ids[:20], Outcome.COMPLETED), ids[20]: Outcome.FAILED}
+    assert owed(sessions) == Counter(
+        {
+            **{(hooks[topics.START], topics.START, i): 1 for i in ids},
+            **{(hooks[topics.COMPLETE], topics.COMPLETE, i): 1 for i in ids[:20]},
+            (hooks[topics.FAIL], topics.FAIL, ids[20]): 1,
+        }
+    )
+
+
+def test_a_run_rescued_after_a_crash_does_not_start_the_copy_again(sessions, gateways, clock):
+    started = listen(sessions, topics.START)
+    with sessions.begin() as s:
+        shop = make_shop(s)
+    copy = create_copy(sessions, shop.source.id, place_target_order=True)
+    with failpoints.enabled("after_build"):
+        assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.CRASHED
+    clock.advance(60)
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+
+    assert owed(sessions) == Counter({(started, topics.START, copy.id): 1})
+
+
+def test_a_retried_copy_starts_again_and_an_aborted_one_says_so(sessions, gateways, clock):
+    started, aborted = listen(sessions, topics.START), listen(sessions, topics.ABORT)
+    with sessions.begin() as s:
+        shop = make_shop(s, token="tok_declined")
+        other = make_shop(s)
+    copy = create_copy(sessions, shop.source.id, place_target_order=True)
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    with sessions.begin() as s:
+        lifecycle.retry(s, copy.id, Mode.TEST, by="test", now=clock.now)
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    pending = create_copy(sessions, other.source.id)
+    with sessions.begin() as s:
+        lifecycle.abort(s, pending.id, Mode.TEST, by="test", now=clock.now)
+
+    assert owed(sessions) == Counter(
+        {(started, topics.START, copy.id): 2, (aborted, topics.ABORT, pending.id): 1}
+    )
+
+
+def test_on_sqlite_the_same_events_are_owed(sqlite):
+    sessions, gateways = sqlite
+    hooks = {
+        topic: listen(sessions, topic) for topic in (topics.CREATE, topics.START, topics.COMPLETE)
+    }
+    with sessions.begin() as s:
+        shops = [make_shop(s) for _ in range(3)]
+    ids = [create_copy(sessions, shop.source.id, place_target_order=True).id for shop in shops]
+
+    ran = execute(sessions, ids, gateways=gateways, clock=FixedClock())
+
+    assert ran.outcome == dict.fromkeys(ids, Outcome.COMPLETED)
+    assert owed(sessions) == Counter(
+        {(hooks[t], t, i): 1 for t in (topics.CREATE, topics.START, topics.COMPLETE) for i in ids}
+    )
