@@ -64,7 +64,7 @@ serve:
 		"    curl -g -H 'Authorization: Bearer $$key' -H 'Accept: application/vnd.api+json' \\" \
 		"        '$$url/api/order_copies?filter[q][status_eq]=failed&fields[order_copies]=status,errors_log'" \
 		"    .venv/bin/ordercopy --help                     # orders, copies, subscriptions, status" ""
-	HOST=$(HOST) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port $(PORT) web worker beat
+	HOST=$(HOST) PATH="$(abspath $(BIN)):$$PATH" $(BIN)/honcho start --port $(PORT) web worker webhooks beat
 
 check-services: install
 	$(BIN)/python -m tests.services

@@ -93,6 +93,23 @@ class Settings(BaseSettings):
         gt=0,
         description="One webhook request's time limit: connect, TLS, send and reading the answer.",
     )
+    webhooks_poll_seconds: float = Field(
+        default=1.0,
+        gt=0,
+        description="How often the beat looks for webhook events due (new ones and retries).",
+    )
+    webhooks_batch_size: int = Field(
+        default=50, ge=1, description="Webhook events one delivery task takes at most."
+    )
+    webhooks_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Deliveries one task makes at once (at most two to the same webhook).",
+    )
+    public_url: str = Field(
+        default="http://127.0.0.1:8000",
+        description="The API's address as web apps reach it: the links in webhook payloads.",
+    )
 
     max_body_bytes: int = Field(
         default=1024 * 1024,

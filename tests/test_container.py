@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PROCESSES = {"release", "web", "worker", "beat"}
+PROCESSES = {"release", "web", "worker", "webhooks", "beat"}
 
 
 def _compose() -> dict:

@@ -8,18 +8,22 @@ from kombu.entity import Exchange, Queue
 from config import get_settings
 from worker.broker import celery_broker
 
-QUEUES = ("copies", "renewals", "maintenance")
+QUEUES = ("copies", "renewals", "maintenance", "webhooks")
 EXCHANGE = Exchange("ordercopy", type="direct")
 COPY_TASK = "ordercopy.copy_order"
 COPY_BATCH_TASK = "ordercopy.copy_orders"
 SWEEP_TASK = "ordercopy.sweep"
 RENEWALS_TICK_TASK = "ordercopy.renewals.tick"
+WEBHOOKS_TASK = "ordercopy.webhooks.deliver"
 
 
 def make_app() -> Celery:
     settings = get_settings()
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = Celery("ordercopy", include=["tasks.copies", "tasks.maintenance", "tasks.renewals"])
+    app = Celery(
+        "ordercopy",
+        include=["tasks.copies", "tasks.maintenance", "tasks.renewals", "tasks.webhooks"],
+    )
     # The broker must hold an unacknowledged message longer than any task may run,
     # or a slow copy would be handed to a second worker while the first still runs.
     visibility_timeout = max(3600, 4 * settings.task_time_limit_seconds)
@@ -56,6 +60,7 @@ def make_app() -> Celery:
             COPY_BATCH_TASK: {"queue": "copies"},
             SWEEP_TASK: {"queue": "maintenance"},
             RENEWALS_TICK_TASK: {"queue": "renewals"},
+            WEBHOOKS_TASK: {"queue": "webhooks"},
         },
         # A broker outage must not hang the web request that publishes: the
         # sweeper re-sends whatever could not be published.
@@ -79,6 +84,11 @@ def make_app() -> Celery:
                 "task": RENEWALS_TICK_TASK,
                 "schedule": settings.renewals_interval_seconds,
                 "options": {"queue": "renewals", "expires": settings.renewals_interval_seconds},
+            },
+            "webhooks": {
+                "task": WEBHOOKS_TASK,
+                "schedule": settings.webhooks_poll_seconds,
+                "options": {"queue": "webhooks", "expires": settings.webhooks_poll_seconds},
             },
         },
     )

@@ -1,0 +1,189 @@
+"""Delivering webhook events at least once: which are due, and what an attempt's answer
+changes.
+
+A deliverer takes the events due (:func:`take_due`: pending, their time come, their
+webhook enabled with its circuit closed, at most :data:`PER_WEBHOOK` of one webhook at
+a time) and holds each for a while, so that another deliverer leaves it be; a deliverer
+that dies leaves it to be taken again when the hold runs out (the same event id, so the
+receiver can tell). Each answer is recorded (:func:`record_answer`): a 2xx delivers the
+event and closes the webhook's run of failures; anything else is tried again later,
+with exponential backoff and jitter, up to :data:`MAX_ATTEMPTS`; after
+:data:`CIRCUIT_AFTER` failures in a row the webhook's circuit opens and its events wait,
+not dropped, until ``_reset_circuit``. No HTTP here: the call is the worker's.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import case, select, update
+from sqlalchemy.orm import Session
+
+from models import (
+    CircuitState,
+    EventCallback,
+    EventStatus,
+    Mode,
+    Webhook,
+    WebhookEvent,
+)
+
+#: Attempts per event: with the backoff below, about a day from the first to the last.
+MAX_ATTEMPTS = 10
+#: The wait after the first failed attempt; it doubles after each, up to BACKOFF_MAX.
+BACKOFF_FIRST = timedelta(minutes=1)
+BACKOFF_MAX = timedelta(hours=8)
+#: Failed deliveries in a row that open a webhook's circuit (Commerce Layer's number).
+CIRCUIT_AFTER = 30
+#: Deliveries to one webhook at the same time, from one deliverer.
+PER_WEBHOOK = 2
+#: Stored of a receiver's answer.
+MAX_MESSAGE = 1024
+
+
+@dataclass(frozen=True)
+class Due:
+    """An event taken for delivery, with what the call needs."""
+
+    event_id: str
+    webhook_id: str
+    mode: Mode
+    topic: str
+    resource_type: str
+    resource_id: str
+    callback_url: str
+    shared_secret: str
+    include_resources: tuple[str, ...]
+    attempt: int
+
+
+def take_due(session: Session, now: datetime, *, limit: int, hold: timedelta) -> list[Due]:
+    """Take up to ``limit`` events due, the longest waiting first, each held until ``now +
+    hold`` (longer than an attempt may take), its attempt counted. Rows another
+    transaction holds are skipped. Does not commit."""
+    rows = session.execute(
+        select(WebhookEvent, Webhook)
+        .join(Webhook, Webhook.id == WebhookEvent.webhook_id)
+        .where(
+            WebhookEvent.status == EventStatus.PENDING,
+            WebhookEvent.next_attempt_at <= now,
+            Webhook.disabled_at.is_(None),
+            Webhook.circuit_state == CircuitState.CLOSED,
+        )
+        .order_by(WebhookEvent.next_attempt_at)
+        .limit(limit * PER_WEBHOOK)
+        .with_for_update(of=WebhookEvent, skip_locked=True)
+    ).all()
+    taken: list[Due] = []
+    per_webhook: dict[str, int] = {}
+    for event, webhook in rows:
+        if len(taken) == limit or per_webhook.get(webhook.id, 0) == PER_WEBHOOK:
+            continue
+        per_webhook[webhook.id] = per_webhook.get(webhook.id, 0) + 1
+        taken.append(
+            Due(
+                event_id=event.id,
+                webhook_id=webhook.id,
+                mode=event.mode,
+                topic=event.topic,
+                resource_type=event.resource_type,
+                resource_id=event.resource_id,
+                callback_url=webhook.callback_url,
+                shared_secret=webhook.shared_secret,
+                include_resources=tuple(webhook.include_resources),
+                attempt=event.attempts + 1,
+            )
+        )
+    if taken:
+        session.execute(
+            update(WebhookEvent)
+            .where(WebhookEvent.id.in_([d.event_id for d in taken]))
+            .values(
+                next_attempt_at=now + hold,
+                attempts=WebhookEvent.attempts + 1,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return taken
+
+
+def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
+    """The wait after failed attempt ``attempt`` (1-based): doubling from BACKOFF_FIRST up
+    to BACKOFF_MAX, with up to a fifth of it as jitter either way (receivers that failed
+    together are not all tried again at the same second)."""
+    wait: timedelta = min(BACKOFF_FIRST * 2 ** (attempt - 1), BACKOFF_MAX)
+    jitter: float = (rng or random).uniform(-0.2, 0.2)
+    return wait * (1 + jitter)
+
+
+def record_answer(
+    session: Session,
+    due: Due,
+    *,
+    payload: dict[str, object],
+    response_code: int | None,
+    message: str,
+    delivered: bool,
+    now: datetime,
+) -> None:
+    """Record an attempt (an event callback) and what its answer changes: the event
+    delivered, or tried again later (failed for good after MAX_ATTEMPTS); the webhook's
+    run of failures ended, or one longer (its circuit opened at CIRCUIT_AFTER). Does not
+    commit."""
+    session.add(
+        EventCallback(
+            mode=due.mode,
+            webhook_id=due.webhook_id,
+            event_id=due.event_id,
+            callback_url=due.callback_url,
+            payload=payload,
+            response_code=response_code,
+            response_message=message[:MAX_MESSAGE],
+            created_at=now,
+            updated_at=now,
+        )
+    )
+    event = WebhookEvent.__table__.c
+    if delivered:
+        session.execute(
+            update(WebhookEvent)
+            .where(event.id == due.event_id, event.status == EventStatus.PENDING)
+            .values(status=EventStatus.DELIVERED, delivered_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(Webhook)
+            .where(Webhook.id == due.webhook_id)
+            .values(circuit_failure_count=0, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return
+    last = due.attempt >= MAX_ATTEMPTS
+    session.execute(
+        update(WebhookEvent)
+        .where(event.id == due.event_id, event.status == EventStatus.PENDING)
+        .values(
+            status=EventStatus.FAILED if last else EventStatus.PENDING,
+            next_attempt_at=now if last else now + backoff(due.attempt),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    webhook = Webhook.__table__.c
+    failures = webhook.circuit_failure_count + 1
+    session.execute(
+        update(Webhook)
+        .where(webhook.id == due.webhook_id)
+        .values(
+            circuit_failure_count=failures,
+            circuit_state=case(
+                (failures >= CIRCUIT_AFTER, CircuitState.OPEN.value),
+                else_=webhook.circuit_state,
+            ),
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,67 @@
+"""Webhooks end to end: a real worker runs a copy, its beat's ticks deliver the events."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from copying.copies import lifecycle
+from copying.copies.dispatch import unit_of_work
+from copying.copies.options import CopyOptions
+from copying.webhooks import topics
+from models import Mode, Webhook
+from tests.factories import make_shop
+from tests.webhooks.receiver import Answer, running_receiver
+from tests.worker.processes import WorkerProcess, flush_broker
+from worker.publisher import publish
+
+pytestmark = [pytest.mark.slow, pytest.mark.worker]
+
+SECRET = "end-to-end"
+
+
+@pytest.mark.xdist_group("worker-processes")
+def test_a_copy_run_by_a_worker_sends_its_events_to_the_receiver(committed, tmp_path):
+    flush_broker()
+    with running_receiver(SECRET, behaviour=Answer(200)) as receiver:
+        with committed.begin() as s:
+            shop = make_shop(s)
+            for topic in (topics.CREATE, topics.START, topics.COMPLETE):
+                s.add(
+                    Webhook(
+                        mode=Mode.TEST,
+                        topic=topic,
+                        callback_url=f"{receiver.url}/{topic}",
+                        shared_secret=SECRET,
+                    )
+                )
+        with unit_of_work(committed, publish) as s:
+            copy_id = lifecycle.create(
+                s,
+                mode=Mode.TEST,
+                source_order_id=shop.source.id,
+                options=CopyOptions(place_target_order=True),
+            ).id
+
+        worker = WorkerProcess(
+            tmp_path,
+            "webhooks",
+            beat=True,
+            webhooks_allow_private="true",
+            webhooks_poll_seconds=0.2,
+        )
+        try:
+            receiver.wait_until_answered(3, timeout=60)
+        finally:
+            worker.stop()
+
+    by_path = {r.path: r for r in receiver.requests}
+    assert sorted(by_path) == sorted(
+        f"/{t}" for t in (topics.CREATE, topics.START, topics.COMPLETE)
+    )
+    assert all(r.signature_matched for r in receiver.requests)
+    completed = json.loads(by_path[f"/{topics.COMPLETE}"].body)["data"]
+    assert (completed["id"], completed["attributes"]["status"]) == (copy_id, "completed")
+    started = by_path[f"/{topics.START}"].headers["x-commercelayer-topic"]
+    assert started == topics.START
