@@ -98,6 +98,12 @@ class Settings(BaseSettings):
         gt=0,
         description="How often the beat looks for webhook events due (new ones and retries).",
     )
+    webhooks_backoff_seconds: float = Field(
+        default=60.0,
+        gt=0,
+        description="The wait after a webhook event's first failed attempt; it doubles after"
+        " each, up to eight hours (10 attempts in all).",
+    )
     webhooks_batch_size: int = Field(
         default=50, ge=1, description="Webhook events one delivery task takes at most."
     )

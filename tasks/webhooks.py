@@ -28,8 +28,9 @@ from worker.app import WEBHOOKS_TASK, app
 
 log = structlog.get_logger("ordercopy.webhooks")
 
-#: How long an event taken stays held beyond its call's time limit.
-HOLD_MARGIN = timedelta(seconds=30)
+#: How long an event taken stays held beyond twice its call's time limit: then a tick
+#: that died while sending it is taken for dead, and the event is sent again.
+HOLD_MARGIN = timedelta(seconds=5)
 
 
 @app.task(name=WEBHOOKS_TASK, acks_late=True, ignore_result=True)
@@ -37,7 +38,7 @@ def deliver_webhooks() -> dict[str, int]:
     """Send the webhook events due, a batch at a time. Returns them by outcome."""
     settings = get_settings()
     sessions = db.sessions()
-    hold = timedelta(seconds=settings.webhooks_timeout_seconds) + HOLD_MARGIN
+    hold = 2 * timedelta(seconds=settings.webhooks_timeout_seconds) + HOLD_MARGIN
     with sessions.begin() as session:
         due = delivery.take_due(session, utcnow(), limit=settings.webhooks_batch_size, hold=hold)
     if not due:
@@ -93,6 +94,7 @@ def deliver(sessions: sessionmaker[Session], due: delivery.Due) -> bool:
             message=answer.message,
             delivered=answer.delivered,
             now=utcnow(),
+            backoff_first=timedelta(seconds=settings.webhooks_backoff_seconds),
         )
     log.log(
         20 if answer.delivered else 30,

@@ -32,7 +32,8 @@ from models import (
 
 #: Attempts per event: with the backoff below, about a day from the first to the last.
 MAX_ATTEMPTS = 10
-#: The wait after the first failed attempt; it doubles after each, up to BACKOFF_MAX.
+#: The wait after the first failed attempt (``ORDERCOPY_WEBHOOKS_BACKOFF_SECONDS``); it
+#: doubles after each, up to BACKOFF_MAX.
 BACKOFF_FIRST = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=8)
 #: Failed deliveries in a row that open a webhook's circuit (Commerce Layer's number).
@@ -110,11 +111,13 @@ def take_due(session: Session, now: datetime, *, limit: int, hold: timedelta) ->
     return taken
 
 
-def backoff(attempt: int, rng: random.Random | None = None) -> timedelta:
-    """The wait after failed attempt ``attempt`` (1-based): doubling from BACKOFF_FIRST up
-    to BACKOFF_MAX, with up to a fifth of it as jitter either way (receivers that failed
+def backoff(
+    attempt: int, *, first: timedelta = BACKOFF_FIRST, rng: random.Random | None = None
+) -> timedelta:
+    """The wait after failed attempt ``attempt`` (1-based): doubling from ``first`` up to
+    BACKOFF_MAX, with up to a fifth of it as jitter either way (receivers that failed
     together are not all tried again at the same second)."""
-    wait: timedelta = min(BACKOFF_FIRST * 2 ** (attempt - 1), BACKOFF_MAX)
+    wait: timedelta = min(first * 2 ** (attempt - 1), BACKOFF_MAX)
     jitter: float = (rng or random).uniform(-0.2, 0.2)
     return wait * (1 + jitter)
 
@@ -128,6 +131,7 @@ def record_answer(
     message: str,
     delivered: bool,
     now: datetime,
+    backoff_first: timedelta = BACKOFF_FIRST,
 ) -> None:
     """Record an attempt (an event callback) and what its answer changes: the event
     delivered, or tried again later (failed for good after MAX_ATTEMPTS); the webhook's
@@ -167,7 +171,7 @@ def record_answer(
         .where(event.id == due.event_id, event.status == EventStatus.PENDING)
         .values(
             status=EventStatus.FAILED if last else EventStatus.PENDING,
-            next_attempt_at=now if last else now + backoff(due.attempt),
+            next_attempt_at=now if last else now + backoff(due.attempt, first=backoff_first),
             updated_at=now,
         )
         .execution_options(synchronize_session=False)

@@ -218,7 +218,7 @@ def test_a_tick_takes_at_most_two_events_of_one_webhook(committed):
 
 def test_backoff_doubles_from_a_minute_up_to_eight_hours_with_jitter():
     rng = random.Random(7)
-    waits = [delivery.backoff(n, rng) for n in range(1, delivery.MAX_ATTEMPTS + 1)]
+    waits = [delivery.backoff(n, rng=rng) for n in range(1, delivery.MAX_ATTEMPTS + 1)]
 
     for n, wait in enumerate(waits, start=1):
         expected = min(delivery.BACKOFF_FIRST * 2 ** (n - 1), delivery.BACKOFF_MAX)
