@@ -47,7 +47,19 @@ from starlette.responses import Response
 
 from copying.copies.history import EventKind
 from copying.subscriptions.subscription_states import RENEWING
-from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent, OrderSubscription, db, utcnow
+from models import (
+    CircuitState,
+    CopyStatus,
+    EventStatus,
+    Mode,
+    OrderCopy,
+    OrderCopyEvent,
+    OrderSubscription,
+    Webhook,
+    WebhookEvent,
+    db,
+    utcnow,
+)
 
 log = structlog.get_logger("ordercopy.metrics")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -140,6 +152,44 @@ def _renewals_due(connection: Connection, now: datetime) -> dict[Mode, int]:
     )
 
 
+def _webhooks(connection: Connection, now: datetime) -> tuple[dict[Mode, int], dict[Mode, float]]:
+    """Open circuits, and seconds since the oldest event still owed was written, by mode."""
+    circuits = _counted(
+        connection,
+        select(Webhook.mode, func.count())
+        .where(Webhook.circuit_state == CircuitState.OPEN)
+        .group_by(Webhook.mode),
+        Mode,
+    )
+    oldest = dict.fromkeys(Mode, 0.0)
+    for mode, created_at in connection.execute(
+        select(WebhookEvent.mode, func.min(WebhookEvent.created_at))
+        .where(WebhookEvent.status == EventStatus.PENDING)
+        .group_by(WebhookEvent.mode)
+    ):
+        oldest[Mode(mode)] = max((now - created_at).total_seconds(), 0.0)
+    return circuits, oldest
+
+
+def _webhook_families(circuits: dict[Mode, int], oldest: dict[Mode, float]) -> Iterator[Metric]:
+    open_circuits = GaugeMetricFamily(
+        "ordercopy_webhooks_open_circuits",
+        "Webhooks whose circuit is open (deliveries stopped until _reset_circuit)",
+        labels=["mode"],
+    )
+    for mode, count in circuits.items():
+        open_circuits.add_metric([mode.value], count)
+    yield open_circuits
+    age = GaugeMetricFamily(
+        "ordercopy_oldest_undelivered_webhook_event_age_seconds",
+        "Seconds since the oldest webhook event not yet delivered was written (0: none)",
+        labels=["mode"],
+    )
+    for mode, seconds in oldest.items():
+        age.add_metric([mode.value], seconds)
+    yield age
+
+
 class CopiesCollector(Collector):
     """Reads every value from the database when collected (one short read-only transaction)."""
 
@@ -159,7 +209,9 @@ class CopiesCollector(Collector):
                 durations = _durations(connection)
                 oldest = {mode: _oldest_pending_age(connection, mode, now) for mode in Mode}
                 renewals = _renewals_due(connection, now)
+                webhooks = _webhooks(connection, now)
         yield from _families(by_status, history, durations, oldest, renewals)
+        yield from _webhook_families(*webhooks)
 
 
 def _families(

@@ -23,7 +23,7 @@ from api.payloads import payload
 from config import get_settings
 from copying.webhooks import delivery, signing
 from models import Mode, db, utcnow
-from worker import outbound
+from worker import metrics, outbound
 from worker.app import WEBHOOKS_TASK, app
 
 log = structlog.get_logger("ordercopy.webhooks")
@@ -96,6 +96,7 @@ def deliver(sessions: sessionmaker[Session], due: delivery.Due) -> bool:
             now=utcnow(),
             backoff_first=timedelta(seconds=settings.webhooks_backoff_seconds),
         )
+    metrics.count_delivery(answer.delivered, answer.elapsed)
     log.log(
         20 if answer.delivered else 30,
         "webhook_delivered" if answer.delivered else "webhook_not_delivered",

@@ -52,6 +52,16 @@ def _metrics() -> dict[str, Any]:
             "Time of one copy task (its copy, with the chunk it took along)",
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
         ),
+        "deliveries": Counter(
+            "ordercopy_worker_webhook_deliveries",
+            "Webhook delivery attempts, by outcome (delivered, not_delivered)",
+            ["outcome"],
+        ),
+        "attempt": Histogram(
+            "ordercopy_worker_webhook_attempt_seconds",
+            "Time of one webhook delivery attempt (the call, from connect to answer)",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        ),
     }
 
 
@@ -104,6 +114,15 @@ def count_runs(outcomes: Mapping[str, int]) -> None:
     for outcome, count in outcomes.items():
         if count:
             runs.labels(outcome=outcome).inc(count)
+
+
+def count_delivery(delivered: bool, seconds: float) -> None:
+    """Count one webhook delivery attempt and its time."""
+    if _directory() is None:
+        return
+    metrics = _metrics()
+    metrics["deliveries"].labels(outcome="delivered" if delivered else "not_delivered").inc()
+    metrics["attempt"].observe(seconds)
 
 
 @signals.worker_process_shutdown.connect
