@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from api.resources.catalog import SKUS
 from api.resources.customers import CUSTOMER_PAYMENT_SOURCES, CUSTOMERS
+from api.resources.event_callbacks import EVENT_CALLBACKS
 from api.resources.order_copies import ORDER_COPIES, ORDER_COPY_EVENTS
 from api.resources.order_subscriptions import ORDER_SUBSCRIPTIONS
 from api.resources.orders import ADDRESSES, LINE_ITEMS, ORDERS
+from api.resources.webhooks import WEBHOOKS
 from api.spec import Resource
 
 RESOURCES: tuple[Resource, ...] = (
@@ -19,5 +21,7 @@ RESOURCES: tuple[Resource, ...] = (
     CUSTOMER_PAYMENT_SOURCES,
     SKUS,
     ORDER_SUBSCRIPTIONS,
+    WEBHOOKS,
+    EVENT_CALLBACKS,
 )
 REGISTRY = {resource.type: resource for resource in RESOURCES}

@@ -20,8 +20,9 @@ from api.errors import ApiError
 from api.resources import REGISTRY
 
 ASSETS = Path(fastapi_offline.__file__).parent / "static"
-#: Bytes of the served /api/openapi.json; FastAPI's own document was 668,257.
-SIZE_BUDGET = 71_200
+#: Bytes of the served /api/openapi.json; FastAPI's own document was 668,257. 70,926 bytes
+#: before webhooks and event_callbacks, 82,790 with them: the budget grew by those 11,864.
+SIZE_BUDGET = 83_064
 #: The types with both a create and an update route (as FastAPI documents them).
 ROUTES = get_openapi(title=app.title, version=app.version, routes=app.routes)["paths"]
 CREATED_AND_UPDATED = sorted(

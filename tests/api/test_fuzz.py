@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import uuid
 from typing import Any
 
 import pytest
@@ -28,7 +29,17 @@ from api.errors import MEDIA_TYPE
 from api.resources import REGISTRY
 from copying.copies import lifecycle
 from copying.orders import placing, targets
-from models import ApiKey, Mode, Order, new_public_id, utcnow
+from copying.webhooks import signing, topics
+from models import (
+    ApiKey,
+    EventCallback,
+    Mode,
+    Order,
+    Webhook,
+    WebhookEvent,
+    new_public_id,
+    utcnow,
+)
 from tests.factories import (
     Line,
     copy_events,
@@ -62,6 +73,8 @@ schema = schemathesis.openapi.from_asgi("/api/openapi.json", app, config=CONFIG)
 #: The fuzz run's test-mode key (the world fixture stores its hash).
 TOKEN = "oc_test_schemathesis"
 SKU_CODE = "FUZZ"
+#: A public address written as one: a webhook may call it without DNS being asked.
+CALLBACK_URL = "https://93.184.215.14/hooks"
 
 
 @schema.auth()
@@ -79,7 +92,8 @@ class TestModeKey:
 @pytest.fixture
 def world(committed, gateways) -> dict[str, list[str]]:
     """The fuzz key, and one real record of each type: ids by type; and a placed order,
-    which order subscriptions renew."""
+    which order subscriptions renew. The webhook's event callback is written here (a
+    delivery would write it)."""
     with committed.begin() as session:
         session.add(
             ApiKey(id=new_public_id(), name="fuzz", mode=Mode.TEST, token_hash=hash_token(TOKEN))
@@ -109,11 +123,44 @@ def world(committed, gateways) -> dict[str, list[str]]:
             source_order_id=ids["orders"][0],
             order_subscription_id=subscription.id,
         )
+        webhook = Webhook(
+            id=new_public_id(),
+            mode=Mode.TEST,
+            topic=topics.COMPLETE,
+            callback_url=CALLBACK_URL,
+            shared_secret=signing.new_secret(),
+        )
+        owed = WebhookEvent(
+            id=str(uuid.uuid4()),
+            mode=Mode.TEST,
+            webhook_id=webhook.id,
+            topic=topics.COMPLETE,
+            resource_type="order_copies",
+            resource_id=copy.id,
+            next_attempt_at=utcnow(),
+        )
+        callback = EventCallback(
+            id=new_public_id(),
+            mode=Mode.TEST,
+            webhook_id=webhook.id,
+            event_id=owed.id,
+            callback_url=CALLBACK_URL,
+            payload={"data": {"type": "order_copies", "id": copy.id}},
+            response_code=500,
+            response_message="Internal Server Error",
+        )
+        session.add(webhook)
+        session.flush()
+        session.add(owed)
+        session.flush()
+        session.add(callback)
         return {
             **ids,
             "order_copies": [copy.id],
             "order_copy_events": [str(event.id) for event in copy_events(session, copy.id)],
             "order_subscriptions": [subscription.id],
+            "webhooks": [webhook.id],
+            "event_callbacks": [callback.id],
         }
 
 
@@ -122,8 +169,9 @@ def _aim(case: Any, world: dict[str, list[str]]) -> None:
 
     Three path ids in four become a real id of the path's type; every relationship
     in a body, PATCH's ``data.id``, a SKU line's code and a wallet entry trigger
-    name real records; an ``Idempotency-Key`` is made unique to its body (Hypothesis
-    draws the same few keys for different bodies, which is a 422 by design).
+    name real records; a webhook's callback URL is one it may call; an
+    ``Idempotency-Key`` is made unique to its body (Hypothesis draws the same few keys
+    for different bodies, which is a 422 by design).
     """
     type_ = case.operation.path.split("/")[2]
     row_id = case.path_parameters.get("id") if case.path_parameters else None
@@ -151,6 +199,8 @@ def _aim(case: Any, world: dict[str, list[str]]) -> None:
             source["data"]["id"] = world["placed_orders"][0]
         if isinstance(attributes.get("frequency"), str):
             attributes["frequency"] = "daily"
+    if type_ == "webhooks" and isinstance(attributes.get("callback_url"), str):
+        attributes["callback_url"] = CALLBACK_URL
     if type_ == "line_items" and attributes.get("item_type") in (None, "skus"):
         attributes["sku_code"] = SKU_CODE
     if isinstance(attributes.get("_customer_payment_source_id"), str):
