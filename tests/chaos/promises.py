@@ -8,7 +8,7 @@ Every error the API answers is a JSON:API error document, and no fault makes it
 crash: a database it cannot reach is a 503, never a 500. The second client's
 edits (tests/chaos/traffic.py) never change an order an unfinished copy owns,
 and a double-clicked ``_place`` places once. The money promises
-(tests/money.py) are checked too.
+(tests/money.py) and the webhook promises (tests/chaos/webhooks.py) are checked too.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import OrderCopy
+from tests.chaos.webhooks import WEBHOOK_INVARIANTS
 from tests.invariants import INVARIANTS
 from tests.money import MONEY_INVARIANTS
 
@@ -32,7 +33,12 @@ API_INVARIANTS: dict[str, str] = {
     "double_click_places_once": "a double-clicked _place placed the order at most once",
 }
 #: Every promise a chaos run checks, by name.
-PROMISES: dict[str, str] = {**INVARIANTS, **API_INVARIANTS, **MONEY_INVARIANTS}
+PROMISES: dict[str, str] = {
+    **INVARIANTS,
+    **API_INVARIANTS,
+    **MONEY_INVARIANTS,
+    **WEBHOOK_INVARIANTS,
+}
 
 
 def check_api(

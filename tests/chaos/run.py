@@ -10,10 +10,12 @@ items while the copies run (tests/chaos/traffic.py), while faults hit at seeded 
 (tests/chaos/faults.py). Then the faults stop: the system must finish every
 copy on its own, with no ``--quiesce-timeout`` seconds without a copy finishing
 (within ``--settle-limit`` in all: on a loaded machine a backlog takes long,
-only a stall is a failure), no payment may be left asked for or being voided once the
+only a stall is a failure), then deliver every webhook event (one test-mode webhook
+listens to each ``order_copies`` topic, all posting to a receiver in the runner that
+answers 500 at random); no payment may be left asked for or being voided once the
 sweeper has had its turn, and every promise of tests/invariants.py,
-tests/chaos/promises.py and tests/money.py must hold. It prints a table,
-and exits 1 if either fails. Everything it started is stopped and removed at the end
+tests/chaos/promises.py, tests/money.py and tests/chaos/webhooks.py must hold. It
+prints a table, and exits 1 if either fails. Everything it started is stopped and removed at the end
 (``--keep`` keeps the logs and the stopped database; a run that fails, or
 settles slowly, keeps its logs).
 """
@@ -39,7 +41,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.auth import issue_key
@@ -47,8 +49,8 @@ from config import get_settings
 from config.logging import configure_logging
 from copying.orders.gateways import TestGateway
 from migrations import upgrade
-from models import Mode, OrderCopy, db
-from tests.chaos import faults, probes
+from models import Mode, OrderCopy, WebhookEvent, db
+from tests.chaos import faults, probes, webhooks
 from tests.chaos import world as worlds
 from tests.chaos.promises import check_api
 from tests.chaos.report import Results, render
@@ -75,6 +77,11 @@ SETTINGS = {
     # A payment a killed process left asked for or being voided is voided by the sweeper
     # after this long (the shortest allowed), so that the run can settle on it.
     "ABANDONED_PAYMENT_AFTER_SECONDS": "10",
+    # The receiver is on loopback; its random 500s are retried after 0.5 s, 1 s, 2 s, ...
+    "WEBHOOKS_ALLOW_PRIVATE": "true",
+    "WEBHOOKS_BACKOFF_SECONDS": "0.5",
+    "WEBHOOKS_TIMEOUT_SECONDS": "2",
+    "WEBHOOKS_POLL_SECONDS": "0.5",
 }
 #: How long, once the copies settled, payments asked for or being voided may take to settle.
 MONEY_SETTLE_SECONDS = 60.0
@@ -203,6 +210,11 @@ def creation_times(count: int, duration: float) -> list[float]:
 
 
 def _run(args: argparse.Namespace, stack: Stack) -> Results:
+    with webhooks.running(random.Random(args.seed + 2)) as receiver:
+        return _run_with(args, stack, receiver)
+
+
+def _run_with(args: argparse.Namespace, stack: Stack, receiver: webhooks.FlakyReceiver) -> Results:
     _point_at(stack)
     from worker.publisher import publish  # its Celery app reads the settings on import
 
@@ -222,6 +234,7 @@ def _run(args: argparse.Namespace, stack: Stack) -> Results:
     )
     with sessions.begin() as session:
         token = issue_key(session, name="chaos", mode=Mode.TEST)[1]
+        webhooks.subscribe(session, receiver.url)
     schedule = faults.schedule(rng, args.duration, LEASE_SECONDS)
     injector = faults.Injector(stack, schedule, _reading(sessions, probes.ports_in_transaction))
     api = ApiClient([web.url for web in stack.webs], token)
@@ -246,6 +259,15 @@ def _run(args: argparse.Namespace, stack: Stack) -> Results:
     stranded = _retrying(unsettled)
     say(f"faults over; {stranded} copies unfinished: waiting for the system to settle")
     quiesced_after = _settle(stack, unsettled, args.quiesce_timeout, args.settle_limit)
+    if quiesced_after is not None:
+        say(f"copies settled in {quiesced_after:.1f} s: waiting for the webhook events")
+        delivered_after = _settle(
+            stack,
+            _reading(sessions, webhooks.pending),
+            args.quiesce_timeout,
+            args.settle_limit - quiesced_after,
+        )
+        quiesced_after = None if delivered_after is None else quiesced_after + delivered_after
     money_left = _settle_money(sessions)
     progress.stop.set()
     say(
@@ -253,7 +275,7 @@ def _run(args: argparse.Namespace, stack: Stack) -> Results:
         if quiesced_after is not None
         else "not settled: stalled, or over the limit"
     )
-    results = _results(args, stack, sessions, world, injector, traffic)
+    results = _results(args, stack, sessions, world, injector, traffic, receiver)
     results.observed = {"copies unfinished when the faults stopped": stranded, **results.observed}
     results.quiesced_after = quiesced_after
     results.problems = [*crashed, *injector.errors, *traffic.problems, *money_left]
@@ -277,7 +299,7 @@ def _sampler(stack: Stack, sessions: sessionmaker[Session]) -> Callable[[], str]
         queues = probes.queue_lengths(
             stack.redis.url,
             stack.settings["BROKER_KEY_PREFIX"],
-            ("copies", "renewals", "maintenance"),
+            ("copies", "renewals", "maintenance", "webhooks"),
         )
         workers = " ".join(
             f"{w.name}={'stopped' if w.stopped else 'up' if w.alive else 'down'}"
@@ -331,7 +353,8 @@ def _drive(
 
 def _settle(stack: Stack, unsettled: Callable[[], int], stall: float, limit: float) -> float | None:
     """Seconds until nothing is left to do (the supervisor still restarting what exits),
-    or None if ``stall`` seconds pass with nothing finishing, or ``limit`` in all."""
+    or None if ``stall`` seconds pass with nothing finishing (a copy, or a webhook event
+    delivered), or ``limit`` in all."""
     start = progress = time.monotonic()
     fewest: int | None = None
     while time.monotonic() - progress < stall and time.monotonic() - start < limit:
@@ -356,6 +379,7 @@ def _results(
     world: worlds.World,
     injector: faults.Injector,
     traffic: Traffic,
+    receiver: webhooks.FlakyReceiver,
 ) -> Results:
     with sessions.begin() as session:
         copies = session.execute(
@@ -381,6 +405,8 @@ def _results(
             traffic.double_places,
         )
         found |= check_money(session, world.initial_stock)
+        found |= webhooks.check_webhooks(session, list(receiver.received))
+        events = session.scalar(select(func.count()).select_from(WebhookEvent))
         cancelled = sum(source_cancellations(session, ids).values())
         claims, resumed = probes.runs(session)
         audited = probes.audited(session)
@@ -408,6 +434,8 @@ def _results(
         "worker, beat or web exits on their own, restarted by the supervisor": len(
             stack.unexpected_exits
         ),
+        "webhook events written (one webhook per order_copies topic)": events or 0,
+        **receiver.counts(),
     }
     return Results(
         seed=args.seed,
@@ -430,7 +458,11 @@ def _results(
             "idle_in_transaction_session_timeout 3 s; every doorbell published twice "
             "(publish_twice); aborts over HTTP (PATCH _abort); a second client double-clicks"
             " _place and edits orders while copies run; abandoned payments voided after"
-            f" {SETTINGS['ABANDONED_PAYMENT_AFTER_SECONDS']} s"
+            f" {SETTINGS['ABANDONED_PAYMENT_AFTER_SECONDS']} s; webhooks on every"
+            f" order_copies topic, the receiver answering 500 to"
+            f" {webhooks.FAILURE_RATE:.0%} at random, retried after"
+            f" {SETTINGS['WEBHOOKS_BACKOFF_SECONDS']} s doubling, polled every"
+            f" {SETTINGS['WEBHOOKS_POLL_SECONDS']} s"
         ),
         duration=args.duration,
         quiesce_bound=args.quiesce_timeout,
