@@ -56,7 +56,24 @@ def test_a_created_copy_whose_event_was_delivered_signed_keeps_both_promises(ses
 def test_an_event_missing_or_written_twice_is_caught(sessions):
     copy_id, event_id = subscribed_copy(sessions)
     with sessions.begin() as s:
-        s.execute(delete(WebhookEvent).where(WebhookEvent.id == event_id))
+        event = s.get_one(WebhookEvent, event_id)
+        s.add(
+            WebhookEvent(
+                id="a-second-event",
+                mode=event.mode,
+                webhook_id=event.webhook_id,
+                topic=event.topic,
+                resource_type=event.resource_type,
+                resource_id=event.resource_id,
+                next_attempt_at=event.next_attempt_at,
+            )
+        )
+        s.flush()
+        found = check_webhooks(s, [])
+        assert found["one_event_per_change"] == [
+            f"copy {copy_id}: 1 order_copies.create owed by its history, 2 written"
+        ]
+        s.execute(delete(WebhookEvent).where(WebhookEvent.resource_id == copy_id))
         found = check_webhooks(s, [])
     assert found["one_event_per_change"] == [
         f"copy {copy_id}: 1 order_copies.create owed by its history, 0 written"
