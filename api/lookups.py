@@ -34,11 +34,20 @@ def integer_key(model: type[Base]) -> bool:
 
 
 def find(
-    session: Session, model: type[Base], row_id: Any, mode: Mode, *, lock: bool = False
+    session: Session,
+    model: type[Base],
+    row_id: Any,
+    mode: Mode,
+    *,
+    lock: bool = False,
+    keeping_key: bool = False,
 ) -> Any:
     """The row with ``row_id`` in ``mode``, or None (also for an id no row can have).
 
-    ``lock``: take its row lock (``FOR UPDATE``) until the transaction ends.
+    ``lock``: take its row lock (``FOR UPDATE``) until the transaction ends; with
+    ``keeping_key``, one for an update that keeps the row's key (PostgreSQL's ``FOR NO
+    KEY UPDATE``), which rows referring to it can still be written beside (a webhook
+    being updated does not hold up the copies writing events for it).
     """
     if not isinstance(row_id, str) or not storable(row_id):
         return None
@@ -47,17 +56,25 @@ def find(
         if not INTEGER_KEY.match(row_id) or int(row_id) > BIGINT_MAX:
             return None
         key = int(row_id)
-    row: Any = session.get(model, key, with_for_update=lock)
+    locking: Any = {"key_share": True} if lock and keeping_key else lock
+    row: Any = session.get(model, key, with_for_update=locking)
     if row is None or row.mode != mode:
         return None
     return row
 
 
 def load(
-    session: Session, model: type[Base], type_: str, row_id: str, mode: Mode, *, lock: bool = False
+    session: Session,
+    model: type[Base],
+    type_: str,
+    row_id: str,
+    mode: Mode,
+    *,
+    lock: bool = False,
+    keeping_key: bool = False,
 ) -> Any:
-    """The row the URL names, or a 404."""
-    row = find(session, model, row_id, mode, lock=lock)
+    """The row the URL names, or a 404 (``lock``, ``keeping_key``: see :func:`find`)."""
+    row = find(session, model, row_id, mode, lock=lock, keeping_key=keeping_key)
     if row is None:
         raise ApiError(404, f"{type_} {row_id} does not exist in {mode} mode")
     return row

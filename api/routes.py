@@ -130,9 +130,23 @@ class Routes:
     def renderer(self, request: Request, parsed: query.Query) -> Renderer:
         return Renderer(self.registry, str(request.base_url), parsed.fields, parsed.include)
 
-    def load(self, session: Session, mode: Mode, row_id: str, *, lock: bool = False) -> Any:
+    def load(
+        self,
+        session: Session,
+        mode: Mode,
+        row_id: str,
+        *,
+        lock: bool = False,
+        keeping_key: bool = False,
+    ) -> Any:
         return lookups.load(
-            session, self.resource.model, self.resource.type, row_id, mode, lock=lock
+            session,
+            self.resource.model,
+            self.resource.type,
+            row_id,
+            mode,
+            lock=lock,
+            keeping_key=keeping_key,
         )
 
     def reject_parameters(self, request: Request) -> None:
@@ -360,7 +374,7 @@ def add_update_route(
         links = related_ids(data)
         changed = {name for name in changes if name not in triggers} | set(links)
         with unit_of_work(db.sessions(), routes.publish()) as session:
-            row = routes.load(session, api_key.mode, row_id, lock=True)
+            row = routes.load(session, api_key.mode, row_id, lock=True, keeping_key=True)
             try:
                 if resource.check_update is not None:
                     resource.check_update(routes.context(session, api_key), row, changed)

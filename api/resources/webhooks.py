@@ -52,7 +52,9 @@ def _check_updated(ctx: Context, webhook: Webhook, changed: set[str]) -> None:
 
 
 def _load(ctx: Context, webhook_id: str) -> Webhook:
-    webhook: Webhook = lookups.load(ctx.session, Webhook, TYPE, webhook_id, ctx.mode, lock=True)
+    webhook: Webhook = lookups.load(
+        ctx.session, Webhook, TYPE, webhook_id, ctx.mode, lock=True, keeping_key=True
+    )
     return webhook
 
 

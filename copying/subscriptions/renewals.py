@@ -27,6 +27,7 @@ from copying.copies.options import CopyOptions
 from copying.subscriptions import subscription_states
 from copying.subscriptions.schedules import Schedule, ScheduleError, period_key
 from copying.subscriptions.subscription_states import FINAL_ACTIONS, RENEWING, FailurePolicy
+from copying.webhooks import events, topics
 from models import (
     Mode,
     OrderCopy,
@@ -198,6 +199,13 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
     else:
         result.copies = _write_portable(session, rows, advances, now)
     if result.copies:
+        # Created as the API creates a copy: its webhook events written with it.
+        mode_of = {row["id"]: row["mode"] for row in rows}
+        events.record(
+            session,
+            [events.Change(copy_id, mode_of[copy_id], topics.CREATE) for copy_id in result.copies],
+            now,
+        )
         publish_after_commit(session, result.copies)
     if due:
         log.info("renewals_tick", subscriptions=len(due), copies=len(result.copies))

@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
+from api import lookups
 from copying.copies import lifecycle
 from copying.runs import Outcome, execute
+from copying.subscriptions import renewals
 from copying.testing import failpoints
-from copying.webhooks import topics
-from models import Mode, Webhook, WebhookEvent
+from copying.webhooks import events, topics
+from models import Mode, OrderCopy, Webhook, WebhookEvent, db, utcnow
 from tests.copying.clock import FixedClock
-from tests.factories import create_copy, make_shop
+from tests.factories import create_copy, make_shop, make_subscription
 from tests.runs import execute_one
 
 
@@ -139,3 +142,35 @@ def test_on_sqlite_the_same_events_are_owed(sqlite):
     assert owed(sessions) == Counter(
         {(hooks[t], t, i): 1 for t in (topics.CREATE, topics.START, topics.COMPLETE) for i in ids}
     )
+
+
+def test_a_webhook_being_updated_does_not_hold_up_the_events_written_for_it(committed):
+    """The API's update locks the row FOR NO KEY UPDATE: an event referring to the webhook
+    (a KEY SHARE lock on it) is still written meanwhile, not after the update."""
+    webhook_id = listen(committed, topics.CREATE)
+    with committed.begin() as updating:
+        lookups.load(
+            updating, Webhook, "webhooks", webhook_id, Mode.TEST, lock=True, keeping_key=True
+        )
+        with db.engine().connect() as other, other.begin():
+            other.exec_driver_sql("SET LOCAL lock_timeout = '2s'")  # a wait fails the test
+            events.record(
+                Session(bind=other),
+                [events.Change("cOpyId0001", Mode.TEST, topics.CREATE)],
+                utcnow(),
+            )
+    assert owed(committed) == Counter({(webhook_id, topics.CREATE, "cOpyId0001"): 1})
+
+
+def test_a_renewal_queued_by_the_tick_owes_its_create_event(sessions):
+    created = listen(sessions, topics.CREATE)
+    with sessions.begin() as s:
+        shop = make_shop(s)
+        subscription = make_subscription(s, shop.source, starts_at=FixedClock().now)
+    now = FixedClock().now + timedelta(minutes=1)
+    with sessions.begin() as s:
+        [copy_id] = renewals.tick(s, now, batch_size=10).copies
+
+    assert owed(sessions) == Counter({(created, topics.CREATE, copy_id): 1})
+    with sessions.begin() as s:
+        assert s.get_one(OrderCopy, copy_id).order_subscription_id == subscription.id
