@@ -99,6 +99,7 @@ clean:
 bench: check-services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.webhooks $(filter --quick,$(BENCH_ARGS))
 
 ## chaos: the fault-injection suite at full size (2,000 copies created over HTTP; its own
 ## PostgreSQL, Redis, workers, beats and web); writes tests/chaos/LATEST.md.
