@@ -4,7 +4,8 @@ The tick runs every ``ORDERCOPY_WEBHOOKS_POLL_SECONDS`` on its own queue (``webh
 consumed by its own worker process, so a slow or dead receiver never holds a copy's
 worker: each call is bounded (``ORDERCOPY_WEBHOOKS_TIMEOUT_SECONDS``), a tick makes up to
 ``ORDERCOPY_WEBHOOKS_CONCURRENCY`` at once and at most two to the same webhook, and a
-tick that took a full batch sends the next tick at once. The events are rows
+tick that left events due (its batch full, or a webhook at its cap) sends the next tick
+at once. The events are rows
 (``copying.webhooks.delivery``): nothing is lost with a message, a process or the broker;
 a tick that dies leaves its events to be taken again when their hold runs out.
 """
@@ -40,14 +41,15 @@ def deliver_webhooks() -> dict[str, int]:
     sessions = db.sessions()
     hold = 2 * timedelta(seconds=settings.webhooks_timeout_seconds) + HOLD_MARGIN
     with sessions.begin() as session:
-        due = delivery.take_due(session, utcnow(), limit=settings.webhooks_batch_size, hold=hold)
+        taken = delivery.take_due(session, utcnow(), limit=settings.webhooks_batch_size, hold=hold)
+    due = taken.due
     if not due:
         return {}
     with ThreadPoolExecutor(settings.webhooks_concurrency, "webhook") as pool:
         delivered = list(pool.map(lambda event: deliver(sessions, event), due))
     counts = Counter("delivered" if ok else "failed" for ok in delivered)
     log.info("webhooks_tick_done", **counts)
-    if len(due) == settings.webhooks_batch_size:  # more may be waiting
+    if taken.more:  # more were due than this tick could take: the next one comes at once
         deliver_webhooks.apply_async(queue="webhooks")
     return dict(counts)
 

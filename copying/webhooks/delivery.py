@@ -60,10 +60,19 @@ class Due:
     attempt: int
 
 
-def take_due(session: Session, now: datetime, *, limit: int, hold: timedelta) -> list[Due]:
-    """Take up to ``limit`` events due, the longest waiting first, each held until ``now +
-    hold`` (longer than an attempt may take), its attempt counted. Rows another
-    transaction holds are skipped. Does not commit."""
+@dataclass(frozen=True)
+class Taken:
+    """What a deliverer took, and whether more events were due than it could take (the
+    batch full, or a webhook at its cap): then the next deliverer should come at once."""
+
+    due: list[Due]
+    more: bool
+
+
+def take_due(session: Session, now: datetime, *, limit: int, hold: timedelta) -> Taken:
+    """Take up to ``limit`` events due, the longest waiting first, at most PER_WEBHOOK of
+    one webhook, each held until ``now + hold`` (longer than an attempt may take), its
+    attempt counted. Rows another transaction holds are skipped. Does not commit."""
     rows = session.execute(
         select(WebhookEvent, Webhook)
         .join(Webhook, Webhook.id == WebhookEvent.webhook_id)
@@ -108,7 +117,7 @@ def take_due(session: Session, now: datetime, *, limit: int, hold: timedelta) ->
             )
             .execution_options(synchronize_session=False)
         )
-    return taken
+    return Taken(taken, more=len(rows) > len(taken) or len(rows) == limit * PER_WEBHOOK)
 
 
 def backoff(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
 from unittest import mock
@@ -197,14 +198,21 @@ def test_an_event_that_fails_every_attempt_is_kept_as_failed(committed):
     assert (event.status, event.attempts) == (EventStatus.FAILED, delivery.MAX_ATTEMPTS)
 
 
-def test_a_tick_takes_at_most_two_events_of_one_webhook(committed):
-    with running_receiver(SECRET) as receiver:
+def test_a_tick_takes_at_most_two_events_of_one_webhook_and_sends_the_next_tick(committed):
+    with (
+        running_receiver(SECRET) as receiver,
+        mock.patch.object(deliver_webhooks, "apply_async") as next_tick,
+    ):
         busy = listen(committed, receiver.url)
         other = listen(committed, f"{receiver.url}/other")
         for _ in range(4):
             copy_created(committed)
 
         assert deliver_webhooks() == {"delivered": 4}
+        assert Counter(r.path for r in receiver.requests) == {"/": 2, "/other": 2}
+        next_tick.assert_called_once_with(queue="webhooks")
+        assert deliver_webhooks() == {"delivered": 4}  # the next tick takes the rest
+        assert next_tick.call_count == 1  # and leaves none due
 
     with committed.begin() as s:
         delivered = s.execute(
@@ -213,7 +221,7 @@ def test_a_tick_takes_at_most_two_events_of_one_webhook(committed):
         counts = {busy: 0, other: 0}
         for webhook_id in delivered:
             counts[webhook_id] += 1
-    assert counts == {busy: delivery.PER_WEBHOOK, other: delivery.PER_WEBHOOK}
+    assert counts == {busy: 4, other: 4}
 
 
 def test_backoff_doubles_from_a_minute_up_to_eight_hours_with_jitter():
