@@ -117,11 +117,14 @@ def _settle(session: Session, run: Run, now: datetime) -> Outcome:
             payments.record_requests(session, [(run.mode, request)], now)
         stock.release(session, run.target_order_id, run.mode)
         run.step = CopyStep.TARGET_BUILT
-    if (
-        run.options.place_target_order
+    if not run.errors and run.target_order_id is None:
+        # No stage lets a run end so with nothing done; should one ever, it fails.
+        run.errors.add(ErrorKey.TARGET_ORDER, "no target order was built")
+    elif (
+        not run.errors
+        and run.options.place_target_order
         and not run.reached(CopyStep.TARGET_PLACED)
-        and not run.errors
-    ):  # no stage lets this happen; should one ever, the copy does not complete unplaced
+    ):
         run.errors.add(ErrorKey.TARGET_ORDER, "the target order was not placed")
     # skip_errors skips business errors; a run given up on never finished its work.
     ok = not run.errors or (

@@ -439,10 +439,13 @@ def _answer(run: Run) -> GatewayAnswer:
 
 def cancel(session: Session, runs: Sequence[Run], now: datetime) -> None:
     """Cancel each run's source and give back its stock; its holds are marked for voiding
-    (``run.voiding``). A source is cancelled only once its copy's target is placed (when
-    it places one), and never while it is the target of another unfinished copy."""
+    (``run.voiding``). A source is cancelled only once its copy has a target, placed when
+    it places one, and never while it is the target of another unfinished copy."""
     for run in runs:
         run.errors.clear(*keys_of("cancel"))
+        if run.target_order_id is None:  # the customer would be left with no order at all
+            run.errors.add(ErrorKey.SOURCE_ORDER, "not cancelled: no target order was built")
+            continue
         if run.options.place_target_order and not run.reached(CopyStep.TARGET_PLACED):
             run.errors.add(ErrorKey.SOURCE_ORDER, "not cancelled: the target order was not placed")
             continue

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from copying.copies import lifecycle
 from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
     CopyStatus,
     CopyStep,
     CustomerPaymentSource,
+    FulfillmentStatus,
+    Mode,
     Order,
     OrderCopy,
     OrderStatus,
@@ -130,3 +133,31 @@ def test_skip_errors_still_fails_when_there_is_no_target(sessions, gateways, clo
     assert row.errors_log == {"line_items": [f"source order {source.id} has no line items to copy"]}
     assert (row.errors_count, row.failed_at, row.completed_at) == (1, clock.now, None)
     assert [order.id for order in orders] == [source.id]
+
+
+def test_a_copy_that_built_no_target_never_cancels_its_source_even_retried(
+    sessions, gateways, clock
+):
+    """skip_errors with cancel_source_order and a source with nothing to copy: the source
+    stays (cancelling it would leave the customer with no order at all), the copy fails,
+    and so does its retry (found by the chaos suite: a retried copy completed without a
+    target, its source cancelled)."""
+    with sessions.begin() as s:
+        source = make_order(s, [])
+        source.status = OrderStatus.PLACED  # placed, then its lines all gone: nothing to copy
+        source.fulfillment_status = FulfillmentStatus.UNFULFILLED
+    copy = create_copy(sessions, source.id, skip_errors=True, cancel_source_order=True)
+
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    with sessions.begin() as s:
+        lifecycle.retry(s, copy.id, Mode.TEST, by="test", now=clock.now)
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+
+    with sessions.begin() as s:
+        row = s.get_one(OrderCopy, copy.id)
+        assert s.get_one(Order, source.id).status == OrderStatus.PLACED
+    assert (row.status, row.target_order_id, row.step) == (CopyStatus.FAILED, None, None)
+    assert row.errors_log == {
+        "line_items": [f"source order {source.id} has no line items to copy"],
+        "source_order": ["not cancelled: no target order was built"],
+    }
