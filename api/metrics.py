@@ -171,23 +171,25 @@ def _webhooks(connection: Connection, now: datetime) -> tuple[dict[Mode, int], d
     return circuits, oldest
 
 
+def _by_mode(name: str, documentation: str, values: dict[Mode, Any]) -> GaugeMetricFamily:
+    """A gauge with one value per mode."""
+    gauge = GaugeMetricFamily(name, documentation, labels=["mode"])
+    for mode, value in values.items():
+        gauge.add_metric([mode.value], value)
+    return gauge
+
+
 def _webhook_families(circuits: dict[Mode, int], oldest: dict[Mode, float]) -> Iterator[Metric]:
-    open_circuits = GaugeMetricFamily(
+    yield _by_mode(
         "ordercopy_webhooks_open_circuits",
         "Webhooks whose circuit is open (deliveries stopped until _reset_circuit)",
-        labels=["mode"],
+        circuits,
     )
-    for mode, count in circuits.items():
-        open_circuits.add_metric([mode.value], count)
-    yield open_circuits
-    age = GaugeMetricFamily(
+    yield _by_mode(
         "ordercopy_oldest_undelivered_webhook_event_age_seconds",
         "Seconds since the oldest webhook event not yet delivered was written (0: none)",
-        labels=["mode"],
+        oldest,
     )
-    for mode, seconds in oldest.items():
-        age.add_metric([mode.value], seconds)
-    yield age
 
 
 class CopiesCollector(Collector):
@@ -249,22 +251,16 @@ def _families(
         ]
         histogram.add_metric([mode.value], [*buckets, ("+Inf", count)], total)
     yield histogram
-    age = GaugeMetricFamily(
+    yield _by_mode(
         "ordercopy_oldest_pending_copy_age_seconds",
         "Seconds since the oldest due pending copy was created (0: none waiting)",
-        labels=["mode"],
+        oldest,
     )
-    for mode, seconds in oldest.items():
-        age.add_metric([mode.value], seconds)
-    yield age
-    due = GaugeMetricFamily(
+    yield _by_mode(
         "ordercopy_renewals_due",
         "Active or running subscriptions whose next run is due (next_run_at <= now)",
-        labels=["mode"],
+        renewals,
     )
-    for mode, count in renewals.items():
-        due.add_metric([mode.value], count)
-    yield due
 
 
 def _bound(bound: float) -> str:
