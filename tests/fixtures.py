@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from unittest import mock
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
+from config import get_settings
 from copying.orders.gateways import Gateways, TestGateway
 from copying.runs import RunConfig
 from copying.testing import failpoints
@@ -90,3 +93,12 @@ def sqlite(tmp_path: Path) -> Iterator[tuple[sessionmaker[Session], Gateways]]:
         {"test": TestGateway(lambda: sqlite_engine)},
     )
     sqlite_engine.dispose()
+
+
+@pytest.fixture
+def settings_env() -> Iterator[dict[str, str]]:
+    """Environment changes for this test only, seen by the next ``get_settings()``."""
+    with mock.patch.dict(os.environ) as environ:
+        get_settings.cache_clear()
+        yield environ
+    get_settings.cache_clear()

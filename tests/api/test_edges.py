@@ -5,9 +5,7 @@ tokens write-only. The wire-level ones talk to a real uvicorn over a socket."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
-from unittest import mock
 
 import pytest
 
@@ -21,15 +19,6 @@ from tests.api.web import raw_request, server_in_thread
 from tests.factories import Line, make_order, make_sku
 
 LIMIT = 1000
-
-
-@pytest.fixture
-def settings_env() -> Iterator[dict[str, str]]:
-    """Environment changes for this test only, seen by the next ``get_settings()``."""
-    with mock.patch.dict(os.environ) as environ:
-        get_settings.cache_clear()
-        yield environ
-    get_settings.cache_clear()
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from unittest import mock
 from urllib.error import HTTPError
 from urllib.request import Request, urlopen
 
@@ -42,14 +41,6 @@ LIMITED = {
     "rate_limit_burst_seconds": HOUR,
     "rate_limit_average_seconds": HOUR,
 }
-
-
-@pytest.fixture
-def settings_env() -> Iterator[dict[str, str]]:
-    with mock.patch.dict(os.environ) as environ:
-        get_settings.cache_clear()
-        yield environ
-    get_settings.cache_clear()
 
 
 def use(settings_env, **values: str) -> None:

@@ -5,13 +5,10 @@ delivery attempts are written here directly: delivering them is the worker's job
 
 from __future__ import annotations
 
-import os
 import re
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
-from unittest import mock
 
 import pytest
 from sqlalchemy import select
@@ -58,15 +55,6 @@ CALLBACK_ATTRIBUTES = {
     "created_at",
     "updated_at",
 }
-
-
-@pytest.fixture
-def settings_env() -> Iterator[dict[str, str]]:
-    """Environment changes for this test only, seen by the next ``get_settings()``."""
-    with mock.patch.dict(os.environ) as environ:
-        get_settings.cache_clear()
-        yield environ
-    get_settings.cache_clear()
 
 
 def allow_private(settings_env: dict[str, str], allowed: bool) -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections import Counter
-from collections.abc import Iterator
 from datetime import timedelta
 from unittest import mock
 
@@ -33,13 +31,12 @@ SECRET = "s3cret"
 
 
 @pytest.fixture(autouse=True)
-def private_receivers_allowed() -> Iterator[None]:
+def private_receivers_allowed(settings_env: dict[str, str]) -> None:
     """The receivers here listen on loopback; the timeout is short so that a hang costs
     little."""
-    values = {"ORDERCOPY_WEBHOOKS_ALLOW_PRIVATE": "true", "ORDERCOPY_WEBHOOKS_TIMEOUT_SECONDS": "1"}
-    with mock.patch.dict(os.environ, values):
-        get_settings.cache_clear()
-        yield
+    settings_env.update(
+        ORDERCOPY_WEBHOOKS_ALLOW_PRIVATE="true", ORDERCOPY_WEBHOOKS_TIMEOUT_SECONDS="1"
+    )
     get_settings.cache_clear()
 
 
