@@ -44,6 +44,7 @@ from sqlalchemy.orm import Session
 
 from copying.copies.history import EVENTS, EventKind
 from copying.copies.options import CopyOptions
+from copying.webhooks.events import COLUMNS as WEBHOOK_EVENT_COLUMNS
 from copying.webhooks.events import EVENTS as WEBHOOK_EVENTS
 from copying.webhooks.topics import START, TOPICS
 from models import CopyStatus, EventStatus, Mode, OrderCopy, Webhook, new_public_id
@@ -286,19 +287,7 @@ def _claim_recorded_statement(*, ahead: bool) -> Select[Any]:
     started = (
         insert(WEBHOOK_EVENTS)
         .from_select(
-            [
-                "id",
-                "mode",
-                "webhook_id",
-                "topic",
-                "resource_type",
-                "resource_id",
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "created_at",
-                "updated_at",
-            ],
+            list(WEBHOOK_EVENT_COLUMNS),
             select(
                 func.gen_random_uuid().cast(String()),
                 w.mode,

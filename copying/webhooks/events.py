@@ -31,11 +31,26 @@ class Change(NamedTuple):
     topic: str
 
 
+#: The columns an event is written with, wherever it is written (here, and the claim
+#: statement's ``order_copies.start`` events: ``copy_states``).
+COLUMNS = (
+    "id",
+    "mode",
+    "webhook_id",
+    "topic",
+    "resource_type",
+    "resource_id",
+    "status",
+    "attempts",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+)
+
 #: PostgreSQL: the changes as arrays, joined to the webhooks listening; the events' ids
 #: made by the database (a UUID each).
 _RECORD_PG = text(
-    """INSERT INTO webhook_events (id, mode, webhook_id, topic, resource_type, resource_id,
-        status, attempts, next_attempt_at, created_at, updated_at)
+    f"""INSERT INTO webhook_events ({", ".join(COLUMNS)})
     SELECT CAST(gen_random_uuid() AS text), w.mode, w.id, w.topic, c.resource_type,
         c.resource_id, 'pending', 0, :now, :now, :now
     FROM unnest(CAST(:ids AS text[]), CAST(:modes AS text[]), CAST(:topics AS text[]),
