@@ -119,7 +119,8 @@ class Run:
         )
 
     def restore(self, saved: Run) -> None:
-        self.__dict__.update(saved.saved().__dict__)
+        """Go back to ``saved`` (which the run then owns: it is used once)."""
+        self.__dict__.update(saved.__dict__)
 
     def stopped(self) -> bool:
         """Errors end the run, unless the copy asked to skip them; a run given up on
