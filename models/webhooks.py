@@ -70,6 +70,14 @@ class WebhookEvent(Record, Base):
             sqlite_where=text("status = 'pending'"),
         ),
         Index("ix_webhook_events_webhook_id", "webhook_id"),
+        # The cap on deliveries to one webhook at a time counts the events held.
+        Index(
+            "ix_webhook_events_webhook_id_taken_until",
+            "webhook_id",
+            "taken_until",
+            postgresql_where=text("taken_until IS NOT NULL"),
+            sqlite_where=text("taken_until IS NOT NULL"),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(EVENT_ID_LENGTH), primary_key=True)
@@ -83,6 +91,11 @@ class WebhookEvent(Record, Base):
     attempts: Mapped[int] = mapped_column(default=0)
     next_attempt_at: Mapped[datetime]
     delivered_at: Mapped[datetime | None]
+    #: Until when a deliverer holds the event (None: nobody does).
+    taken_until: Mapped[datetime | None]
+    #: A ``*.destroy`` event's document, rendered in the transaction that deleted the
+    #: resource (None: the document is rendered when the event is sent).
+    payload: Mapped[dict[str, Any] | None]
 
 
 class EventCallback(Record, Base):

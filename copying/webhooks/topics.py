@@ -15,9 +15,29 @@ TOPICS: dict[str, str] = {
     "order_copies.complete": "order_copies",
     "order_copies.fail": "order_copies",
     "order_copies.abort": "order_copies",
+    "order_copies.destroy": "order_copies",
+    "order_subscriptions.create": "order_subscriptions",
+    "order_subscriptions.activate": "order_subscriptions",
+    "order_subscriptions.deactivate": "order_subscriptions",
+    "order_subscriptions.cancel": "order_subscriptions",
+    "order_subscriptions.destroy": "order_subscriptions",
+    "order_subscriptions.last_run_failed": "order_subscriptions",
+    "order_subscriptions.last_run_succeeded": "order_subscriptions",
+    "orders.place": "orders",
+    "orders.cancel": "orders",
 }
 
-CREATE, START, COMPLETE, FAIL, ABORT = TOPICS
+CREATE, START, COMPLETE, FAIL, ABORT, DESTROY = list(TOPICS)[:6]
+(
+    SUBSCRIPTION_CREATE,
+    SUBSCRIPTION_ACTIVATE,
+    SUBSCRIPTION_DEACTIVATE,
+    SUBSCRIPTION_CANCEL,
+    SUBSCRIPTION_DESTROY,
+    LAST_RUN_FAILED,
+    LAST_RUN_SUCCEEDED,
+) = list(TOPICS)[6:13]
+ORDER_PLACE, ORDER_CANCEL = list(TOPICS)[13:]
 
 
 def check_topic(topic: object) -> str:
