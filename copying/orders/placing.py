@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from copying.errors import NotFoundError, OrderBusyError, OrderChangedError, one_line
 from copying.orders import order_states, payments, stock, targets, wallet
 from copying.orders.gateways import Gateways
+from copying.webhooks import events, topics
 from models import CopyStatus, Mode, Order, OrderCopy, PaymentAuthorization, utcnow
 
 log = structlog.get_logger("ordercopy.orders")
@@ -135,6 +136,7 @@ def place_order(
                 problems, placed = reserve_if_placeable(session, found)
                 if not problems:
                     order_states.place(found, *placed, now, authorized=answer is not None)
+                    events.record(session, [events.Change(found.id, mode, topics.ORDER_PLACE)], now)
                     return []
             # Held but not kept: this request's own hold, and no other, is voided.
             held = (
@@ -173,6 +175,7 @@ def cancel_order(
         if problems:
             return problems
         order_states.cancel(order, now)
+        events.record(session, [events.Change(order.id, mode, topics.ORDER_CANCEL)], now)
         stock.release(session, order.id, mode)
         held = payments.start_voiding(session, now, order_id=order.id)
     return void_holds(sessions, gateways, held, now)

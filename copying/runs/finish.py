@@ -84,10 +84,17 @@ def close(
     webhook_events.record(
         session,
         [
-            webhook_events.Change(
-                r.copy_id, r.mode, topics.COMPLETE if r in completed else topics.FAIL
-            )
-            for r in ending
+            *(
+                webhook_events.Change(order_id, r.mode, topic)
+                for r in runs
+                for order_id, topic in r.orders_changed
+            ),
+            *(
+                webhook_events.Change(
+                    r.copy_id, r.mode, topics.COMPLETE if r in completed else topics.FAIL
+                )
+                for r in ending
+            ),
         ],
         now,
     )

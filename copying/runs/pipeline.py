@@ -322,6 +322,7 @@ class _Pipeline:
         now = self.clock()
         for run in runs:
             run.reached_now.clear()
+            run.orders_changed.clear()
         with self.sessions.begin() as session:
             owned = copy_states.lock_many(session, [(r.copy_id, r.attempt) for r in runs], now)
             mine = [r for r in runs if r.copy_id in owned]

@@ -79,6 +79,9 @@ class Run:
     errors: ErrorLog = field(default_factory=ErrorLog)
     #: Checkpoints reached in the current transaction, for its history events.
     reached_now: list[CopyStep] = field(default_factory=list)
+    #: Orders placed or cancelled in the current transaction, with the webhook topic
+    #: each owes (``orders.place``, ``orders.cancel``), for ``finish.close`` to record.
+    orders_changed: list[tuple[str, str]] = field(default_factory=list)
     # What a stage leaves for a later one of the same run (read afresh when resumed):
     #: The target as built (columns only: it belongs to no session) and its contents.
     target: Order | None = field(default=None, repr=False)
@@ -115,6 +118,7 @@ class Run:
             self,
             errors=ErrorLog(self.errors.as_dict()),
             reached_now=list(self.reached_now),
+            orders_changed=list(self.orders_changed),
             voided=list(self.voided),
         )
 

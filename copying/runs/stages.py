@@ -33,6 +33,7 @@ from copying.orders import order_states, payments, placing, stock, targets, wall
 from copying.orders.gateways import GatewayAnswer, Gateways
 from copying.runs.run import Run, place_key
 from copying.subscriptions import renewals
+from copying.webhooks import topics
 from models import CopyStep, CustomerPaymentSource, Mode, Order, OrderStatus, PaymentAuthorization
 from models.dialects import insert_rows
 
@@ -265,6 +266,7 @@ def _reserve_one(session: Session, run: Run, now: datetime) -> None:
     if target.total_amount_cents == 0:
         order_states.place(target, *run.contents, now, authorized=False)
         run.reach(CopyStep.TARGET_PLACED)
+        run.orders_changed.append((target.id, topics.ORDER_PLACE))
     else:
         run.reach(CopyStep.STOCK_RESERVED)
 
@@ -410,8 +412,9 @@ def _place_all(session: Session, runs: list[Run], now: datetime) -> None:
     # Checked under the rows' locks just now: nothing can have moved them since.
     if not order_states.place_many_unloaded(session, shipping, now, authorized=True):
         raise Beaten("place")
-    for run in runs:
+    for run, target_id in zip(runs, shipping, strict=True):
         run.reach(CopyStep.TARGET_PLACED)
+        run.orders_changed.append((target_id, topics.ORDER_PLACE))
 
 
 def _not_placed(session: Session, run: Run, problems: list[tuple[ErrorKey, str]]) -> None:
@@ -461,6 +464,7 @@ def cancel(session: Session, runs: Sequence[Run], now: datetime) -> None:
         order_states.cancel(source, now)
         stock.release(session, source.id, run.mode)
         run.reach(CopyStep.SOURCE_CANCELLED)
+        run.orders_changed.append((source.id, topics.ORDER_CANCEL))
         run.voiding = [a.id for a in payments.start_voiding(session, now, order_id=source.id)]
 
 
