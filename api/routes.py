@@ -15,12 +15,13 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api import idempotency, lookups, parameters, query, schemas
+from api import idempotency, lookups, parameters, payloads, query, schemas
 from api.auth import authenticate
 from api.documents import Renderer, pagination_links
 from api.errors import MEDIA_TYPE, ApiError
 from api.responses import JsonApiResponse
 from api.spec import Context, Relationship, Resource
+from config import get_settings
 from copying.copies.dispatch import Publish, unit_of_work
 from copying.errors import (
     CopyInputError,
@@ -427,6 +428,9 @@ def add_delete_route(router: APIRouter, routes: Routes) -> None:
         try:
             with unit_of_work(db.sessions(), routes.publish()) as session:
                 row = routes.load(session, api_key.mode, row_id, lock=True)
+                payloads.record_destroyed(
+                    session, resource, row, api_key.mode, base_url=get_settings().public_url
+                )
                 remove(routes.context(session, api_key), row)
         except DOMAIN_ERRORS as error:
             raise domain_error(error) from None
