@@ -8,6 +8,7 @@ holding the row's lock.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -93,15 +94,19 @@ def _load(
 
 
 def _move(
-    subscription_id: str, mode: ModeName, move: Callable[[OrderSubscription], None], done: str
+    subscription_id: str,
+    mode: ModeName,
+    move: Callable[[Session, OrderSubscription, datetime], None],
+    done: str,
 ) -> None:
     from copying.errors import CopyInputError
     from copying.subscriptions.subscription_states import SubscriptionStateError
+    from models import utcnow
 
     try:
         with process.sessions().begin() as session:
             subscription = _load(session, subscription_id, mode, lock=True)
-            move(subscription)
+            move(session, subscription, utcnow())
             status, next_run = subscription.status.value, subscription.next_run_at
     except (SubscriptionStateError, CopyInputError) as error:
         output.fail(str(error))
@@ -114,9 +119,8 @@ def _move(
 def activate(subscription_id: IdArgument, mode: ModeOption = "test") -> None:
     """Start renewing (draft or inactive → active); a next run gone by moves to the next one."""
     from copying.subscriptions import subscription_states
-    from models import utcnow
 
-    _move(subscription_id, mode, lambda s: subscription_states.activate(s, utcnow()), "activated")
+    _move(subscription_id, mode, subscription_states.activate, "activated")
 
 
 @subscriptions_app.command("deactivate")

@@ -57,36 +57,43 @@ def deliver_webhooks() -> dict[str, int]:
 def deliver(sessions: sessionmaker[Session], due: delivery.Due) -> bool:
     """Send one event and record the answer; whether it was delivered."""
     settings = get_settings()
-    with sessions.begin() as session:
-        document = payload(
-            session,
-            due.resource_type,
-            due.resource_id,
-            due.mode,
-            due.include_resources,
-            base_url=settings.public_url,
-        )
+    document = due.payload
     if document is None:
-        answer = outbound.Delivery(
-            None, f"not sent: {due.resource_type} {due.resource_id} is gone", 0.0
+        with sessions.begin() as session:
+            document = payload(
+                session,
+                due.resource_type,
+                due.resource_id,
+                due.mode,
+                due.include_resources,
+                base_url=settings.public_url,
+            )
+    if document is None:
+        with sessions.begin() as session:
+            delivery.record_gone(session, due, utcnow())
+        log.info(
+            "webhook_resource_gone",
+            event_id=due.event_id,
+            webhook_id=due.webhook_id,
+            topic=due.topic,
+            resource_id=due.resource_id,
         )
-        document = {}
-    else:
-        body = json.dumps(document, separators=(",", ":")).encode()
-        answer = outbound.post(
-            due.callback_url,
-            body,
-            {
-                "Content-Type": "application/vnd.api+json",
-                "X-CommerceLayer-Topic": due.topic,
-                signing.SIGNATURE_HEADER: signing.signature(due.shared_secret, body),
-                "X-Ordercopy-Event-Id": due.event_id,
-                "User-Agent": "ordercopy-webhooks",
-            },
-            timeout=settings.webhooks_timeout_seconds,
-            allow_private=settings.webhooks_allow_private,
-            live=due.mode == Mode.LIVE,
-        )
+        return False
+    body = json.dumps(document, separators=(",", ":")).encode()
+    answer = outbound.post(
+        due.callback_url,
+        body,
+        {
+            "Content-Type": "application/vnd.api+json",
+            "X-CommerceLayer-Topic": due.topic,
+            signing.SIGNATURE_HEADER: signing.signature(due.shared_secret, body),
+            "X-Ordercopy-Event-Id": due.event_id,
+            "User-Agent": "ordercopy-webhooks",
+        },
+        timeout=settings.webhooks_timeout_seconds,
+        allow_private=settings.webhooks_allow_private,
+        live=due.mode == Mode.LIVE,
+    )
     with sessions.begin() as session:
         delivery.record_answer(
             session,

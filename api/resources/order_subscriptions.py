@@ -78,19 +78,18 @@ def _check_updated(ctx: Context, subscription: OrderSubscription, changed: set[s
     subscription_states.apply_changes(ctx.session, subscription, changed, utcnow())
 
 
-def _transition(name: str) -> Any:
+def _transition(move: Any) -> Any:
     def run(ctx: Context, subscription_id: str, _: Any) -> None:
         subscription = lookups.load(
             ctx.session, OrderSubscription, TYPE, subscription_id, ctx.mode, lock=True
         )
-        if name == "activate":
-            subscription_states.activate(subscription, utcnow())
-        elif name == "deactivate":
-            subscription_states.deactivate(subscription)
-        else:
-            subscription_states.cancel(subscription)
+        move(ctx.session, subscription, utcnow())
 
     return run
+
+
+def _delete(ctx: Context, subscription: OrderSubscription) -> None:
+    subscription_states.delete(ctx.session, subscription)
 
 
 def _editable(name: str, kind: Any, description: str, **options: Any) -> Attribute:
@@ -195,18 +194,24 @@ ORDER_SUBSCRIPTIONS = Resource(
         Trigger(
             "_activate",
             "boolean",
-            _transition("activate"),
+            _transition(subscription_states.activate),
             "true: start renewing (draft or inactive → active)",
         ),
         Trigger(
             "_deactivate",
             "boolean",
-            _transition("deactivate"),
+            _transition(subscription_states.deactivate),
             "true: pause renewing (active or running → inactive)",
         ),
-        Trigger("_cancel", "boolean", _transition("cancel"), "true: stop for good (→ cancelled)"),
+        Trigger(
+            "_cancel",
+            "boolean",
+            _transition(subscription_states.cancel),
+            "true: stop for good (→ cancelled)",
+        ),
     ),
     create=create_subscription,
+    delete=_delete,
     check_update=_check_update,
     check_updated=_check_updated,
     extra_filters={

@@ -145,9 +145,7 @@ def _settle(session: Session, run: Run, now: datetime) -> Outcome:
 def _renewal_failed(session: Session, run: Run, now: datetime) -> None:
     """A failed renewal counts on its subscription, whose failure policy may retry it."""
     assert run.subscription_id is not None
-    delay = renewals.record_renewal(
-        session, run.subscription_id, completed=False, retries=run.retries, now=now
-    )
+    delay = renewals.record_failed(session, run.subscription_id, retries=run.retries, now=now)
     if delay is not None:
         lifecycle.retry(
             session, run.copy_id, run.mode, by="failure_policy", now=now, not_before=now + delay

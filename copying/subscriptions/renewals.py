@@ -174,6 +174,7 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
     result = TickResult(subscriptions=len(due))
     rows: list[dict[str, Any]] = []
     advances: list[dict[str, Any]] = []
+    changes: list[events.Change] = []
     for subscription in due:
         try:
             runs = due_runs(subscription, now)
@@ -188,6 +189,9 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
                 subscription.id, subscription.status, SubscriptionStatus.INACTIVE
             )
             advances.append(_advance(subscription, subscription.next_run_at, to))
+            changes.append(
+                events.Change(subscription.id, subscription.mode, topics.SUBSCRIPTION_DEACTIVATE)
+            )
             continue
         rows.extend(_renewal(subscription, run, now) for run in runs)
         to = subscription.status
@@ -198,14 +202,13 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
         result.copies = _write_postgresql(session, rows, advances, now)
     else:
         result.copies = _write_portable(session, rows, advances, now)
+    # Copies created as the API creates them: their webhook events written with them.
+    mode_of = {row["id"]: row["mode"] for row in rows}
+    changes += [
+        events.Change(copy_id, mode_of[copy_id], topics.CREATE) for copy_id in result.copies
+    ]
+    events.record(session, changes, now)
     if result.copies:
-        # Created as the API creates a copy: its webhook events written with it.
-        mode_of = {row["id"]: row["mode"] for row in rows}
-        events.record(
-            session,
-            [events.Change(copy_id, mode_of[copy_id], topics.CREATE) for copy_id in result.copies],
-            now,
-        )
         publish_after_commit(session, result.copies)
     if due:
         log.info("renewals_tick", subscriptions=len(due), copies=len(result.copies))
@@ -332,36 +335,41 @@ def _renewal(subscription: Due, run: datetime, now: datetime) -> dict[str, Any]:
 
 def record_completed(session: Session, subscription_ids: Sequence[str], now: datetime) -> None:
     """Count a completed renewal for each id (an id twice: two renewals); a ``running``
-    subscription is ``active`` again. One statement per count, almost always one. Does not
-    commit."""
+    subscription is ``active`` again; each writes its ``last_run_succeeded`` events. One
+    statement per count, almost always one. Does not commit."""
     counts = Counter(subscription_ids)
+    succeeded: list[events.Change] = []
     for count in sorted(set(counts.values())):
-        session.execute(
-            update(SUBSCRIPTIONS)
-            .where(SUBSCRIPTIONS.c.id.in_([i for i, n in counts.items() if n == count]))
-            .values(
-                last_run_at=now,
-                occurrencies=SUBSCRIPTIONS.c.occurrencies + count,
-                succeeded_on_last_run=True,
-                status=subscription_states.active_again(SUBSCRIPTIONS.c.status),
-                updated_at=now,
+        succeeded += [
+            events.Change(subscription_id, mode, topics.LAST_RUN_SUCCEEDED)
+            for subscription_id, mode in session.execute(
+                update(SUBSCRIPTIONS)
+                .where(SUBSCRIPTIONS.c.id.in_([i for i, n in counts.items() if n == count]))
+                .values(
+                    last_run_at=now,
+                    occurrencies=SUBSCRIPTIONS.c.occurrencies + count,
+                    succeeded_on_last_run=True,
+                    status=subscription_states.active_again(SUBSCRIPTIONS.c.status),
+                    updated_at=now,
+                )
+                .returning(SUBSCRIPTIONS.c.id, SUBSCRIPTIONS.c.mode)
             )
-        )
+        ]
+    events.record(session, succeeded, now)
 
 
-def record_renewal(
-    session: Session, subscription_id: str, *, completed: bool, retries: int, now: datetime
+def record_failed(
+    session: Session, subscription_id: str, *, retries: int, now: datetime
 ) -> timedelta | None:
-    """Apply a renewal's outcome to its subscription; returns the delay after which the
-    failed copy is to be retried (its failure policy), or None. Does not commit."""
-    if completed:
-        record_completed(session, [subscription_id], now)
-        return None
+    """Apply a failed renewal to its subscription (its ``last_run_failed`` events, and
+    those of the move its failure policy's final action makes); returns the delay after
+    which the failed copy is to be retried, or None. Does not commit."""
     subscription = session.get(OrderSubscription, subscription_id, with_for_update=True)
     if subscription is None:
         return None
     subscription.errors_count += 1
     subscription.succeeded_on_last_run = False
+    subscription_states.announce(session, subscription, topics.LAST_RUN_FAILED, now)
     if subscription.status not in RENEWING:
         return None
     try:
@@ -373,6 +381,9 @@ def record_renewal(
     final = FINAL_ACTIONS[policy.final_action]
     if final != subscription.status:
         subscription_states.move(subscription, final)
+        topic = subscription_states.TOPIC_OF_MOVE.get(final)  # running → active: none
+        if topic is not None:
+            subscription_states.announce(session, subscription, topic, now)
     if final == SubscriptionStatus.CANCELLED:
         subscription.next_run_at = None
     return None

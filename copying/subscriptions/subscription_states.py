@@ -22,6 +22,7 @@ from copying.errors import CopyInputError
 from copying.orders import wallet
 from copying.subscriptions import schedules
 from copying.subscriptions.schedules import Schedule, ScheduleError, period_key
+from copying.webhooks import events, topics
 from models import (
     CustomerPaymentSource,
     Order,
@@ -77,7 +78,12 @@ def move(subscription: OrderSubscription, to: SubscriptionStatus, *, wanted: str
     subscription.status = check_move(subscription.id, subscription.status, to, wanted)
 
 
-def activate(subscription: OrderSubscription, now: datetime) -> None:
+def announce(session: Session, subscription: OrderSubscription, topic: str, now: datetime) -> None:
+    """Write the webhook events ``topic`` owes of ``subscription``. Does not commit."""
+    events.record(session, [events.Change(subscription.id, subscription.mode, topic)], now)
+
+
+def activate(session: Session, subscription: OrderSubscription, now: datetime) -> None:
     """Start (or restart) renewing from now on: a next run still ahead is kept, one gone
     by is replaced by the first scheduled run from now (missed periods are not renewed).
     Starting fixes ``starts_at`` (the schedule's anchor) when it was not given.
@@ -105,16 +111,39 @@ def activate(subscription: OrderSubscription, now: datetime) -> None:
         )
     move(subscription, S.ACTIVE, wanted="activated")
     subscription.next_run_at = upcoming
+    announce(session, subscription, topics.SUBSCRIPTION_ACTIVATE, now)
 
 
-def deactivate(subscription: OrderSubscription) -> None:
+def deactivate(session: Session, subscription: OrderSubscription, now: datetime) -> None:
     """Stop renewing; ``next_run_at`` stays as the run planned, for activate to keep."""
     move(subscription, S.INACTIVE, wanted="deactivated")
+    announce(session, subscription, topics.SUBSCRIPTION_DEACTIVATE, now)
 
 
-def cancel(subscription: OrderSubscription) -> None:
+def cancel(session: Session, subscription: OrderSubscription, now: datetime) -> None:
     move(subscription, S.CANCELLED, wanted="cancelled")
     subscription.next_run_at = None
+    announce(session, subscription, topics.SUBSCRIPTION_CANCEL, now)
+
+
+#: The topic of each status a subscription may be moved to by a renewal's outcome.
+TOPIC_OF_MOVE = {
+    S.INACTIVE: topics.SUBSCRIPTION_DEACTIVATE,
+    S.CANCELLED: topics.SUBSCRIPTION_CANCEL,
+}
+
+
+def delete(session: Session, subscription: OrderSubscription) -> None:
+    """Delete the subscription (its renewals' copies stay, no longer linked to it); not
+    while a renewal runs. Does not commit."""
+    if subscription.status == S.RUNNING:
+        raise SubscriptionStateError(
+            subscription.id,
+            subscription.status,
+            "deleted",
+            reason="a renewal is in flight; deactivate it, or delete it once the renewal ended",
+        )
+    session.delete(subscription)
 
 
 @dataclass(frozen=True)
@@ -313,6 +342,7 @@ def create(
         entry = session.get(CustomerPaymentSource, wallet_entry_id)
         check_wallet_entry(entry, wallet_entry_id, subscription, now.date())
     session.add(subscription)
+    announce(session, subscription, topics.SUBSCRIPTION_CREATE, now)
     return subscription
 
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import case, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from models import (
@@ -38,7 +39,7 @@ BACKOFF_FIRST = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=8)
 #: Failed deliveries in a row that open a webhook's circuit (Commerce Layer's number).
 CIRCUIT_AFTER = 30
-#: Deliveries to one webhook at the same time, from one deliverer.
+#: Deliveries to one webhook at the same time, from all deliverers together.
 PER_WEBHOOK = 2
 #: Stored of a receiver's answer.
 MAX_MESSAGE = 1024
@@ -58,6 +59,8 @@ class Due:
     shared_secret: str
     include_resources: tuple[str, ...]
     attempt: int
+    #: The document kept with the event (a ``*.destroy``'s), else None: rendered to send.
+    payload: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -70,9 +73,13 @@ class Taken:
 
 
 def take_due(session: Session, now: datetime, *, limit: int, hold: timedelta) -> Taken:
-    """Take up to ``limit`` events due, the longest waiting first, at most PER_WEBHOOK of
-    one webhook, each held until ``now + hold`` (longer than an attempt may take), its
-    attempt counted. Rows another transaction holds are skipped. Does not commit."""
+    """Take up to ``limit`` events due, the longest waiting first, each held until
+    ``now + hold`` (longer than an attempt may take), its attempt counted. Rows another
+    transaction holds are skipped. Does not commit.
+
+    At most PER_WEBHOOK events of one webhook are held at a time, by all deliverers
+    together: the webhooks concerned are locked (in id order, so deliverers never
+    deadlock) while those already held are counted."""
     rows = session.execute(
         select(WebhookEvent, Webhook)
         .join(Webhook, Webhook.id == WebhookEvent.webhook_id)
@@ -86,12 +93,14 @@ def take_due(session: Session, now: datetime, *, limit: int, hold: timedelta) ->
         .limit(limit * PER_WEBHOOK)
         .with_for_update(of=WebhookEvent, skip_locked=True)
     ).all()
+    if not rows:
+        return Taken([], more=False)
+    held = _held(session, sorted({webhook.id for _, webhook in rows}), now)
     taken: list[Due] = []
-    per_webhook: dict[str, int] = {}
     for event, webhook in rows:
-        if len(taken) == limit or per_webhook.get(webhook.id, 0) == PER_WEBHOOK:
+        if len(taken) == limit or held.get(webhook.id, 0) >= PER_WEBHOOK:
             continue
-        per_webhook[webhook.id] = per_webhook.get(webhook.id, 0) + 1
+        held[webhook.id] = held.get(webhook.id, 0) + 1
         taken.append(
             Due(
                 event_id=event.id,
@@ -104,6 +113,7 @@ def take_due(session: Session, now: datetime, *, limit: int, hold: timedelta) ->
                 shared_secret=webhook.shared_secret,
                 include_resources=tuple(webhook.include_resources),
                 attempt=event.attempts + 1,
+                payload=event.payload,
             )
         )
     if taken:
@@ -112,12 +122,37 @@ def take_due(session: Session, now: datetime, *, limit: int, hold: timedelta) ->
             .where(WebhookEvent.id.in_([d.event_id for d in taken]))
             .values(
                 next_attempt_at=now + hold,
+                taken_until=now + hold,
                 attempts=WebhookEvent.attempts + 1,
                 updated_at=now,
             )
             .execution_options(synchronize_session=False)
         )
-    return Taken(taken, more=len(rows) > len(taken) or len(rows) == limit * PER_WEBHOOK)
+    # Left due by this deliverer's own batch or caps: the next should come at once. (Left
+    # because other deliverers hold their webhook's share: those come back when done.)
+    more = bool(taken) and (len(rows) > len(taken) or len(rows) == limit * PER_WEBHOOK)
+    return Taken(taken, more=more)
+
+
+def _held(session: Session, webhook_ids: list[str], now: datetime) -> dict[str, int]:
+    """The events of each webhook other deliverers hold now, each webhook locked (until
+    this transaction ends: another deliverer counts after this one took its share)."""
+    session.execute(
+        select(Webhook.id)
+        .where(Webhook.id.in_(webhook_ids))
+        .order_by(Webhook.id)
+        .with_for_update(key_share=True)
+    )
+    counted = session.execute(
+        select(WebhookEvent.webhook_id, func.count())
+        .where(
+            WebhookEvent.webhook_id.in_(webhook_ids),
+            WebhookEvent.taken_until > now,
+            WebhookEvent.status == EventStatus.PENDING,
+        )
+        .group_by(WebhookEvent.webhook_id)
+    )
+    return {webhook_id: count for webhook_id, count in counted}
 
 
 def backoff(
@@ -146,25 +181,15 @@ def record_answer(
     delivered, or tried again later (failed for good after MAX_ATTEMPTS); the webhook's
     run of failures ended, or one longer (its circuit opened at CIRCUIT_AFTER). Does not
     commit."""
-    session.add(
-        EventCallback(
-            mode=due.mode,
-            webhook_id=due.webhook_id,
-            event_id=due.event_id,
-            callback_url=due.callback_url,
-            payload=payload,
-            response_code=response_code,
-            response_message=message[:MAX_MESSAGE],
-            created_at=now,
-            updated_at=now,
-        )
-    )
+    _record_callback(session, due, payload, response_code, message, now)
     event = WebhookEvent.__table__.c
     if delivered:
         session.execute(
             update(WebhookEvent)
             .where(event.id == due.event_id, event.status == EventStatus.PENDING)
-            .values(status=EventStatus.DELIVERED, delivered_at=now, updated_at=now)
+            .values(
+                status=EventStatus.DELIVERED, delivered_at=now, taken_until=None, updated_at=now
+            )
             .execution_options(synchronize_session=False)
         )
         session.execute(
@@ -181,6 +206,7 @@ def record_answer(
         .values(
             status=EventStatus.FAILED if last else EventStatus.PENDING,
             next_attempt_at=now if last else now + backoff(due.attempt, first=backoff_first),
+            taken_until=None,
             updated_at=now,
         )
         .execution_options(synchronize_session=False)
@@ -199,4 +225,42 @@ def record_answer(
             updated_at=now,
         )
         .execution_options(synchronize_session=False)
+    )
+
+
+def record_gone(session: Session, due: Due, now: datetime) -> None:
+    """The event's resource was deleted before it could be sent (its ``*.destroy`` event
+    says so): recorded as an attempt not sent, the event failed for good, the webhook's
+    circuit untouched (the receiver did nothing wrong). Does not commit."""
+    message = f"not sent: {due.resource_type} {due.resource_id} was deleted"
+    _record_callback(session, due, {}, None, message, now)
+    event = WebhookEvent.__table__.c
+    session.execute(
+        update(WebhookEvent)
+        .where(event.id == due.event_id, event.status == EventStatus.PENDING)
+        .values(status=EventStatus.FAILED, taken_until=None, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _record_callback(
+    session: Session,
+    due: Due,
+    payload: dict[str, object],
+    response_code: int | None,
+    message: str,
+    now: datetime,
+) -> None:
+    session.add(
+        EventCallback(
+            mode=due.mode,
+            webhook_id=due.webhook_id,
+            event_id=due.event_id,
+            callback_url=due.callback_url,
+            payload=payload,
+            response_code=response_code,
+            response_message=message[:MAX_MESSAGE],
+            created_at=now,
+            updated_at=now,
+        )
     )

@@ -10,9 +10,9 @@ row at all when nobody listens.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table, insert, select, text
 from sqlalchemy.orm import Session
@@ -21,6 +21,10 @@ from copying.webhooks.topics import TOPICS
 from models import EventStatus, Mode, Webhook, WebhookEvent
 
 EVENTS: Table = WebhookEvent.__table__  # type: ignore[assignment]
+
+
+#: A resource's document, given the relationships to include.
+Snapshot = Callable[[Sequence[str]], dict[str, Any]]
 
 
 class Change(NamedTuple):
@@ -59,11 +63,21 @@ _RECORD_PG = text(
 )
 
 
-def record(session: Session, changes: Sequence[Change], now: datetime) -> None:
-    """Write the events ``changes`` owe to the webhooks listening. Does not commit."""
+def record(
+    session: Session,
+    changes: Sequence[Change],
+    now: datetime,
+    *,
+    snapshot: Snapshot | None = None,
+) -> None:
+    """Write the events ``changes`` owe to the webhooks listening. Does not commit.
+
+    ``snapshot`` renders the document of a resource about to go (its ``*.destroy``
+    events), given a webhook's ``include_resources``: each event keeps its own, as the
+    resource will not be there to render when the event is sent."""
     if not changes:
         return
-    if session.get_bind().dialect.name == "postgresql":
+    if snapshot is None and session.get_bind().dialect.name == "postgresql":
         session.execute(
             _RECORD_PG,
             {
@@ -76,7 +90,7 @@ def record(session: Session, changes: Sequence[Change], now: datetime) -> None:
         )
         return
     listening = session.execute(
-        select(Webhook.id, Webhook.mode, Webhook.topic).where(
+        select(Webhook.id, Webhook.mode, Webhook.topic, Webhook.include_resources).where(
             Webhook.topic.in_({c.topic for c in changes}), Webhook.disabled_at.is_(None)
         )
     ).all()
@@ -91,11 +105,12 @@ def record(session: Session, changes: Sequence[Change], now: datetime) -> None:
             "status": EventStatus.PENDING,
             "attempts": 0,
             "next_attempt_at": now,
+            "payload": None if snapshot is None else snapshot(include),
             "created_at": now,
             "updated_at": now,
         }
         for change in changes
-        for webhook_id, mode, topic in listening
+        for webhook_id, mode, topic, include in listening
         if (topic, mode) == (change.topic, change.mode)
     ]
     if rows:

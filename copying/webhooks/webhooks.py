@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import or_
 from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
@@ -27,6 +28,21 @@ from models import CircuitState, EventStatus, Mode, Webhook, WebhookEvent, new_p
 #: level deep, as the API's resource of that type names them.
 INCLUDABLE: dict[str, tuple[str, ...]] = {
     "order_copies": ("source_order", "target_order", "order_subscription", "events"),
+    "order_subscriptions": (
+        "source_order",
+        "customer",
+        "customer_payment_source",
+        "order_copies",
+    ),
+    "orders": (
+        "customer",
+        "billing_address",
+        "shipping_address",
+        "customer_payment_source",
+        "line_items",
+        "order_copies",
+        "origin_order_copies",
+    ),
 }
 
 #: What ``update`` may change, by field name; the rest is the system's or fixed at create.
@@ -144,11 +160,8 @@ def update(webhook: Webhook, changes: Mapping[str, Any]) -> None:
 
 def reset_circuit(session: Session, webhook: Webhook, now: datetime) -> None:
     """Close the webhook's circuit and make its pending events that were waiting due now,
-    so the backlog goes out at once. Does not commit.
-
-    An event a deliverer holds while its call is under way (``delivery.take_due``) waits
-    like the others here: it may be sent again before that call ends, which at least
-    once delivery allows (the receiver sees the same event id)."""
+    so the backlog goes out at once (those a deliverer holds, its call under way, stay
+    with it). Does not commit."""
     webhook.circuit_state = CircuitState.CLOSED
     webhook.circuit_failure_count = 0
     # Events already due keep their due time, and so their place in the queue.
@@ -158,6 +171,7 @@ def reset_circuit(session: Session, webhook: Webhook, now: datetime) -> None:
             WebhookEvent.webhook_id == webhook.id,
             WebhookEvent.status == EventStatus.PENDING,
             WebhookEvent.next_attempt_at > now,
+            or_(WebhookEvent.taken_until.is_(None), WebhookEvent.taken_until <= now),
         )
         .values(next_attempt_at=now, updated_at=now)
     )

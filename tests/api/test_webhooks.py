@@ -176,7 +176,7 @@ def test_a_webhook_needs_a_topic_and_a_callback_url(api):
     )
 
 
-@pytest.mark.parametrize("topic", ["order_copies.explode", "orders.place", "", 5, None])
+@pytest.mark.parametrize("topic", ["order_copies.explode", "orders.approve", "", 5, None])
 def test_an_unknown_topic_is_a_422_pointing_at_it(api, topic):
     assert_error(post(api, topic=topic), 422, pointer="/data/attributes/topic")
     assert api.ids(f"/api/{TYPE}") == []
