@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from datetime import timedelta
 from unittest import mock
 
@@ -229,3 +231,68 @@ def test_backoff_doubles_from_a_minute_up_to_eight_hours_with_jitter():
         expected = min(delivery.BACKOFF_FIRST * 2 ** (n - 1), delivery.BACKOFF_MAX)
         assert expected * 0.8 <= wait <= expected * 1.2
     assert timedelta(hours=12) <= sum(waits, timedelta()) <= timedelta(hours=36)
+
+
+def test_deliverers_together_hold_at_most_two_events_of_one_webhook(committed):
+    """Two deliverers at once, each seeing events of the same webhook the other does not
+    (rows another holds are skipped): the second waits for the first's take (the
+    webhook's row locked), then counts what the first holds. Without that it would take
+    two more, three held in all."""
+    busy = listen(committed, "https://receiver.example/hooks")
+    for _ in range(5):
+        copy_created(committed)
+    now = utcnow()
+    with committed.begin() as first:
+        # A batch of one: it reads two events, locks both, takes one.
+        taken_first = delivery.take_due(first, now, limit=1, hold=HOLD)
+        with ThreadPoolExecutor(1) as pool:
+            second = pool.submit(_take_in_own_transaction, committed, now)
+            with pytest.raises(FuturesTimeout):  # waits for the first to commit
+                second.result(timeout=0.5)
+            first.commit()
+            taken_second = second.result(timeout=30)
+    with committed.begin() as s:
+        third = delivery.take_due(s, now, limit=10, hold=HOLD)
+
+    assert [d.webhook_id for d in taken_first.due + taken_second.due] == [busy, busy]
+    assert third.due == []  # two held: none more until one is answered
+    assert third.more is False  # no next tick at once: those holding come back for the rest
+    with committed.begin() as s:
+        delivery.record_answer(
+            s,
+            taken_first.due[0],
+            payload={},
+            response_code=200,
+            message="",
+            delivered=True,
+            now=now,
+        )
+    with committed.begin() as s:
+        fourth = delivery.take_due(s, now, limit=10, hold=HOLD)
+    assert len(fourth.due) == 1  # one answered: one more may go
+
+
+def _take_in_own_transaction(sessions, now) -> delivery.Taken:
+    with sessions.begin() as s:
+        return delivery.take_due(s, now, limit=10, hold=HOLD)
+
+
+def test_an_event_held_past_its_hold_is_taken_again_and_counts_no_more(committed):
+    """A deliverer that died holding events does not keep its webhook's share: once the
+    hold runs out the events are due again and may be taken."""
+    listen(committed, "https://receiver.example/hooks")
+    for _ in range(2):
+        copy_created(committed)
+    now = utcnow()
+    with committed.begin() as s:
+        died = delivery.take_due(s, now, limit=10, hold=timedelta(seconds=30))
+    with committed.begin() as s:
+        assert delivery.take_due(s, now + timedelta(seconds=29), limit=10, hold=HOLD).due == []
+    with committed.begin() as s:
+        again = delivery.take_due(s, now + timedelta(seconds=31), limit=10, hold=HOLD)
+
+    assert sorted(d.event_id for d in again.due) == sorted(d.event_id for d in died.due)
+    assert [d.attempt for d in again.due] == [2, 2]
+
+
+HOLD = timedelta(seconds=30)

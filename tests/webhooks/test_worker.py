@@ -117,3 +117,54 @@ def test_a_worker_killed_mid_delivery_leaves_the_event_to_be_sent_again(committe
 def _delivered(sessions) -> bool:
     with sessions.begin() as s:
         return s.scalar(select(WebhookEvent.status)) == EventStatus.DELIVERED
+
+
+@pytest.mark.xdist_group("worker-processes")
+def test_after_the_broker_is_flushed_every_event_is_still_delivered(committed, tmp_path):
+    """Redis flushed while ticks are queued and deliveries under way (the receiver slow):
+    the events are rows, so the beat's next ticks take what was left, and each event
+    reaches the receiver, at least once, and is recorded delivered."""
+    flush_broker()
+    settings = {
+        "webhooks_allow_private": "true",
+        "webhooks_poll_seconds": 0.2,
+        "webhooks_timeout_seconds": 2,
+    }
+    with running_receiver(SECRET, behaviour=Hang(0.3)) as receiver:
+        with committed.begin() as s:
+            shops = [make_shop(s) for _ in range(12)]
+            for path in ("a", "b", "c"):
+                s.add(
+                    Webhook(
+                        mode=Mode.TEST,
+                        topic=topics.CREATE,
+                        callback_url=f"{receiver.url}/{path}",
+                        shared_secret=SECRET,
+                    )
+                )
+        for shop in shops:
+            with unit_of_work(committed, publish) as s:
+                lifecycle.create(s, mode=Mode.TEST, source_order_id=shop.source.id)
+        worker = WorkerProcess(tmp_path, "flushed", beat=True, **settings)
+        try:
+            wait_for(lambda: len(receiver.requests) >= 3, 60, "the first deliveries")
+            flush_broker()  # queued ticks, unacknowledged ones and copies' messages gone
+            wait_for(lambda: _pending(committed) == 0, 90, "every event delivered")
+        finally:
+            worker.stop()
+
+    with committed.begin() as s:
+        events = s.execute(select(WebhookEvent.id, WebhookEvent.status)).all()
+    received = {r.headers["x-ordercopy-event-id"] for r in receiver.requests}
+    assert len(events) == 36
+    assert {status for _, status in events} == {EventStatus.DELIVERED}
+    assert received == {event_id for event_id, _ in events}
+
+
+def _pending(sessions) -> int:
+    with sessions.begin() as s:
+        return len(
+            s.scalars(
+                select(WebhookEvent.id).where(WebhookEvent.status != EventStatus.DELIVERED)
+            ).all()
+        )
