@@ -10,6 +10,7 @@ from sqlalchemy import delete, select, update
 
 from copying.copies import history
 from copying.copies.history import EventKind
+from copying.orders import placing
 from copying.webhooks import topics
 from copying.webhooks.signing import SIGNATURE_HEADER, signature
 from models import EventStatus, Mode, WebhookEvent
@@ -25,7 +26,7 @@ from tests.factories import create_copy, make_shop
 
 
 def subscribed_copy(sessions):
-    """A copy created while every order_copies topic has a webhook, and its one event."""
+    """A copy created while every topic has a webhook, and its one event."""
     with sessions.begin() as s:
         subscribe(s, "http://127.0.0.1:9/hook")
         shop = make_shop(s)
@@ -71,19 +72,19 @@ def test_an_event_missing_or_written_twice_is_caught(sessions):
         s.flush()
         found = check_webhooks(s, [])
         assert found["one_event_per_change"] == [
-            f"copy {copy_id}: 1 order_copies.create owed by its history, 2 written"
+            f"copy {copy_id}: 1 order_copies.create owed, 2 written"
         ]
         s.execute(delete(WebhookEvent).where(WebhookEvent.resource_id == copy_id))
         found = check_webhooks(s, [])
     assert found["one_event_per_change"] == [
-        f"copy {copy_id}: 1 order_copies.create owed by its history, 0 written"
+        f"copy {copy_id}: 1 order_copies.create owed, 0 written"
     ]
     with sessions.begin() as s:
         history.record(s, copy_id, Mode.TEST, 1, EventKind.CLAIMED, claims=1)
         found = check_webhooks(s, [])
     assert found["one_event_per_change"] == [
-        f"copy {copy_id}: 1 order_copies.create owed by its history, 0 written",
-        f"copy {copy_id}: 1 order_copies.start owed by its history, 0 written",
+        f"copy {copy_id}: 1 order_copies.create owed, 0 written",
+        f"copy {copy_id}: 1 order_copies.start owed, 0 written",
     ]
 
 
@@ -140,3 +141,20 @@ def test_the_receiver_answers_500_at_random_and_checks_signatures():
     assert sorted(r.answered for r in receiver.received) == sorted(answers)
     assert [r.signature_matched for r in receiver.received] == [n % 2 == 1 for n in range(40)]
     assert {r.event_id for r in receiver.received} == {f"e{n}" for n in range(40)}
+
+
+def test_an_order_placed_and_cancelled_after_the_webhooks_were_made_owes_one_event_each(
+    sessions, gateways
+):
+    with sessions.begin() as s:
+        subscribe(s, "http://127.0.0.1:9/hook")
+        shop = make_shop(s)
+    assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.cancel_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    with sessions.begin() as s:
+        assert check_webhooks(s, [])["one_event_per_change"] == []
+        s.execute(delete(WebhookEvent).where(WebhookEvent.topic == topics.ORDER_CANCEL))
+        found = check_webhooks(s, [])
+    assert found["one_event_per_change"] == [
+        f"order {shop.source.id}: 1 orders.cancel owed, 0 written"
+    ]

@@ -1,13 +1,16 @@
 """Webhooks in a chaos run: a receiver that fails at random, and the two promises.
 
-The runner subscribes one test-mode webhook to each ``order_copies`` topic
-(:func:`subscribe`), all pointing at a :class:`FlakyReceiver` in its own process:
+The runner subscribes one test-mode webhook to each topic (:func:`subscribe`) once
+the world is built (before any worker or web process starts), all pointing at a
+:class:`FlakyReceiver` in its own process:
 a threaded HTTP server on loopback that answers 500 to about a fifth of the requests
 (drawn from the run's seed) and 200 to the others after up to 50 ms. It records each
 request's ``X-Ordercopy-Event-Id``, ``X-CommerceLayer-Topic`` and whether its signature
-matched the shared secret. At the end, :func:`check_webhooks` compares the copies'
-history with the events written (one per state change and listening webhook) and the
-events with what the receiver saw (each delivered, signed, at least once).
+matched the shared secret. At the end, :func:`check_webhooks` compares what the
+database says changed (the copies' history; the orders placed and cancelled since the
+webhooks were made; the renewals ended and the subscriptions their failure policy
+stopped) with the events written (one per change and listening webhook), and the events
+with what the receiver saw (each delivered, signed, at least once).
 """
 
 from __future__ import annotations
@@ -21,13 +24,23 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from copying.copies.history import EventKind
 from copying.webhooks import topics
 from copying.webhooks.signing import SIGNATURE_HEADER, verify
-from models import EventStatus, Mode, OrderCopyEvent, Webhook, WebhookEvent
+from models import (
+    EventStatus,
+    Mode,
+    Order,
+    OrderCopy,
+    OrderCopyEvent,
+    OrderSubscription,
+    SubscriptionStatus,
+    Webhook,
+    WebhookEvent,
+)
 
 #: The shared secret of every webhook of the run.
 SECRET = "chaos-webhooks-shared-secret"
@@ -48,7 +61,8 @@ TOPIC_OF_KIND: dict[str, str] = {
 
 WEBHOOK_INVARIANTS: dict[str, str] = {
     "one_event_per_change": (
-        "every copy state change with a listening webhook wrote exactly one event"
+        "every copy, order and subscription state change with a listening webhook wrote"
+        " exactly one event"
     ),
     "events_delivered": "every webhook event was delivered at least once, signed, with its topic",
 }
@@ -152,8 +166,8 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def subscribe(session: Session, url: str) -> list[str]:
-    """One test-mode webhook per ``order_copies`` topic, posting to ``url`` with
-    :data:`SECRET`; their ids. Does not commit."""
+    """One test-mode webhook per topic, posting to ``url`` with :data:`SECRET`; their
+    ids. Does not commit."""
     webhooks = [
         Webhook(
             mode=MODE,
@@ -162,8 +176,7 @@ def subscribe(session: Session, url: str) -> list[str]:
             callback_url=url,
             shared_secret=SECRET,
         )
-        for topic, resource_type in topics.TOPICS.items()
-        if resource_type == "order_copies"
+        for topic in topics.TOPICS
     ]
     session.add_all(webhooks)
     session.flush()
@@ -182,47 +195,99 @@ def pending(session: Session) -> int:
     )
 
 
-def expected_events(session: Session) -> Counter[tuple[str, str]]:
-    """(copy id, topic) → the events the copies' history says are owed: one per state
-    change and per webhook listening to its topic."""
+#: What a resource is called in a broken promise, by type.
+NOUNS = {"order_copies": "copy", "orders": "order", "order_subscriptions": "subscription"}
+
+Owed = Counter[tuple[str, str, str]]
+
+
+def expected_events(session: Session) -> Owed:
+    """(resource type, id, topic) → the events owed: one per state change and per webhook
+    listening to its topic. The changes, as the database tells them: the copies' history
+    (a ``claimed`` counts when it is the first claim since created or retried); orders
+    placed and cancelled since the webhooks were made; each renewal copy's end (history)
+    on its subscription; subscriptions stopped by their failure policy (nothing else
+    moves a subscription in a run: it ends ``inactive`` or ``cancelled`` once at most)."""
     listening = Counter(
         session.scalars(
             select(Webhook.topic).where(Webhook.mode == MODE, Webhook.disabled_at.is_(None))
         )
     )
-    owed: Counter[tuple[str, str]] = Counter()
-    for copy_id, kind, data in session.execute(
-        select(OrderCopyEvent.order_copy_id, OrderCopyEvent.kind, OrderCopyEvent.data).where(
-            OrderCopyEvent.mode == MODE, OrderCopyEvent.kind.in_(list(TOPIC_OF_KIND))
+    owed: Owed = Counter()
+    for copy_id, kind, data, subscription_id in session.execute(
+        select(
+            OrderCopyEvent.order_copy_id,
+            OrderCopyEvent.kind,
+            OrderCopyEvent.data,
+            OrderCopy.order_subscription_id,
         )
+        .join(OrderCopy, OrderCopy.id == OrderCopyEvent.order_copy_id)
+        .where(OrderCopyEvent.mode == MODE, OrderCopyEvent.kind.in_(list(TOPIC_OF_KIND)))
     ):
         if kind == EventKind.CLAIMED and (data or {}).get("claims") != 1:
             continue
-        topic = TOPIC_OF_KIND[kind]
-        if listening[topic]:
-            owed[copy_id, topic] += listening[topic]
-    return owed
+        owed["order_copies", copy_id, TOPIC_OF_KIND[kind]] += listening[TOPIC_OF_KIND[kind]]
+        if subscription_id is not None and kind in RENEWAL_TOPIC_OF_KIND:
+            topic = RENEWAL_TOPIC_OF_KIND[kind]
+            owed["order_subscriptions", subscription_id, topic] += listening[topic]
+    since = session.scalar(select(func.min(Webhook.created_at)).where(Webhook.mode == MODE))
+    if since is not None:
+        for order_id, placed_at, cancelled_at in session.execute(
+            select(Order.id, Order.placed_at, Order.cancelled_at).where(
+                Order.mode == MODE,
+                or_(Order.placed_at >= since, Order.cancelled_at >= since),
+            )
+        ):
+            if placed_at is not None and placed_at >= since:
+                owed["orders", order_id, topics.ORDER_PLACE] += listening[topics.ORDER_PLACE]
+            if cancelled_at is not None and cancelled_at >= since:
+                owed["orders", order_id, topics.ORDER_CANCEL] += listening[topics.ORDER_CANCEL]
+    for subscription_id, status in session.execute(
+        select(OrderSubscription.id, OrderSubscription.status).where(
+            OrderSubscription.mode == MODE,
+            OrderSubscription.status.in_(list(STOPPED_TOPIC_OF_STATUS)),
+        )
+    ):
+        topic = STOPPED_TOPIC_OF_STATUS[status]
+        owed["order_subscriptions", subscription_id, topic] += listening[topic]
+    return +owed
+
+
+#: A renewal copy's end, and the topic it owes on its subscription.
+RENEWAL_TOPIC_OF_KIND = {
+    EventKind.COMPLETED: topics.LAST_RUN_SUCCEEDED,
+    EventKind.FAILED: topics.LAST_RUN_FAILED,
+}
+#: A subscription's status at the end of a run, and the topic that stopping it owed.
+STOPPED_TOPIC_OF_STATUS = {
+    SubscriptionStatus.INACTIVE: topics.SUBSCRIPTION_DEACTIVATE,
+    SubscriptionStatus.CANCELLED: topics.SUBSCRIPTION_CANCEL,
+}
 
 
 def check_webhooks(session: Session, received: Sequence[Received]) -> dict[str, list[str]]:
     """The broken webhook promises by name, from the database and what the receiver saw."""
     found: dict[str, list[str]] = {name: [] for name in WEBHOOK_INVARIANTS}
     owed = expected_events(session)
-    written: Counter[tuple[str, str]] = Counter(
+    written: Owed = Counter(
         {
-            (resource_id, topic): count
-            for resource_id, topic, count in session.execute(
-                select(WebhookEvent.resource_id, WebhookEvent.topic, func.count())
-                .where(WebhookEvent.resource_type == "order_copies")
-                .group_by(WebhookEvent.resource_id, WebhookEvent.topic)
+            (resource_type, resource_id, topic): count
+            for resource_type, resource_id, topic, count in session.execute(
+                select(
+                    WebhookEvent.resource_type,
+                    WebhookEvent.resource_id,
+                    WebhookEvent.topic,
+                    func.count(),
+                ).group_by(WebhookEvent.resource_type, WebhookEvent.resource_id, WebhookEvent.topic)
             )
         }
     )
-    for copy_id, topic in sorted(owed.keys() | written.keys()):
-        if owed[copy_id, topic] != written[copy_id, topic]:
+    for resource_type, resource_id, topic in sorted(owed.keys() | written.keys()):
+        key = (resource_type, resource_id, topic)
+        if owed[key] != written[key]:
             found["one_event_per_change"].append(
-                f"copy {copy_id}: {owed[copy_id, topic]} {topic} owed by its history,"
-                f" {written[copy_id, topic]} written"
+                f"{NOUNS[resource_type]} {resource_id}: {owed[key]} {topic} owed,"
+                f" {written[key]} written"
             )
     signed: dict[str, set[str]] = {}
     for request in received:
