@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 
 from copying.copies import lifecycle
@@ -9,8 +11,27 @@ from copying.copies.dispatch import unit_of_work
 from copying.copies.options import CopyOptions
 from copying.orders import placing, stock, targets
 from copying.runs import Outcome
-from models import CopyStatus, Mode, Order, OrderCopy, Sku
-from tests.factories import Line, make_customer, make_order, make_sku, make_wallet_entry
+from copying.subscriptions import renewals
+from copying.webhooks import topics
+from models import (
+    CopyStatus,
+    Mode,
+    Order,
+    OrderCopy,
+    OrderSubscription,
+    Sku,
+    Webhook,
+    WebhookEvent,
+    utcnow,
+)
+from tests.factories import (
+    Line,
+    make_customer,
+    make_order,
+    make_sku,
+    make_subscription,
+    make_wallet_entry,
+)
 from tests.fixtures import Published
 from tests.invariants import violations
 from tests.runs import execute_one
@@ -70,3 +91,38 @@ def test_orders_added_in_one_flush_get_consecutive_numbers_on_sqlite(sqlite):
         s.flush()
         numbers = [order.number for order in orders_]
     assert numbers == [numbers[0], numbers[0] + 1, numbers[0] + 2]
+
+
+def test_a_renewal_runs_and_counts_on_its_subscription_on_sqlite(sqlite):
+    """The tick's portable writes, and the renewal's outcome written back with its
+    ``last_run_succeeded`` event (an UPDATE … RETURNING on SQLite)."""
+    sessions, gateways = sqlite
+    now = utcnow()
+    with sessions.begin() as s:
+        sku = make_sku(s, "LITE-RENEW", stock=10)
+        customer = make_customer(s)
+        entry = make_wallet_entry(s, customer)
+        source = make_order(s, [Line(sku, 1)], customer=customer, wallet_entry=entry)
+    assert placing.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
+    with sessions.begin() as s:
+        subscription_id = make_subscription(
+            s, s.get_one(Order, source.id), starts_at=now - timedelta(days=1)
+        ).id
+        s.add(
+            Webhook(
+                mode=Mode.TEST,
+                topic=topics.LAST_RUN_SUCCEEDED,
+                callback_url="http://127.0.0.1:9/hooks",
+                shared_secret="secret",
+            )
+        )
+    with sessions.begin() as s:
+        [copy_id] = renewals.tick(s, now, batch_size=10).copies
+
+    assert execute_one(sessions, copy_id, gateways=gateways) == Outcome.COMPLETED
+    with sessions.begin() as s:
+        subscription = s.get_one(OrderSubscription, subscription_id)
+        assert (subscription.status, subscription.occurrencies) == ("active", 1)
+        assert subscription.succeeded_on_last_run is True
+        events = s.execute(select(WebhookEvent.topic, WebhookEvent.resource_id)).all()
+    assert events == [(topics.LAST_RUN_SUCCEEDED, subscription_id)]
