@@ -71,6 +71,7 @@ def deliver(sessions: sessionmaker[Session], due: delivery.Due) -> bool:
     if document is None:
         with sessions.begin() as session:
             delivery.record_gone(session, due, utcnow())
+        metrics.count_delivery("resource_gone")
         log.info(
             "webhook_resource_gone",
             event_id=due.event_id,
@@ -105,7 +106,7 @@ def deliver(sessions: sessionmaker[Session], due: delivery.Due) -> bool:
             now=utcnow(),
             backoff_first=timedelta(seconds=settings.webhooks_backoff_seconds),
         )
-    metrics.count_delivery(answer.delivered, answer.elapsed)
+    metrics.count_delivery("delivered" if answer.delivered else "not_delivered", answer.elapsed)
     log.log(
         20 if answer.delivered else 30,
         "webhook_delivered" if answer.delivered else "webhook_not_delivered",

@@ -116,13 +116,15 @@ def count_runs(outcomes: Mapping[str, int]) -> None:
             runs.labels(outcome=outcome).inc(count)
 
 
-def count_delivery(delivered: bool, seconds: float) -> None:
-    """Count one webhook delivery attempt and its time."""
+def count_delivery(outcome: str, seconds: float | None = None) -> None:
+    """Count one webhook delivery attempt by outcome (``delivered``, ``not_delivered``, or
+    ``resource_gone``: not sent) and the time its call took (None: no call)."""
     if _directory() is None:
         return
     metrics = _metrics()
-    metrics["deliveries"].labels(outcome="delivered" if delivered else "not_delivered").inc()
-    metrics["attempt"].observe(seconds)
+    metrics["deliveries"].labels(outcome=outcome).inc()
+    if seconds is not None:
+        metrics["attempt"].observe(seconds)
 
 
 @signals.worker_process_shutdown.connect
