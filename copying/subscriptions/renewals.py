@@ -335,8 +335,8 @@ def _renewal(subscription: Due, run: datetime, now: datetime) -> dict[str, Any]:
 
 def record_completed(session: Session, subscription_ids: Sequence[str], now: datetime) -> None:
     """Count a completed renewal for each id (an id twice: two renewals); a ``running``
-    subscription is ``active`` again; each writes its ``last_run_succeeded`` events. One
-    statement per count, almost always one. Does not commit."""
+    subscription is ``active`` again; each renewal writes its ``last_run_succeeded``
+    events. One statement per count, almost always one. Does not commit."""
     counts = Counter(subscription_ids)
     succeeded: list[events.Change] = []
     for count in sorted(set(counts.values())):
@@ -354,6 +354,7 @@ def record_completed(session: Session, subscription_ids: Sequence[str], now: dat
                 )
                 .returning(SUBSCRIPTIONS.c.id, SUBSCRIPTIONS.c.mode)
             )
+            for _ in range(count)
         ]
     events.record(session, succeeded, now)
 

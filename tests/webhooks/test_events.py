@@ -174,3 +174,24 @@ def test_a_renewal_queued_by_the_tick_owes_its_create_event(sessions):
     assert owed(sessions) == Counter({(created, topics.CREATE, copy_id): 1})
     with sessions.begin() as s:
         assert s.get_one(OrderCopy, copy_id).order_subscription_id == subscription.id
+
+
+def test_renewals_of_one_subscription_completing_together_owe_one_event_each(sessions, gateways):
+    """A subscription catching up renews three periods; their copies end in one chunk:
+    three renewals counted, three ``last_run_succeeded`` events (found by the chaos run:
+    one was written for the three)."""
+    succeeded = listen(sessions, topics.LAST_RUN_SUCCEEDED)
+    with sessions.begin() as s:
+        shop = make_shop(s, stock=100)
+        subscription = make_subscription(
+            s, shop.source, frequency="daily", starts_at=FixedClock().now, catch_up=True
+        )
+    now = FixedClock().now + timedelta(days=2, minutes=1)
+    with sessions.begin() as s:
+        copy_ids = renewals.tick(s, now, batch_size=10).copies
+    assert len(copy_ids) == 3
+
+    ran = execute(sessions, copy_ids, gateways=gateways, clock=FixedClock(now))
+
+    assert set(ran.outcome.values()) == {Outcome.COMPLETED}
+    assert owed(sessions) == Counter({(succeeded, topics.LAST_RUN_SUCCEEDED, subscription.id): 3})
