@@ -51,6 +51,7 @@ class ErrorKey(enum.StrEnum):
     run again, clears its own keys (:data:`STAGE_OF`)."""
 
     LINE_ITEMS = "line_items"
+    COUPON_CODE = "coupon_code"
     PAYMENT_SOURCE = "payment_source"
     TARGET_ORDER = "target_order"
     PAYMENT = "payment"
@@ -63,6 +64,7 @@ class ErrorKey(enum.StrEnum):
 #: (given up after its claims ran out).
 STAGE_OF: dict[ErrorKey, str] = {
     ErrorKey.LINE_ITEMS: "build",
+    ErrorKey.COUPON_CODE: "build",
     ErrorKey.PAYMENT_SOURCE: "build",
     ErrorKey.TARGET_ORDER: "place",
     ErrorKey.PAYMENT: "place",

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import warnings
+
 from alembic import context
 
 import models
@@ -10,9 +12,22 @@ config = context.config
 url = config.attributes.get("database_url") or get_settings().resolved_database_url
 
 
+#: SQLite cannot reflect an index on an expression (``coupons``' ``lower(code)``), so a
+#: comparison there (``alembic check``) leaves such indexes out, saying so in these two
+#: warnings; PostgreSQL compares them. (A batch migration of such a table on SQLite would
+#: lose the index too: recreate it by hand in that migration.)
+EXPRESSION_INDEX_WARNINGS = (
+    "Skipped unsupported reflection of expression-based index",
+    "autogenerate skipping metadata-specified expression-based index",
+)
+
+
 def run_migrations() -> None:
     engine = make_engine(url)
-    with engine.connect() as connection:
+    with engine.connect() as connection, warnings.catch_warnings():
+        if connection.dialect.name == "sqlite":
+            for message in EXPRESSION_INDEX_WARNINGS:
+                warnings.filterwarnings("ignore", message=message)
         context.configure(
             connection=connection,
             target_metadata=models.Base.metadata,

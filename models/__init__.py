@@ -17,6 +17,13 @@ from models.orders import (
     PaymentAuthorization,
     PaymentStatus,
 )
+from models.promotions import (
+    Coupon,
+    FixedAmountPromotion,
+    PercentageDiscountPromotion,
+    Promotion,
+    PromotionKind,
+)
 from models.subscriptions import OrderSubscription, SubscriptionStatus
 from models.test_gateway import TestGatewayCharge
 from models.webhooks import CircuitState, EventCallback, EventStatus, Webhook, WebhookEvent
@@ -29,10 +36,12 @@ __all__ = [
     "CircuitState",
     "CopyStatus",
     "CopyStep",
+    "Coupon",
     "Customer",
     "CustomerPaymentSource",
     "EventCallback",
     "EventStatus",
+    "FixedAmountPromotion",
     "FulfillmentStatus",
     "IdempotencyKey",
     "ItemType",
@@ -45,6 +54,9 @@ __all__ = [
     "OrderSubscription",
     "PaymentAuthorization",
     "PaymentStatus",
+    "PercentageDiscountPromotion",
+    "Promotion",
+    "PromotionKind",
     "Sku",
     "SubscriptionStatus",
     "TestGatewayCharge",

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     TextClause,
     UniqueConstraint,
+    false,
     literal_column,
     text,
 )
@@ -109,6 +110,8 @@ class OrderCopy(Record, Base):
     cancel_source_order: Mapped[bool] = mapped_column(default=False)
     reuse_wallet: Mapped[bool] = mapped_column(default=True)
     skip_errors: Mapped[bool] = mapped_column(default=False)
+    apply_promotions: Mapped[bool] = mapped_column(default=False, server_default=false())
+    ignore_invalid_coupon: Mapped[bool] = mapped_column(default=False, server_default=false())
     errors_log: Mapped[dict[str, Any]] = mapped_column(default=dict)
     errors_count: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime | None]

@@ -14,6 +14,7 @@ from sqlalchemy import (
     Sequence,
     String,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.ext.compiler import compiles
@@ -130,7 +131,16 @@ class Order(Record, Base):
     subtotal_amount_cents: Mapped[int] = mapped_column(default=0)
     shipping_amount_cents: Mapped[int] = mapped_column(default=0)
     adjustment_amount_cents: Mapped[int] = mapped_column(default=0)
+    #: What its promotion lines take off (zero or negative), cut so that the total never
+    #: goes below zero (``targets.totals``).
+    discount_amount_cents: Mapped[int] = mapped_column(default=0, server_default="0")
     total_amount_cents: Mapped[int] = mapped_column(default=0)
+    #: The coupon the customer entered (case-insensitive; checked when entered and each
+    #: time the order's promotions are computed).
+    coupon_code: Mapped[str | None] = mapped_column(String(64))
+    #: A copy's target as copied: its prices and promotion lines stay as they were until
+    #: its lines or coupon change (then it is refreshed, as any order edit refreshes one).
+    frozen: Mapped[bool] = mapped_column(default=False, server_default=false())
     placed_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
     reference: Mapped[str | None] = mapped_column(String(255))
@@ -142,6 +152,13 @@ class LineItem(Record, Base):
     __tablename__ = "line_items"
     __table_args__ = (
         Index("ix_line_items_order_id_position", "order_id", "position"),
+        # The foreign key's lookups (a promotion deleted) only ever look for a set value.
+        Index(
+            "ix_line_items_promotion_id",
+            "promotion_id",
+            postgresql_where=text("promotion_id IS NOT NULL"),
+            sqlite_where=text("promotion_id IS NOT NULL"),
+        ),
         CheckConstraint("quantity > 0", name="quantity_positive"),
     )
 
@@ -159,6 +176,13 @@ class LineItem(Record, Base):
     total_amount_cents: Mapped[int] = mapped_column(default=0)
     options: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    #: A promotion line: the promotion it applies (None once that is deleted).
+    promotion_id: Mapped[str | None] = mapped_column(
+        ForeignKey("promotions.id", ondelete="SET NULL")
+    )
+    #: A promotion line a coupon unlocked: its code. Placing takes one use of the coupon,
+    #: recorded as the line's ``reserved_quantity`` (1), and cancelling gives it back.
+    coupon_code: Mapped[str | None] = mapped_column(String(64))
 
 
 class PaymentAuthorization(Record, Base):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -11,9 +11,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from copying.copies import lifecycle
 from copying.copies.options import CopyOptions
-from copying.orders import order_states, targets, wallet
+from copying.orders import order_edits, order_states, targets, wallet
 from models import (
     Address,
+    Coupon,
     Customer,
     CustomerPaymentSource,
     ItemType,
@@ -24,6 +25,8 @@ from models import (
     OrderCopyEvent,
     OrderSubscription,
     PaymentAuthorization,
+    PercentageDiscountPromotion,
+    Promotion,
     Sku,
     SubscriptionStatus,
     TestGatewayCharge,
@@ -124,8 +127,12 @@ def make_order(
     shipping: bool = True,
     email: bool = True,
     mode: Mode = Mode.TEST,
+    coupon_code: str | None = None,
+    promotions_at: datetime | None = None,
 ) -> Order:
-    """A ``pending`` (or ``draft``, when empty) order priced like the copy engine prices."""
+    """A ``pending`` (or ``draft``, when empty) order priced from the catalog, carrying
+    ``coupon_code``; with ``promotions_at``, refreshed then as an edit refreshes an order
+    (its promotion lines made)."""
     customer = customer or make_customer(session, mode=mode)
     order = Order(
         id=new_public_id(),
@@ -137,6 +144,7 @@ def make_order(
         shipping_address_id=make_address(session, mode=mode, city="Milan").id if shipping else None,
         status=order_states.initial_status(bool(lines)),
         metadata_={},
+        coupon_code=coupon_code,
     )
     if wallet_entry is not None:
         wallet.attach_wallet_entry(order, wallet_entry)
@@ -167,7 +175,66 @@ def make_order(
     ).items():
         setattr(order, column, value)
     session.flush()
+    if promotions_at is not None:
+        order_edits.refresh(session, order, promotions_at)
     return order
+
+
+#: A window around every clock the tests use.
+ALWAYS = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
+
+
+def make_promotion(
+    session: Session,
+    kind: type[Promotion] = PercentageDiscountPromotion,
+    *,
+    name: str = "Sale",
+    percentage: int | None = None,
+    fixed_amount_cents: int | None = None,
+    window: tuple[datetime, datetime] = ALWAYS,
+    currency: str | None = None,
+    sku_codes: list[str] | None = None,
+    mode: Mode = Mode.TEST,
+) -> Promotion:
+    """A promotion of ``kind`` (10% off, if it is a percentage and none is given)."""
+    if kind is PercentageDiscountPromotion and percentage is None:
+        percentage = 10
+    promotion = kind(
+        id=new_public_id(),
+        mode=mode,
+        name=name,
+        percentage=percentage,
+        fixed_amount_cents=fixed_amount_cents,
+        starts_at=window[0],
+        expires_at=window[1],
+        currency_code=currency,
+        sku_codes=sku_codes,
+        metadata_={},
+    )
+    session.add(promotion)
+    session.flush()
+    return promotion
+
+
+def make_coupon(
+    session: Session,
+    promotion: Promotion,
+    code: str | None = None,
+    *,
+    usage_limit: int | None = None,
+    expires_at: datetime | None = None,
+) -> Coupon:
+    coupon = Coupon(
+        id=new_public_id(),
+        mode=promotion.mode,
+        promotion_id=promotion.id,
+        code=code or f"C{new_public_id()}",
+        usage_limit=usage_limit,
+        expires_at=expires_at,
+    )
+    session.add(coupon)
+    session.flush()
+    return coupon
 
 
 def authorizations(session: Session, order_id: str) -> list[PaymentAuthorization]:

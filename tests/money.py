@@ -4,7 +4,7 @@ Whatever raced (parallel requests, copies, faults), once things have settled an
 order's money must add up: a placed or approved order holds exactly its total
 in exactly one live authorization (none when it is free), no other order holds
 any, the test gateway's ledger (its own record of the holds it made) agrees
-with ours, and the stock taken is the stock placed orders hold.
+with ours, the stock taken is the stock placed orders hold, and so are coupon uses.
 
 :func:`check` returns the broken promises by name (the names of
 :data:`MONEY_INVARIANTS`), each a sentence; :func:`violations` flattens them.
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from models import (
     AuthorizationStatus,
     CopyStatus,
+    Coupon,
     CustomerPaymentSource,
     ItemType,
     LineItem,
@@ -56,6 +57,10 @@ MONEY_INVARIANTS: dict[str, str] = {
     "placed_orders_pay_with_their_customers_wallet": (
         "every placed or approved order that names a wallet entry names one of its own"
         " customer and mode (or one deleted since)"
+    ),
+    "coupon_uses_match_placed_orders": (
+        "each coupon's usage_count is the number of placed or approved orders whose promotion"
+        " line it unlocked holds its use, never more than its usage_limit; only those hold one"
     ),
 }
 
@@ -124,6 +129,7 @@ def check(session: Session, initial_stock: dict[str, int]) -> dict[str, list[str
     _check_gateway(session, orders, held_by_order, recorded, found)
     found["stock_matches_placed_lines"] = _stock(session, initial_stock)
     found["placed_orders_pay_with_their_customers_wallet"] = _wallets(session, orders)
+    found["coupon_uses_match_placed_orders"] = _coupons(session)
     return found
 
 
@@ -262,6 +268,44 @@ def _stock(session: Session, initial_stock: dict[str, int]) -> list[str]:
                 f"SKU {code}: {current[code]} in stock, expected {expected}"
                 f" ({initial_stock[code]} at first, {held.get(code) or 0} on placed orders)"
             )
+    return found
+
+
+def _coupons(session: Session) -> list[str]:
+    found = []
+    held: defaultdict[tuple[str, str], int] = defaultdict(int)
+    for order_id, status, mode, code, reserved in session.execute(
+        select(
+            LineItem.order_id,
+            Order.status,
+            Order.mode,
+            LineItem.coupon_code,
+            LineItem.reserved_quantity,
+        )
+        .join(Order, Order.id == LineItem.order_id)
+        .where(LineItem.item_type == ItemType.PROMOTIONS, LineItem.coupon_code.is_not(None))
+        .order_by(LineItem.order_id)
+    ):
+        holding = status in HOLDING
+        if holding and reserved != 1:
+            found.append(f"placed order {order_id}'s line of coupon {code} holds {reserved} uses")
+        elif not holding and reserved:
+            found.append(f"order {order_id} ({status}) holds a use of coupon {code}")
+        if holding and reserved:
+            held[str(mode), code.lower()] += 1
+    for mode, code, count, limit in session.execute(
+        select(Coupon.mode, Coupon.code, Coupon.usage_count, Coupon.usage_limit).order_by(
+            Coupon.code
+        )
+    ):
+        placed = held.pop((str(mode), code.lower()), 0)
+        if count != placed:
+            found.append(f"coupon {code} counts {count} uses, placed orders hold {placed}")
+        if limit is not None and count > limit:
+            found.append(f"coupon {code} counts {count} uses, more than its limit {limit}")
+    found += [
+        f"placed orders hold {n} uses of coupon {c}, which is gone" for (_, c), n in held.items()
+    ]
     return found
 
 

@@ -8,6 +8,12 @@ from api.resources.event_callbacks import EVENT_CALLBACKS
 from api.resources.order_copies import ORDER_COPIES, ORDER_COPY_EVENTS
 from api.resources.order_subscriptions import ORDER_SUBSCRIPTIONS
 from api.resources.orders import ADDRESSES, LINE_ITEMS, ORDERS
+from api.resources.promotions import (
+    COUPONS,
+    FIXED_AMOUNT_PROMOTIONS,
+    PERCENTAGE_DISCOUNT_PROMOTIONS,
+    PROMOTIONS,
+)
 from api.resources.webhooks import WEBHOOKS
 from api.spec import Resource
 
@@ -20,6 +26,10 @@ RESOURCES: tuple[Resource, ...] = (
     CUSTOMERS,
     CUSTOMER_PAYMENT_SOURCES,
     SKUS,
+    PROMOTIONS,
+    PERCENTAGE_DISCOUNT_PROMOTIONS,
+    FIXED_AMOUNT_PROMOTIONS,
+    COUPONS,
     ORDER_SUBSCRIPTIONS,
     WEBHOOKS,
     EVENT_CALLBACKS,

@@ -16,6 +16,7 @@ from api.resources.common import (
     plain_create,
     reference_attributes,
 )
+from api.resources.promotions import COUPON_CODE
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
 from copying.orders import order_edits, placing
 from models import (
@@ -31,6 +32,8 @@ from models import (
 
 
 def _place(ctx: Context, order_id: str, _: Any) -> None:
+    with ctx.sessions.begin() as session:
+        order_edits.refresh_before_placing(session, order_id, ctx.mode, utcnow())
     problems = placing.place_order(ctx.sessions, order_id, ctx.mode, gateways=ctx.gateways)
     if problems:
         raise ApiError(422, "; ".join(problems), pointer="/data/attributes/_place")
@@ -44,6 +47,17 @@ def _cancel(ctx: Context, order_id: str, _: Any) -> None:
 
 def _check_order_update(ctx: Context, order: Order, names: set[str]) -> None:
     order_edits.check_update(ctx.session, order, names)
+
+
+def _check_order_updated(ctx: Context, order: Order, names: set[str]) -> None:
+    if "coupon_code" in names:
+        order_edits.use_coupon(ctx.session, order, order.coupon_code, utcnow())
+
+
+def _check_new_order(ctx: Context, values: dict[str, Any]) -> None:
+    order_edits.check_coupon(
+        ctx.session, ctx.mode, values.get("currency_code", ""), values.get("coupon_code"), utcnow()
+    )
 
 
 def _use_wallet_entry(ctx: Context, order_id: str, entry_id: Any) -> None:
@@ -96,7 +110,28 @@ ORDERS = Resource(
         Attribute("subtotal_amount_cents", "integer", nullable=False),
         Attribute("shipping_amount_cents", "integer", nullable=False),
         Attribute("adjustment_amount_cents", "integer", nullable=False),
+        Attribute(
+            "discount_amount_cents",
+            "integer",
+            nullable=False,
+            description="What its promotion lines take off (0 or less; the total stays >= 0).",
+        ),
         Attribute("total_amount_cents", "integer", nullable=False, filterable=True, sortable=True),
+        Attribute(
+            "coupon_code",
+            "string",
+            writable="always",
+            pattern=COUPON_CODE,
+            filterable=True,
+            description="A coupon of its promotion's (any case): checked when set.",
+        ),
+        Attribute(
+            "frozen",
+            "boolean",
+            nullable=False,
+            filterable=True,
+            description="A copy's target as copied: prices and promotions stay until it is edited.",
+        ),
         Attribute("payment_method", "string"),
         Attribute("placed_at", "datetime", filterable=True, sortable=True),
         Attribute("cancelled_at", "datetime", filterable=True, sortable=True),
@@ -142,8 +177,9 @@ ORDERS = Resource(
             transactional=False,
         ),
     ),
-    create=plain_create(Order, defaults={"metadata_": {}}),
+    create=plain_create(Order, defaults={"metadata_": {}}, check=_check_new_order),
     check_update=_check_order_update,
+    check_updated=_check_order_updated,
     delete=_delete_order,
     extra_filters={"customer_id": "string"},
 )
@@ -195,6 +231,7 @@ LINE_ITEMS = Resource(
     ),
     relationships=(
         Relationship("order", "orders", column="order_id", writable="create", required=True),
+        Relationship("promotion", "promotions", column="promotion_id"),
     ),
     create=_create_line,
     updatable=False,

@@ -26,6 +26,12 @@ class CopyOptions:
     cancel_source_order: bool = _option(False, "Cancel the source order upon copy.")
     reuse_wallet: bool = _option(True, "Copy the source's wallet payment source (default true).")
     skip_errors: bool = _option(False, "Complete with errors recorded, if a target was built.")
+    apply_promotions: bool = _option(
+        False, "Apply the promotions active now (and the coupon, if still valid) again."
+    )
+    ignore_invalid_coupon: bool = _option(
+        False, "A coupon no longer valid is not copied, without an error."
+    )
 
     @classmethod
     def names(cls) -> tuple[str, ...]:

@@ -1,22 +1,28 @@
 """What may change on an order, and the changes a person makes to one: its line items
-(priced by the one pricer, ``targets.problem_selling``), its wallet entry, its deletion.
+(priced by the one pricer, ``targets.problem_selling``), its coupon, its wallet entry, its
+deletion.
 
 An order can be edited while it is ``draft`` or ``pending`` and no unfinished copy owns
 it (``placing.check_not_owned``); its reference, reference origin and metadata can always
 change. Callers hold the order's row lock (totals are recomputed from its lines).
+
+Each change of its lines or coupon *refreshes* the order (:func:`refresh`): its SKU lines
+priced from the catalog again, its promotion lines made again (``promotions.apply``), its
+totals recomputed; so does placing it through the API (:func:`refresh_before_placing`),
+unless it is a copy's target still frozen as copied.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from copying.errors import CopyInputError, InUseError, OrderStateError
-from copying.orders import order_states, placing, targets, wallet
+from copying.orders import order_states, placing, promotions, targets, wallet
 from models import (
     AuthorizationStatus,
     CustomerPaymentSource,
@@ -27,6 +33,7 @@ from models import (
     OrderCopy,
     PaymentAuthorization,
     Sku,
+    utcnow,
 )
 
 #: What may still change on an order once it is placed or cancelled.
@@ -120,10 +127,16 @@ def add_line(
     options: list[dict[str, Any]] | None = None,
     metadata: dict[str, Any] | None = None,
 ) -> LineItem:
-    """Add a line to an editable order and recompute its totals. A SKU line is priced from
-    the catalog (the one pricer); other lines carry the ``unit_amount_cents`` given.
-    Raises CopyInputError naming the bad input. Does not commit."""
+    """Add a line to an editable order and refresh it (:func:`refresh`). A SKU line is
+    priced from the catalog (the one pricer); other lines carry the ``unit_amount_cents``
+    given; promotion lines are the order's promotions' to make, never added. Raises
+    CopyInputError naming the bad input. Does not commit."""
     check_editable(session, order, "its line items can change")
+    if item_type == ItemType.PROMOTIONS:
+        raise CopyInputError(
+            "item_type",
+            "promotion lines are made from the promotions and the order's coupon_code",
+        )
     unit = unit_amount_cents
     if item_type == ItemType.SKUS:
         sku = session.scalar(select(Sku).where(Sku.mode == order.mode, Sku.code == sku_code))
@@ -155,16 +168,111 @@ def add_line(
     )
     session.add(line)
     session.flush()
-    _refresh_totals(session, order)
+    refresh(session, order, utcnow())
     return line
 
 
 def remove_line(session: Session, order: Order, line: LineItem) -> None:
-    """Delete a line of an editable order and recompute its totals. Does not commit."""
+    """Delete a line of an editable order and refresh it. A promotion line is the order's
+    promotions' to remove (its coupon's, by removing the coupon_code). Does not commit."""
     check_editable(session, order, "its line items can change")
+    if line.item_type == ItemType.PROMOTIONS:
+        raise CopyInputError(
+            "item_type",
+            "promotion lines go with their promotion or the order's coupon_code",
+        )
     session.delete(line)
     session.flush()
+    refresh(session, order, utcnow())
+
+
+def check_coupon(
+    session: Session, mode: Mode, currency_code: str, code: str | None, now: datetime
+) -> None:
+    """Raise CopyInputError (``coupon_code``) unless ``code`` (or none) may go on an order of
+    ``mode`` in ``currency_code`` now: a coupon of that mode, valid, for that currency."""
+    if code is None:
+        return
+    problem = promotions.problem_with_coupon(session, mode, code, currency_code, now)
+    if problem is not None:
+        raise CopyInputError("coupon_code", problem)
+
+
+def use_coupon(session: Session, order: Order, code: str | None, now: datetime) -> None:
+    """Put the coupon ``code`` on an editable order (None: take it off) and refresh it.
+    Raises CopyInputError (``coupon_code``) unless it may go there now. Does not commit."""
+    check_editable(session, order, "its coupon_code can change")
+    check_coupon(session, order.mode, order.currency_code, code, now)
+    order.coupon_code = code
+    refresh(session, order, now)
+
+
+def refresh_before_placing(session: Session, order_id: str, mode: Mode, now: datetime) -> None:
+    """Refresh the order before it is placed, if it can be placed and is not a copy's
+    target still frozen; otherwise leave it for placing to refuse or take as it is.
+    Locks its row. Does not commit."""
+    order = session.get(Order, order_id, with_for_update=True)
+    if (
+        order is None
+        or order.mode != mode
+        or order.frozen
+        or order.status not in order_states.PLACEABLE
+        or placing.owner(session, order.id) is not None
+    ):
+        return
+    refresh(session, order, now)
+
+
+def refresh(session: Session, order: Order, now: datetime) -> None:
+    """Price the order's SKU lines from the catalog again (those it can still sell), make
+    its promotion lines again as of ``now``, recompute its totals; it is no longer frozen.
+    Raises CopyInputError (``quantity``) if an amount would not fit. Caller holds the
+    order's row lock and checked it is editable. Does not commit."""
+    lines = targets.load_lines(session, order.id)
+    codes = {line.sku_code for line in lines if line.item_type == ItemType.SKUS}
+    skus = {
+        sku.code: sku
+        for sku in session.scalars(select(Sku).where(Sku.mode == order.mode, Sku.code.in_(codes)))
+    }
+    kept = []
+    for line in lines:
+        if line.item_type == ItemType.PROMOTIONS:
+            session.delete(line)
+            continue
+        sku = skus.get(line.sku_code or "") if line.item_type == ItemType.SKUS else None
+        if sku is not None and targets.problem_selling(sku.code, sku, order.currency_code) is None:
+            too_much = targets.problem_amount(line.name, sku.unit_amount_cents, line.quantity)
+            if too_much is not None:
+                raise CopyInputError("quantity", too_much)
+            line.unit_amount_cents = sku.unit_amount_cents
+            line.total_amount_cents = sku.unit_amount_cents * line.quantity
+        kept.append(line)
+    made = promotions.apply(
+        session,
+        order.mode,
+        order.currency_code,
+        order.coupon_code,
+        [_as_line(line) for line in kept],
+        now,
+    )[len(kept) :]  # the lines given come back first, then the promotion lines made
+    position = max((line.position for line in kept), default=-1) + 1
+    for offset, promotion_line in enumerate(made):
+        session.add(
+            LineItem(
+                **promotion_line._asdict(),
+                total_amount_cents=promotion_line.unit_amount_cents * promotion_line.quantity,
+                mode=order.mode,
+                order_id=order.id,
+                position=position + offset,
+            )
+        )
+    session.flush()
+    order.frozen = False
     _refresh_totals(session, order)
+
+
+def _as_line(line: LineItem) -> targets.Line:
+    return targets.Line(*(getattr(line, name) for name in targets.Line._fields))
 
 
 def editable_order(session: Session, order_id: str | None, mode: Mode) -> Order:

@@ -1,4 +1,5 @@
-"""Stock reservation: one statement per order, whatever its number of lines.
+"""Stock reservation: one statement per order, whatever its number of lines; and with the
+stock, the coupon uses its promotion lines need (``promotions.take_coupon_uses``).
 
 Each line item records what it took (``reserved_quantity``); giving back returns that
 record, never what the lines say by then.
@@ -11,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from sqlalchemy import and_, func, select, text, update
 from sqlalchemy.orm import Session
 
+from copying.orders import promotions
 from models import ItemType, LineItem, Mode, Sku
 
 
@@ -41,11 +43,21 @@ def _locked(order_id: str, mode: Mode, codes: Sequence[str] | None = None, *, he
 
 def reserve(session: Session, order_id: str, mode: Mode, wanted: Mapping[str, int]) -> list[str]:
     """Take the order's SKU quantities (``wanted``: its demand, as read in this transaction)
-    out of stock, all or nothing.
+    out of stock, and the uses of the coupons its promotion lines need, all or nothing.
 
     Returns why it could not (empty on success); on failure nothing changed.
-    One statement when there is enough. Does not commit.
+    One statement for the stock when there is enough. Does not commit.
     """
+    problems = _take(session, order_id, mode, wanted)
+    if problems:
+        return problems
+    problems = promotions.take_coupon_uses(session, order_id, mode)
+    if problems and wanted:
+        release(session, order_id, mode)
+    return problems
+
+
+def _take(session: Session, order_id: str, mode: Mode, wanted: Mapping[str, int]) -> list[str]:
     if not wanted:
         return []
     locked = _locked(order_id, mode, held=False)
@@ -136,9 +148,10 @@ def record_reserved(session: Session, order_ids: Sequence[str]) -> None:
 
 
 def release(session: Session, order_id: str, mode: Mode) -> None:
-    """Put back the stock the order's lines hold (as recorded when it was taken), and
-    record that they hold none. Does not commit."""
+    """Put back the stock and the coupon uses the order's lines hold (as recorded when they
+    were taken), and record that they hold none. Does not commit."""
     _give_back(session, order_id, mode, held=True)
+    promotions.give_back_coupon_uses(session, order_id, mode)
     session.execute(
         update(LineItem)
         .where(LineItem.order_id == order_id, LineItem.reserved_quantity != 0)

@@ -1,5 +1,13 @@
 """Building the target order from the source order.
 
+A copy is frozen, as Commerce Layer makes it: each line is copied as it was sold (SKUs at
+their price and name then, promotion, gift card and adjustment lines as they are), not
+repriced; shipments and payment methods are the commerce backend's to compute for each
+order. A SKU that can no longer be sold (unknown, discontinued, in another currency) or
+is short of stock is an error for its line. The target stays frozen until it is edited
+(``order_edits.refresh``); a copy that applies promotions again does so on the lines
+copied (``promotions.apply``).
+
 A constant number of statements whatever the number of lines: the source's
 lines with the SKUs they name are read in one query, the addresses in one,
 and the copies are written with one bulk insert per table. Lines are read as
@@ -11,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import Table, and_, delete, insert, select, text
@@ -33,16 +41,26 @@ from models import (
 )
 from models.dialects import insert_rows
 
-#: Item types a copy carries over. Shipments, payment methods and promotions
-#: are computed for each order by the commerce backend, so they are not copied.
-COPYABLE = frozenset({ItemType.SKUS, ItemType.BUNDLES, ItemType.GIFT_CARDS, ItemType.ADJUSTMENTS})
+#: Item types a copy carries over. Shipments and payment methods are computed for each
+#: order by the commerce backend, so they are not copied.
+COPYABLE = frozenset(
+    {
+        ItemType.SKUS,
+        ItemType.BUNDLES,
+        ItemType.GIFT_CARDS,
+        ItemType.ADJUSTMENTS,
+        ItemType.PROMOTIONS,
+    }
+)
+#: What makes an order worth copying: a promotion line alone is not.
+GOODS = COPYABLE - {ItemType.PROMOTIONS}
 #: Amounts are 4-byte integers in the database.
 MAX_AMOUNT_CENTS = 2**31 - 1
 SUBTOTAL_TYPES = frozenset({ItemType.SKUS, ItemType.BUNDLES, ItemType.GIFT_CARDS})
 
 
 class Line(NamedTuple):
-    """A line item's copied fields, as read or as priced for the target."""
+    """A line item's copied fields, as read, copied or made for an order."""
 
     item_type: ItemType
     sku_code: str | None
@@ -51,6 +69,9 @@ class Line(NamedTuple):
     unit_amount_cents: int
     options: list[dict[str, Any]]
     metadata_: dict[str, Any]
+    #: A promotion line's promotion, and the coupon that unlocked it.
+    promotion_id: str | None = None
+    coupon_code: str | None = None
 
 
 class SkuTerms(NamedTuple):
@@ -78,6 +99,8 @@ class SourceOrder(WalletPayer, Protocol):
     def billing_address_id(self) -> str | None: ...
     @property
     def shipping_address_id(self) -> str | None: ...
+    @property
+    def coupon_code(self) -> str | None: ...
 
 
 SOURCE_COLUMNS = (
@@ -89,6 +112,7 @@ SOURCE_COLUMNS = (
     Order.billing_address_id,
     Order.shipping_address_id,
     Order.customer_payment_source_id,
+    Order.coupon_code,
 )
 
 
@@ -105,6 +129,8 @@ _LINE_COLUMNS = (
     LineItem.unit_amount_cents,
     LineItem.options,
     LineItem.metadata_,
+    LineItem.promotion_id,
+    LineItem.coupon_code,
 )
 _SKU_COLUMNS = (
     Sku.code,
@@ -157,6 +183,11 @@ def load_contents_many(session: Session, order_ids: Collection[str]) -> dict[str
     return loaded
 
 
+def has_goods(lines: Iterable[Line]) -> bool:
+    """Whether an order of ``lines`` has something to copy (:data:`GOODS`)."""
+    return any(line.item_type in GOODS for line in lines)
+
+
 def demand(lines: list[Line]) -> dict[str, int]:
     """The quantity of each SKU the lines ask for."""
     wanted: Counter[str] = Counter()
@@ -202,18 +233,17 @@ def problem_amount(name: str, unit_amount_cents: int, quantity: int) -> str | No
     return None
 
 
-def price_lines(contents: Contents, currency_code: str, errors: ErrorLog) -> list[Line]:
-    """The target's line items: SKUs repriced from the catalog, the rest as they were.
+def copy_lines(contents: Contents, currency_code: str, errors: ErrorLog) -> list[Line]:
+    """The target's line items, frozen: each of a copyable type as it was.
 
     A SKU that is unknown, discontinued, priced in another currency or short of
     stock is an error for that line, and the line is left out.
     """
-    priced: list[Line] = []
+    copied: list[Line] = []
     demanded: Counter[str] = Counter()
     for line in contents.lines:
         if line.item_type not in COPYABLE:
             continue
-        unit, name = line.unit_amount_cents, line.name
         if line.item_type == ItemType.SKUS:
             code = line.sku_code or ""
             sku = contents.skus.get(code)
@@ -231,17 +261,18 @@ def price_lines(contents: Contents, currency_code: str, errors: ErrorLog) -> lis
                 errors.add(ErrorKey.LINE_ITEMS, problem or f"SKU {code} is unknown")
                 continue
             demanded[code] += line.quantity
-            unit, name = sku.unit_amount_cents, sku.name
-        too_much = problem_amount(name or line.sku_code or "", unit, line.quantity)
+        too_much = problem_amount(
+            line.name or line.sku_code or "", line.unit_amount_cents, line.quantity
+        )
         if too_much is not None:
             errors.add(ErrorKey.LINE_ITEMS, too_much)
             continue
-        priced.append(line._replace(name=name, unit_amount_cents=unit))
-    return priced
+        copied.append(line)
+    return copied
 
 
-def line_totals(lines: list[Line]) -> dict[str, int]:
-    """An order's amounts from its (priced) lines."""
+def line_totals(lines: Iterable[Line]) -> dict[str, int]:
+    """An order's amounts from its lines."""
     return totals(
         [
             {
@@ -254,15 +285,21 @@ def line_totals(lines: list[Line]) -> dict[str, int]:
 
 
 def totals(rows: list[dict[str, Any]]) -> dict[str, int]:
-    subtotal = sum(r["total_amount_cents"] for r in rows if r["item_type"] in SUBTOTAL_TYPES)
-    adjustments = sum(
-        r["total_amount_cents"] for r in rows if r["item_type"] == ItemType.ADJUSTMENTS
-    )
+    """An order's amounts from its lines' types and totals. The promotion lines' discount
+    never takes the total below zero: beyond that, it is cut (``discount_amount_cents``
+    says what was taken off)."""
+
+    def of(*types: ItemType) -> int:
+        return sum(r["total_amount_cents"] for r in rows if r["item_type"] in types)
+
+    subtotal, adjustments = of(*SUBTOTAL_TYPES), of(ItemType.ADJUSTMENTS)
+    discount = max(of(ItemType.PROMOTIONS), -max(0, subtotal + adjustments))
     return {
         "subtotal_amount_cents": subtotal,
         "shipping_amount_cents": 0,
         "adjustment_amount_cents": adjustments,
-        "total_amount_cents": subtotal + adjustments,
+        "discount_amount_cents": discount,
+        "total_amount_cents": subtotal + adjustments + discount,
     }
 
 
@@ -324,18 +361,20 @@ def order_row(values: dict[str, Any]) -> dict[str, Any]:
 
 def target_values(
     source: SourceOrder,
-    priced: list[Line],
+    copied: list[Line],
     *,
     billing_address_id: str | None,
     shipping_address_id: str | None,
     payment_source: CustomerPaymentSource | None,
     reference: str | None = None,
+    coupon_code: str | None = None,
 ) -> dict[str, Any]:
-    """A new target order's columns: ``source``'s customer, ``priced`` lines' totals."""
+    """A new, frozen, target order's columns: ``source``'s customer, the ``copied`` lines'
+    totals, ``coupon_code`` (the source's, when it was copied)."""
     return {
         "id": new_public_id(),
         "mode": source.mode,
-        "status": order_states.initial_status(bool(priced)),
+        "status": order_states.initial_status(bool(copied)),
         "customer_id": source.customer_id,
         "customer_email": source.customer_email,
         "currency_code": source.currency_code,
@@ -343,7 +382,9 @@ def target_values(
         "shipping_address_id": shipping_address_id,
         "reference": reference,
         "metadata_": {},
-        **line_totals(priced),
+        "coupon_code": coupon_code,
+        "frozen": True,
+        **line_totals(copied),
         # Every key, also without an entry: a chunk inserts its targets as rows of one shape.
         **payment_fields(payment_source),
     }
@@ -358,9 +399,12 @@ def build_target(
     contents: Contents | None = None,
     payment_source: CustomerPaymentSource | None = None,
     reference: str | None = None,
+    coupon_code: str | None = None,
+    then: Callable[[list[Line]], list[Line]] | None = None,
 ) -> tuple[Order, Contents] | None:
     """Write the target order (new, or ``target`` refilled) from ``source``'s line items,
-    charged to ``payment_source`` when one is given.
+    frozen, charged to ``payment_source`` when one is given, carrying ``coupon_code``;
+    ``then`` changes the lines copied before they are written (promotions applied again).
 
     ``contents`` are the source's, if already read in this transaction. Returns
     the target with its own contents, or None, writing nothing, when the source
@@ -370,35 +414,39 @@ def build_target(
     errors.clear(ErrorKey.LINE_ITEMS)
     if contents is None:
         contents = load_contents(session, source.id)
-    if not any(line.item_type in COPYABLE for line in contents.lines):
+    if not has_goods(contents.lines):
         errors.add(ErrorKey.LINE_ITEMS, f"source order {source.id} has no line items to copy")
         return None
-    priced = price_lines(contents, source.currency_code, errors)
+    copied = copy_lines(contents, source.currency_code, errors)
+    if then is not None:
+        copied = then(copied)
     if target is None:
         billing_id, shipping_id = clone_addresses(session, source)
         target = Order(
             **target_values(
                 source,
-                priced,
+                copied,
                 billing_address_id=billing_id,
                 shipping_address_id=shipping_id,
                 payment_source=payment_source,
                 reference=reference,
+                coupon_code=coupon_code,
             )
         )
         session.add(target)
         session.flush()
     else:
         session.execute(delete(LineItem).where(LineItem.order_id == target.id))
-        for column, value in line_totals(priced).items():
+        for column, value in line_totals(copied).items():
             setattr(target, column, value)
+        target.coupon_code, target.frozen = coupon_code, True
         if payment_source is not None:
             attach_wallet_entry(target, payment_source)
-        if priced:
+        if copied:
             order_states.open_order(target)
-    if priced:
-        insert_lines(session, target, priced)
-    return target, Contents(priced, contents.skus)
+    if copied:
+        insert_lines(session, target, copied)
+    return target, Contents(copied, contents.skus)
 
 
 #: PostgreSQL: every line in one statement whose text does not depend on the number of
@@ -408,13 +456,13 @@ def build_target(
 _INSERT_LINES_PG = text(
     """INSERT INTO line_items (id, order_id, mode, position, item_type, sku_code, name, quantity,
         reserved_quantity, unit_amount_cents, total_amount_cents, options, metadata,
-        created_at, updated_at)
+        promotion_id, coupon_code, created_at, updated_at)
     SELECT line.id, line.order_id, line.mode, line.position, line.item_type, line.sku_code,
         line.name, line.quantity, line.reserved, line.unit, line.unit * line.quantity,
-        line.options, line.metadata, :now, :now
+        line.options, line.metadata, line.promotion_id, line.coupon_code, :now, :now
     FROM json_to_recordset(CAST(:lines AS json)) AS line(id text, order_id text, mode text,
         position int, item_type text, sku_code text, name text, quantity int, reserved int,
-        unit int, options jsonb, metadata jsonb)
+        unit int, options jsonb, metadata jsonb, promotion_id text, coupon_code text)
     """
 )
 
@@ -482,6 +530,8 @@ def insert_lines_many(
                         "unit": line.unit_amount_cents,
                         "options": line.options,
                         "metadata": line.metadata_,
+                        "promotion_id": line.promotion_id,
+                        "coupon_code": line.coupon_code,
                     }
                     for order_id, mode, position, line in rows
                 ]

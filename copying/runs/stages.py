@@ -29,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from copying.errors import ErrorKey, ErrorLog, keys_of
-from copying.orders import order_states, payments, placing, stock, targets, wallet
+from copying.orders import order_states, payments, placing, promotions, stock, targets, wallet
 from copying.orders.gateways import GatewayAnswer, Gateways
 from copying.runs.run import Run, place_key
 from copying.subscriptions import renewals
@@ -61,13 +61,21 @@ def build(session: Session, runs: Sequence[Run], now: datetime, *, together: boo
     """Build (or rebuild, when resumed) each run's target and reuse its wallet entry; a run
     placing its target then holds its stock (placed at once if free of charge) and knows
     the payment to ask for. ``together``: new targets with nothing wrong with them are
-    planned and written with one statement per table."""
-    fresh = [r for r in runs if together and r.target_order_id is None and not r.errors]
+    planned and written with one statement per table (copies applying promotions, or of a
+    source with a coupon, are built on their own)."""
+    fresh = [
+        r
+        for r in runs
+        if together
+        and r.target_order_id is None
+        and not r.errors
+        and not r.options.apply_promotions
+    ]
     planned, others = _plan_all(session, fresh, now.date()) if fresh else ([], [])
     _write_planned(session, planned)
     new = {p.run.copy_id for p in planned}
     for run in [r for r in runs if r not in fresh] + others:
-        if _build_one(session, run, now.date()):
+        if _build_one(session, run, now):
             new.add(run.copy_id)
         if run.options.place_target_order and run.at(CopyStep.TARGET_BUILT) and not run.stopped():
             _reserve_one(session, run, now)
@@ -147,9 +155,10 @@ def _plan(
     today: date,
 ) -> _Planned | None:
     """The copy's target, or None when anything keeps it off the common path (a problem to
-    record, a target free of charge, stock the chunk's earlier copies took)."""
+    record, a coupon to check, a target free of charge, stock the chunk's earlier copies
+    took)."""
     source = sources.get(run.source_order_id)
-    if source is None:
+    if source is None or source.coupon_code is not None:
         return None
     entry = None
     if run.options.reuse_wallet:
@@ -157,11 +166,11 @@ def _plan(
         if problem is not None:
             return None
     have = contents.get(source.id)
-    if have is None or not any(line.item_type in targets.COPYABLE for line in have.lines):
+    if have is None or not targets.has_goods(have.lines):
         return None
     errors = ErrorLog()
-    priced = targets.price_lines(have, source.currency_code, errors)
-    if errors:
+    priced = targets.copy_lines(have, source.currency_code, errors)
+    if errors or any(line.coupon_code is not None for line in priced):
         return None
     clones, billing_id, shipping_id = targets.address_clones(source, addresses)
     values = targets.target_values(
@@ -214,9 +223,10 @@ def _write_planned(session: Session, planned: list[_Planned]) -> None:
             run.reach(CopyStep.STOCK_RESERVED)
 
 
-def _build_one(session: Session, run: Run, today: date) -> bool:
+def _build_one(session: Session, run: Run, now: datetime) -> bool:
     """(Re)build the run's target on its own statements, recording what it meets, unless
     the target is already placed. Returns whether the target is new."""
+    today = now.date()
     source = session.get(Order, run.source_order_id)
     if source is None:
         run.errors.add(ErrorKey.LINE_ITEMS, f"source order {run.source_order_id} is gone")
@@ -238,7 +248,16 @@ def _build_one(session: Session, run: Run, today: date) -> bool:
         entry_id = renewals.wallet_entry_for(session, run.subscription_id, run.wallet_entry_id)
         entry, wallet_problem = wallet.entry_to_reuse(session, source, entry_id, today)
     new = target is None
-    built = targets.build_target(session, source, target, errors=run.errors, payment_source=entry)
+    coupon_code, then = _promotions(session, run, source, now)
+    built = targets.build_target(
+        session,
+        source,
+        target,
+        errors=run.errors,
+        payment_source=entry,
+        coupon_code=coupon_code,
+        then=then,
+    )
     if built is None:
         return False
     run.target, run.contents = built
@@ -249,6 +268,34 @@ def _build_one(session: Session, run: Run, today: date) -> bool:
         if wallet_problem is not None:
             run.errors.add(ErrorKey.PAYMENT_SOURCE, wallet_problem)
     return new
+
+
+def _promotions(
+    session: Session, run: Run, source: Order, now: datetime
+) -> tuple[str | None, Callable[[list[targets.Line]], list[targets.Line]]]:
+    """The coupon the target carries (the source's, unless it is no longer valid: then an
+    error, or with ``ignore_invalid_coupon`` not copied and no error), and what becomes of
+    the lines copied: a coupon not copied takes the promotion lines it unlocked with it;
+    ``apply_promotions`` makes the promotion lines again, as of ``now``."""
+    run.errors.clear(ErrorKey.COUPON_CODE)
+    code = source.coupon_code
+    problem = (
+        promotions.problem_with_coupon(session, run.mode, code, source.currency_code, now)
+        if code is not None
+        else None
+    )
+    if problem is not None and not run.options.ignore_invalid_coupon:
+        run.errors.add(ErrorKey.COUPON_CODE, problem)
+    kept = code if problem is None else None
+
+    def then(lines: list[targets.Line]) -> list[targets.Line]:
+        if code is not None and kept is None:
+            lines = promotions.without_coupon(lines, code)
+        if run.options.apply_promotions:
+            lines = promotions.apply(session, run.mode, source.currency_code, kept, lines, now)
+        return lines
+
+    return kept, then
 
 
 def _reserve_one(session: Session, run: Run, now: datetime) -> None:

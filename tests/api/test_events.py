@@ -84,6 +84,8 @@ def test_an_event_is_a_json_api_resource_linked_to_its_copy(api, shop, committed
             "cancel_source_order": False,
             "reuse_wallet": True,
             "skip_errors": False,
+            "apply_promotions": False,
+            "ignore_invalid_coupon": False,
         },
         "created_at": created["attributes"]["created_at"],  # checked below
     }

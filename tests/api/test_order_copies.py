@@ -28,6 +28,8 @@ ATTRIBUTES = {
     "cancel_source_order",
     "reuse_wallet",
     "skip_errors",
+    "apply_promotions",
+    "ignore_invalid_coupon",
     "errors_log",
     "errors_count",
     "created_at",
@@ -197,7 +199,7 @@ def test_update_refuses_to_move_the_source_order(api, shop):
         "order_copies", copy["id"], relationships={"source_order": ("orders", other.order["id"])}
     )
 
-    assert_error(response, 422, pointer="/data/relationships")
+    assert_error(response, 422, pointer="/data/relationships/source_order")
 
 
 def test_retry_puts_a_failed_copy_back_to_pending_and_publishes_it(

@@ -43,6 +43,7 @@ def test_defaults(sessions, source, clock):
     assert row.source_order_id == source.id
     assert row.target_order_id is None
     assert (row.reuse_wallet, row.skip_errors) == (True, False)
+    assert (row.apply_promotions, row.ignore_invalid_coupon) == (False, False)
     assert (row.place_target_order, row.cancel_source_order) == (False, False)
     assert (row.errors_log, row.errors_count) == ({}, 0)
     assert (row.started_at, row.completed_at, row.failed_at) == (None, None, None)
@@ -58,6 +59,8 @@ def test_defaults(sessions, source, clock):
                 "cancel_source_order": False,
                 "reuse_wallet": True,
                 "skip_errors": False,
+                "apply_promotions": False,
+                "ignore_invalid_coupon": False,
             },
         )
     ]

@@ -1,4 +1,5 @@
-"""Building the target: what is copied, how it is priced, and the line errors that stop it."""
+"""Building the target: what is copied (frozen, as it was sold), and the line errors that
+stop it."""
 
 from __future__ import annotations
 
@@ -49,7 +50,7 @@ def _line_tuples(lines: list[LineItem]) -> list[tuple]:
     ]
 
 
-def test_lines_copied_with_options_skus_repriced_adjustments_kept_shipments_dropped(
+def test_lines_copied_frozen_with_options_promotions_kept_shipments_dropped(
     sessions, gateways, clock
 ):
     with sessions.begin() as s:
@@ -78,11 +79,13 @@ def test_lines_copied_with_options_skus_repriced_adjustments_kept_shipments_drop
         target = s.get_one(Order, row.target_order_id)
         target_lines = order_lines(s, target.id)
         source_lines = order_lines(s, source.id)
+    # Frozen: each line as it was sold, not repriced (the catalog's TEE is 1700 by now).
     assert _line_tuples(target_lines) == [
-        (0, ItemType.SKUS, "TEE", "Tee, 2027 edition", 2, 1700, 3400, SIZE_M, {"gift_wrap": True}),
+        (0, ItemType.SKUS, "TEE", "Item TEE", 2, 1500, 3000, SIZE_M, {"gift_wrap": True}),
         (1, ItemType.SKUS, "MUG", "Item MUG", 1, 800, 800, [], {}),
         (2, ItemType.ADJUSTMENTS, None, "Loyalty", 1, -300, -300, [], {}),
         (3, ItemType.GIFT_CARDS, None, "Gift card", 1, 2500, 2500, [], {}),
+        (4, ItemType.PROMOTIONS, None, "Black Friday", 1, -100, -100, [], {}),
     ]
     assert {line.order_id for line in target_lines} == {target.id}
     assert {line.mode for line in target_lines} == {Mode.TEST}
@@ -91,8 +94,10 @@ def test_lines_copied_with_options_skus_repriced_adjustments_kept_shipments_drop
         target.subtotal_amount_cents,
         target.shipping_amount_cents,
         target.adjustment_amount_cents,
+        target.discount_amount_cents,
         target.total_amount_cents,
-    ) == (6700, 0, -300, 6400)
+    ) == (6300, 0, -300, -100, 5900)
+    assert target.frozen
     # The source keeps its own prices.
     assert [(line.unit_amount_cents, line.total_amount_cents) for line in source_lines[:1]] == [
         (1500, 3000)
@@ -166,9 +171,9 @@ def test_one_address_for_billing_and_shipping_stays_one(sessions, gateways, cloc
     assert target.billing_address_id != source.billing_address_id
 
 
-def test_skus_are_priced_from_the_catalog_of_the_copy_mode(sessions, gateways, clock):
+def test_skus_are_checked_against_the_catalog_of_the_copy_mode(sessions, gateways, clock):
     with sessions.begin() as s:
-        make_sku(s, "TEE", price=1100, mode=Mode.TEST)
+        make_sku(s, "TEE", price=1100, mode=Mode.TEST, discontinued=True)
         live_tee = make_sku(s, "TEE", price=2200, mode=Mode.LIVE)
         source = make_order(s, [Line(live_tee, 1)], mode=Mode.LIVE)
         live_tee.unit_amount_cents = 2300
@@ -180,7 +185,7 @@ def test_skus_are_priced_from_the_catalog_of_the_copy_mode(sessions, gateways, c
         target = s.get_one(Order, s.get_one(OrderCopy, copy.id).target_order_id)
         lines = order_lines(s, target.id)
     assert target.mode == Mode.LIVE
-    assert [(line.mode, line.unit_amount_cents) for line in lines] == [(Mode.LIVE, 2300)]
+    assert [(line.mode, line.unit_amount_cents) for line in lines] == [(Mode.LIVE, 2200)]
 
 
 # --- line errors ------------------------------------------------------------------------
