@@ -92,7 +92,7 @@ test-fast: check-services
 	$(BIN)/pytest -n 2 --dist loadgroup -m "not slow" --ignore=tests/api/test_fuzz.py
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .cache
 
 ## bench: the benchmark suite (not part of `make test`); `make bench BENCH_ARGS=--quick` for a short run
 .PHONY: bench

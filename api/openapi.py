@@ -307,13 +307,15 @@ def _fold_envelopes(schemas: dict[str, Any]) -> dict[str, Any]:
 def _fold_to_one(schemas: dict[str, Any]) -> dict[str, Any]:
     """``schemas`` with each ``<type>_to_one`` and ``<type>_to_one_nullable`` (a request's
     relationship: ``data`` an identifier of that type, or also null) written as ``ToOne``
-    (an ``Identifier`` of any type, or null) narrowed to its type; and without the
-    ``<type>_identifier`` schemas they referred to (each checked to be the ``Identifier``
-    of its type)."""
+    (an identifier of any type, or null) narrowed to its type; and without the
+    ``<type>_identifier`` schemas they referred to (each checked to be ``Identifier`` of
+    its type, open: a request's identifier may hold members it does not name, ignored)."""
     schemas = dict(schemas)
-    identifier = schemas["Identifier"]
+    identifier = {
+        key: value for key, value in schemas["Identifier"].items() if key != "additionalProperties"
+    }
     to_one = {
-        "properties": {"data": {"anyOf": [{"$ref": SCHEMAS + "Identifier"}, {"type": "null"}]}},
+        "properties": {"data": {"anyOf": [identifier, {"type": "null"}]}},
         "additionalProperties": False,
         "type": "object",
         "required": ["data"],

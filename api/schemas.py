@@ -149,6 +149,13 @@ class Open(BaseModel):
     model_config = ConfigDict(extra="allow")
 
 
+class Ignoring(BaseModel):
+    """Takes the members it names and drops the rest: JSON:API servers "MUST ignore
+    members not recognized by this specification"."""
+
+    model_config = ConfigDict(extra="ignore")
+
+
 def _input_type(attribute: Attribute | Trigger) -> Any:
     kind = attribute.kind
     field: Attribute | None = attribute if isinstance(attribute, Attribute) else None
@@ -190,8 +197,11 @@ def _output_type(attribute: Attribute) -> Any:
 
 
 def _identifier(type_: str) -> type[BaseModel]:
+    """A resource identifier in a request: its ``type`` and ``id``; other members (``meta``,
+    or the whole resource a client such as Commerce Layer's SDK sends when handed the
+    object it got back) are ignored."""
     model: type[BaseModel] = create_model(
-        f"{type_}_identifier", __base__=Strict, type=(Literal[type_], ...), id=(StrictStr, ...)
+        f"{type_}_identifier", __base__=Ignoring, type=(Literal[type_], ...), id=(StrictStr, ...)
     )
     return model
 
@@ -237,12 +247,13 @@ def _body(resource: Resource, *, creating: bool) -> type[BaseModel]:
         if creating and any(a.required for a in resource.attributes if a.writable in writable)
         else None,
     )
-    if relationships:
-        rels: Any = create_model(
-            f"{resource.type}_{suffix}_relationships", __base__=Strict, **relationships
-        )
-        required_rel = creating and any(r.required for r in resource.relationships)
-        data_fields["relationships"] = (rels, ... if required_rel else None)
+    # Always there, if only empty: JSON:API clients may send ``"relationships": {}``
+    # whatever the type (Commerce Layer's SDK always does, in a create and an update).
+    rels: Any = create_model(
+        f"{resource.type}_{suffix}_relationships", __base__=Strict, **relationships
+    )
+    required_rel = creating and any(r.required for r in resource.relationships)
+    data_fields["relationships"] = (rels, ... if required_rel else None)
     data: Any = create_model(f"{resource.type}_{suffix}_data", __base__=Strict, **data_fields)
     model: type[BaseModel] = create_model(
         f"{resource.type}_{suffix}_document",

@@ -182,7 +182,7 @@ def test_a_wallet_entry_keeps_its_customer(api):
         relationships={"customer": ("customers", other["id"])},
     )
 
-    assert_error(response, 422, pointer="/data/relationships")
+    assert_error(response, 422, pointer="/data/relationships/customer")
 
 
 def test_a_wallet_entry_needs_a_customer(api):
