@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, select, update
 
 from copying.orders import placing
 from models import (
     AuthorizationStatus,
     CopyStatus,
+    Coupon,
     CustomerPaymentSource,
     LineItem,
     Mode,
@@ -28,7 +29,17 @@ from models import (
     new_public_id,
     utcnow,
 )
-from tests.factories import Line, create_copy, make_customer, make_order, make_shop, make_sku
+from tests.factories import (
+    Line,
+    create_copy,
+    make_coupon,
+    make_customer,
+    make_order,
+    make_promotion,
+    make_shop,
+    make_sku,
+    make_wallet_entry,
+)
 from tests.money import MONEY_INVARIANTS, check, settle, settle_and_check, violations
 
 STOCK = 10
@@ -345,6 +356,56 @@ def test_lines_added_to_a_placed_order_after_its_stock_was_taken_are_caught(comm
             f"SKU {shop.sku.code}: 8 in stock, expected 5 (10 at first, 5 on placed orders)"
         ]
     }
+
+
+def _coupon_order(s, code):
+    """A pending order of 1 of 1,000 cents with the coupon ``code`` (10% off) on it."""
+    coupon = make_coupon(s, make_promotion(s), code)
+    customer = make_customer(s)
+    order = make_order(
+        s,
+        [Line(make_sku(s, stock=STOCK), 1)],
+        customer=customer,
+        wallet_entry=make_wallet_entry(s, customer),
+        coupon_code=code,
+        promotions_at=utcnow(),
+    )
+    return coupon, order
+
+
+def test_the_domain_taking_and_giving_back_coupon_uses_breaks_nothing(committed, gateways):
+    with committed.begin() as s:
+        _, kept = _coupon_order(s, "KEPT")
+        _, cancelled = _coupon_order(s, "GONE")
+    for order in (kept, cancelled):
+        assert placing.place_order(committed, order.id, Mode.TEST, gateways=gateways) == []
+    assert placing.cancel_order(committed, cancelled.id, Mode.TEST, gateways=gateways) == []
+    with committed.begin() as s:
+        counts = dict(s.execute(select(Coupon.code, Coupon.usage_count)).all())
+    assert counts == {"KEPT": 1, "GONE": 0}
+    assert settle_and_check(committed, {}) == []
+
+
+def test_coupon_uses_counted_but_not_held_or_held_off_placed_orders_are_caught(committed):
+    with committed.begin() as s:
+        counted, placed = _coupon_order(s, "COUNTED")
+        _, pending = _coupon_order(s, "PENDING")
+        place(s, placed)  # placed without taking the coupon's use
+        counted.usage_count = 1
+        s.execute(
+            update(LineItem)
+            .where(LineItem.order_id == pending.id, LineItem.coupon_code.is_not(None))
+            .values(reserved_quantity=1)
+        )
+    found = found_in(committed, {})
+    assert list(found) == ["coupon_uses_match_placed_orders"]
+    assert sorted(found["coupon_uses_match_placed_orders"]) == sorted(
+        [
+            f"placed order {placed.id}'s line of coupon COUNTED holds 0 uses",
+            f"order {pending.id} (pending) holds a use of coupon PENDING",
+            "coupon COUNTED counts 1 uses, placed orders hold 0",
+        ]
+    )
 
 
 def test_settle_waits_for_unfinished_copies_and_says_which_it_gave_up_on(committed):

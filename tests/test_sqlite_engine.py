@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from copying.copies import lifecycle
 from copying.copies.dispatch import unit_of_work
@@ -15,6 +17,7 @@ from copying.subscriptions import renewals
 from copying.webhooks import topics
 from models import (
     CopyStatus,
+    Coupon,
     Mode,
     Order,
     OrderCopy,
@@ -26,14 +29,17 @@ from models import (
 )
 from tests.factories import (
     Line,
+    make_coupon,
     make_customer,
     make_order,
+    make_promotion,
     make_sku,
     make_subscription,
     make_wallet_entry,
 )
 from tests.fixtures import Published
 from tests.invariants import violations
+from tests.money import violations as money_violations
 from tests.runs import execute_one
 
 
@@ -65,6 +71,45 @@ def test_a_copy_places_and_cancels_on_sqlite(sqlite):
         assert s.get_one(Order, source.id).status == "cancelled"
         assert target.number == s.get_one(Order, source.id).number + 1
         assert violations(s, [copy_id], {"LITE-TEE": 10}) == []
+
+
+def test_a_copy_applying_promotions_takes_a_coupon_use_on_sqlite(sqlite):
+    """The coupon's use taken with the stock and given back with it (UPDATE … RETURNING on
+    lower(code)), and its code unique whatever the case (the index on lower(code))."""
+    sessions, gateways = sqlite
+    now = utcnow()
+    with sessions.begin() as s:
+        sku = make_sku(s, "LITE-TEE", stock=10)
+        customer = make_customer(s)
+        entry = make_wallet_entry(s, customer)
+        coupon = make_coupon(s, make_promotion(s, name="Lite"), "Lite-5", usage_limit=2)
+        source = make_order(
+            s,
+            [Line(sku, 2)],
+            customer=customer,
+            wallet_entry=entry,
+            coupon_code="LITE-5",
+            promotions_at=now,
+        )
+    assert placing.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
+    with sessions.begin() as s:
+        copy_id = lifecycle.create(
+            s,
+            mode=Mode.TEST,
+            source_order_id=source.id,
+            options=CopyOptions(
+                place_target_order=True, cancel_source_order=True, apply_promotions=True
+            ),
+        ).id
+    assert execute_one(sessions, copy_id, gateways=gateways) == Outcome.COMPLETED
+    with sessions.begin() as s:
+        target = s.get_one(Order, s.get_one(OrderCopy, copy_id).target_order_id)
+        assert (target.status, target.total_amount_cents) == ("placed", 1800)
+        # The target took a use, the cancelled source gave its own back.
+        assert s.get_one(Coupon, coupon.id).usage_count == 1
+        assert money_violations(s, {"LITE-TEE": 10}) == []
+    with pytest.raises(IntegrityError), sessions.begin() as s:
+        make_coupon(s, make_promotion(s), "lite-5")
 
 
 def test_stock_reservation_is_all_or_nothing_on_sqlite(sqlite):

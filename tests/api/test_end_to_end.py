@@ -59,7 +59,7 @@ def shop(api) -> Shop:
     """A placed source order: 2 TEE at 15.00, 1 CAP at 9.00, a 5.00 discount, shipping.
 
     The catalog is repriced afterwards (TEE at 17.00), as it would be by the time
-    a subscription renews.
+    a subscription renews: a copy keeps the prices the source was sold at.
     """
     shop = build_shop(api, code="TEE", price=1500, stock=20, quantity=2, place=False)
     api.create(
@@ -123,7 +123,7 @@ def test_copy_with_each_option_and_read_the_target_orders(api, shop, celery_work
     expected_lines = [
         ("adjustments", None, 1, -500),
         ("skus", "CAP", 1, 900),
-        ("skus", "TEE", 2, 1700),  # repriced from the catalog
+        ("skus", "TEE", 2, 1500),  # frozen: as it was sold, not at the catalog's 17.00
     ]
     tee_stock = stock(api, shop.sku["id"])
 
@@ -138,9 +138,10 @@ def test_copy_with_each_option_and_read_the_target_orders(api, shop, celery_work
     assert target["attributes"]["status"] == "pending"
     assert target["attributes"]["payment_status"] == "unpaid"
     assert lines_of(api, target["id"]) == expected_lines  # shipping is not copied
-    assert target["attributes"]["subtotal_amount_cents"] == 4300
+    assert target["attributes"]["subtotal_amount_cents"] == 3900
     assert target["attributes"]["adjustment_amount_cents"] == -500
-    assert target["attributes"]["total_amount_cents"] == 3800
+    assert target["attributes"]["total_amount_cents"] == 3400
+    assert target["attributes"]["frozen"] is True
     assert target["attributes"]["currency_code"] == "USD"
     assert target["attributes"]["customer_email"] == "tee@example.com"
     assert wallet_entry_of(api, target["id"]) == shop.entry["id"]
