@@ -196,7 +196,7 @@ def test_an_unknown_route_is_a_json_api_404(api, path):
     [
         ("PUT", "/api/order_copies/abc", "DELETE, GET, PATCH"),
         ("DELETE", "/api/order_copies", "GET, POST"),
-        ("DELETE", "/api/order_subscriptions/abc", "GET, PATCH"),
+        ("PUT", "/api/order_subscriptions/abc", "DELETE, GET, PATCH"),
         ("PATCH", "/api/line_items/abc", "DELETE, GET"),
         ("POST", "/api/order_copies/abc/relationships/source_order", "GET"),
     ],
