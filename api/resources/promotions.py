@@ -43,8 +43,6 @@ def _attributes(kind: PromotionKind | None) -> tuple[Attribute, ...]:
             required=kind is not None,
             nullable=kind is None,
             minimum=1,
-            filterable=True,
-            sortable=True,
             description="The discount, in percent (1 to 100) of the lines it covers.",
         ),
         PromotionKind.FIXED_AMOUNT: Attribute(
@@ -54,8 +52,6 @@ def _attributes(kind: PromotionKind | None) -> tuple[Attribute, ...]:
             required=kind is not None,
             nullable=kind is None,
             minimum=1,
-            filterable=True,
-            sortable=True,
             description="The discount, in cents, at most the amount of the lines it covers.",
         ),
     }
