@@ -174,12 +174,13 @@ def add_line(
 
 def remove_line(session: Session, order: Order, line: LineItem) -> None:
     """Delete a line of an editable order and refresh it. A promotion line is the order's
-    promotions' to remove (its coupon's, by removing the coupon_code). Does not commit."""
+    promotions' to remove (its coupon's, by removing the coupon_code): InUseError. Does
+    not commit."""
     check_editable(session, order, "its line items can change")
     if line.item_type == ItemType.PROMOTIONS:
-        raise CopyInputError(
-            "item_type",
-            "promotion lines go with their promotion or the order's coupon_code",
+        raise InUseError(
+            f"line item {line.id} is a promotion's: it goes with its promotion, or with the"
+            " order's coupon_code"
         )
     session.delete(line)
     session.flush()

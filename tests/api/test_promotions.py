@@ -265,6 +265,15 @@ def test_promotion_lines_are_not_written_by_hand(api):
         },
     )
     assert_error(response, 422, pointer="/data/attributes/item_type")
+    percentage(api, 10)
+    api.create(
+        "line_items", {"sku_code": "TEE", "quantity": 1}, {"order": ("orders", shop.order["id"])}
+    )
+    document = api.get(
+        f"/api/orders/{shop.order['id']}/line_items", **{"filter[q][item_type_eq]": "promotions"}
+    ).json()
+    (promotion_line,) = document["data"]
+    assert_error(api.delete(f"/api/line_items/{promotion_line['id']}"), 409, code="IN_USE")
 
 
 def test_placing_refreshes_the_order_and_takes_its_coupons_use_cancelling_gives_it_back(api):
