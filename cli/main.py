@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from importlib.metadata import version
 from typing import Annotated, Any
 
 import typer
@@ -82,6 +81,10 @@ VERBOSITY = {0: logging.WARNING, 1: logging.INFO}
 
 def print_version(wanted: bool) -> None:
     if wanted:
+        # Imported here: importlib.metadata (and the email, zipfile and csv modules it
+        # brings) is for --version alone, and every --help would load it otherwise.
+        from importlib.metadata import version
+
         typer.echo(f"ordercopy {version('ordercopy')}")
         raise typer.Exit()
 

@@ -2,7 +2,9 @@
 
 Asserted on the modules a fresh interpreter holds, never on timings: ``--help`` and
 ``--version`` of every command must not import SQLAlchemy, the models, the settings or
-the copying engine (see ``cli/choices.py`` and ``cli/process.py`` for how).
+the copying engine (see ``cli/choices.py`` and ``cli/process.py`` for how), and the
+commands that read (``copies list`` and the other listings) load the database's modules
+but nothing of the web service, the worker or the test tools (issue 20).
 """
 
 from __future__ import annotations
@@ -35,6 +37,30 @@ HEAVY = (
     "alembic",
 )
 
+#: Top-level packages a command that only reads the database never needs: the web service,
+#: the worker and its broker, the copying engine, migrations, and the test tools.
+SERVICE_SIDE = (
+    "fastapi",
+    "starlette",
+    "uvicorn",
+    "fastapi_offline",
+    "api",
+    "celery",
+    "kombu",
+    "redis",
+    "worker",
+    "tasks",
+    "copying",
+    "prometheus_client",
+    "croniter",
+    "migrations",
+    "alembic",
+    "schemathesis",
+    "hypothesis",
+    "httpx2",
+    "pytest",
+)
+
 IMPORT_ONLY = "import cli.main"
 
 #: ``--version``, then ``--help`` of the root and of every group and command, in-process.
@@ -58,11 +84,33 @@ for args in [["--version"], *([*path, "--help"] for path in paths(typer.main.get
 """
 
 
-def loaded_after(code: str) -> list[str]:
-    """The heavy modules a fresh interpreter holds after running ``code``."""
+#: A command run in-process (``argv`` formatted in), as ``ordercopy`` runs it; it must
+#: succeed.
+COMMAND = """
+from typer.testing import CliRunner
+
+from cli.main import app
+
+result = CliRunner().invoke(app, {argv!r})
+assert result.exit_code == 0, result.output
+"""
+
+#: The reading commands of the issue and the other listings.
+READING = (
+    ["copies", "list"],
+    ["copies", "list", "--status", "failed", "--json"],
+    ["orders", "list"],
+    ["subscriptions", "list"],
+)
+
+
+def loaded_after(code: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    """The modules of the packages ``heavy`` a fresh interpreter holds after ``code`` ran
+    (a package's own name included, so ``importlib.metadata`` can be asked for)."""
     probe = (
-        f"{code}\nimport json, sys\nheavy = {HEAVY!r}\n"
-        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))"
+        f"{code}\nimport json, sys\nheavy = {heavy!r}\n"
+        "print(json.dumps(sorted(m for m in sys.modules"
+        " if m in heavy or m.split('.')[0] in heavy)))"
     )
     ran = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=False, timeout=60
@@ -78,6 +126,22 @@ def test_importing_the_cli_loads_none_of_the_heavy_modules() -> None:
 
 def test_help_and_version_of_every_command_load_none_of_them() -> None:
     assert loaded_after(EVERY_HELP) == []
+
+
+def test_the_root_help_does_not_read_the_package_metadata() -> None:
+    """``importlib.metadata`` (email, zipfile, csv) is for ``--version`` alone."""
+    help_only = COMMAND.format(argv=["--help"])
+    assert loaded_after(help_only, ("importlib.metadata",)) == []
+    version = COMMAND.format(argv=["--version"])
+    assert loaded_after(version, ("importlib.metadata",)) == ["importlib.metadata"]
+
+
+@pytest.mark.parametrize("argv", READING, ids=" ".join)
+def test_a_reading_command_loads_nothing_of_the_web_the_worker_or_the_tests(
+    argv: list[str],
+) -> None:
+    """Run against this worker's test database (``ORDERCOPY_DATABASE_URL``, inherited)."""
+    assert loaded_after(COMMAND.format(argv=argv), SERVICE_SIDE) == []
 
 
 @pytest.mark.parametrize(
