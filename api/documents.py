@@ -129,7 +129,7 @@ class Renderer:
             rank = func.row_number().over(partition_by=inverse, order_by=default_order(target))
             ranked = (
                 select(model, rank.label("linkage_rank"))
-                .where(inverse.in_([r.id for r in rows]), model.mode == mode)
+                .where(inverse.in_([r.id for r in rows]), model.mode == mode, *target.where())
                 .subquery()
             )
             # One more than the limit, to know whether there are more.

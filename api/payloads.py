@@ -16,7 +16,7 @@ from api.resources import REGISTRY
 from api.spec import Resource
 from copying.webhooks import events
 from copying.webhooks.topics import TOPICS
-from models import Mode, utcnow
+from models import Mode, OrderCopy, utcnow
 
 
 def payload(
@@ -41,9 +41,12 @@ def record_destroyed(
 ) -> None:
     """Before ``row`` is deleted: its ``<type>.destroy`` events, each with the document
     its webhook would have got (none when the type has no such topic)."""
-    topic = f"{resource.type}.destroy"
+    # A copy is deleted through /api/order_copies; a renewal's topic is its own type's.
+    kind = row.copy_type if isinstance(row, OrderCopy) else resource.type
+    topic = f"{kind}.destroy"
     if topic not in TOPICS:
         return
+    resource = REGISTRY[TOPICS[topic]]
     events.record(
         session,
         [events.Change(row.id, mode, topic)],

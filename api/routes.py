@@ -140,7 +140,7 @@ class Routes:
         lock: bool = False,
         keeping_key: bool = False,
     ) -> Any:
-        return lookups.load(
+        row = lookups.load(
             session,
             self.resource.model,
             self.resource.type,
@@ -149,6 +149,9 @@ class Routes:
             lock=lock,
             keeping_key=keeping_key,
         )
+        if not self.resource.holds(row):
+            raise ApiError(404, f"{self.resource.type} {row_id} does not exist in {mode} mode")
+        return row
 
     def reject_parameters(self, request: Request) -> None:
         """For routes that take no query parameters at all."""
@@ -249,7 +252,9 @@ def router_for(
     )
     def list_resources(request: Request, api_key: Authenticated) -> Response:
         parsed = routes.parse(request, resource, listing=True)
-        statement = select(model).where(model.mode == api_key.mode, *parsed.conditions)
+        statement = select(model).where(
+            model.mode == api_key.mode, *resource.where(), *parsed.conditions
+        )
         return routes.list_response(request, parsed, api_key.mode, resource, statement)
 
     @router.get(
@@ -460,7 +465,10 @@ def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Rel
             with db.sessions().begin() as session:
                 routes.load(session, api_key.mode, row_id)
             statement = select(target_model).where(
-                target_model.mode == api_key.mode, inverse == row_id, *parsed.conditions
+                target_model.mode == api_key.mode,
+                inverse == row_id,
+                *target.where(),
+                *parsed.conditions,
             )
             return routes.list_response(request, parsed, api_key.mode, target, statement)
     else:

@@ -94,6 +94,15 @@ class Trigger:
 ModelClass = type[Base]
 
 
+@dataclass(frozen=True)
+class Scope:
+    """The rows of a model that a resource serves, when not all: a condition for the
+    statements that list them, and the same test of a row loaded by its id."""
+
+    where: Callable[[], Any]
+    holds: Callable[[Any], bool]
+
+
 @dataclass
 class Resource:
     type: str
@@ -116,6 +125,16 @@ class Resource:
     default_sort: str = "-created_at"
     description: str = ""
     extra_filters: dict[str, Kind] = field(default_factory=dict)
+    #: Only some of the model's rows (None: all of them).
+    scope: Scope | None = None
+
+    def where(self) -> list[Any]:
+        """The conditions a statement listing this resource's rows adds."""
+        return [self.scope.where()] if self.scope else []
+
+    def holds(self, row: Any) -> bool:
+        """Whether a row of the model is one of this resource's."""
+        return self.scope is None or self.scope.holds(row)
 
     def attribute(self, name: str) -> Attribute | None:
         return next((a for a in self.attributes if a.name == name), None)

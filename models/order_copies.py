@@ -15,10 +15,12 @@ from sqlalchemy import (
     String,
     TextClause,
     UniqueConstraint,
+    case,
     false,
     literal_column,
     text,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, PublicId, Record, enum_column
@@ -137,7 +139,24 @@ class OrderCopy(Record, Base):
     next_attempt_at: Mapped[datetime | None]
     step: Mapped[CopyStep | None] = mapped_column(enum_column(CopyStep, "step"))
     idempotency_key: Mapped[str | None] = mapped_column(String(255))
+    #: The period a renewal renews (None: a copy asked for, not a renewal). A renewal
+    #: keeps it when its subscription is deleted.
     period_key: Mapped[str | None] = mapped_column(String(64))
+
+    @hybrid_property
+    def copy_type(self) -> str:
+        """``recurring_order_copies`` for a renewal, ``order_copies`` for a copy asked
+        for: Commerce Layer's two types of copy (and ``/api/recurring_order_copies``)."""
+        return RECURRING if self.period_key is not None else ASKED
+
+    @copy_type.inplace.expression
+    @classmethod
+    def _copy_type(cls) -> ColumnElement[str]:
+        return case((cls.period_key.is_not(None), RECURRING), else_=ASKED)
+
+
+#: The two types of copy (``OrderCopy.copy_type``).
+ASKED, RECURRING = "order_copies", "recurring_order_copies"
 
 
 def status_is(status: CopyStatus) -> ColumnElement[bool]:

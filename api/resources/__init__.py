@@ -5,7 +5,7 @@ from __future__ import annotations
 from api.resources.catalog import SKUS
 from api.resources.customers import CUSTOMER_PAYMENT_SOURCES, CUSTOMERS
 from api.resources.event_callbacks import EVENT_CALLBACKS
-from api.resources.order_copies import ORDER_COPIES, ORDER_COPY_EVENTS
+from api.resources.order_copies import ORDER_COPIES, ORDER_COPY_EVENTS, RECURRING_ORDER_COPIES
 from api.resources.order_subscriptions import ORDER_SUBSCRIPTIONS
 from api.resources.orders import ADDRESSES, LINE_ITEMS, ORDERS
 from api.resources.promotions import (
@@ -19,6 +19,7 @@ from api.spec import Resource
 
 RESOURCES: tuple[Resource, ...] = (
     ORDER_COPIES,
+    RECURRING_ORDER_COPIES,
     ORDER_COPY_EVENTS,
     ORDERS,
     LINE_ITEMS,

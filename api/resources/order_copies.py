@@ -8,10 +8,11 @@ from typing import Any
 from api import lookups
 from api.errors import ApiError
 from api.resources.common import TIMESTAMPS, choices, reference_attributes
-from api.spec import Attribute, Context, Relationship, Resource, Trigger
+from api.spec import Attribute, Context, Relationship, Resource, Scope, Trigger
 from copying.copies import lifecycle
 from copying.copies.options import CopyOptions
 from models import CopyStatus, Order, OrderCopy, OrderCopyEvent
+from models.order_copies import ASKED, RECURRING
 
 
 def create_copy(
@@ -59,33 +60,56 @@ def _flag(name: str, description: str) -> Attribute:
     )
 
 
+STATUS = Attribute(
+    "status",
+    "string",
+    nullable=False,
+    filterable=True,
+    sortable=True,
+    choices=choices(CopyStatus),
+    description="pending, in_progress, failed, completed or aborted (never ran)",
+)
+#: What a run leaves on any copy, asked for or a renewal.
+RUN_ATTRIBUTES = (
+    Attribute("started_at", "datetime", filterable=True, sortable=True),
+    Attribute("completed_at", "datetime", filterable=True, sortable=True),
+    Attribute("failed_at", "datetime", filterable=True, sortable=True),
+)
+OUTCOME_ATTRIBUTES = (
+    Attribute(
+        "errors_log",
+        "object",
+        nullable=False,
+        description="The latest attempt's errors: field or step → messages.",
+    ),
+    Attribute("errors_count", "integer", nullable=False, filterable=True, sortable=True),
+    *TIMESTAMPS,
+    *reference_attributes(),
+)
+
+
 ORDER_COPIES = Resource(
     type="order_copies",
     model=OrderCopy,
-    description="Copies of a source order into a new target order, run by a worker.",
+    description=(
+        "Copies of a source order into a new target order, run by a worker: those asked "
+        "for and renewals alike (copy_type tells them apart)."
+    ),
     attributes=(
         Attribute(
-            "status",
+            "copy_type",
             "string",
             nullable=False,
             filterable=True,
             sortable=True,
-            choices=choices(CopyStatus),
-            description="pending, in_progress, failed, completed or aborted (never ran)",
+            choices=(ASKED, RECURRING),
+            description="order_copies (asked for), or recurring_order_copies (a renewal: "
+            "also served as such at /api/recurring_order_copies)",
         ),
-        Attribute("started_at", "datetime", filterable=True, sortable=True),
-        Attribute("completed_at", "datetime", filterable=True, sortable=True),
-        Attribute("failed_at", "datetime", filterable=True, sortable=True),
+        STATUS,
+        *RUN_ATTRIBUTES,
         *(_flag(name, description) for name, description in CopyOptions.described()),
-        Attribute(
-            "errors_log",
-            "object",
-            nullable=False,
-            description="The latest attempt's errors: field or step → messages.",
-        ),
-        Attribute("errors_count", "integer", nullable=False, filterable=True, sortable=True),
-        *TIMESTAMPS,
-        *reference_attributes(),
+        *OUTCOME_ATTRIBUTES,
     ),
     relationships=(
         Relationship(
@@ -112,6 +136,44 @@ ORDER_COPIES = Resource(
     create=create_copy,
     delete=delete_copy,
     extra_filters={"source_order_id": "string", "target_order_id": "string"},
+)
+
+#: The options a renewal takes from its subscription (the others keep their defaults).
+_RENEWAL_OPTIONS = ("place_target_order", "reuse_wallet")
+
+RECURRING_ORDER_COPIES = Resource(
+    type=RECURRING,
+    model=OrderCopy,
+    description=(
+        "Renewals: the copies a subscription's schedule makes (read only; retried, aborted "
+        "and deleted as order_copies)."
+    ),
+    attributes=(
+        STATUS,
+        *RUN_ATTRIBUTES,
+        *(
+            Attribute(name, "boolean", nullable=False, filterable=True, description=description)
+            for name, description in CopyOptions.described()
+            if name in _RENEWAL_OPTIONS
+        ),
+        *OUTCOME_ATTRIBUTES,
+    ),
+    relationships=(
+        Relationship("source_order", "orders", column="source_order_id"),
+        Relationship("target_order", "orders", column="target_order_id"),
+        Relationship("order_subscription", "order_subscriptions", column="order_subscription_id"),
+        Relationship("events", "order_copy_events", inverse="order_copy_id"),
+    ),
+    updatable=False,
+    extra_filters={
+        "source_order_id": "string",
+        "target_order_id": "string",
+        "order_subscription_id": "string",
+    },
+    scope=Scope(
+        where=lambda: OrderCopy.period_key.is_not(None),
+        holds=lambda copy: copy.period_key is not None,
+    ),
 )
 
 

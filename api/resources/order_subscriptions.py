@@ -189,6 +189,9 @@ ORDER_SUBSCRIPTIONS = Resource(
             writable="always",
         ),
         Relationship("order_copies", "order_copies", inverse="order_subscription_id"),
+        Relationship(
+            "recurring_order_copies", "recurring_order_copies", inverse="order_subscription_id"
+        ),
     ),
     triggers=(
         Trigger(

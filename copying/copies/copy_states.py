@@ -46,11 +46,11 @@ from copying.copies.history import EVENTS, EventKind
 from copying.copies.options import CopyOptions
 from copying.webhooks.events import COLUMNS as WEBHOOK_EVENT_COLUMNS
 from copying.webhooks.events import EVENTS as WEBHOOK_EVENTS
-from copying.webhooks.topics import START, TOPICS
+from copying.webhooks.topics import START, of_copy
 from models import CopyStatus, EventStatus, Mode, OrderCopy, Webhook, new_public_id
 from models.base import UTCDateTime
 from models.dialects import json_value
-from models.order_copies import status_is
+from models.order_copies import ASKED, RECURRING, status_is
 
 #: The table, for the run's own statements: Core, not ORM-enabled, as they update rows
 #: no session holds and read back plain columns (half the CPU of the ORM's path).
@@ -200,6 +200,7 @@ CLAIMED_COLUMNS = (
     "target_order_id",
     "customer_payment_source_id",
     "order_subscription_id",
+    "period_key",
     "retries",
     *CopyOptions.names(),
     "step",
@@ -263,8 +264,9 @@ def _claim_statement(*, ahead: bool) -> Update:
 
 def _claim_recorded_statement(*, ahead: bool) -> Select[Any]:
     """PostgreSQL: the claim, its ``claimed`` history events and the ``order_copies.start``
-    webhook events of the copies it started (their first claim since created or retried)
-    in one statement (a data-modifying WITH), which then needs no transaction around it."""
+    (a renewal's ``recurring_order_copies.start``) webhook events of the copies it started
+    (their first claim since created or retried) in one statement (a data-modifying WITH),
+    which then needs no transaction around it."""
     claimed = _claim_statement(ahead=ahead).cte("claimed")
     c = claimed.c
     events = (
@@ -284,6 +286,9 @@ def _claim_recorded_statement(*, ahead: bool) -> Select[Any]:
         .cte("events")
     )
     w = WEBHOOKS.c
+    recurring = c.period_key.is_not(None)  # OrderCopy.copy_type, of the claimed rows
+    topic = case((recurring, of_copy(START, RECURRING)), else_=START)
+    resource_type = case((recurring, RECURRING), else_=ASKED)
     started = (
         insert(WEBHOOK_EVENTS)
         .from_select(
@@ -293,7 +298,7 @@ def _claim_recorded_statement(*, ahead: bool) -> Select[Any]:
                 w.mode,
                 w.id,
                 w.topic,
-                literal(TOPICS[START]),
+                resource_type,
                 c.id,
                 literal(EventStatus.PENDING.value),
                 literal(0),
@@ -304,7 +309,7 @@ def _claim_recorded_statement(*, ahead: bool) -> Select[Any]:
             .select_from(claimed)
             .join(
                 WEBHOOKS,
-                and_(w.topic == START, w.mode == c.mode, w.disabled_at.is_(None)),
+                and_(w.topic == topic, w.mode == c.mode, w.disabled_at.is_(None)),
             )
             .where(c.claims == 1),
         )

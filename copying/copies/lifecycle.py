@@ -216,6 +216,7 @@ def abort(
         session.refresh(current)
         raise CopyStateError(copy_id, current.status, "only pending copies can be aborted")
     history.record(session, copy_id, mode, row.attempt, EventKind.ABORTED, by=by)
-    events.record(session, [events.Change(copy_id, mode, topics.ABORT)], now)
+    topic = topics.of_copy(topics.ABORT, current.copy_type)
+    events.record(session, [events.Change(copy_id, mode, topic)], now)
     log.info("copy_aborted", order_copy_id=copy_id, by=by)
     return row

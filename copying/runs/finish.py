@@ -91,7 +91,9 @@ def close(
             ),
             *(
                 webhook_events.Change(
-                    r.copy_id, r.mode, topics.COMPLETE if r in completed else topics.FAIL
+                    r.copy_id,
+                    r.mode,
+                    topics.of_copy(topics.COMPLETE if r in completed else topics.FAIL, r.copy_type),
                 )
                 for r in ending
             ),

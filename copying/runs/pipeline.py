@@ -138,7 +138,10 @@ def claim(
             [(r.copy_id, r.mode, r.attempt, {"step": r.step, "claims": r.claims}) for r in runs],
         )
         # As the claim statement does on PostgreSQL: a copy's first claim starts it.
-        started = [webhook_events.Change(r.copy_id, r.mode, topics.START) for r in runs]
+        started = [
+            webhook_events.Change(r.copy_id, r.mode, topics.of_copy(topics.START, r.copy_type))
+            for r in runs
+        ]
         webhook_events.record(
             session, [c for c, r in zip(started, runs, strict=True) if r.claims == 1], now
         )

@@ -16,6 +16,7 @@ from copying.orders.gateways import GatewayAnswer
 from copying.orders.payments import PaymentRequest
 from copying.orders.targets import Contents
 from models import CopyStep, Mode, Order, OrderCopy
+from models.order_copies import ASKED, RECURRING
 
 Clock = Callable[[], datetime]
 
@@ -77,6 +78,8 @@ class Run:
     options: CopyOptions
     step: CopyStep | None
     errors: ErrorLog = field(default_factory=ErrorLog)
+    #: ``OrderCopy.copy_type``: a renewal's webhook topics are ``recurring_order_copies.*``.
+    copy_type: str = ASKED
     #: Checkpoints reached in the current transaction, for its history events.
     reached_now: list[CopyStep] = field(default_factory=list)
     #: Orders placed or cancelled in the current transaction, with the webhook topic
@@ -110,6 +113,7 @@ class Run:
             options=CopyOptions.of(copy),
             step=copy.step,
             errors=ErrorLog(copy.errors_log),
+            copy_type=RECURRING if copy.period_key is not None else ASKED,
         )
 
     def saved(self) -> Run:

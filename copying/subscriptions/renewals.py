@@ -36,6 +36,7 @@ from models import (
     SubscriptionStatus,
 )
 from models.dialects import insert_ignoring_conflicts, json_value
+from models.order_copies import RECURRING
 
 log = structlog.get_logger("ordercopy.renewals")
 
@@ -204,9 +205,8 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
         result.copies = _write_portable(session, rows, advances, now)
     # Copies created as the API creates them: their webhook events written with them.
     mode_of = {row["id"]: row["mode"] for row in rows}
-    changes += [
-        events.Change(copy_id, mode_of[copy_id], topics.CREATE) for copy_id in result.copies
-    ]
+    created = topics.of_copy(topics.CREATE, RECURRING)
+    changes += [events.Change(copy_id, mode_of[copy_id], created) for copy_id in result.copies]
     events.record(session, changes, now)
     if result.copies:
         publish_after_commit(session, result.copies)

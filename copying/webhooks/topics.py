@@ -16,6 +16,12 @@ TOPICS: dict[str, str] = {
     "order_copies.fail": "order_copies",
     "order_copies.abort": "order_copies",
     "order_copies.destroy": "order_copies",
+    "recurring_order_copies.create": "recurring_order_copies",
+    "recurring_order_copies.start": "recurring_order_copies",
+    "recurring_order_copies.complete": "recurring_order_copies",
+    "recurring_order_copies.fail": "recurring_order_copies",
+    "recurring_order_copies.abort": "recurring_order_copies",
+    "recurring_order_copies.destroy": "recurring_order_copies",
     "order_subscriptions.create": "order_subscriptions",
     "order_subscriptions.activate": "order_subscriptions",
     "order_subscriptions.deactivate": "order_subscriptions",
@@ -27,6 +33,8 @@ TOPICS: dict[str, str] = {
     "orders.cancel": "orders",
 }
 
+#: The topics of a copy, named for a copy asked for (``order_copies.*``); a renewal's
+#: are ``recurring_order_copies.*`` (:func:`of_copy`).
 CREATE, START, COMPLETE, FAIL, ABORT, DESTROY = list(TOPICS)[:6]
 (
     SUBSCRIPTION_CREATE,
@@ -36,8 +44,14 @@ CREATE, START, COMPLETE, FAIL, ABORT, DESTROY = list(TOPICS)[:6]
     SUBSCRIPTION_DESTROY,
     LAST_RUN_FAILED,
     LAST_RUN_SUCCEEDED,
-) = list(TOPICS)[6:13]
-ORDER_PLACE, ORDER_CANCEL = list(TOPICS)[13:]
+) = list(TOPICS)[12:19]
+ORDER_PLACE, ORDER_CANCEL = list(TOPICS)[19:]
+
+
+def of_copy(topic: str, copy_type: str) -> str:
+    """A copy topic (``order_copies.*``) for a copy of ``copy_type`` (``OrderCopy.copy_type``:
+    a renewal's is ``recurring_order_copies.*``, as in Commerce Layer)."""
+    return f"{copy_type}.{topic.split('.', 1)[1]}"
 
 
 def check_topic(topic: object) -> str:

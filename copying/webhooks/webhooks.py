@@ -28,11 +28,13 @@ from models import CircuitState, EventStatus, Mode, Webhook, WebhookEvent, new_p
 #: level deep, as the API's resource of that type names them.
 INCLUDABLE: dict[str, tuple[str, ...]] = {
     "order_copies": ("source_order", "target_order", "order_subscription", "events"),
+    "recurring_order_copies": ("source_order", "target_order", "order_subscription", "events"),
     "order_subscriptions": (
         "source_order",
         "customer",
         "customer_payment_source",
         "order_copies",
+        "recurring_order_copies",
     ),
     "orders": (
         "customer",

@@ -20,6 +20,7 @@ from tests.factories import make_subscription
 
 BASE = "http://testserver/api"
 ATTRIBUTES = {
+    "copy_type",
     "status",
     "started_at",
     "completed_at",

@@ -434,7 +434,7 @@ def _results(
         "worker, beat or web exits on their own, restarted by the supervisor": len(
             stack.unexpected_exits
         ),
-        "webhook events written (one webhook per order_copies topic)": events or 0,
+        "webhook events written (one webhook per topic)": events or 0,
         **receiver.counts(),
     }
     return Results(
@@ -459,7 +459,7 @@ def _results(
             "(publish_twice); aborts over HTTP (PATCH _abort); a second client double-clicks"
             " _place and edits orders while copies run; abandoned payments voided after"
             f" {SETTINGS['ABANDONED_PAYMENT_AFTER_SECONDS']} s; webhooks on every"
-            f" order_copies topic, the receiver answering 500 to"
+            " topic, the receiver answering 500 to"
             f" {webhooks.FAILURE_RATE:.0%} at random, retried after"
             f" {SETTINGS['WEBHOOKS_BACKOFF_SECONDS']} s doubling, polled every"
             f" {SETTINGS['WEBHOOKS_POLL_SECONDS']} s"

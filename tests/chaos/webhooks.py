@@ -196,7 +196,12 @@ def pending(session: Session) -> int:
 
 
 #: What a resource is called in a broken promise, by type.
-NOUNS = {"order_copies": "copy", "orders": "order", "order_subscriptions": "subscription"}
+NOUNS = {
+    "order_copies": "copy",
+    "recurring_order_copies": "renewal",
+    "orders": "order",
+    "order_subscriptions": "subscription",
+}
 
 Owed = Counter[tuple[str, str, str]]
 
@@ -214,19 +219,21 @@ def expected_events(session: Session) -> Owed:
         )
     )
     owed: Owed = Counter()
-    for copy_id, kind, data, subscription_id in session.execute(
+    for copy_id, kind, data, subscription_id, copy_type in session.execute(
         select(
             OrderCopyEvent.order_copy_id,
             OrderCopyEvent.kind,
             OrderCopyEvent.data,
             OrderCopy.order_subscription_id,
+            OrderCopy.copy_type,
         )
         .join(OrderCopy, OrderCopy.id == OrderCopyEvent.order_copy_id)
         .where(OrderCopyEvent.mode == MODE, OrderCopyEvent.kind.in_(list(TOPIC_OF_KIND)))
     ):
         if kind == EventKind.CLAIMED and (data or {}).get("claims") != 1:
             continue
-        owed["order_copies", copy_id, TOPIC_OF_KIND[kind]] += listening[TOPIC_OF_KIND[kind]]
+        topic = topics.of_copy(TOPIC_OF_KIND[kind], copy_type)  # a renewal's: recurring_*
+        owed[copy_type, copy_id, topic] += listening[topic]
         if subscription_id is not None and kind in RENEWAL_TOPIC_OF_KIND:
             topic = RENEWAL_TOPIC_OF_KIND[kind]
             owed["order_subscriptions", subscription_id, topic] += listening[topic]

@@ -162,8 +162,10 @@ def test_a_webhook_being_updated_does_not_hold_up_the_events_written_for_it(comm
     assert owed(committed) == Counter({(webhook_id, topics.CREATE, "cOpyId0001"): 1})
 
 
-def test_a_renewal_queued_by_the_tick_owes_its_create_event(sessions):
-    created = listen(sessions, topics.CREATE)
+def test_a_renewal_queued_by_the_tick_owes_its_recurring_create_event(sessions):
+    """Commerce Layer's topics: a renewal is a recurring order copy, not an order copy."""
+    listen(sessions, topics.CREATE)
+    created = listen(sessions, RENEWAL_CREATE)
     with sessions.begin() as s:
         shop = make_shop(s)
         subscription = make_subscription(s, shop.source, starts_at=FixedClock().now)
@@ -171,9 +173,44 @@ def test_a_renewal_queued_by_the_tick_owes_its_create_event(sessions):
     with sessions.begin() as s:
         [copy_id] = renewals.tick(s, now, batch_size=10).copies
 
-    assert owed(sessions) == Counter({(created, topics.CREATE, copy_id): 1})
+    assert owed(sessions) == Counter({(created, RENEWAL_CREATE, copy_id): 1})
     with sessions.begin() as s:
         assert s.get_one(OrderCopy, copy_id).order_subscription_id == subscription.id
+
+
+RENEWAL_CREATE = topics.of_copy(topics.CREATE, "recurring_order_copies")
+
+
+def test_a_renewal_starts_completes_and_aborts_under_its_recurring_topics(sessions, gateways):
+    """Every copy topic of a renewal, on the claim statement's path and the finish's."""
+    recurring = {
+        topic: listen(sessions, topics.of_copy(topic, "recurring_order_copies"))
+        for topic in (topics.START, topics.COMPLETE, topics.ABORT)
+    }
+    for topic in (topics.START, topics.COMPLETE, topics.ABORT):
+        listen(sessions, topic)  # order copies' own: a renewal owes them nothing
+    with sessions.begin() as s:
+        shop = make_shop(s)
+        other = make_shop(s)
+        make_subscription(s, shop.source, starts_at=FixedClock().now)
+        make_subscription(s, other.source, starts_at=FixedClock().now)
+    now = FixedClock().now + timedelta(minutes=1)
+    with sessions.begin() as s:
+        ran_id, aborted_id = renewals.tick(s, now, batch_size=10).copies
+    with sessions.begin() as s:
+        lifecycle.abort(s, aborted_id, Mode.TEST, by="test", now=now)
+
+    assert execute_one(sessions, ran_id, gateways=gateways, clock=FixedClock(now)) == (
+        Outcome.COMPLETED
+    )
+    name = "recurring_order_copies"
+    assert owed(sessions) == Counter(
+        {
+            (recurring[topics.START], topics.of_copy(topics.START, name), ran_id): 1,
+            (recurring[topics.COMPLETE], topics.of_copy(topics.COMPLETE, name), ran_id): 1,
+            (recurring[topics.ABORT], topics.of_copy(topics.ABORT, name), aborted_id): 1,
+        }
+    )
 
 
 def test_renewals_of_one_subscription_completing_together_owe_one_event_each(sessions, gateways):

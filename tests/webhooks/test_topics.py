@@ -311,7 +311,8 @@ def test_a_failed_renewal_owes_last_run_failed_and_its_final_action_once_retries
 
 
 def test_the_tick_deactivating_an_invalid_schedule_owes_deactivate(sessions):
-    hooks = listening(sessions, *SUBSCRIPTION_TOPICS, topics.CREATE)
+    renewed = topics.of_copy(topics.CREATE, "recurring_order_copies")
+    hooks = listening(sessions, *SUBSCRIPTION_TOPICS, topics.CREATE, renewed)
     with sessions.begin() as s:
         # Stored before check_frequency got stricter: more often than hourly.
         invalid = make_subscription(
@@ -325,7 +326,7 @@ def test_the_tick_deactivating_an_invalid_schedule_owes_deactivate(sessions):
     assert owed(sessions) == Counter(
         {
             (hooks[deactivated], deactivated, invalid): 1,
-            (hooks[topics.CREATE], topics.CREATE, copy_id): 1,
+            (hooks[renewed], renewed, copy_id): 1,  # a renewal: not order_copies.create
         }
     )
     with sessions.begin() as s:
