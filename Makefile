@@ -94,12 +94,13 @@ test-fast: check-services
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache .cache
 
-## bench: the benchmark suite (not part of `make test`); `make bench BENCH_ARGS=--quick` for a short run
+## bench: the benchmark suite (not part of `make test`); `make bench BENCH_ARGS=--quick` for a short run,
+## `BENCH_ARGS=--smoke` for a tiny one that only proves every bench runs (`make test` runs each so)
 .PHONY: bench
 bench: check-services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
-	$(BIN)/python -m bench.api
-	$(BIN)/python -m bench.webhooks $(filter --quick,$(BENCH_ARGS))
+	$(BIN)/python -m bench.api $(filter --smoke,$(BENCH_ARGS))
+	$(BIN)/python -m bench.webhooks $(filter --quick --smoke,$(BENCH_ARGS))
 
 ## chaos: the fault-injection suite at full size (2,000 copies created over HTTP; its own
 ## PostgreSQL, Redis, workers, beats and web); writes tests/chaos/LATEST.md.

@@ -271,6 +271,8 @@ def delivery_drain(
 #: The copy drains, with webhooks or not, in ABBA order: a load that rises or falls
 #: linearly during the run (another user's tests, the database growing) weighs on both.
 DRAIN_ORDER = (False, True, True, False)
+#: ``--smoke``: one drain of each, to prove both paths run.
+SMOKE_DRAIN_ORDER = (False, True)
 
 
 @dataclass(frozen=True)
@@ -301,6 +303,8 @@ class SubscribedDrains:
     without: Arm
     with_webhooks: Arm
     events_by_topic: dict[str, int]  # written for the copies drained with webhooks
+    order: tuple[bool, ...] = DRAIN_ORDER  # with webhooks or not, each drain in turn
+    topics: int = len(TOPICS)  # a webhook on each, in the drains with webhooks
 
     @property
     def ratio(self) -> float:
@@ -309,7 +313,7 @@ class SubscribedDrains:
     def in_order(self) -> list[tuple[bool, float]]:
         """(with webhooks, copies/s) of each drain, in the order they ran."""
         arms = {False: iter(self.without.drains), True: iter(self.with_webhooks.drains)}
-        return [(subscribed, next(arms[subscribed]).rate) for subscribed in DRAIN_ORDER]
+        return [(subscribed, next(arms[subscribed]).rate) for subscribed in self.order]
 
 
 def subscribed_drains(
@@ -318,19 +322,22 @@ def subscribed_drains(
     sources: Sequence[str],
     copies: int,
     receiver_url: str,
+    *,
+    order: tuple[bool, ...] = DRAIN_ORDER,
+    rss_interval: float = 0.2,
 ) -> SubscribedDrains:
     """``bench.drain.worker_drain`` (as ``bench.run`` measures it) with no webhook and with
-    one webhook listening to each copy topic, in :data:`DRAIN_ORDER`. The events are
-    written, not delivered: no webhooks worker runs."""
+    one webhook listening to each copy topic, in ``order`` (:data:`DRAIN_ORDER`). The events
+    are written, not delivered: no webhooks worker runs."""
     arms: dict[bool, list[drain.DrainResult]] = {False: [], True: []}
     topics: Counter[str] = Counter()
-    for subscribed in DRAIN_ORDER:
+    for subscribed in order:
         remove_webhooks(sessions)
         if subscribed:
             add_webhooks(sessions, list(TOPICS), receiver_url)
         which = f"a webhook on each of {len(TOPICS)} topics" if subscribed else "no webhook"
         say(f"copy drain of {copies} copies, {which}")
-        result = drain.worker_drain(bench, sessions, sources, copies)
+        result = drain.worker_drain(bench, sessions, sources, copies, rss_interval=rss_interval)
         say(f"  {result.rate:.0f} copies/s {result.statuses}")
         arms[subscribed].append(result)
         if subscribed:
@@ -343,4 +350,4 @@ def subscribed_drains(
                     )
                 )
     remove_webhooks(sessions)
-    return SubscribedDrains(Arm(arms[False]), Arm(arms[True]), dict(topics))
+    return SubscribedDrains(Arm(arms[False]), Arm(arms[True]), dict(topics), order)

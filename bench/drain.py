@@ -43,14 +43,17 @@ def worker_drain(
     sessions: sessionmaker[Session],
     sources: Sequence[str],
     count: int,
+    *,
+    rss_interval: float = 0.2,
 ) -> DrainResult:
     """Create ``count`` copies (placing, reusing the wallet) and announce them, then start a
-    worker on the full queue and time it empty, sampling its memory meanwhile."""
+    worker on the full queue and time it empty, sampling its memory every ``rss_interval``
+    seconds meanwhile."""
     broker.flush(bench.key_prefix)
     ids = world.create_copies(sessions, sources, count, publish)
     with (
         running_worker(bench.data_dir, f"drain-{bench.run_id}") as worker,
-        RssSampler(worker.pid) as rss,
+        RssSampler(worker.pid, rss_interval) as rss,
     ):
         meter = CpuMeter(worker.pid, bench.database_name)
         drain = broker.time_drain(

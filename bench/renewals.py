@@ -30,6 +30,8 @@ from bench import environment
 #: Source orders the subscriptions renew (round robin): each its customer and wallet entry.
 SOURCES = 50
 INSERT_BATCH = 10_000
+SMOKE_COUNT = 50
+SMOKE_SOURCES = 5
 
 #: The baseline: the same copy rows, in one statement, nothing else (no lock, no
 #: schedule, no history, no advance).
@@ -102,14 +104,20 @@ class Measure:
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.renewals", description=__doc__)
+    parser.add_argument("--count", type=int, help="due subscriptions (default 100,000)")
     parser.add_argument(
-        "--count", type=int, default=100_000, help="due subscriptions (default 100,000)"
+        "--smoke",
+        action="store_true",
+        help=f"{SMOKE_COUNT} due subscriptions of {SMOKE_SOURCES} orders: proves "
+        "the bench runs (make test runs it)",
     )
-    return parser.parse_args(argv)
+    options = parser.parse_args(argv)
+    options.count = options.count or (SMOKE_COUNT if options.smoke else 100_000)
+    return options
 
 
-def make_world(sessions: object, count: int, due: datetime) -> None:
-    """``count`` active monthly subscriptions, all due at ``due``, over SOURCES orders."""
+def make_world(sessions: object, count: int, due: datetime, sources: int = SOURCES) -> None:
+    """``count`` active monthly subscriptions, all due at ``due``, over ``sources`` orders."""
     from sqlalchemy import insert
     from sqlalchemy.orm import Session, sessionmaker
 
@@ -118,9 +126,10 @@ def make_world(sessions: object, count: int, due: datetime) -> None:
 
     assert isinstance(sessions, sessionmaker)
     makers: sessionmaker[Session] = sessions
-    sources = make_sources(makers, SOURCES, 1)
     with makers.begin() as session:
-        orders = [session.get_one(Order, source_id) for source_id in sources]
+        orders = [
+            session.get_one(Order, source_id) for source_id in make_sources(makers, sources, 1)
+        ]
         owners = [(o.id, o.customer_id, o.customer_payment_source_id, o.mode) for o in orders]
     for start in range(0, count, INSERT_BATCH):
         with makers.begin() as session:
@@ -129,10 +138,10 @@ def make_world(sessions: object, count: int, due: datetime) -> None:
                 [
                     {
                         "id": new_public_id(),
-                        "mode": owners[n % SOURCES][3],
-                        "source_order_id": owners[n % SOURCES][0],
-                        "customer_id": owners[n % SOURCES][1],
-                        "customer_payment_source_id": owners[n % SOURCES][2],
+                        "mode": owners[n % sources][3],
+                        "source_order_id": owners[n % sources][0],
+                        "customer_id": owners[n % sources][1],
+                        "customer_payment_source_id": owners[n % sources][2],
                         "frequency": "monthly",
                         "status": SubscriptionStatus.ACTIVE,
                         "starts_at": due,
@@ -294,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             sessions = db.sessions()
             now = utcnow()
             due = now - timedelta(minutes=5)
-            make_world(sessions, options.count, due)
+            make_world(sessions, options.count, due, SMOKE_SOURCES if options.smoke else SOURCES)
             vacuum(bench.psycopg_url)
             raw = run_raw(bench.psycopg_url, now)
             if raw.rows != options.count:

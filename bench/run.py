@@ -24,12 +24,22 @@ RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="about 500 copies instead of 5,000")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="about 500 copies instead of 5,000")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help="every phase on a few copies: proves the bench runs (make test runs it)",
+    )
     parser.add_argument("--copies", type=int, help="copies (and no-op messages) to drain")
     parser.add_argument(
         "--storm", type=int, help="due subscriptions in the renewal storm (issue 7: 100,000)"
     )
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"where to write the JSON ({RESULTS}; --smoke: the run's temporary directory)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the worker logs")
     return parser.parse_args(argv)
 
@@ -51,7 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         if isinstance(handler, logging.StreamHandler):
             handler.setStream(bench_log)
 
-    plan = suite.QUICK if options.quick else suite.FULL
+    size = "smoke" if options.smoke else "quick" if options.quick else "full"
+    plan = {"smoke": suite.SMOKE, "quick": suite.QUICK, "full": suite.FULL}[size]
+    # A smoke run's figures measure nothing: they never replace a real run's.
+    out = options.out or (data_dir / "latest.json" if options.smoke else RESULTS)
     if options.copies:
         plan = replace(plan, copies=options.copies)
     if options.storm:
@@ -63,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         load = (load_before[0], os.getloadavg()[0])
         table = report.rows(results)
         title = (
-            f"ordercopy bench ({'quick' if options.quick else 'full'}, {plan.copies:,} copies, "
+            f"ordercopy bench ({size}, {plan.copies:,} copies, "
             f"{results['seconds']:.0f} s, {os.cpu_count()} CPUs, load average "
             f"{load[0]:.1f} -> {load[1]:.1f}): every ratio compares figures from this run"
         )
@@ -72,19 +85,28 @@ def main(argv: list[str] | None = None) -> int:
             "plan": plan.__dict__,
             "run_id": bench.run_id,
             "quick": options.quick,
+            "smoke": options.smoke,
             "cpus": os.cpu_count(),
             "load_average_1min": {"before": load[0], "after": load[1]},
         }
-        report.write_json(options.out, table, results, meta)
-        print(f"\nwritten to {options.out}")
-        ok = True
+        report.write_json(out, table, results, meta)
+        kept = (
+            " (the run's temporary directory: --keep keeps it)"
+            if options.out is None and options.smoke
+            else ""
+        )
+        print(f"\nwritten to {out}{kept}")
+        failed = suite.problems(results)
+        for problem in failed:
+            print(f"bench failed: {problem}", file=sys.stderr)
+        ok = not failed
     finally:
         bench_log.close()
         if ok and not options.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
         else:
             print(f"worker and bench logs kept in {data_dir}", file=sys.stderr)
-    return 0
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -32,25 +32,43 @@ RESULTS = Path(__file__).resolve().parent / "results" / "webhooks.json"
 WEBHOOKS = 10  # listening to order_copies.create, so two per webhook do not serialize all
 SOURCES = 100
 LINES = 10
+#: ``--smoke``: events and copies, source orders, memory sampling (drains of a fraction of
+#: a second).
+SMOKE = 20
+SMOKE_SOURCES = 10
+SMOKE_RSS_INTERVAL = 0.005
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.webhooks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="500 events and copies, not 5,000")
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true", help="500 events and copies, not 5,000")
+    size.add_argument(
+        "--smoke",
+        action="store_true",
+        help=f"{SMOKE} events and copies, two copy drains (without, with): "
+        "proves the bench runs (make test runs it)",
+    )
     parser.add_argument("--events", type=int, help="webhook events to deliver (and no-op tasks)")
     parser.add_argument("--copies", type=int, help="copies in each of the four copy drains")
     parser.add_argument("--webhooks", type=int, default=WEBHOOKS, help="receiving the events")
-    parser.add_argument("--out", type=Path, default=RESULTS, help="where to write the JSON")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help=f"where to write the JSON ({RESULTS}; --smoke: the run's temporary directory)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the worker logs")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     options = parse(argv)
-    size = 500 if options.quick else 5000
+    size = SMOKE if options.smoke else 500 if options.quick else 5000
     events, copies = options.events or size, options.copies or size
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     data_dir = Path(tempfile.mkdtemp(prefix="ordercopy-bench-webhooks-"))
+    # A smoke run's figures measure nothing: they never replace a real run's.
+    out = options.out or (data_dir / "webhooks.json" if options.smoke else RESULTS)
     bench = environment.configure(data_dir)
     # Loopback callback URLs; every process started from here inherits it.
     os.environ["ORDERCOPY_WEBHOOKS_ALLOW_PRIVATE"] = "true"
@@ -75,7 +93,9 @@ def main(argv: list[str] | None = None) -> int:
         with world.throwaway_database(bench), Receiver() as receiver:
             sessions = db.sessions()
             deliveries.say(f"database {bench.database_name}, broker prefix {bench.key_prefix!r}")
-            sources = world.make_sources(sessions, SOURCES, LINES)
+            sources = world.make_sources(
+                sessions, SMOKE_SOURCES if options.smoke else SOURCES, LINES
+            )
             world.analyze(bench)
 
             deliveries.say(f"no-op drain of {events} messages on the webhooks worker")
@@ -94,7 +114,15 @@ def main(argv: list[str] | None = None) -> int:
             deliveries.say(f"  {delivered.rate:.0f} events/s {delivered.statuses}")
             deliveries.remove_webhooks(sessions)
 
-            drains = deliveries.subscribed_drains(bench, sessions, sources, copies, receiver.url)
+            drains = deliveries.subscribed_drains(
+                bench,
+                sessions,
+                sources,
+                copies,
+                receiver.url,
+                order=deliveries.SMOKE_DRAIN_ORDER if options.smoke else deliveries.DRAIN_ORDER,
+                rss_interval=SMOKE_RSS_INTERVAL if options.smoke else 0.2,
+            )
         broker.flush(bench.key_prefix)
         seconds = time.monotonic() - began
         load = (load_before, os.getloadavg()[0])
@@ -105,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         rows = table(noop, delivered, drains, settings)
         print(render(rows, title))
-        options.out.parent.mkdir(exist_ok=True)
-        options.out.write_text(
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(
             json.dumps(
                 {
                     "table": [
@@ -141,15 +169,40 @@ def main(argv: list[str] | None = None) -> int:
                 default=str,
             )
         )
-        print(f"\nwritten to {options.out}")
-        ok = True
+        kept = (
+            " (the run's temporary directory: --keep keeps it)"
+            if options.out is None and options.smoke
+            else ""
+        )
+        print(f"\nwritten to {out}{kept}")
+        failed = problems(delivered, drains)
+        for problem in failed:
+            print(f"bench failed: {problem}", file=sys.stderr)
+        ok = not failed
     finally:
         bench_log.close()
         if ok and not options.keep:
             shutil.rmtree(data_dir, ignore_errors=True)
         else:
             print(f"worker and bench logs kept in {data_dir}", file=sys.stderr)
-    return 0
+    return 0 if ok else 1
+
+
+def problems(delivered: DeliveryResult, drains: SubscribedDrains) -> list[str]:
+    """What went wrong in a run that finished: an event not delivered, or delivered to the
+    receiver other than once, or a drained copy that did not complete. Rates of failures
+    measure nothing, and a bench that stops working must not pass unseen."""
+    found = []
+    if delivered.statuses != {"delivered": delivered.events}:
+        found.append(f"{delivered.events} events, {delivered.statuses}: not all delivered")
+    if delivered.distinct_received != delivered.events:
+        found.append(
+            f"the receiver saw {delivered.distinct_received} distinct events of {delivered.events}"
+        )
+    for arm in (drains.without, drains.with_webhooks):
+        if arm.statuses != {"completed": arm.copies}:
+            found.append(f"copy drains: {arm.copies} copies, {arm.statuses}: not all completed")
+    return found
 
 
 Row = tuple[str, str, str, str]
@@ -197,14 +250,16 @@ def table(
             "",
         ),
         (
-            f"copy drain: {runs} x {each:,} copies, a webhook on each of 5 topics",
+            f"copy drain: {runs} x {each:,} copies, a webhook on each of {drains.topics} topics",
             f"{with_webhooks.rate:,.0f} copies/s",
             f"{drains.ratio:.2f} x without; {with_webhooks.cpu_ms:.1f} ms CPU/copy"
             f" ({with_webhooks.cpu_ms / without.cpu_ms:.2f} x)",
             ">= 0.85",
         ),
         (
-            "  each drain in the order run (ABBA)",
+            "  each drain in the order run ("
+            + "".join("B" if subscribed else "A" for subscribed in drains.order)
+            + ")",
             ", ".join(f"{'with' if w else 'without'} {r:,.0f}" for w, r in drains.in_order()),
             "copies/s",
             "",
