@@ -4,7 +4,7 @@ the SDK would write it, against a real uvicorn, and prints what it did as JSON.
 
 The SDK is redirected from ``https://<org>.commercelayer.io/api`` to the test server with
 its request interceptor, and our API key is its access token. What a worker would have
-done (a copy that completed, one that failed) and what the deliverer writes (event
+done (a copy that completed, one that failed, a renewal) and what the deliverer writes (event
 callbacks) are seeded here, beforehand."""
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import pytest
 
 from api.auth import issue_key
 from copying.runs import Outcome
+from copying.subscriptions import renewals
 from copying.webhooks import topics, webhooks
 from models import EventCallback, Mode, WebhookEvent, utcnow
 from tests.api.web import server_in_thread
-from tests.factories import create_copy, make_shop
+from tests.factories import create_copy, make_shop, make_subscription
 from tests.interop import npm
 from tests.runs import execute_one
 from tests.worker.processes import flush_broker
@@ -56,6 +57,7 @@ EXPECTED = {
         "webhooks": "create retrieve update delete list filter sort page include related"
         " _disable _enable _reset_circuit",
         "event_callbacks": "list retrieve filter sort page include related",
+        "recurring_order_copies": "list retrieve filter sort include related refused",
     }.items()
 }
 
@@ -85,6 +87,17 @@ def seed(committed, gateways) -> dict[str, Any]:
     assert execute_one(committed, completed, gateways=gateways) == Outcome.COMPLETED
     assert execute_one(committed, failed, gateways=gateways) == Outcome.FAILED
     now = utcnow()
+    # A renewal, in live mode (the test-mode sections count what they list): a
+    # subscription due a day ago, renewed by the tick, run.
+    with committed.begin() as session:
+        shop = make_shop(session, mode=Mode.LIVE)
+        subscription = make_subscription(session, shop.source, starts_at=now - timedelta(days=1))
+        session.flush()
+        subscription_id = subscription.id
+    asked_live = create_copy(committed, shop.source.id, mode=Mode.LIVE).id
+    with committed.begin() as session:
+        [renewal] = renewals.tick(session, now, batch_size=10).copies
+    assert execute_one(committed, renewal, gateways=gateways) == Outcome.COMPLETED
     with committed.begin() as session:
         webhook = webhooks.create(
             session,
@@ -125,6 +138,9 @@ def seed(committed, gateways) -> dict[str, Any]:
             callbacks.append(callback.id)
     return {
         "completed_copy": completed,
+        "renewal": renewal,
+        "renewed_subscription": subscription_id,
+        "live_copy": asked_live,
         "failed_copy": failed,
         "webhook": webhook.id,
         "event_callbacks": callbacks,  # oldest first
@@ -135,10 +151,12 @@ def test_the_commerce_layer_sdk_drives_every_resource_both_have(sdk, web, commit
     node, installed = sdk
     with committed.begin() as session:
         _, token = issue_key(session, name="Commerce Layer SDK", mode=Mode.TEST)
+        _, live_token = issue_key(session, name="Commerce Layer SDK, live", mode=Mode.LIVE)
     env = {
         **os.environ,
         "ORDERCOPY_URL": web,
         "ORDERCOPY_API_KEY": token,
+        "ORDERCOPY_LIVE_API_KEY": live_token,
         "ORDERCOPY_SEED": json.dumps(seed(committed, gateways)),
     }
 

@@ -3,7 +3,8 @@
 // against a real server and reads the summary printed last (one line of JSON):
 // {"operations": {resource: {operation: count}}, "failures": [...]}.
 //
-// Environment: ORDERCOPY_URL (the server), ORDERCOPY_API_KEY (a test-mode key) and
+// Environment: ORDERCOPY_URL (the server), ORDERCOPY_API_KEY (a test-mode key),
+// ORDERCOPY_LIVE_API_KEY (a live one) and
 // ORDERCOPY_SEED (JSON: what the test made beforehand, that no API call makes).
 import assert from 'node:assert/strict'
 import { CommerceLayer } from '@commercelayer/sdk/bundle'
@@ -14,11 +15,18 @@ const seed = JSON.parse(process.env.ORDERCOPY_SEED)
 // The SDK builds https://<organization>.commercelayer.io/api/<path>: the interceptor keeps
 // the path and query and swaps the origin for ordercopy's. The API key is a Bearer token,
 // as a Commerce Layer access token is.
-const cl = CommerceLayer({ organization: 'ordercopy', accessToken: process.env.ORDERCOPY_API_KEY })
-cl.addRequestInterceptor((request) => {
-  const url = new URL(request.url)
-  return { ...request, url: new URL(url.pathname + url.search, server) }
-})
+function client (accessToken) {
+  const sdk = CommerceLayer({ organization: 'ordercopy', accessToken })
+  sdk.addRequestInterceptor((request) => {
+    const url = new URL(request.url)
+    return { ...request, url: new URL(url.pathname + url.search, server) }
+  })
+  return sdk
+}
+const cl = client(process.env.ORDERCOPY_API_KEY)
+// Live mode holds the seeded renewal (ORDERCOPY_LIVE_API_KEY), apart from what the
+// test-mode sections count.
+const live = client(process.env.ORDERCOPY_LIVE_API_KEY)
 
 const operations = {}
 const failures = []
@@ -515,6 +523,41 @@ await section('order_subscriptions', async () => {
     await cl.order_subscriptions.delete(monthly.id)
     await gone(() => cl.order_subscriptions.retrieve(monthly.id))
   })
+})
+
+await section('recurring_order_copies', async () => {
+  const renewals = live.recurring_order_copies
+  await step('recurring_order_copies', 'list', async () => {
+    assert.deepEqual(ids(await renewals.list()), [seed.renewal])
+  })
+  await step('recurring_order_copies', 'retrieve', async () => {
+    const renewal = await renewals.retrieve(seed.renewal)
+    assert.equal(renewal.type, 'recurring_order_copies')
+    assert.equal(renewal.status, 'completed')
+  })
+  await step('recurring_order_copies', 'filter', async () => {
+    assert.deepEqual(ids(await renewals.list({ filters: { status_eq: 'completed' } })), [seed.renewal])
+    assert.deepEqual(ids(await renewals.list({ filters: { status_eq: 'failed' } })), [])
+  })
+  await step('recurring_order_copies', 'sort', async () => {
+    assert.deepEqual(ids(await renewals.list({ sort: { completed_at: 'desc' } })), [seed.renewal])
+  })
+  await step('recurring_order_copies', 'include', async () => {
+    const renewal = await renewals.retrieve(seed.renewal, { include: ['order_subscription', 'target_order'] })
+    assert.equal(renewal.order_subscription.id, seed.renewed_subscription)
+    assert.equal(renewal.target_order.status, 'placed')
+  })
+  await step('recurring_order_copies', 'related', async () => {
+    const listed = await live.order_subscriptions.recurring_order_copies(seed.renewed_subscription)
+    assert.deepEqual(ids(listed), [seed.renewal])
+    assert.equal((await renewals.source_order(seed.renewal)).type, 'orders')
+    // order_copies serves both kinds; copy_type tells them apart.
+    const both = await live.order_copies.list({ sort: { copy_type: 'asc' } })
+    assert.deepEqual(Array.from(both, (c) => c.copy_type), ['order_copies', 'recurring_order_copies'])
+  })
+  // A copy asked for is no renewal; renewals are read only here.
+  await refused('recurring_order_copies', 404, null, () => renewals.retrieve(seed.live_copy))
+  await refused('recurring_order_copies', 405, null, () => renewals.update({ id: seed.renewal, reference: 'x' }))
 })
 
 await section('webhooks', async () => {
