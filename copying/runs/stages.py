@@ -36,6 +36,7 @@ from copying.subscriptions import renewals
 from copying.webhooks import topics
 from models import CopyStep, CustomerPaymentSource, Mode, Order, OrderStatus, PaymentAuthorization
 from models.dialects import insert_rows
+from models.order_copies import RECURRING
 
 
 class Beaten(Exception):
@@ -276,8 +277,15 @@ def _promotions(
     """The coupon the target carries (the source's, unless it is no longer valid: then an
     error, or with ``ignore_invalid_coupon`` not copied and no error), and what becomes of
     the lines copied: a coupon not copied takes the promotion lines it unlocked with it;
-    ``apply_promotions`` makes the promotion lines again, as of ``now``."""
+    ``apply_promotions`` makes the promotion lines again, as of ``now``.
+
+    A renewal keeps the price its subscription was sold at (Commerce Layer's recurring
+    copies have neither option): its lines are copied frozen, discounts included, and
+    the coupon is neither checked nor carried (its lines keep their discount without
+    it), so no renewal takes one of its uses."""
     run.errors.clear(ErrorKey.COUPON_CODE)
+    if run.copy_type == RECURRING:
+        return None, lambda lines: [line._replace(coupon_code=None) for line in lines]
     code = source.coupon_code
     problem = (
         promotions.problem_with_coupon(session, run.mode, code, source.currency_code, now)

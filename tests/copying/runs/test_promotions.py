@@ -12,6 +12,7 @@ from sqlalchemy import select
 from copying import runs
 from copying.orders import placing
 from copying.runs import Outcome
+from copying.subscriptions import renewals
 from models import (
     CopyStatus,
     Coupon,
@@ -32,6 +33,7 @@ from tests.factories import (
     make_order,
     make_promotion,
     make_sku,
+    make_subscription,
     make_wallet_entry,
     order_lines,
 )
@@ -208,4 +210,32 @@ def test_two_copies_of_a_chunk_wanting_a_coupons_last_use_place_one(sessions, ga
             {"coupon_code": ["coupon SPRING has been used up (1 uses of 1)"]}
         ]
         assert s.get_one(Coupon, coupon.id).usage_count == 1
+        assert money_violations(s, {"TEE": 10}) == []
+
+
+def test_a_renewal_keeps_its_subscriptions_discount_and_takes_no_coupon_use(
+    sessions, gateways, clock
+):
+    """A coupon with one use, taken by the source when it was placed: each renewal is a
+    frozen copy, discount lines included, which neither checks the coupon nor takes a use
+    (without this, every renewal failed on the used-up coupon)."""
+    with sessions.begin() as s:
+        tee, coupon, source = source_with_coupon(s, usage_limit=1)
+    assert placing.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
+    with sessions.begin() as s:
+        # Repriced since: the subscriber keeps the price.
+        s.get_one(Sku, tee.id).unit_amount_cents = 2600
+        make_subscription(s, s.get_one(Order, source.id), starts_at=T0 - 2 * DAY)
+    with sessions.begin() as s:
+        [copy_id] = renewals.tick(s, T0, batch_size=10).copies
+
+    assert execute_one(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+
+    copy, target, lines = copy_and_target(sessions, copy_id)
+    assert (copy.errors_log, target.status, target.coupon_code) == ({}, "placed", None)
+    # The discount kept, without the coupon (which would take a use when placed).
+    assert lines == [*SOURCE_LINES[:2], (ItemType.PROMOTIONS, "Spring", -500, None)]
+    assert target.total_amount_cents == 3100
+    with sessions.begin() as s:
+        assert s.get_one(Coupon, coupon.id).usage_count == 1  # the source's use, no other
         assert money_violations(s, {"TEE": 10}) == []
