@@ -58,6 +58,10 @@ EXPECTED = {
         " _disable _enable _reset_circuit",
         "event_callbacks": "list retrieve filter sort page include related",
         "recurring_order_copies": "list retrieve filter sort include related refused",
+        "percentage_discount_promotions": "create update delete",
+        "fixed_amount_promotions": "create retrieve",
+        "coupons": "create update filter include refused delete",
+        "promotions": "list filter",
     }.items()
 }
 

@@ -560,6 +560,61 @@ await section('recurring_order_copies', async () => {
   await refused('recurring_order_copies', 405, null, () => renewals.update({ id: seed.renewal, reference: 'x' }))
 })
 
+// In live mode: a promotion active now would change what the test-mode orders cost.
+await section('promotions', async () => {
+  const now = new Date().toISOString()
+  const later = new Date(Date.now() + 30 * 86400 * 1000).toISOString()
+  const percent = await step('percentage_discount_promotions', 'create', async () => {
+    const created = await live.percentage_discount_promotions.create({
+      name: 'SDK ten percent', percentage: 10, starts_at: now, expires_at: later, sku_codes: ['SDK-TEE']
+    })
+    assert.equal(created.type, 'percentage_discount_promotions')
+    return created
+  })
+  const fixed = await step('fixed_amount_promotions', 'create', () => live.fixed_amount_promotions.create({
+    name: 'SDK five off', fixed_amount_cents: 500, currency_code: 'USD', starts_at: now, expires_at: later
+  }))
+  await step('percentage_discount_promotions', 'update', async () => {
+    const updated = await live.percentage_discount_promotions.update({ id: percent.id, percentage: 15 })
+    assert.equal(updated.percentage, 15)
+  })
+  await step('fixed_amount_promotions', 'retrieve', async () => {
+    assert.equal((await live.fixed_amount_promotions.retrieve(fixed.id)).fixed_amount_cents, 500)
+  })
+  const coupon = await step('coupons', 'create', () => live.coupons.create({
+    code: 'Sdk-Spring', usage_limit: 2, promotion: live.promotions.relationship(fixed.id)
+  }))
+  await step('coupons', 'update', async () => {
+    assert.equal((await live.coupons.update({ id: coupon.id, usage_limit: 3 })).usage_limit, 3)
+  })
+  await step('coupons', 'filter', async () => {
+    assert.deepEqual(ids(await live.coupons.list({ filters: { code_eq: 'Sdk-Spring' } })), [coupon.id])
+  })
+  await step('coupons', 'include', async () => {
+    const got = await live.coupons.retrieve(coupon.id, { include: ['promotion'] })
+    assert.equal(got.promotion.id, fixed.id)
+  })
+  // A code is unique in its mode, whatever the case.
+  await refused('coupons', 422, '/data/attributes/code', () => live.coupons.create({
+    code: 'SDK-SPRING', promotion: live.promotions.relationship(fixed.id)
+  }))
+  await step('promotions', 'list', async () => {
+    const all = await live.promotions.list({ sort: { name: 'asc' } })
+    assert.deepEqual(ids(all), [fixed.id, percent.id])
+  })
+  await step('promotions', 'filter', async () => {
+    assert.deepEqual(ids(await live.promotions.list({ filters: { name_cont: 'percent' } })), [percent.id])
+  })
+  await step('coupons', 'delete', async () => {
+    await live.coupons.delete(coupon.id)
+    await gone(() => live.coupons.retrieve(coupon.id))
+  })
+  await step('percentage_discount_promotions', 'delete', async () => {
+    await live.percentage_discount_promotions.delete(percent.id)
+    await gone(() => live.percentage_discount_promotions.retrieve(percent.id))
+  })
+})
+
 await section('webhooks', async () => {
   const hook = (attributes) => step('webhooks', 'create', () => cl.webhooks.create({
     callback_url: 'https://93.184.215.14/sdk', ...attributes
