@@ -138,13 +138,16 @@ def test_a_lost_ledger_connection_fails_one_call_and_the_next_connects_anew(
     that call fails as the gateway being unavailable (transient: asked again later) and
     the next one reconnects."""
     assert _authorize(gateway, key, "tok_visa").authorized
+    # This gateway's ledger connections only: other gateways of the process (a live
+    # server's, in a later test) keep theirs.
+    pids = [c.connection.dbapi_connection.info.backend_pid for _, _, c in gateway._idle]
     with committed.begin() as s:
         dropped = s.execute(
             text(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE datname = current_database() AND application_name = :name"
+                " WHERE application_name = :name AND pid = ANY(:pids)"
             ),
-            {"name": LEDGER_APPLICATION},
+            {"name": LEDGER_APPLICATION, "pids": pids},
         ).all()
     assert dropped
     assert all(ok for (ok,) in dropped)
