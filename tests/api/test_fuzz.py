@@ -50,7 +50,7 @@ from tests.factories import (
     make_wallet_entry,
 )
 
-#: Per operation: 5 since the API grew to 17 resource types and their related routes
+#: Per operation: 5 since the API grew to 16 resource types and their related routes
 #: (113 operations; the fuzz run took 9 min at 8, beside the suite); every phase still
 #: runs for every operation.
 EXAMPLES = 5
