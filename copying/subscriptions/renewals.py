@@ -380,13 +380,12 @@ def record_failed(
     if retries < len(policy.retry_after):
         return policy.retry_after[retries]
     final = FINAL_ACTIONS[policy.final_action]
-    if final != subscription.status:
+    if final == SubscriptionStatus.INACTIVE:
+        subscription_states.deactivate(session, subscription, now)
+    elif final == SubscriptionStatus.CANCELLED:
+        subscription_states.cancel(session, subscription, now)
+    elif final != subscription.status:  # keep_active: running → active, no event
         subscription_states.move(subscription, final)
-        topic = subscription_states.TOPIC_OF_MOVE.get(final)  # running → active: none
-        if topic is not None:
-            subscription_states.announce(session, subscription, topic, now)
-    if final == SubscriptionStatus.CANCELLED:
-        subscription.next_run_at = None
     return None
 
 

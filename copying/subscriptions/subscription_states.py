@@ -126,13 +126,6 @@ def cancel(session: Session, subscription: OrderSubscription, now: datetime) -> 
     announce(session, subscription, topics.SUBSCRIPTION_CANCEL, now)
 
 
-#: The topic of each status a subscription may be moved to by a renewal's outcome.
-TOPIC_OF_MOVE = {
-    S.INACTIVE: topics.SUBSCRIPTION_DEACTIVATE,
-    S.CANCELLED: topics.SUBSCRIPTION_CANCEL,
-}
-
-
 def delete(session: Session, subscription: OrderSubscription) -> None:
     """Delete the subscription (its renewals' copies stay, no longer linked to it); not
     while a renewal runs. Does not commit."""
