@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import inspect
@@ -72,10 +73,12 @@ def load(
     *,
     lock: bool = False,
     keeping_key: bool = False,
+    holds: Callable[[Any], bool] | None = None,
 ) -> Any:
-    """The row the URL names, or a 404 (``lock``, ``keeping_key``: see :func:`find`)."""
+    """The row the URL names, or a 404 (``lock``, ``keeping_key``: see :func:`find`;
+    ``holds``: whether a row of ``model`` is one of the resource's, when only some are)."""
     row = find(session, model, row_id, mode, lock=lock, keeping_key=keeping_key)
-    if row is None:
+    if row is None or (holds is not None and not holds(row)):
         raise ApiError(404, f"{type_} {row_id} does not exist in {mode} mode")
     return row
 

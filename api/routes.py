@@ -140,7 +140,7 @@ class Routes:
         lock: bool = False,
         keeping_key: bool = False,
     ) -> Any:
-        row = lookups.load(
+        return lookups.load(
             session,
             self.resource.model,
             self.resource.type,
@@ -148,10 +148,8 @@ class Routes:
             mode,
             lock=lock,
             keeping_key=keeping_key,
+            holds=self.resource.holds,
         )
-        if not self.resource.holds(row):
-            raise ApiError(404, f"{self.resource.type} {row_id} does not exist in {mode} mode")
-        return row
 
     def reject_parameters(self, request: Request) -> None:
         """For routes that take no query parameters at all."""
