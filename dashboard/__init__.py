@@ -1,0 +1,1 @@
+"""The ops dashboard at ``/dashboard``: server-rendered pages over the domain (``copying``)."""
