@@ -24,6 +24,7 @@ from models.promotions import (
     Promotion,
     PromotionKind,
 )
+from models.subscription_items import OrderSubscriptionItem
 from models.subscriptions import OrderSubscription, SubscriptionStatus
 from models.test_gateway import TestGatewayCharge
 from models.webhooks import CircuitState, EventCallback, EventStatus, Webhook, WebhookEvent
@@ -52,6 +53,7 @@ __all__ = [
     "OrderCopyEvent",
     "OrderStatus",
     "OrderSubscription",
+    "OrderSubscriptionItem",
     "PaymentAuthorization",
     "PaymentStatus",
     "PercentageDiscountPromotion",

@@ -169,6 +169,9 @@ class LineItem(Record, Base):
     sku_code: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(255), default="")
     quantity: Mapped[int] = mapped_column(default=1)
+    #: The frequency of the subscription this line is for (Commerce Layer's): a
+    #: subscription of the order with that frequency renews it as an item.
+    frequency: Mapped[str | None] = mapped_column(String(64))
     #: The stock this line holds (taken when its order was placed or its copy reserved):
     #: what is given back, whatever the line says by then.
     reserved_quantity: Mapped[int] = mapped_column(default=0, server_default="0")
