@@ -174,6 +174,9 @@ def create_app() -> FastAPI:
     # Operations (no API key, not JSON:API, not in the OpenAPI document): see README.
     app.include_router(health.router())
     app.include_router(metrics.router())
+    from dashboard.routes import router as dashboard  # the ops dashboard: dashboard/
+
+    app.include_router(dashboard())
     for resource in RESOURCES:
         app.include_router(
             router_for(resource, REGISTRY, publish=lambda: publish, gateways=gateways)

@@ -3,6 +3,7 @@
 from models.addresses import Address
 from models.api_keys import ApiKey
 from models.base import Base, Mode, new_public_id, utcnow
+from models.bulk_jobs import BulkAction, BulkJob, BulkJobStatus
 from models.catalog import Sku
 from models.customers import Customer, CustomerPaymentSource
 from models.idempotency import IdempotencyKey
@@ -28,12 +29,16 @@ from models.subscription_items import OrderSubscriptionItem
 from models.subscriptions import OrderSubscription, SubscriptionStatus
 from models.test_gateway import TestGatewayCharge
 from models.webhooks import CircuitState, EventCallback, EventStatus, Webhook, WebhookEvent
+from models.workers import WorkerHeartbeat
 
 __all__ = [
     "Address",
     "ApiKey",
     "AuthorizationStatus",
     "Base",
+    "BulkAction",
+    "BulkJob",
+    "BulkJobStatus",
     "CircuitState",
     "CopyStatus",
     "CopyStep",
@@ -64,6 +69,7 @@ __all__ = [
     "TestGatewayCharge",
     "Webhook",
     "WebhookEvent",
+    "WorkerHeartbeat",
     "new_public_id",
     "utcnow",
 ]

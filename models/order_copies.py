@@ -50,6 +50,7 @@ PENDING = text("status = 'pending'")
 LEASED = text("status = 'in_progress'")
 TARGETED = text("target_order_id IS NOT NULL")
 COMPLETED_AT = text("completed_at IS NOT NULL")
+FAILED_AT = text("failed_at IS NOT NULL")
 
 
 def _where(predicate: TextClause) -> dict[str, Any]:
@@ -88,6 +89,8 @@ class OrderCopy(Record, Base):
             "started_at",
             **_where(COMPLETED_AT),
         ),
+        # Failed copies by failure time (the dashboard's charts): only failed copies' rows.
+        Index("ix_order_copies_mode_failed_at", "mode", "failed_at", **_where(FAILED_AT)),
         # The copies a claim takes along (copy_states): pending, not waiting for a time.
         # Only these rows: copies waiting days for a renewal's retry are never scanned.
         Index("ix_order_copies_ready_dispatched_at", "dispatched_at", **_where(READY)),

@@ -1,4 +1,5 @@
-"""Retrying failed copies in bulk: select them by criteria, then retry each on its own.
+"""Retrying failed copies in bulk (and aborting pending ones): select them by criteria,
+then change each on its own.
 
 Each retry is its own unit of work (commit, then publish), and ``lifecycle.retry``
 is a compare-and-set ``failed → pending``: two bulk retries over the same copies
@@ -129,25 +130,7 @@ def retry_each(
     against its copy and the run goes on. ``progress_callback(id, outcome)`` is
     called after each copy. Commits (one transaction per copy).
     """
-    summary = RetrySummary()
-    for copy_id in ids:
-        outcome = RetryOutcome.RETRIED
-        try:
-            with unit_of_work(sessions, publish) as session:
-                lifecycle.retry(session, copy_id, mode, by=by)
-            summary.retried.append(copy_id)
-        except CopyStateError as error:
-            outcome = RetryOutcome.SKIPPED
-            summary.skipped[copy_id] = f"now {error.status}"
-        except NotFoundError:
-            outcome = RetryOutcome.SKIPPED
-            summary.skipped[copy_id] = "gone"
-        except Exception as error:  # one copy's bug must not stop the others' retries
-            outcome = RetryOutcome.ERROR
-            summary.errors[copy_id] = named(error)
-            log.exception("bulk_retry_error", order_copy_id=copy_id, by=by)
-        if progress_callback is not None:
-            progress_callback(copy_id, outcome)
+    summary = _each(sessions, ids, mode, lifecycle.retry, by, publish, progress_callback)
     log.info(
         "bulk_retry",
         by=by,
@@ -155,4 +138,58 @@ def retry_each(
         skipped=len(summary.skipped),
         errors=len(summary.errors),
     )
+    return summary
+
+
+def abort_each(
+    sessions: sessionmaker[Session],
+    ids: Sequence[str],
+    mode: Mode,
+    *,
+    by: str,
+    publish: Publish,
+    progress_callback: ProgressCallback | None = None,
+) -> RetrySummary:
+    """Abort each pending copy in its own unit of work, as :func:`retry_each` retries:
+    the summary's ``retried`` lists the copies aborted. Commits (one transaction per copy).
+    """
+    summary = _each(sessions, ids, mode, lifecycle.abort, by, publish, progress_callback)
+    log.info(
+        "bulk_abort",
+        by=by,
+        aborted=len(summary.retried),
+        skipped=len(summary.skipped),
+        errors=len(summary.errors),
+    )
+    return summary
+
+
+def _each(
+    sessions: sessionmaker[Session],
+    ids: Sequence[str],
+    mode: Mode,
+    change: Callable[..., OrderCopy],
+    by: str,
+    publish: Publish,
+    progress_callback: ProgressCallback | None,
+) -> RetrySummary:
+    summary = RetrySummary()
+    for copy_id in ids:
+        outcome = RetryOutcome.RETRIED
+        try:
+            with unit_of_work(sessions, publish) as session:
+                change(session, copy_id, mode, by=by)
+            summary.retried.append(copy_id)
+        except CopyStateError as error:
+            outcome = RetryOutcome.SKIPPED
+            summary.skipped[copy_id] = f"now {error.status}"
+        except NotFoundError:
+            outcome = RetryOutcome.SKIPPED
+            summary.skipped[copy_id] = "gone"
+        except Exception as error:  # one copy's bug must not stop the others' changes
+            outcome = RetryOutcome.ERROR
+            summary.errors[copy_id] = named(error)
+            log.exception("bulk_change_error", order_copy_id=copy_id, by=by, change=change.__name__)
+        if progress_callback is not None:
+            progress_callback(copy_id, outcome)
     return summary

@@ -1,0 +1,124 @@
+"""The overview's numbers: copies by status, throughput over time, oldest pending copy,
+renewals due, workers seen recently. Each is one indexed query."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, Integer, cast, func, or_, select, type_coerce
+from sqlalchemy.orm import Session
+
+from copying.subscriptions.subscription_states import RENEWING
+from models import CopyStatus, Mode, OrderCopy, OrderSubscription, WorkerHeartbeat
+
+#: A worker is "seen recently" if it beat within this (it beats every few seconds).
+SEEN_WITHIN = timedelta(seconds=30)
+SERIES = ("created", "completed", "failed")
+COLUMNS = {
+    "created": OrderCopy.created_at,
+    "completed": OrderCopy.completed_at,
+    "failed": OrderCopy.failed_at,
+}
+
+
+@dataclass
+class Series:
+    """Counts per bucket (oldest first), one list per kind, and when the first bucket starts."""
+
+    start: datetime
+    step: timedelta
+    counts: dict[str, list[int]]
+
+    @property
+    def total(self) -> dict[str, int]:
+        return {kind: sum(values) for kind, values in self.counts.items()}
+
+
+def _epoch_bucket(session: Session, column: Any, seconds: int) -> ColumnElement[int]:
+    if session.get_bind().dialect.name == "sqlite":
+        epoch: ColumnElement[Any] = cast(func.strftime("%s", column), Integer)
+        return type_coerce(epoch / seconds, Integer)
+    return type_coerce(
+        func.floor(type_coerce(func.extract("epoch", column), Float) / seconds), Integer
+    )
+
+
+def series(session: Session, mode: Mode, now: datetime, step: timedelta, buckets: int) -> Series:
+    """Copies created, completed and failed per ``step`` over the last ``buckets`` steps
+    (by the copies' own timestamps: a copy retried and completed counts as completed)."""
+    seconds = int(step.total_seconds())
+    last = int(now.timestamp()) // seconds
+    first = last - buckets + 1
+    since = datetime.fromtimestamp(first * seconds, tz=now.tzinfo)
+    counts = {kind: [0] * buckets for kind in SERIES}
+    for kind, column in COLUMNS.items():
+        bucket = _epoch_bucket(session, column, seconds)
+        rows = session.execute(
+            select(bucket, func.count())
+            .where(OrderCopy.mode == mode, column >= since, column.is_not(None))
+            .group_by(bucket)
+        )
+        for index, count in rows:
+            position = int(index) - first
+            if 0 <= position < buckets:
+                counts[kind][position] = count
+    return Series(since, step, counts)
+
+
+@dataclass
+class Overview:
+    by_status: dict[str, int]
+    oldest_pending_at: datetime | None
+    oldest_pending_age: float
+    renewals_next_hour: int
+    renewals_next_day: int
+    workers: list[WorkerHeartbeat]
+    minutes: Series
+    hours: Series
+
+
+def overview(session: Session, mode: Mode, now: datetime) -> Overview:
+    """Everything the overview page shows for ``mode``. Read-only."""
+    by_status = dict.fromkeys((s.value for s in CopyStatus), 0)
+    for status, count in session.execute(
+        select(OrderCopy.status, func.count())
+        .where(OrderCopy.mode == mode)
+        .group_by(OrderCopy.status)
+    ):
+        by_status[str(status)] = count
+    oldest = session.scalar(
+        select(OrderCopy.created_at)
+        .where(
+            OrderCopy.mode == mode,
+            OrderCopy.status == CopyStatus.PENDING,
+            or_(OrderCopy.next_attempt_at.is_(None), OrderCopy.next_attempt_at <= now),
+        )
+        .order_by(OrderCopy.created_at)
+        .limit(1)
+    )
+    due = select(func.count()).where(
+        OrderSubscription.mode == mode, OrderSubscription.status.in_(RENEWING)
+    )
+    workers = session.scalars(
+        select(WorkerHeartbeat)
+        .where(WorkerHeartbeat.seen_at >= now - SEEN_WITHIN)
+        .order_by(WorkerHeartbeat.hostname)
+    )
+    return Overview(
+        by_status=by_status,
+        oldest_pending_at=oldest,
+        oldest_pending_age=max((now - oldest).total_seconds(), 0.0) if oldest else 0.0,
+        renewals_next_hour=session.scalar(
+            due.where(OrderSubscription.next_run_at <= now + timedelta(hours=1))
+        )
+        or 0,
+        renewals_next_day=session.scalar(
+            due.where(OrderSubscription.next_run_at <= now + timedelta(days=1))
+        )
+        or 0,
+        workers=list(workers),
+        minutes=series(session, mode, now, timedelta(minutes=1), 60),
+        hours=series(session, mode, now, timedelta(hours=1), 24 * 7),
+    )
