@@ -115,6 +115,8 @@ class Line:
     name: str = ""
     unit_amount_cents: int = 0
     options: list[dict[str, Any]] = field(default_factory=list)
+    #: The frequency of a subscription the line is for.
+    frequency: str | None = None
 
 
 def make_order(
@@ -167,6 +169,7 @@ def make_order(
                 total_amount_cents=unit * line.quantity,
                 options=line.options,
                 metadata_={},
+                frequency=line.frequency,
             )
         )
     session.add_all(rows)

@@ -6,6 +6,7 @@ from api.resources.catalog import SKUS
 from api.resources.customers import CUSTOMER_PAYMENT_SOURCES, CUSTOMERS
 from api.resources.event_callbacks import EVENT_CALLBACKS
 from api.resources.order_copies import ORDER_COPIES, ORDER_COPY_EVENTS, RECURRING_ORDER_COPIES
+from api.resources.order_subscription_items import ORDER_SUBSCRIPTION_ITEMS
 from api.resources.order_subscriptions import ORDER_SUBSCRIPTIONS
 from api.resources.orders import ADDRESSES, LINE_ITEMS, ORDERS
 from api.resources.promotions import (
@@ -32,6 +33,7 @@ RESOURCES: tuple[Resource, ...] = (
     FIXED_AMOUNT_PROMOTIONS,
     COUPONS,
     ORDER_SUBSCRIPTIONS,
+    ORDER_SUBSCRIPTION_ITEMS,
     WEBHOOKS,
     EVENT_CALLBACKS,
 )

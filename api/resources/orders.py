@@ -199,6 +199,7 @@ def _create_line(
         unit_amount_cents=attributes.get("unit_amount_cents"),
         options=attributes.get("options"),
         metadata=attributes.get("metadata"),
+        frequency=attributes.get("frequency"),
     )
 
 
@@ -227,6 +228,15 @@ LINE_ITEMS = Resource(
             description="Line item options (JSON), copied with the line.",
         ),
         Attribute("metadata", "object", column="metadata_", writable="create", nullable=False),
+        Attribute(
+            "frequency",
+            "string",
+            writable="create",
+            max_length=64,
+            filterable=True,
+            description="A SKU line's subscription frequency: a subscription of the order "
+            "at that frequency renews the line as an order subscription item.",
+        ),
         *TIMESTAMPS,
     ),
     relationships=(

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from copying.errors import CopyInputError, InUseError, OrderStateError
 from copying.orders import order_states, placing, promotions, targets, wallet
+from copying.subscriptions.schedules import ScheduleError, check_frequency
 from models import (
     AuthorizationStatus,
     CustomerPaymentSource,
@@ -126,12 +127,22 @@ def add_line(
     unit_amount_cents: int | None = None,
     options: list[dict[str, Any]] | None = None,
     metadata: dict[str, Any] | None = None,
+    frequency: str | None = None,
 ) -> LineItem:
     """Add a line to an editable order and refresh it (:func:`refresh`). A SKU line is
     priced from the catalog (the one pricer); other lines carry the ``unit_amount_cents``
-    given; promotion lines are the order's promotions' to make, never added. Raises
-    CopyInputError naming the bad input. Does not commit."""
+    given; promotion lines are the order's promotions' to make, never added. A SKU line
+    may carry the ``frequency`` of a subscription it is for (a subscription of the order
+    at that frequency renews it as an item). Raises CopyInputError naming the bad input.
+    Does not commit."""
     check_editable(session, order, "its line items can change")
+    if frequency is not None:
+        if item_type != ItemType.SKUS:
+            raise CopyInputError("frequency", f"a {item_type} line is not subscribed to")
+        try:
+            check_frequency(frequency)
+        except ScheduleError as error:
+            raise CopyInputError("frequency", str(error)) from None
     if item_type == ItemType.PROMOTIONS:
         raise CopyInputError(
             "item_type",
@@ -165,6 +176,7 @@ def add_line(
         total_amount_cents=unit * quantity,
         options=options or [],
         metadata_=metadata or {},
+        frequency=frequency,
     )
     session.add(line)
     session.flush()

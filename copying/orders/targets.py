@@ -35,6 +35,7 @@ from models import (
     LineItem,
     Mode,
     Order,
+    OrderSubscriptionItem,
     Sku,
     new_public_id,
     utcnow,
@@ -180,6 +181,32 @@ def load_contents_many(session: Session, order_ids: Collection[str]) -> dict[str
         contents.lines.append(Line(*row[1:width]))
         if row[width] is not None:
             contents.skus[row[width]] = SkuTerms(*row[width + 1 :])
+    return loaded
+
+
+def load_items_many(session: Session, subscription_ids: Collection[str]) -> dict[str, Contents]:
+    """What each subscription in automatic mode renews: its items as SKU lines (named as
+    the catalog names their SKU, at the items' quantities and unit amounts, oldest first)
+    and the SKUs they name, in one query. Subscriptions with no items are left out (they
+    renew their whole source order). An item's SKU is looked up in the item's mode."""
+    if not subscription_ids:
+        return {}
+    item = OrderSubscriptionItem
+    rows = session.execute(
+        select(item.order_subscription_id, item.sku_code, item.quantity)
+        .add_columns(item.unit_amount_cents, *_SKU_COLUMNS)
+        .outerjoin(Sku, and_(Sku.mode == item.mode, Sku.code == item.sku_code))
+        .where(item.order_subscription_id.in_(subscription_ids))
+        .order_by(item.order_subscription_id, item.created_at, item.id)
+    )
+    loaded: dict[str, Contents] = {}
+    for subscription_id, code, quantity, unit, *sku in rows:
+        contents = loaded.setdefault(subscription_id, Contents([], {}))
+        known = sku[0] is not None
+        name = sku[1] if known else code
+        contents.lines.append(Line(ItemType.SKUS, code, name, quantity, unit, [], {}))
+        if known:
+            contents.skus[code] = SkuTerms(*sku[1:])
     return loaded
 
 

@@ -95,13 +95,16 @@ def _plan_all(session: Session, runs: list[Run], today: date) -> tuple[list[_Pla
     # ``held`` keeps what was loaded alive (the session holds it weakly) while planning.
     sources, chosen, held = _prefetch(session, runs)
     contents = targets.load_contents_many(session, sources)
+    # A renewal in automatic mode builds its target from its subscription's items.
+    items = targets.load_items_many(session, {r.subscription_id for r in runs if r.subscription_id})
     addresses = targets.read_addresses(session, sources.values())
     stock_left: dict[tuple[Mode, str], int] = {}
     planned: list[_Planned] = []
     others: list[Run] = []
     for run in runs:
+        have = items.get(run.subscription_id or "") or contents.get(run.source_order_id)
         plan = _plan(
-            session, run, sources, chosen.get(run.copy_id), contents, addresses, stock_left, today
+            session, run, sources, chosen.get(run.copy_id), have, addresses, stock_left, today
         )
         if plan is None:
             others.append(run)
@@ -150,7 +153,7 @@ def _plan(
     run: Run,
     sources: dict[str, targets.SourceOrder],
     entry_id: str | None,
-    contents: dict[str, targets.Contents],
+    have: targets.Contents | None,
     addresses: dict[str, dict[str, Any]],
     stock_left: dict[tuple[Mode, str], int],
     today: date,
@@ -166,7 +169,6 @@ def _plan(
         entry, problem = wallet.entry_to_reuse(session, source, entry_id, today)
         if problem is not None:
             return None
-    have = contents.get(source.id)
     if have is None or not targets.has_goods(have.lines):
         return None
     errors = ErrorLog()
@@ -250,11 +252,15 @@ def _build_one(session: Session, run: Run, now: datetime) -> bool:
         entry, wallet_problem = wallet.entry_to_reuse(session, source, entry_id, today)
     new = target is None
     coupon_code, then = _promotions(session, run, source, now)
+    subscribed = targets.load_items_many(
+        session, [run.subscription_id] if run.subscription_id else []
+    )
     built = targets.build_target(
         session,
         source,
         target,
         errors=run.errors,
+        contents=subscribed.get(run.subscription_id or ""),
         payment_source=entry,
         coupon_code=coupon_code,
         then=then,

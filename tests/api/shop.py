@@ -33,9 +33,11 @@ def build_shop(
     quantity: int = 2,
     token: str = "tok_visa",
     place: bool = True,
+    frequency: str | None = None,
 ) -> Shop:
     """A customer's order of ``quantity`` of one SKU, paid from their wallet; placed
-    (authorized, stock taken) unless ``place`` is false."""
+    (authorized, stock taken) unless ``place`` is false; its line carries ``frequency``
+    (a subscription at that frequency renews it as an item) when given."""
     sku = api.create(
         "skus",
         {
@@ -75,9 +77,10 @@ def build_shop(
             "shipping_address": ("addresses", shipping["id"]),
         },
     )
-    api.create(
-        "line_items", {"sku_code": code, "quantity": quantity}, {"order": ("orders", order["id"])}
-    )
+    line: dict[str, Any] = {"sku_code": code, "quantity": quantity}
+    if frequency is not None:
+        line["frequency"] = frequency
+    api.create("line_items", line, {"order": ("orders", order["id"])})
     attributes: dict[str, Any] = {"_customer_payment_source_id": entry["id"]}
     if place:
         attributes["_place"] = True

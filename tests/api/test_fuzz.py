@@ -35,6 +35,7 @@ from models import (
     EventCallback,
     Mode,
     Order,
+    OrderSubscriptionItem,
     Webhook,
     WebhookEvent,
     new_public_id,
@@ -120,6 +121,19 @@ def world(committed, gateways) -> dict[str, list[str]]:
         subscription = make_subscription(
             session, session.get_one(Order, placed), starts_at=utcnow()
         )
+        items = [  # two: a subscription's last item is not deleted
+            OrderSubscriptionItem(
+                id=new_public_id(),
+                mode=Mode.TEST,
+                order_subscription_id=subscription.id,
+                sku_code=SKU_CODE,
+                quantity=1,
+                unit_amount_cents=100,
+                metadata_={},
+            )
+            for _ in range(2)
+        ]
+        session.add_all(items)
         copy = lifecycle.create(
             session,
             mode=Mode.TEST,
@@ -162,6 +176,7 @@ def world(committed, gateways) -> dict[str, list[str]]:
             "order_copies": [copy.id],
             "order_copy_events": [str(event.id) for event in copy_events(session, copy.id)],
             "order_subscriptions": [subscription.id],
+            "order_subscription_items": [item.id for item in items],
             "webhooks": [webhook.id],
             "event_callbacks": [callback.id],
         }
@@ -205,6 +220,8 @@ def _aim(case: Any, world: dict[str, list[str]]) -> None:
     if type_ == "webhooks" and isinstance(attributes.get("callback_url"), str):
         attributes["callback_url"] = CALLBACK_URL
     if type_ == "line_items" and attributes.get("item_type") in (None, "skus"):
+        attributes["sku_code"] = SKU_CODE
+    if type_ == "order_subscription_items" and isinstance(attributes.get("sku_code"), str):
         attributes["sku_code"] = SKU_CODE
     if isinstance(attributes.get("_customer_payment_source_id"), str):
         attributes["_customer_payment_source_id"] = world["customer_payment_sources"][0]

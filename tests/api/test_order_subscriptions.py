@@ -126,6 +126,7 @@ def test_create_returns_a_draft_for_the_source_orders_customer_and_wallet_entry(
         "customer_payment_source",
         "order_copies",
         "recurring_order_copies",
+        "order_subscription_items",
     }
     assert related_id(api, subscription["id"], "source_order") == shop.order["id"]
     assert related_id(api, subscription["id"], "customer") == shop.customer["id"]
