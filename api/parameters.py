@@ -161,6 +161,11 @@ def _filter(resource: Resource) -> dict[str, Any]:
                 f"^({'|'.join(map(re.escape, names))})_({'|'.join(listed)})$": values[key]
                 for (key, listed), names in attributes.items()
             },
+            **(
+                {"properties": {n: {"type": "boolean"} for n in resource.scopes}}
+                if resource.scopes
+                else {}
+            ),
         },
     )
     parameter.update(style="deepObject", explode=True)

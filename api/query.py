@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, ColumnElement, String, not_, or_, type_coerce
+from sqlalchemy import BigInteger, ColumnElement, String, false, func, not_, or_, type_coerce
 from sqlalchemy.orm import InstrumentedAttribute
 
 from api.errors import ApiError
@@ -214,6 +214,10 @@ def parse(
             query.fields[match[1]] = _fields(match[1], raw, registry, parameter)
         elif not listing:
             raise ApiError(400, "is not a query parameter of this endpoint", parameter=parameter)
+        elif (match := FILTER.match(parameter)) and match[1] in resource.scopes:
+            wanted = _value(Attribute("scope", "boolean"), raw, parameter, exact=True)
+            inside = func.coalesce(resource.scopes[match[1]](), false())
+            query.conditions.append(inside if wanted else not_(inside))
         elif match := FILTER.match(parameter):
             split = _split(match[1], names)
             if split is None:

@@ -127,6 +127,9 @@ class Resource:
     extra_filters: dict[str, Kind] = field(default_factory=dict)
     #: Only some of the model's rows (None: all of them).
     scope: Scope | None = None
+    #: Named conditions a list takes as ``filter[q][name]=true`` (or ``false``: the rows
+    #: outside), Ransack's scopes.
+    scopes: Mapping[str, Callable[[], Any]] = field(default_factory=dict)
 
     def where(self) -> list[Any]:
         """The conditions a statement listing this resource's rows adds."""

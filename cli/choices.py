@@ -20,7 +20,7 @@ CopyStatusName = Literal["pending", "in_progress", "completed", "failed", "abort
 #: :class:`models.OrderStatus`.
 OrderStatusName = Literal["draft", "pending", "placed", "approved", "cancelled"]
 #: :class:`models.SubscriptionStatus`.
-SubscriptionStatusName = Literal["draft", "inactive", "active", "running", "cancelled"]
+SubscriptionStatusName = Literal["draft", "pending", "inactive", "active", "running", "cancelled"]
 
 ModeOption = Annotated[
     ModeName,

@@ -31,12 +31,14 @@ def publish_renewals(copy_ids: Sequence[str]) -> None:
 def tick() -> dict[str, int]:
     """Each batch is one transaction; its copies are published after it commits."""
     settings = get_settings()
-    subscriptions = copies = 0
+    batch = settings.renewals_batch_size
+    subscriptions = copies = alerts = 0
     for _ in range(MAX_BATCHES):
         with unit_of_work(db.sessions(), publish_renewals) as session:
-            result = renewals_tick(session, utcnow(), batch_size=settings.renewals_batch_size)
+            result = renewals_tick(session, utcnow(), batch_size=batch)
         subscriptions += result.subscriptions
         copies += len(result.copies)
-        if result.subscriptions < settings.renewals_batch_size:
+        alerts += result.alerts
+        if result.subscriptions < batch and result.alerts < batch:
             break
-    return {"subscriptions": subscriptions, "copies": copies}
+    return {"subscriptions": subscriptions, "copies": copies, "alerts": alerts}

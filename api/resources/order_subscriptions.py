@@ -1,20 +1,26 @@
 """``order_subscriptions``: schedules that renew a source order (Commerce Layer's model).
 
-A new subscription is a ``draft``: nothing renews until ``_activate``. The rules
-live in ``copying.subscriptions.subscription_states``; their errors become JSON:API ones in
-``api.routes.domain_error`` (422 with a pointer, 409 ``INVALID_STATUS``).
+A new subscription is ``active`` at once (``activate_by_source_order``, the default:
+``pending`` without a usable wallet entry), or a ``draft`` until ``_activate``. The rules
+live in ``copying.subscriptions.subscription_states`` and ``renewals``; their errors become
+JSON:API ones in ``api.routes.domain_error`` (422 with a pointer, 409 ``INVALID_STATUS``).
 """
 
 from __future__ import annotations
 
+import json
 from typing import Any
+
+from sqlalchemy import and_, or_
 
 from api import lookups
 from api.errors import ApiError
 from api.resources.common import TIMESTAMPS, choices, reference_attributes
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
-from copying.subscriptions import subscription_items, subscription_states
+from copying.subscriptions import subscription_states
+from copying.subscriptions.renewals import skip
 from copying.subscriptions.schedules import FREQUENCIES
+from copying.subscriptions.subscription_states import ALERT_PERIOD_HOURS, DUNNING, RENEWING
 from models import (
     Customer,
     CustomerPaymentSource,
@@ -25,6 +31,24 @@ from models import (
 )
 
 TYPE = "order_subscriptions"
+S = SubscriptionStatus
+
+
+def _renewing() -> Any:
+    return OrderSubscription.status.in_(RENEWING)
+
+
+def _expired() -> Any:
+    return OrderSubscription.expires_at <= utcnow()
+
+
+def _runnable() -> Any:
+    """Renewing, a run planned, not expired."""
+    return and_(
+        _renewing(),
+        OrderSubscription.next_run_at.is_not(None),
+        or_(OrderSubscription.expires_at.is_(None), OrderSubscription.expires_at > utcnow()),
+    )
 
 
 def create_subscription(
@@ -51,7 +75,7 @@ def create_subscription(
             ctx.mode,
             "customer_payment_source",
         )
-    subscription = subscription_states.create(
+    return subscription_states.create(
         ctx.session,
         source,
         frequency=attributes["frequency"],
@@ -64,12 +88,15 @@ def create_subscription(
         place_target_order=attributes.get("place_target_order", True),
         catch_up=attributes.get("catch_up", False),
         failure_policy=attributes.get("failure_policy"),
+        activate_by_source_order=attributes.get("activate_by_source_order", True),
+        renewal_alert_period=attributes.get(
+            "renewal_alert_period", subscription_states.DEFAULT_ALERT_PERIOD
+        ),
+        options=attributes.get("options"),
         reference=attributes.get("reference"),
         reference_origin=attributes.get("reference_origin"),
         metadata=attributes.get("metadata"),
     )
-    subscription_items.add_from_source(ctx.session, subscription)
-    return subscription
 
 
 def _check_update(ctx: Context, subscription: OrderSubscription, names: set[str]) -> None:
@@ -102,10 +129,19 @@ ORDER_SUBSCRIPTIONS = Resource(
     type=TYPE,
     model=OrderSubscription,
     description=(
-        "Schedules that renew a source order with an order copy per period. New ones are "
-        "drafts: _activate starts them."
+        "Schedules that renew a source order with an order copy per period: active at once "
+        "(activate_by_source_order), else drafts until _activate. Scopes: filter[q][active], "
+        "[expired], [runnable] (=true or false)."
     ),
     attributes=(
+        Attribute(
+            "number",
+            "integer",
+            nullable=False,
+            filterable=True,
+            sortable=True,
+            description="Unique.",
+        ),
         _editable(
             "frequency",
             "string",
@@ -124,7 +160,39 @@ ORDER_SUBSCRIPTIONS = Resource(
             filterable=True,
             sortable=True,
             choices=choices(SubscriptionStatus),
-            description="draft (new), inactive, active, running (a renewal in flight), cancelled",
+            description="draft, pending (no usable wallet entry: attach one, then _activate), "
+            "inactive, active, running (a renewal copy in flight), cancelled",
+        ),
+        Attribute(
+            "customer_email",
+            "string",
+            filterable=True,
+            sortable=True,
+            description="The source order's.",
+        ),
+        Attribute(
+            "activate_by_source_order",
+            "boolean",
+            writable="create",
+            nullable=False,
+            filterable=True,
+            description="Start at once, the source order as the first run (default true).",
+        ),
+        _editable(
+            "options",
+            "object",
+            'e.g. {"place_target_order": false}',
+            nullable=False,
+        ),
+        _editable(
+            "renewal_alert_period",
+            "integer",
+            f"Hours ({ALERT_PERIOD_HOURS[0]}-{ALERT_PERIOD_HOURS[1]}, default 1) before each run "
+            "that order_subscriptions.renewal is sent.",
+            nullable=False,
+            minimum=ALERT_PERIOD_HOURS[0],
+            filterable=True,
+            sortable=True,
         ),
         Attribute(
             "starts_at",
@@ -150,10 +218,30 @@ ORDER_SUBSCRIPTIONS = Resource(
             filterable=True,
             sortable=True,
         ),
-        Attribute("last_run_at", "datetime", filterable=True, sortable=True),
-        Attribute("occurrencies", "integer", nullable=False, filterable=True, sortable=True),
+        Attribute(
+            "last_run_at",
+            "datetime",
+            filterable=True,
+            sortable=True,
+            description="Its last renewal's end, failed or not (a retry's too).",
+        ),
+        Attribute(
+            "occurrencies",
+            "integer",
+            nullable=False,
+            filterable=True,
+            sortable=True,
+            description="Renewals run, failed or not; a retry does not count again.",
+        ),
         Attribute("errors_count", "integer", nullable=False, filterable=True, sortable=True),
         Attribute("succeeded_on_last_run", "boolean", filterable=True),
+        Attribute(
+            "next_attempt_at",
+            "datetime",
+            filterable=True,
+            sortable=True,
+            description="When the failed renewal is retried (failure_policy); null: never.",
+        ),
         _editable(
             "place_target_order",
             "boolean",
@@ -171,9 +259,9 @@ ORDER_SUBSCRIPTIONS = Resource(
         _editable(
             "failure_policy",
             "object",
-            'A failed renewal\'s retries and final action, e.g. {"retry_after_seconds": '
-            '[86400, 259200, 604800], "final_action": "deactivate"} (keep_active, '
-            "deactivate or cancel).",
+            "A failed renewal's retries and final_action (keep_active, deactivate, cancel). "
+            'Default: {"retry_after_seconds": [], "final_action": "keep_active"}; dunning: '
+            f"{json.dumps(DUNNING)}. Hard declines and SKUs gone are not retried.",
             nullable=False,
         ),
         *TIMESTAMPS,
@@ -193,9 +281,6 @@ ORDER_SUBSCRIPTIONS = Resource(
         Relationship("order_copies", "order_copies", inverse="order_subscription_id"),
         Relationship(
             "recurring_order_copies", "recurring_order_copies", inverse="order_subscription_id"
-        ),
-        Relationship(
-            "order_subscription_items", "order_subscription_items", inverse="order_subscription_id"
         ),
     ),
     triggers=(
@@ -217,6 +302,12 @@ ORDER_SUBSCRIPTIONS = Resource(
             _transition(subscription_states.cancel),
             "true: stop for good (→ cancelled)",
         ),
+        Trigger(
+            "_skip",
+            "boolean",
+            _transition(skip),
+            "true: skip the next run once (active only)",
+        ),
     ),
     create=create_subscription,
     delete=_delete,
@@ -227,4 +318,5 @@ ORDER_SUBSCRIPTIONS = Resource(
         "customer_id": "string",
         "customer_payment_source_id": "string",
     },
+    scopes={"active": _renewing, "expired": _expired, "runnable": _runnable},
 )

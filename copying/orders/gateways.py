@@ -52,10 +52,29 @@ class PaymentGateway(Protocol):
 
 Gateways = Mapping[str, PaymentGateway]
 
+#: A decline says whether asking again later may pass: a *soft* decline (insufficient
+#: funds, issuer unavailable, velocity limit) says so with this phrase in its message; any
+#: other decline is *hard* (stolen or closed card, do not honor, bad number), and retrying
+#: the same card cannot pass. A real gateway's adapter maps its decline codes so
+#: (docs/reliability.md); a subscription's dunning retries soft declines only.
+SOFT_DECLINE = "soft decline"
+
+
+def soft_decline(message: str) -> str:
+    """A soft decline's message (:data:`SOFT_DECLINE`)."""
+    return f"{message} ({SOFT_DECLINE}: asking again later may pass)"
+
+
+def is_soft_decline(message: str) -> bool:
+    """Whether a decline's message (or the error text that quotes it) says it is soft."""
+    return f"({SOFT_DECLINE}:" in message
+
+
 #: The test gateway's tokens and what they do (documented in the README).
 TEST_TOKENS = {
     "tok_visa": "authorizes",
-    "tok_declined": "is declined (a business error, never retried by itself)",
+    "tok_declined": "is declined (a business error, never retried by itself): a hard decline",
+    "tok_insufficient_funds": "is declined for insufficient funds: a soft decline",
     "tok_flaky": "fails transiently twice per idempotency key, then authorizes",
 }
 FLAKY_FAILURES = 2
@@ -239,4 +258,6 @@ def _answer_for(token: str) -> GatewayAnswer:
         return GatewayAnswer(True, f"test_{secrets.token_hex(8)}", "authorized")
     if token == "tok_declined":
         return GatewayAnswer(False, None, "card declined")
+    if token == "tok_insufficient_funds":
+        return GatewayAnswer(False, None, soft_decline("insufficient funds"))
     return GatewayAnswer(False, None, f"unknown payment source token {token!r}")

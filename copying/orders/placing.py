@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from copying.errors import NotFoundError, OrderBusyError, OrderChangedError, one_line
 from copying.orders import order_states, payments, stock, targets, wallet
 from copying.orders.gateways import Gateways
+from copying.subscriptions import subscription_states
 from copying.webhooks import events, topics
 from models import CopyStatus, Mode, Order, OrderCopy, PaymentAuthorization, utcnow
 
@@ -137,6 +138,8 @@ def place_order(
                 if not problems:
                     order_states.place(found, *placed, now, authorized=answer is not None)
                     events.record(session, [events.Change(found.id, mode, topics.ORDER_PLACE)], now)
+                    # A failed renewal fixed with another card: its subscription takes it.
+                    subscription_states.follow_fix(session, found, now)
                     return []
             # Held but not kept: this request's own hold, and no other, is voided.
             held = (

@@ -36,8 +36,17 @@ class WalletPayer(Payer, Protocol):
     def customer_payment_source_id(self) -> str | None: ...
 
 
+class Entry(Payer, Protocol):
+    """A wallet entry, as far as telling whether it can pay goes (a row or its columns)."""
+
+    @property
+    def disabled(self) -> bool: ...
+    @property
+    def expires_on(self) -> date | None: ...
+
+
 def problem_with_entry(
-    entry: CustomerPaymentSource | None, entry_id: str, source: Payer, today: date
+    entry: Entry | None, entry_id: str, source: Payer, today: date
 ) -> str | None:
     """Why the wallet entry cannot be charged (again) for ``source``, or None when it can."""
     if entry is None or entry.mode != source.mode:

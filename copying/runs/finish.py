@@ -101,7 +101,10 @@ def close(
         now,
     )
     renewals.record_completed(
-        session, [r.subscription_id for r in completed if r.subscription_id], now
+        session,
+        [r.subscription_id for r in completed if r.subscription_id and not r.retries],
+        now,
+        retried=[r.subscription_id for r in completed if r.subscription_id and r.retries],
     )
     for run in ending:
         if run.subscription_id is not None and run not in completed:
@@ -147,7 +150,14 @@ def _settle(session: Session, run: Run, now: datetime) -> Outcome:
 def _renewal_failed(session: Session, run: Run, now: datetime) -> None:
     """A failed renewal counts on its subscription, whose failure policy may retry it."""
     assert run.subscription_id is not None
-    delay = renewals.record_failed(session, run.subscription_id, retries=run.retries, now=now)
+    delay = renewals.record_failed(
+        session,
+        run.subscription_id,
+        copy_id=run.copy_id,
+        retries=run.retries,
+        errors=run.errors.as_dict(),
+        now=now,
+    )
     if delay is not None:
         lifecycle.retry(
             session, run.copy_id, run.mode, by="failure_policy", now=now, not_before=now + delay

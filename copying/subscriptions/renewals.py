@@ -1,20 +1,24 @@
 """Subscription renewals: the tick that queues one copy per due period, exactly once,
-and what a renewal's outcome does to its subscription.
+sends each run's reminder exactly once, and what a renewal's outcome does to its
+subscription.
 
 The tick locks due subscriptions with ``FOR UPDATE SKIP LOCKED`` (two ticks
 never take the same one), inserts their copies with ``ON CONFLICT
 (order_subscription_id, period_key) DO NOTHING`` (a retried tick never
 renews a period twice) and advances ``next_run_at`` in the same transaction.
+A subscription whose wallet entry cannot pay is not renewed: it goes ``pending``.
+A reminder owed (``renewal_alert_at`` gone by) is cleared in the transaction that
+writes its event, so no tick, retried or concurrent, sends it twice.
 """
 
 from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
-from typing import Any, Protocol, cast
+from datetime import date, datetime, timedelta
+from typing import Any, NamedTuple, Protocol, cast
 
 import structlog
 from sqlalchemy import Table, bindparam, insert, select, text, update
@@ -24,11 +28,13 @@ from copying.copies import copy_states
 from copying.copies.dispatch import publish_after_commit
 from copying.copies.history import EventKind
 from copying.copies.options import CopyOptions
-from copying.subscriptions import subscription_states
+from copying.orders import wallet
+from copying.subscriptions import failures, history, subscription_states
 from copying.subscriptions.schedules import Schedule, ScheduleError, period_key
 from copying.subscriptions.subscription_states import FINAL_ACTIONS, RENEWING, FailurePolicy
 from copying.webhooks import events, topics
 from models import (
+    CustomerPaymentSource,
     Mode,
     OrderCopy,
     OrderCopyEvent,
@@ -47,6 +53,10 @@ SUBSCRIPTIONS = cast(Table, OrderSubscription.__table__)
 class TickResult:
     subscriptions: int = 0
     copies: list[str] = field(default_factory=list)
+    #: Reminders sent (``order_subscriptions.renewal``).
+    alerts: int = 0
+    #: Subscriptions parked as ``pending`` (no usable wallet entry).
+    parked: int = 0
 
 
 class Scheduled(Protocol):
@@ -82,9 +92,49 @@ class Due:
     source_order_id: str
     customer_payment_source_id: str | None
     place_target_order: bool
+    customer_id: str | None
+    renewal_alert_period: int
+    renewal_alert_at: datetime | None
+    # The wallet entry's columns (None: no entry, or it is gone).
+    entry_mode: Mode | None
+    entry_customer_id: str | None
+    entry_disabled: bool | None
+    entry_expires_on: date | None
+
+    def wallet_problem(self, today: date) -> str | None:
+        """Why its renewal could not charge its wallet entry today, or None
+        (``subscription_states.problem_with_wallet`` on the columns read)."""
+        if not self.place_target_order:
+            return None
+        entry_id = self.customer_payment_source_id
+        if entry_id is None:
+            return "it has no wallet entry to charge"
+        entry = None
+        if self.entry_mode is not None:
+            entry = _Entry(
+                self.entry_mode,
+                self.entry_customer_id,
+                bool(self.entry_disabled),
+                self.entry_expires_on,
+            )
+        return wallet.problem_with_entry(entry, entry_id, self, today)
 
 
-DUE_COLUMNS = [getattr(OrderSubscription, name) for name in Due.__dataclass_fields__]
+class _Entry(NamedTuple):
+    mode: Mode
+    customer_id: str | None
+    disabled: bool
+    expires_on: date | None
+
+
+_ENTRY = CustomerPaymentSource
+DUE_COLUMNS = [
+    *(getattr(OrderSubscription, name) for name in list(Due.__dataclass_fields__)[:15]),
+    _ENTRY.mode,
+    _ENTRY.customer_id,
+    _ENTRY.disabled,
+    _ENTRY.expires_on,
+]
 
 
 def planned_period(subscription: Scheduled, schedule: Schedule, planned: datetime) -> datetime:
@@ -139,13 +189,16 @@ def next_run(subscription: Scheduled, now: datetime) -> datetime | None:
 
 
 def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
-    """Queue the renewals of up to ``batch_size`` due subscriptions. Does not commit.
+    """Send up to ``batch_size`` reminders owed, and queue the renewals of up to
+    ``batch_size`` due subscriptions. Does not commit.
 
-    Set-based, in the caller's transaction: the due rows' columns, locked (``FOR UPDATE
-    SKIP LOCKED``: subscriptions locked by another tick are that tick's), the calendar
-    in Python, then on PostgreSQL one statement: ``INSERT … SELECT … ON CONFLICT DO
-    NOTHING`` of the copies, their history, and the UPDATE advancing the
-    subscriptions. Their copies are announced after commit.
+    Set-based, in the caller's transaction: the reminders owed, cleared as they are
+    written (:func:`send_alerts`); the due rows' columns (and their wallet entries'),
+    locked (``FOR UPDATE SKIP LOCKED``: subscriptions locked by another tick are that
+    tick's), the calendar in Python, then on PostgreSQL one statement: ``INSERT … SELECT
+    … ON CONFLICT DO NOTHING`` of the copies, their history, and the UPDATE advancing
+    the subscriptions. Their copies are announced after commit. A due subscription whose
+    wallet entry cannot pay is parked as ``pending`` instead of renewed.
 
     Order: due ``active`` subscriptions first, then due ``running`` ones (a renewal still
     in flight), each by ``next_run_at``. While a backlog of at least ``batch_size``
@@ -156,6 +209,7 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
     of every due row or the ids chosen before locking (concurrent ticks would then choose
     the same rows and one would find them all locked).
     """
+    alerted = send_alerts(session, now, batch_size=batch_size)
     due: list[Due] = []
     # One status at a time: each reads the (status, next_run_at) index in order and stops
     # at the batch's end (``status IN (…) ORDER BY next_run_at`` sorts every due row).
@@ -166,16 +220,18 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
             Due(*row)
             for row in session.execute(
                 select(*DUE_COLUMNS)
+                .outerjoin(_ENTRY, _ENTRY.id == OrderSubscription.customer_payment_source_id)
                 .where(OrderSubscription.status == status, OrderSubscription.next_run_at <= now)
                 .order_by(OrderSubscription.next_run_at)
                 .limit(batch_size - len(due))
-                .with_for_update(skip_locked=True)
+                .with_for_update(skip_locked=True, of=OrderSubscription)
             )
         ]
-    result = TickResult(subscriptions=len(due))
+    result = TickResult(subscriptions=len(due), alerts=alerted)
     rows: list[dict[str, Any]] = []
     advances: list[dict[str, Any]] = []
     changes: list[events.Change] = []
+    facts: list[history.Event] = []
     for subscription in due:
         try:
             runs = due_runs(subscription, now)
@@ -189,16 +245,46 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
             to = subscription_states.check_move(
                 subscription.id, subscription.status, SubscriptionStatus.INACTIVE
             )
-            advances.append(_advance(subscription, subscription.next_run_at, to))
+            advances.append(_advance(subscription, subscription.next_run_at, to, None))
             changes.append(
                 events.Change(subscription.id, subscription.mode, topics.SUBSCRIPTION_DEACTIVATE)
             )
+            continue
+        if subscription.renewal_alert_at is not None and subscription.renewal_alert_at <= now:
+            # Its reminder, owed and not sent yet (send_alerts' batch was full): now.
+            changes.append(_alert(subscription.id, subscription.mode))
+            facts.append(_alert_fact(subscription.id, subscription.mode, subscription.next_run_at))
+            result.alerts += 1
+        problem = subscription.wallet_problem(now.date()) if runs else None
+        if problem is not None:
+            # Not attempted: it waits, its run planned as it was, for a card and _activate.
+            to = subscription_states.check_move(
+                subscription.id, subscription.status, SubscriptionStatus.PENDING
+            )
+            advances.append(_advance(subscription, subscription.next_run_at, to, None))
+            changes.append(
+                events.Change(subscription.id, subscription.mode, topics.SUBSCRIPTION_PENDING)
+            )
+            facts.append(
+                history.Event(
+                    subscription.id,
+                    subscription.mode,
+                    history.EventKind.PENDING,
+                    {"reason": problem, "run": history.moment(subscription.next_run_at)},
+                )
+            )
+            result.parked += 1
             continue
         rows.extend(_renewal(subscription, run, now) for run in runs)
         to = subscription.status
         if runs:
             to = subscription_states.check_move(subscription.id, to, SubscriptionStatus.RUNNING)
-        advances.append(_advance(subscription, upcoming, to))
+        alert_at = (
+            upcoming - timedelta(hours=subscription.renewal_alert_period)
+            if upcoming is not None
+            else None
+        )
+        advances.append(_advance(subscription, upcoming, to, alert_at))
     if session.get_bind().dialect.name == "postgresql":
         result.copies = _write_postgresql(session, rows, advances, now)
     else:
@@ -208,11 +294,57 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
     created = topics.of_copy(topics.CREATE, RECURRING)
     changes += [events.Change(copy_id, mode_of[copy_id], created) for copy_id in result.copies]
     events.record(session, changes, now)
+    if facts:
+        history.append(session, facts, now)
     if result.copies:
         publish_after_commit(session, result.copies)
-    if due:
-        log.info("renewals_tick", subscriptions=len(due), copies=len(result.copies))
+    if due or alerted:
+        log.info(
+            "renewals_tick",
+            subscriptions=len(due),
+            copies=len(result.copies),
+            alerts=result.alerts,
+            parked=result.parked,
+        )
     return result
+
+
+def _alert(subscription_id: str, mode: Mode) -> events.Change:
+    return events.Change(subscription_id, mode, topics.SUBSCRIPTION_RENEWAL)
+
+
+def _alert_fact(subscription_id: str, mode: Mode, run: datetime | None) -> history.Event:
+    return history.Event(
+        subscription_id, mode, history.EventKind.RENEWAL_ALERT, {"run": history.moment(run)}
+    )
+
+
+def send_alerts(session: Session, now: datetime, *, batch_size: int) -> int:
+    """Send up to ``batch_size`` reminders owed (``renewal_alert_at`` gone by) of renewing
+    subscriptions: each cleared by the statement that reads it, its webhook event and
+    history written in the same transaction, so a reminder is sent once whatever ticks
+    run, concurrently or again after a crash. Returns how many. Does not commit."""
+    owed = (
+        select(SUBSCRIPTIONS.c.id)
+        .where(
+            SUBSCRIPTIONS.c.renewal_alert_at <= now,
+            SUBSCRIPTIONS.c.status.in_([s.value for s in RENEWING]),
+        )
+        .order_by(SUBSCRIPTIONS.c.renewal_alert_at)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
+    sent = session.execute(
+        update(SUBSCRIPTIONS)
+        .where(SUBSCRIPTIONS.c.id.in_(owed.scalar_subquery()))
+        # updated_at kept: it dates the last change of the terms (``planned_period``).
+        .values(renewal_alert_at=None, updated_at=SUBSCRIPTIONS.c.updated_at)
+        .returning(SUBSCRIPTIONS.c.id, SUBSCRIPTIONS.c.mode, SUBSCRIPTIONS.c.next_run_at)
+    ).all()
+    if sent:
+        events.record(session, [_alert(i, mode) for i, mode, _ in sent], now)
+        history.append(session, [_alert_fact(i, mode, run) for i, mode, run in sent], now)
+    return len(sent)
 
 
 #: One statement per batch: the copies (ON CONFLICT DO NOTHING: a period renews once),
@@ -236,12 +368,14 @@ RENEW = text(
         SELECT id, mode, 0, 'created', '{{"renewal": true}}', :now, :now FROM inserted
     ), advanced AS (
         UPDATE order_subscriptions AS s
-        SET next_run_at = a.next_run_at, status = a.status, updated_at = :now
+        SET next_run_at = a.next_run_at, status = a.status,
+            renewal_alert_at = a.alert_at, updated_at = :now
         FROM unnest(
             CAST(:advanced_ids AS varchar[]),
             CAST(:next_runs AS timestamptz[]),
-            CAST(:statuses AS varchar[])
-        ) AS a(id, next_run_at, status)
+            CAST(:statuses AS varchar[]),
+            CAST(:alerts AS timestamptz[])
+        ) AS a(id, next_run_at, status, alert_at)
         WHERE s.id = a.id
     )
     SELECT id FROM inserted
@@ -263,6 +397,7 @@ def _write_postgresql(
                 "advanced_ids": [a["subscription_id"] for a in advances],
                 "next_runs": [a["upcoming"] for a in advances],
                 "statuses": [a["to"].value for a in advances],
+                "alerts": [a["alert_at"] for a in advances],
                 "now": now,
             },
         )
@@ -308,7 +443,12 @@ def _write_portable(
         session.execute(
             update(table)
             .where(table.c.id == bindparam("subscription_id"))
-            .values(next_run_at=bindparam("upcoming"), status=bindparam("to"), updated_at=now),
+            .values(
+                next_run_at=bindparam("upcoming"),
+                status=bindparam("to"),
+                renewal_alert_at=bindparam("alert_at"),
+                updated_at=now,
+            ),
             advances,
             execution_options={"synchronize_session": False},
         )
@@ -316,9 +456,18 @@ def _write_portable(
 
 
 def _advance(
-    subscription: Due, upcoming: datetime | None, to: SubscriptionStatus
+    subscription: Due,
+    upcoming: datetime | None,
+    to: SubscriptionStatus,
+    alert_at: datetime | None,
 ) -> dict[str, Any]:
-    return {"subscription_id": subscription.id, "upcoming": upcoming, "to": to}
+    """The row's next run, status and the reminder it owes next (None: none)."""
+    return {
+        "subscription_id": subscription.id,
+        "upcoming": upcoming,
+        "to": to,
+        "alert_at": alert_at,
+    }
 
 
 def _renewal(subscription: Due, run: datetime, now: datetime) -> dict[str, Any]:
@@ -333,11 +482,23 @@ def _renewal(subscription: Due, run: datetime, now: datetime) -> dict[str, Any]:
     )
 
 
-def record_completed(session: Session, subscription_ids: Sequence[str], now: datetime) -> None:
-    """Count a completed renewal for each id (an id twice: two renewals); a ``running``
-    subscription is ``active`` again; each renewal writes its ``last_run_succeeded``
-    events. One statement per count, almost always one. Does not commit."""
-    counts = Counter(subscription_ids)
+def record_completed(
+    session: Session,
+    subscription_ids: Sequence[str],
+    now: datetime,
+    *,
+    retried: Sequence[str] = (),
+) -> None:
+    """Record a completed renewal for each id (an id twice: two renewals): its run, last
+    run time and success; a ``running`` subscription is ``active`` again, no retry is
+    due; each renewal writes its ``last_run_succeeded`` events. ``retried``: ids whose
+    completed renewal is a retry of a failed one, whose run was counted when it failed
+    (``occurrencies`` counts a period's renewal once). One statement per count, almost
+    always one. Does not commit."""
+    counts = Counter(subscription_ids)  # the runs each counts
+    completions = counts + Counter(retried)  # the events each owes
+    for subscription_id in retried:
+        counts.setdefault(subscription_id, 0)
     succeeded: list[events.Change] = []
     for count in sorted(set(counts.values())):
         succeeded += [
@@ -349,36 +510,89 @@ def record_completed(session: Session, subscription_ids: Sequence[str], now: dat
                     last_run_at=now,
                     occurrencies=SUBSCRIPTIONS.c.occurrencies + count,
                     succeeded_on_last_run=True,
+                    next_attempt_at=None,
                     status=subscription_states.active_again(SUBSCRIPTIONS.c.status),
                     updated_at=now,
                 )
                 .returning(SUBSCRIPTIONS.c.id, SUBSCRIPTIONS.c.mode)
             )
-            for _ in range(count)
+            for _ in range(completions[subscription_id])
         ]
     events.record(session, succeeded, now)
 
 
 def record_failed(
-    session: Session, subscription_id: str, *, retries: int, now: datetime
+    session: Session,
+    subscription_id: str,
+    *,
+    copy_id: str,
+    retries: int,
+    errors: Mapping[str, Sequence[str]],
+    now: datetime,
 ) -> timedelta | None:
-    """Apply a failed renewal to its subscription (its ``last_run_failed`` events, and
-    those of the move its failure policy's final action makes); returns the delay after
-    which the failed copy is to be retried, or None. Does not commit."""
+    """Apply a failed renewal (retried ``retries`` times before) to its subscription;
+    returns the delay after which the failed copy is to be retried, or None.
+
+    The run counts (``last_run_at``, ``occurrencies`` on a first run, ``errors_count``)
+    and its ``last_run_failed`` events are written. A renewing subscription then: goes
+    ``pending`` when it had no wallet entry it could charge; else retries after its
+    failure policy's next delay, unless retrying cannot fix the errors
+    (``failures.why_not_retry``) or none is left, in which case the final action applies
+    (Commerce Layer's default: stay active, the next period as scheduled). Either way it
+    is no longer ``running``: ``next_attempt_at`` says when the retry runs (None: none).
+    The history records the failure, the retry time and why there is none. Does not
+    commit."""
     subscription = session.get(OrderSubscription, subscription_id, with_for_update=True)
     if subscription is None:
         return None
     subscription.errors_count += 1
     subscription.succeeded_on_last_run = False
+    subscription.last_run_at = now
+    if retries == 0:
+        subscription.occurrencies += 1
     subscription_states.announce(session, subscription, topics.LAST_RUN_FAILED, now)
-    if subscription.status not in RENEWING:
-        return None
-    try:
-        policy = FailurePolicy.parse(subscription.failure_policy)
-    except ValueError:
-        policy = FailurePolicy()
-    if retries < len(policy.retry_after):
-        return policy.retry_after[retries]
+    delay: timedelta | None = None
+    final = failures.why_not_retry(errors)
+    if subscription.status in RENEWING:
+        try:
+            policy = FailurePolicy.parse(subscription.failure_policy)
+        except ValueError:
+            policy = FailurePolicy()
+        no_wallet = failures.needs_wallet_entry(errors)
+        if no_wallet is not None:
+            subscription_states.park(session, subscription, no_wallet, now)
+        elif final is None and retries < len(policy.retry_after):
+            delay = policy.retry_after[retries]
+            if subscription.status != SubscriptionStatus.ACTIVE:  # waiting is not running
+                subscription_states.move(subscription, SubscriptionStatus.ACTIVE)
+        else:
+            _final_action(session, subscription, policy, now)
+    subscription.next_attempt_at = now + delay if delay is not None else None
+    history.append(
+        session,
+        [
+            history.Event(
+                subscription.id,
+                subscription.mode,
+                history.EventKind.RENEWAL_FAILED,
+                {
+                    "order_copy_id": copy_id,
+                    "retries": retries,
+                    "errors": {key: list(messages) for key, messages in errors.items()},
+                    "next_attempt_at": history.moment(subscription.next_attempt_at),
+                    "not_retried_because": final,
+                    "status": subscription.status.value,
+                },
+            )
+        ],
+        now,
+    )
+    return delay
+
+
+def _final_action(
+    session: Session, subscription: OrderSubscription, policy: FailurePolicy, now: datetime
+) -> None:
     final = FINAL_ACTIONS[policy.final_action]
     if final == SubscriptionStatus.INACTIVE:
         subscription_states.deactivate(session, subscription, now)
@@ -386,7 +600,47 @@ def record_failed(
         subscription_states.cancel(session, subscription, now)
     elif final != subscription.status:  # keep_active: running → active, no event
         subscription_states.move(subscription, final)
-    return None
+
+
+def skip(session: Session, subscription: OrderSubscription, now: datetime) -> None:
+    """Skip the next scheduled run once: ``next_run_at`` moves to the run after it (and
+    its reminder with it), recorded in the history. Only an ``active`` subscription skips
+    (SubscriptionStateError), and not its last run before ``expires_at``. The caller
+    holds the row lock. Does not commit."""
+    if subscription.status != SubscriptionStatus.ACTIVE:
+        raise subscription_states.SubscriptionStateError(
+            subscription.id,
+            subscription.status,
+            "skipped",
+            reason="only an active subscription skips its next run",
+        )
+    skipped = subscription.next_run_at
+    if skipped is None:  # an active subscription always plans a run; none left to skip
+        raise subscription_states.SubscriptionStateError(
+            subscription.id, subscription.status, "skipped", reason="it plans no run"
+        )
+    upcoming = next_run(subscription, max(skipped, now))
+    if upcoming is None:
+        raise subscription_states.SubscriptionStateError(
+            subscription.id,
+            subscription.status,
+            "skipped",
+            reason="its next run is its last before expires_at; cancel it instead",
+        )
+    subscription.next_run_at = upcoming
+    subscription_states.plan_alert(subscription)
+    history.append(
+        session,
+        [
+            history.Event(
+                subscription.id,
+                subscription.mode,
+                history.EventKind.SKIPPED,
+                {"run": history.moment(skipped), "next_run_at": history.moment(upcoming)},
+            )
+        ],
+        now,
+    )
 
 
 def wallet_entry_for(

@@ -29,6 +29,8 @@ TOPICS: dict[str, str] = {
     "order_subscriptions.destroy": "order_subscriptions",
     "order_subscriptions.last_run_failed": "order_subscriptions",
     "order_subscriptions.last_run_succeeded": "order_subscriptions",
+    "order_subscriptions.pending": "order_subscriptions",
+    "order_subscriptions.renewal": "order_subscriptions",
     "orders.place": "orders",
     "orders.cancel": "orders",
 }
@@ -44,8 +46,12 @@ CREATE, START, COMPLETE, FAIL, ABORT, DESTROY = list(TOPICS)[:6]
     SUBSCRIPTION_DESTROY,
     LAST_RUN_FAILED,
     LAST_RUN_SUCCEEDED,
-) = list(TOPICS)[12:19]
-ORDER_PLACE, ORDER_CANCEL = list(TOPICS)[19:]
+    #: No usable wallet entry: the subscription waits for one (and ``_activate``).
+    SUBSCRIPTION_PENDING,
+    #: The reminder ``renewal_alert_period`` hours before a run.
+    SUBSCRIPTION_RENEWAL,
+) = list(TOPICS)[12:21]
+ORDER_PLACE, ORDER_CANCEL = list(TOPICS)[21:]
 
 
 def of_copy(topic: str, copy_type: str) -> str:

@@ -1,6 +1,7 @@
-"""``/api/order_subscriptions``: created as drafts, validated, switched to another wallet
-entry, activated, paused and cancelled over HTTP; renewals run here with the domain
-tick and engine, as the renewals tests do."""
+"""``/api/order_subscriptions``: created active (or as drafts), validated, switched to
+another wallet entry, activated, paused, skipped and cancelled over HTTP; renewals run here
+with the domain tick and engine, as the renewals tests do. Most tests make drafts
+(``activate_by_source_order: false``) to move them step by step."""
 
 from __future__ import annotations
 
@@ -21,8 +22,14 @@ from tests.runs import execute_one
 
 TYPE = "order_subscriptions"
 ATTRIBUTES = {
+    "number",
     "frequency",
     "status",
+    "customer_email",
+    "activate_by_source_order",
+    "options",
+    "renewal_alert_period",
+    "next_attempt_at",
     "starts_at",
     "expires_at",
     "next_run_at",
@@ -39,7 +46,8 @@ ATTRIBUTES = {
     "reference_origin",
     "metadata",
 }
-DEFAULT_POLICY = {"retry_after_seconds": [86400, 259200, 604800], "final_action": "deactivate"}
+DEFAULT_POLICY = {"retry_after_seconds": [], "final_action": "keep_active"}
+DUNNING = {"retry_after_seconds": [86400, 259200, 604800], "final_action": "deactivate"}
 
 
 def iso(moment: datetime) -> str:
@@ -66,10 +74,11 @@ def document(
 
 
 def post(api, shop: Shop, relationships: dict[str, Any] | None = None, **attributes: Any) -> Any:
+    """A draft unless ``activate_by_source_order`` is given."""
     return api.post(
         f"/api/{TYPE}",
         document(
-            {"frequency": "monthly", **attributes},
+            {"frequency": "monthly", "activate_by_source_order": False, **attributes},
             {"source_order": ("orders", shop.order["id"]), **(relationships or {})},
         ),
     )
@@ -109,8 +118,14 @@ def test_create_returns_a_draft_for_the_source_orders_customer_and_wallet_entry(
     attributes = subscription["attributes"]
     assert set(attributes) == ATTRIBUTES
     assert attributes["status"] == "draft"
+    assert attributes["activate_by_source_order"] is False
     assert attributes["frequency"] == "daily"
     assert attributes["place_target_order"] is True
+    assert attributes["options"] == {"place_target_order": True}
+    assert attributes["renewal_alert_period"] == 1
+    assert attributes["customer_email"] == shop.order["attributes"]["customer_email"]
+    assert isinstance(attributes["number"], int)
+    assert attributes["next_attempt_at"] is None
     assert attributes["catch_up"] is False
     assert attributes["failure_policy"] == DEFAULT_POLICY
     assert attributes["occurrencies"] == attributes["errors_count"] == 0
@@ -600,9 +615,13 @@ def renew(committed, now: datetime) -> list[str]:
 def test_the_next_renewal_retry_charges_the_wallet_entry_switched_to(
     api, shop, committed, gateways
 ):
-    declined = api.create(
+    declined = api.create(  # softly: a retry may pass
         "customer_payment_sources",
-        {"payment_source_token": "tok_declined", "name": "Declined", "expires_on": "2099-12-31"},
+        {
+            "payment_source_token": "tok_insufficient_funds",
+            "name": "Declined",
+            "expires_on": "2099-12-31",
+        },
         {"customer": ("customers", shop.customer["id"])},
     )
     subscription = subscribe(
@@ -620,8 +639,11 @@ def test_the_next_renewal_retry_charges_the_wallet_entry_switched_to(
     clock = FixedClock(due)
     assert execute_one(committed, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
     failed = api.retrieve(TYPE, subscription["id"])["attributes"]
-    assert (failed["status"], failed["errors_count"]) == ("running", 1)
+    # waiting for its retry, it is not running
+    assert (failed["status"], failed["errors_count"], failed["occurrencies"]) == ("active", 1, 1)
     assert failed["succeeded_on_last_run"] is False
+    retry_at = parse(failed["next_attempt_at"]) - (due + timedelta(hours=1))
+    assert abs(retry_at) < timedelta(milliseconds=1)  # shown to the millisecond
 
     ok(
         update(
@@ -637,8 +659,9 @@ def test_the_next_renewal_retry_charges_the_wallet_entry_switched_to(
 
     renewed = api.retrieve(TYPE, subscription["id"], include="order_copies")
     attributes = renewed["attributes"]
-    assert (attributes["status"], attributes["occurrencies"]) == ("active", 1)
+    assert (attributes["status"], attributes["occurrencies"]) == ("active", 1)  # one run
     assert attributes["succeeded_on_last_run"] is True
+    assert attributes["next_attempt_at"] is None
     assert renewed["relationships"]["order_copies"]["data"] == [
         {"type": "order_copies", "id": copy_id}
     ]

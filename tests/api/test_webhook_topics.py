@@ -38,6 +38,8 @@ SUBSCRIPTION_TOPICS = (
     topics.SUBSCRIPTION_DESTROY,
     topics.LAST_RUN_FAILED,
     topics.LAST_RUN_SUCCEEDED,
+    topics.SUBSCRIPTION_PENDING,
+    topics.SUBSCRIPTION_RENEWAL,
 )
 
 
@@ -77,8 +79,11 @@ def ok(response: Any) -> dict[str, Any]:
 
 
 def subscribe(api, shop) -> dict[str, Any]:
+    """A draft, to move step by step."""
     return api.create(
-        SUBSCRIPTIONS, {"frequency": "monthly"}, {"source_order": ("orders", shop.order["id"])}
+        SUBSCRIPTIONS,
+        {"frequency": "monthly", "activate_by_source_order": False},
+        {"source_order": ("orders", shop.order["id"])},
     )
 
 

@@ -42,6 +42,8 @@ SUBSCRIPTION_TOPICS = (
     topics.SUBSCRIPTION_CANCEL,
     topics.LAST_RUN_FAILED,
     topics.LAST_RUN_SUCCEEDED,
+    topics.SUBSCRIPTION_PENDING,
+    topics.SUBSCRIPTION_RENEWAL,
 )
 START = datetime(2026, 3, 1, 8, tzinfo=UTC)
 DAY = 86400
@@ -211,7 +213,11 @@ def test_each_subscription_move_owes_its_event(sessions, gateways, clock):
 
     with sessions.begin() as s:
         subscription_id = subscription_states.create(
-            s, s.get_one(Order, shop.source.id), frequency="monthly", now=clock.now
+            s,
+            s.get_one(Order, shop.source.id),
+            frequency="monthly",
+            now=clock.now,
+            activate_by_source_order=False,
         ).id
     expected[hooks[topics.SUBSCRIPTION_CREATE], topics.SUBSCRIPTION_CREATE, subscription_id] += 1
     assert owed(sessions) == expected
@@ -259,10 +265,11 @@ def test_renewals_completed_in_one_chunk_owe_last_run_succeeded_each(sessions, g
 
 
 def declined_subscription(sessions, gateways, policy: dict) -> str:
-    """An active subscription of a placed source, charging a declined card, due at START."""
+    """An active subscription of a placed source, charging a card declined softly (a retry
+    may pass), due at START."""
     [shop] = placed_shops(sessions, gateways, 1)
     with sessions.begin() as s:
-        declined = make_wallet_entry(s, shop.customer, token="tok_declined")
+        declined = make_wallet_entry(s, shop.customer, token="tok_insufficient_funds")
         return make_subscription(
             s,
             s.get_one(Order, shop.source.id),
@@ -291,12 +298,14 @@ def test_a_failed_renewal_owes_last_run_failed_and_its_final_action_once_retries
     clock = FixedClock(START)
     failed = (hooks[topics.LAST_RUN_FAILED], topics.LAST_RUN_FAILED, subscription_id)
 
-    # A retry is left: the failure is told, the subscription keeps running.
+    # A retry is left: the failure is told, the subscription waits for it active.
     assert execute_one(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
     assert owed(sessions) == Counter({failed: 1})
     with sessions.begin() as s:
         copy = s.get_one(OrderCopy, copy_id)
-        assert s.get_one(OrderSubscription, subscription_id).status == SubscriptionStatus.RUNNING
+        waiting = s.get_one(OrderSubscription, subscription_id)
+        assert waiting.status == SubscriptionStatus.ACTIVE
+        assert waiting.next_attempt_at == copy.next_attempt_at
     assert copy.status == CopyStatus.PENDING
     clock.now = copy.next_attempt_at
 
@@ -332,6 +341,49 @@ def test_the_tick_deactivating_an_invalid_schedule_owes_deactivate(sessions):
     with sessions.begin() as s:
         assert s.get_one(OrderSubscription, invalid).status == SubscriptionStatus.INACTIVE
         assert s.get_one(OrderCopy, copy_id).order_subscription_id == valid
+
+
+def test_a_subscription_made_from_a_placed_order_owes_create_then_activate(sessions, gateways):
+    hooks = listening(sessions, *SUBSCRIPTION_TOPICS)
+    [shop] = placed_shops(sessions, gateways, 1)
+
+    with sessions.begin() as s:
+        subscription_id = subscription_states.create(
+            s, s.get_one(Order, shop.source.id), frequency="monthly", now=START
+        ).id
+
+    assert owed(sessions) == Counter(
+        (hooks[topic], topic, subscription_id)
+        for topic in (topics.SUBSCRIPTION_CREATE, topics.SUBSCRIPTION_ACTIVATE)
+    )
+
+
+def test_a_due_subscription_without_a_usable_card_owes_pending_and_no_renewal(sessions):
+    renewed = topics.of_copy(topics.CREATE, "recurring_order_copies")
+    hooks = listening(sessions, *SUBSCRIPTION_TOPICS, renewed)
+    with sessions.begin() as s:
+        shop = make_shop(s)
+        expired = make_wallet_entry(s, shop.customer, expires_on=(START - timedelta(days=1)).date())
+        parked = make_subscription(s, shop.source, starts_at=START, wallet_entry=expired).id
+
+    assert renew(sessions, START) == []
+
+    pending = topics.SUBSCRIPTION_PENDING
+    assert owed(sessions) == Counter({(hooks[pending], pending, parked): 1})
+
+
+def test_the_renewal_reminder_owes_its_event_once(sessions):
+    hooks = listening(sessions, *SUBSCRIPTION_TOPICS)
+    with sessions.begin() as s:
+        sub = make_subscription(s, make_shop(s).source, starts_at=START)
+        sub.renewal_alert_at = START - timedelta(hours=1)
+        subscription_id = sub.id
+
+    for minutes in (-60, -59, -30):
+        renew(sessions, START + timedelta(minutes=minutes))
+
+    alert = topics.SUBSCRIPTION_RENEWAL
+    assert owed(sessions) == Counter({(hooks[alert], alert, subscription_id): 1})
 
 
 # --- SQLite ----------------------------------------------------------------------------

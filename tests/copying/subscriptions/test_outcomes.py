@@ -11,7 +11,7 @@ from copying.copies.dispatch import unit_of_work
 from copying.errors import CopyInputError
 from copying.orders import placing
 from copying.runs import Outcome
-from copying.subscriptions import renewals
+from copying.subscriptions import history, renewals
 from copying.subscriptions.subscription_states import FailurePolicy
 from models import (
     CopyStatus,
@@ -42,12 +42,12 @@ def state(sessions, subscription_id, copy_id):
         return s.get_one(OrderSubscription, subscription_id), s.get_one(OrderCopy, copy_id)
 
 
-@pytest.fixture
-def declined_renewal(sessions, gateways):
-    """A placed source paid with a good card; the subscription charges a declined one."""
+def declined_subscription(sessions, gateways, token):
+    """A placed source paid with a good card; the subscription charges one declined
+    (``token``) and opted into dunning: retries after a day and three, then deactivate."""
     with sessions.begin() as s:
         shop = make_shop(s)
-        declined = make_wallet_entry(s, shop.customer, token="tok_declined")
+        declined = make_wallet_entry(s, shop.customer, token=token)
     assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
     with sessions.begin() as s:
         sub = make_subscription(
@@ -58,6 +58,18 @@ def declined_renewal(sessions, gateways):
             failure_policy={"retry_after_seconds": [DAY, 3 * DAY], "final_action": "deactivate"},
         )
     return sub.id, shop
+
+
+@pytest.fixture
+def declined_renewal(sessions, gateways):
+    """Declined softly (insufficient funds): a retry may pass."""
+    return declined_subscription(sessions, gateways, "tok_insufficient_funds")
+
+
+@pytest.fixture
+def hard_declined_renewal(sessions, gateways):
+    """Declined for good (tok_declined): no retry can pass."""
+    return declined_subscription(sessions, gateways, "tok_declined")
 
 
 def test_a_completed_renewal_makes_the_subscription_active_again(sessions, gateways):
@@ -76,7 +88,7 @@ def test_a_completed_renewal_makes_the_subscription_active_again(sessions, gatew
     assert sub.errors_count == 0
 
 
-def test_a_declined_renewal_retries_on_schedule_then_deactivates(
+def test_a_soft_declined_renewal_retries_on_schedule_then_deactivates(
     sessions, gateways, declined_renewal
 ):
     sub_id, _ = declined_renewal
@@ -87,6 +99,10 @@ def test_a_declined_renewal_retries_on_schedule_then_deactivates(
         assert execute_one(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
         sub, copy = state(sessions, sub_id, copy_id)
         waits.append(copy.next_attempt_at - clock.now if copy.next_attempt_at else None)
+        # the subscription says when the retry runs, and waits for it active (not running)
+        assert sub.next_attempt_at == copy.next_attempt_at
+        if copy.next_attempt_at is not None:
+            assert sub.status == SubscriptionStatus.ACTIVE
         if copy.status == CopyStatus.PENDING:
             # not claimable before its time, claimable after
             assert (
@@ -99,6 +115,8 @@ def test_a_declined_renewal_retries_on_schedule_then_deactivates(
     assert copy.retries == 2
     assert sub.status == SubscriptionStatus.INACTIVE
     assert sub.errors_count == 3
+    assert sub.occurrencies == 1  # one period's renewal, run three times
+    assert sub.last_run_at == clock.now
     assert sub.succeeded_on_last_run is False
     with sessions.begin() as s:
         targets = s.scalars(select(OrderCopy.target_order_id).where(OrderCopy.id == copy_id)).all()
@@ -161,12 +179,63 @@ def test_the_final_action_applies_when_no_retry_is_left(
     assert (sub.next_run_at is None) == (action == "cancel")
 
 
-def test_the_default_policy_is_one_three_seven_days_then_deactivate():
-    policy = FailurePolicy.parse({})
-    assert policy.as_json() == {
-        "retry_after_seconds": [DAY, 3 * DAY, 7 * DAY],
-        "final_action": "deactivate",
+def test_a_hard_declined_renewal_is_not_retried_and_takes_the_final_action_at_once(
+    sessions, gateways, hard_declined_renewal
+):
+    sub_id, _ = hard_declined_renewal
+    copy_id = renew(sessions, START)
+
+    assert (
+        execute_one(sessions, copy_id, gateways=gateways, clock=FixedClock(START)) == Outcome.FAILED
+    )
+
+    sub, copy = state(sessions, sub_id, copy_id)
+    assert copy.status == CopyStatus.FAILED
+    assert copy.next_attempt_at is None
+    assert copy.retries == 0
+    assert sub.status == SubscriptionStatus.INACTIVE  # its policy's final action
+    assert sub.next_attempt_at is None
+    with sessions.begin() as s:
+        [(kind, data)] = history.of(s, sub_id)
+    assert kind == "renewal_failed"
+    assert data["next_attempt_at"] is None
+    assert data["not_retried_because"] == "payment declined: card declined"
+
+
+@pytest.mark.parametrize("token", ["tok_declined", "tok_insufficient_funds"])
+def test_the_default_policy_keeps_the_subscription_active_for_the_next_period(
+    sessions, gateways, token
+):
+    """Commerce Layer's: no retry within the period, active, the next run as planned."""
+    with sessions.begin() as s:
+        shop = make_shop(s)
+        declined = make_wallet_entry(s, shop.customer, token=token)
+        sub = make_subscription(s, shop.source, starts_at=START, wallet_entry=declined)
+        sub.failure_policy = FailurePolicy().as_json()
+        sub_id = sub.id
+    copy_id = renew(sessions, START)
+    with sessions.begin() as s:
+        planned = s.get_one(OrderSubscription, sub_id).next_run_at
+
+    clock = FixedClock(START + timedelta(minutes=1))
+    assert execute_one(sessions, copy_id, gateways=gateways, clock=clock) == Outcome.FAILED
+
+    sub, copy = state(sessions, sub_id, copy_id)
+    assert copy.status == CopyStatus.FAILED
+    assert copy.next_attempt_at is None
+    assert sub.status == SubscriptionStatus.ACTIVE
+    assert sub.next_run_at == planned == START + timedelta(days=31)
+    assert sub.next_attempt_at is None
+    assert (sub.occurrencies, sub.errors_count, sub.last_run_at) == (1, 1, clock.now)
+    assert sub.succeeded_on_last_run is False
+
+
+def test_the_default_policy_is_commerce_layers_no_retry_stay_active():
+    assert FailurePolicy.parse({}).as_json() == {
+        "retry_after_seconds": [],
+        "final_action": "keep_active",
     }
+    assert FailurePolicy.parse({"retry_after_seconds": [DAY]}).final_action == "keep_active"
 
 
 @pytest.mark.parametrize(
