@@ -461,6 +461,7 @@ await section('order_subscriptions', async () => {
     const created = await cl.order_subscriptions.create({
       frequency: 'monthly',
       reference: 'sdk-subscription',
+      activate_by_source_order: false,
       source_order: cl.orders.relationship(shop.order),
       customer_payment_source: wallet.relationship(shop.visa)
     })
@@ -494,9 +495,16 @@ await section('order_subscriptions', async () => {
     assert.equal(got.customer_payment_source.id, shop.visa.id)
     assert.equal(got.customer.id, shop.ada.id)
   })
-  const monthly = await step('order_subscriptions', 'create', () => cl.order_subscriptions.create({
-    frequency: 'monthly', source_order: cl.orders.relationship(shop.order.id)
-  }))
+  const monthly = await step('order_subscriptions', 'create', async () => {
+    const created = await cl.order_subscriptions.create({
+      frequency: 'monthly', renewal_alert_period: 24, source_order: cl.orders.relationship(shop.order.id)
+    })
+    // Commerce Layer's default: the placed source order activates it
+    assert.equal(created.status, 'active')
+    assert.equal(created.activate_by_source_order, true)
+    assert.equal(created.renewal_alert_period, 24)
+    return created
+  })
   await step('order_subscriptions', '_cancel', async () => {
     assert.equal((await cl.order_subscriptions._cancel(monthly.id)).status, 'cancelled')
   })
