@@ -20,6 +20,7 @@ last one is counted). Nothing here commits.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -37,6 +38,7 @@ from models import (
     Sku,
     SubscriptionStatus,
     new_public_id,
+    utcnow,
 )
 
 #: What may still change on an item of a cancelled subscription.
@@ -193,6 +195,7 @@ def add_from_source(
     if not lines:
         return []
     session.flush()
+    now = utcnow()
     items = [
         OrderSubscriptionItem(
             id=new_public_id(),
@@ -203,8 +206,11 @@ def add_from_source(
             unit_amount_cents=line.unit_amount_cents,
             source_line_item_id=line.id,
             metadata_={},
+            # Items renew oldest first: these in their lines' order, not by their ids.
+            created_at=now + timedelta(microseconds=offset),
+            updated_at=now,
         )
-        for line in lines
+        for offset, line in enumerate(lines)
         if line.sku_code is not None
     ]
     session.add_all(items)
