@@ -101,6 +101,7 @@ bench: check-services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.api $(filter --smoke,$(BENCH_ARGS))
 	$(BIN)/python -m bench.webhooks $(filter --quick --smoke,$(BENCH_ARGS))
+	$(BIN)/python -m bench.dashboard $(filter --smoke,$(BENCH_ARGS))
 
 ## chaos: the fault-injection suite at full size (2,000 copies created over HTTP; its own
 ## PostgreSQL, Redis, workers, beats and web); writes tests/chaos/LATEST.md.
@@ -115,3 +116,9 @@ chaos: install
 .PHONY: bench-embedded
 bench-embedded: install
 	$(BIN)/python -m bench.embedded $(BENCH_ARGS)
+
+## screenshots: the dashboard's pages as the browser tests see them, saved to docs/screenshots
+## (headless Chromium at /usr/bin/chromium; PostgreSQL and Redis as for `make test`)
+.PHONY: screenshots
+screenshots: check-services
+	DASHBOARD_SCREENSHOTS=docs/screenshots $(BIN)/pytest -p no:xdist -q tests/dashboard/test_browser.py

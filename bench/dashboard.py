@@ -103,7 +103,7 @@ def pages(token: str) -> dict[str, str]:
         "copies, created between": (
             "/dashboard/copies?created_from=2020-01-01&created_to=2020-01-02"
         ),
-        "copies, page 40, by errors": "/dashboard/copies?sort=-errors_count&page=40",
+        "copies, page 40, by failure": "/dashboard/copies?sort=-failed_at&page=40",
         "copy detail": f"/dashboard/copies/{copy_id}",
         "order": f"/dashboard/orders/{order_id}",
         "failures": "/dashboard/failures",

@@ -37,14 +37,15 @@ FILTERS = (
     "created_from",
     "created_to",
 )
+#: The sorts, each served by an index: ``failed_at`` and ``completed_at`` list only the
+#: copies that have one (the partial indexes of failed and of completed copies).
 SORTS: dict[str, Any] = {
     "created_at": OrderCopy.created_at,
-    "updated_at": OrderCopy.updated_at,
+    "status": OrderCopy.status,
     "failed_at": OrderCopy.failed_at,
     "completed_at": OrderCopy.completed_at,
-    "status": OrderCopy.status,
-    "errors_count": OrderCopy.errors_count,
 }
+ONLY_SET = ("failed_at", "completed_at")
 #: Parameters that are not filters but are known.
 OTHERS = ("sort", "page", "notice")
 
@@ -156,16 +157,22 @@ class CopyRow:
 
 def page(session: Session, query: CopyQuery, mode: Mode) -> tuple[list[CopyRow], bool]:
     """The page's copies and whether another page follows. Read-only."""
-    column = SORTS[query.sort.removeprefix("-")]
-    order = column.desc() if query.sort.startswith("-") else column.asc()
-    tie = OrderCopy.id.desc() if query.sort.startswith("-") else OrderCopy.id.asc()
+    name = query.sort.removeprefix("-")
+    descending = query.sort.startswith("-")
+    where = _conditions(query, mode)
+    if name in ONLY_SET:
+        where.append(SORTS[name].is_not(None))
+    keys = [SORTS[name], OrderCopy.created_at, OrderCopy.id]
+    if name == "created_at":
+        keys = keys[1:]
+    order = [key.desc() if descending else key.asc() for key in keys]
     source, target = aliased(Order), aliased(Order)
     statement = (
         select(OrderCopy, source.number, source.customer_email, target.number)
         .join(source, source.id == OrderCopy.source_order_id)
         .outerjoin(target, target.id == OrderCopy.target_order_id)
-        .where(*_conditions(query, mode))
-        .order_by(order.nulls_last(), tie)
+        .where(*where)
+        .order_by(*order)
         .offset((query.page - 1) * PAGE_SIZE)
         .limit(PAGE_SIZE + 1)
     )

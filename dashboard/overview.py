@@ -4,7 +4,7 @@ renewals due, workers seen recently. Each is one indexed query."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Float, Integer, cast, func, or_, select, type_coerce
@@ -45,26 +45,52 @@ def _epoch_bucket(session: Session, column: Any, seconds: int) -> ColumnElement[
     )
 
 
-def series(session: Session, mode: Mode, now: datetime, step: timedelta, buckets: int) -> Series:
-    """Copies created, completed and failed per ``step`` over the last ``buckets`` steps
-    (by the copies' own timestamps: a copy retried and completed counts as completed)."""
-    seconds = int(step.total_seconds())
-    last = int(now.timestamp()) // seconds
-    first = last - buckets + 1
-    since = datetime.fromtimestamp(first * seconds, tz=now.tzinfo)
+def _counts(
+    session: Session, mode: Mode, first: int, buckets: int, seconds: int, until: int | None
+) -> dict[str, list[int]]:
+    """Copies per kind in buckets ``first`` … ``first + buckets - 1`` (bucket n: the
+    ``seconds`` from n * ``seconds`` since the epoch), up to bucket ``until`` if given."""
+    since = datetime.fromtimestamp(first * seconds, tz=UTC)
     counts = {kind: [0] * buckets for kind in SERIES}
     for kind, column in COLUMNS.items():
         bucket = _epoch_bucket(session, column, seconds)
-        rows = session.execute(
-            select(bucket, func.count())
-            .where(OrderCopy.mode == mode, column >= since, column.is_not(None))
-            .group_by(bucket)
-        )
+        where = [OrderCopy.mode == mode, column >= since]
+        if until is not None:
+            where.append(column < datetime.fromtimestamp(until * seconds, tz=UTC))
+        rows = session.execute(select(bucket, func.count()).where(*where).group_by(bucket))
         for index, count in rows:
             position = int(index) - first
             if 0 <= position < buckets:
                 counts[kind][position] = count
-    return Series(since, step, counts)
+    return counts
+
+
+#: The past buckets of the hourly chart, by database and mode: (current hour, counts).
+_past: dict[tuple[str, Mode], tuple[int, dict[str, list[int]]]] = {}
+
+
+def series(session: Session, mode: Mode, now: datetime, step: timedelta, buckets: int) -> Series:
+    """Copies created, completed and failed per ``step`` over the last ``buckets`` steps
+    (by the copies' own timestamps: a copy retried and completed counts as completed).
+
+    Hourly: the hours gone by are counted once per hour and kept (seven days of copies
+    are too many rows to count on every refresh); the current hour is counted each time.
+    A copy whose failure in a past hour is retried leaves that hour's count as it was
+    until the next hour begins."""
+    seconds = int(step.total_seconds())
+    last = int(now.timestamp()) // seconds
+    first = last - buckets + 1
+    start = datetime.fromtimestamp(first * seconds, tz=UTC)
+    if step < timedelta(hours=1):
+        return Series(start, step, _counts(session, mode, first, buckets, seconds, None))
+    key = (str(session.get_bind().engine.url), mode)
+    cached = _past.get(key)
+    if cached is None or cached[0] != last:
+        cached = (last, _counts(session, mode, first, buckets - 1, seconds, last))
+        _past[key] = cached
+    current = _counts(session, mode, last, 1, seconds, None)
+    counts = {kind: [*cached[1][kind], *current[kind]] for kind in SERIES}
+    return Series(start, step, counts)
 
 
 @dataclass

@@ -282,7 +282,7 @@ def router() -> APIRouter:
         action = request.query_params.get("action", "")
         with db.sessions().begin() as session:
             found = failures.group(session, viewer.mode, key, message)
-        chosen = {"retry": found.failed, "abort": found.pending}.get(action)
+        chosen = {"retry": found.failed_ids, "abort": found.pending_ids}.get(action)
         return render(
             "group.html",
             viewer=viewer,
@@ -302,7 +302,7 @@ def router() -> APIRouter:
             return _message(400, "Unknown action", "Bulk actions are retry and abort.", viewer)
         with db.sessions().begin() as session:
             found = failures.group(session, viewer.mode, key, message)
-        chosen = found.failed if action is BulkAction.RETRY else found.pending
+        chosen = found.failed_ids if action is BulkAction.RETRY else found.pending_ids
         if not chosen:
             return render(
                 "group.html",

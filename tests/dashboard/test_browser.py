@@ -12,9 +12,9 @@ from playwright.sync_api import expect
 
 from dashboard import sessions
 from models import ApiKey, CopyStatus, Mode, utcnow
-from tests.dashboard.conftest import Dashboard, key_for
+from tests.dashboard.conftest import WAIT_MS, Dashboard, key_for
 from tests.dashboard.data import failed_copies, restock, status_of, statuses
-from tests.factories import create_copy
+from tests.factories import create_copy, make_shop, make_subscription
 from tests.worker.processes import wait_for
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.xdist_group("dashboard")]
@@ -75,7 +75,8 @@ def test_bulk_retry_of_a_group_of_50_shows_its_progress_across_a_reload(dashboar
 
     page.get_by_role("button", name="Confirm: retry 50").click()
     page.wait_for_url(re.compile(r"/dashboard/bulk-jobs/\w+$"))
-    expect(page.locator("#job-count")).to_have_text("50 of 50")
+    # 50 transactions, each announced: on a loaded machine this takes its time.
+    expect(page.locator("#job-count")).to_have_text("50 of 50", timeout=3 * WAIT_MS)
     expect(page.locator("#job-status")).to_have_text("Finished")
     expect(page.locator("#job-changed")).to_have_text("50")
     assert page.locator("#job-progress").get_attribute("value") == "50"
@@ -225,6 +226,7 @@ def test_an_expired_session_signs_in_again_and_returns_to_the_page(dashboard: Da
     page = dashboard.page
     dashboard.go("/dashboard/copies?status=failed")
     expect(page.locator(".notice")).to_contain_text("Your session expired")
+    dashboard.shot("sign-in")
     page.get_by_label("API key").fill(dashboard.token)
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(re.compile(r"/dashboard/copies\?status=failed$"))
@@ -262,3 +264,27 @@ def test_unknown_filters_are_noted_and_the_page_fits_a_phone(dashboard: Dashboar
         width = page.evaluate("document.documentElement.scrollWidth")
         assert width <= 390, f"{path} is {width} px wide on a 390 px phone"
     dashboard.shot("copy-phone")
+
+
+def test_subscriptions_list_detail_and_the_apis_triggers(dashboard: Dashboard):
+    with dashboard.sessions.begin() as s:
+        shop = make_shop(s)
+        subscription = make_subscription(s, shop.source, starts_at=utcnow() + timedelta(minutes=30))
+        subscription_id = subscription.id
+    page = dashboard.page
+    dashboard.sign_in("/dashboard")
+    expect(page.locator("#renewals-hour")).to_have_text("1")
+    page.get_by_role("link", name="Subscriptions").click()
+    row = page.locator("tbody tr", has_text=subscription_id)
+    expect(row).to_contain_text("active")
+    expect(row).to_contain_text("monthly")
+    dashboard.shot("subscriptions")
+    row.get_by_role("link", name=subscription_id).click()
+    page.get_by_role("button", name="Deactivate").click()
+    expect(page.locator(".notice")).to_have_text("Done: deactivate.")
+    expect(page.locator("#subscription-status")).to_have_text("inactive")
+    page.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#subscription-status")).to_have_text("cancelled")
+    page.get_by_role("button", name="Activate", exact=True).click()  # the API: 409
+    expect(page.locator(".notice")).to_contain_text(f"{subscription_id} is cancelled")
+    expect(page.locator("#subscription-status")).to_have_text("cancelled")

@@ -1,0 +1,80 @@
+"""The dashboard on the embedded default (SQLite, no services): ``ordercopy db upgrade``,
+``demo seed`` and a key from the CLI, then ``uvicorn api.app:app`` as ``make run`` starts
+it; signing in with the key's form lists the demo's copies."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import re
+import sqlite3
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.api.web import _stop, _wait_for
+from tests.chaos.processes import UVICORN
+from tests.services import free_port
+from tests.test_embedded import ROOT, embedded_env, ordercopy
+
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("dashboard")]
+
+
+def test_signing_in_on_the_embedded_default_lists_the_copies(tmp_path: Path) -> None:
+    env = embedded_env(tmp_path / "var")
+    ordercopy(env, "db", "upgrade")
+    ordercopy(env, "demo", "seed")
+    created = ordercopy(env, "api-keys", "create", "--mode", "test", "--name", "dashboard")
+    token = re.findall(r"oc_test_[\w-]+", created)[-1]
+    with sqlite3.connect(tmp_path / "var" / "ordercopy.db") as database:
+        copy_ids = {row[0] for row in database.execute("SELECT id FROM order_copies")}
+    assert copy_ids
+
+    port = free_port()
+    log = tmp_path / "web.log"
+    with log.open("wb") as out:
+        web = subprocess.Popen(
+            [UVICORN, "api.app:app", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for(url, log)
+        jar = http.cookiejar.CookieJar()
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        with browser.open(f"{url}/dashboard/copies") as answer:  # sent to sign in first
+            assert "/dashboard/sign-in?next=%2Fdashboard%2Fcopies" in answer.url
+            csrf = re.search(r'name="csrf" value="([^"]+)"', answer.read().decode())
+        assert csrf is not None
+        form = {"csrf": csrf.group(1), "next": "/dashboard/copies", "api_key": token}
+        with browser.open(
+            f"{url}/dashboard/sign-in", urllib.parse.urlencode(form).encode()
+        ) as answer:
+            assert answer.url == f"{url}/dashboard/copies"
+            page = answer.read().decode()
+        listed = set(re.findall(r'class="copy-link">(\w+)<', page))
+        assert listed, page
+        assert listed <= copy_ids
+        assert len(listed) == min(len(copy_ids), 25)
+        assert "test mode" in page
+
+        bearer = urllib.request.Request(
+            f"{url}/dashboard/copies", headers={"Authorization": f"Bearer {token}"}
+        )
+        with urllib.request.urlopen(bearer) as answer:
+            assert set(re.findall(r'class="copy-link">(\w+)<', answer.read().decode())) == listed
+        wrong = urllib.request.Request(
+            f"{url}/dashboard", headers={"Authorization": "Bearer oc_test_nope"}
+        )
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(wrong)
+        assert refused.value.code == 401
+        refused.value.close()
+    finally:
+        _stop(web)
