@@ -137,3 +137,11 @@ def cancel(subscription_id: IdArgument, mode: ModeOption = "test") -> None:
     from copying.subscriptions import subscription_states
 
     _move(subscription_id, mode, subscription_states.cancel, "cancelled")
+
+
+@subscriptions_app.command("skip")
+def skip(subscription_id: IdArgument, mode: ModeOption = "test") -> None:
+    """Skip the next run once (active only): the next run moves to the one after it."""
+    from copying.subscriptions import renewals
+
+    _move(subscription_id, mode, renewals.skip, "skipped the next run of")

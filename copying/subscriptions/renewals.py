@@ -36,6 +36,7 @@ from copying.webhooks import events, topics
 from models import (
     CustomerPaymentSource,
     Mode,
+    Order,
     OrderCopy,
     OrderCopyEvent,
     OrderSubscription,
@@ -101,16 +102,22 @@ class Due:
     entry_disabled: bool | None
     entry_expires_on: date | None
 
-    def wallet_problem(self, today: date) -> str | None:
+    def wallet_problem(
+        self, today: date, fallback: tuple[str, _Entry | None] | None = None
+    ) -> str | None:
         """Why its renewal could not charge its wallet entry today, or None
-        (``subscription_states.problem_with_wallet`` on the columns read)."""
+        (``subscription_states.problem_with_wallet`` on the columns read). Without an entry
+        of its own a renewal charges its source order's: ``fallback``, that entry's id and
+        columns (None: the source has none)."""
         if not self.place_target_order:
             return None
         entry_id = self.customer_payment_source_id
-        if entry_id is None:
-            return "it has no wallet entry to charge"
         entry = None
-        if self.entry_mode is not None:
+        if entry_id is None:
+            if fallback is None:
+                return "it has no wallet entry to charge"
+            entry_id, entry = fallback
+        elif self.entry_mode is not None:
             entry = _Entry(
                 self.entry_mode,
                 self.entry_customer_id,
@@ -125,6 +132,32 @@ class _Entry(NamedTuple):
     customer_id: str | None
     disabled: bool
     expires_on: date | None
+
+
+def _source_entries(session: Session, due: Sequence[Due]) -> dict[str, tuple[str, _Entry | None]]:
+    """The wallet entries the source orders of due subscriptions without one of their own
+    were paid with (their renewals charge those), by source order id; one query, none when
+    every subscription has its own (the usual case)."""
+    wanted = {d.source_order_id for d in due if d.customer_payment_source_id is None}
+    if not wanted:
+        return {}
+    rows = session.execute(
+        select(
+            Order.id,
+            Order.customer_payment_source_id,
+            _ENTRY.mode,
+            _ENTRY.customer_id,
+            _ENTRY.disabled,
+            _ENTRY.expires_on,
+        )
+        .outerjoin(_ENTRY, _ENTRY.id == Order.customer_payment_source_id)
+        .where(Order.id.in_(wanted), Order.customer_payment_source_id.is_not(None))
+    )
+    found: dict[str, tuple[str, _Entry | None]] = {}
+    for order_id, entry_id, mode, customer_id, disabled, expires_on in rows:
+        entry = _Entry(mode, customer_id, bool(disabled), expires_on) if mode else None
+        found[order_id] = (entry_id or "", entry)
+    return found
 
 
 _ENTRY = CustomerPaymentSource
@@ -228,6 +261,7 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
             )
         ]
     result = TickResult(subscriptions=len(due), alerts=alerted)
+    fallbacks = _source_entries(session, due)
     rows: list[dict[str, Any]] = []
     advances: list[dict[str, Any]] = []
     changes: list[events.Change] = []
@@ -255,7 +289,11 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
             changes.append(_alert(subscription.id, subscription.mode))
             facts.append(_alert_fact(subscription.id, subscription.mode, subscription.next_run_at))
             result.alerts += 1
-        problem = subscription.wallet_problem(now.date()) if runs else None
+        problem = (
+            subscription.wallet_problem(now.date(), fallbacks.get(subscription.source_order_id))
+            if runs
+            else None
+        )
         if problem is not None:
             # Not attempted: it waits, its run planned as it was, for a card and _activate.
             to = subscription_states.check_move(

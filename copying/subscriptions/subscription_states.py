@@ -103,10 +103,14 @@ def problem_with_wallet(
     session: Session, subscription: OrderSubscription, today: date
 ) -> str | None:
     """Why the subscription has no wallet entry its renewals could charge today, or None.
-    One that does not place its targets needs none."""
+    One that does not place its targets needs none; one without an entry of its own
+    charges its source order's."""
     if not subscription.place_target_order:
         return None
     entry_id = subscription.customer_payment_source_id
+    if entry_id is None:
+        source = session.get(Order, subscription.source_order_id)
+        entry_id = source.customer_payment_source_id if source is not None else None
     if entry_id is None:
         return "it has no wallet entry to charge"
     entry = session.get(CustomerPaymentSource, entry_id)

@@ -1,5 +1,5 @@
 """``ordercopy orders list|show`` and ``ordercopy subscriptions list|show|activate|deactivate|
-cancel``: pages, JSON, ids only, modes, and the moves a subscription may make."""
+cancel|skip``: pages, JSON, ids only, modes, and the moves a subscription may make."""
 
 from __future__ import annotations
 
@@ -128,3 +128,22 @@ def test_subscriptions_move_as_their_rules_allow(
         world.active.id: SubscriptionStatus.CANCELLED,
         world.inactive.id: SubscriptionStatus.ACTIVE,
     }
+
+
+def test_skip_moves_the_next_run_once_and_is_refused_unless_active(
+    runner: CliRunner, world: World, committed: sessionmaker[Session]
+):
+    with committed.begin() as session:
+        before = session.get_one(OrderSubscription, world.active.id).next_run_at
+
+    said = _run(runner, "subscriptions", "skip", world.active.id)
+    refused = runner.invoke(app, ["subscriptions", "skip", world.inactive.id])
+
+    assert f"skipped the next run of order subscription {world.active.id}: active" in said
+    assert refused.exit_code != 0
+    assert "only an active subscription skips" in refused.output
+    with committed.begin() as session:
+        after = session.get_one(OrderSubscription, world.active.id).next_run_at
+    assert before is not None
+    assert after is not None
+    assert after > before

@@ -130,6 +130,32 @@ def test_a_renewal_that_finds_no_usable_card_parks_its_subscription(sessions, ga
     assert kinds(sessions, sub_id) == ["pending", "renewal_failed"]
 
 
+@pytest.mark.parametrize("source_entry", ["usable", "disabled", "none"])
+def test_without_an_entry_of_its_own_the_source_orders_entry_decides(sessions, source_entry):
+    """Its renewals charge the source order's entry (the API's ``null``): the tick checks
+    that one."""
+    with sessions.begin() as s:
+        shop = make_shop(s)
+        sub = make_subscription(s, shop.source, starts_at=START)
+        sub.customer_payment_source_id = None
+        if source_entry == "disabled":
+            shop.entry.disabled = True
+        elif source_entry == "none":
+            shop.source.customer_payment_source_id = None
+        sub_id = sub.id
+
+    result = tick(sessions, START)
+
+    assert len(result.copies) == (source_entry == "usable")
+    assert subscription(sessions, sub_id).status == (
+        S.RUNNING if source_entry == "usable" else S.PENDING
+    )
+    with sessions.begin() as s:
+        sub = s.get_one(OrderSubscription, sub_id)
+        problem = subscription_states.problem_with_wallet(s, sub, START.date())
+    assert (problem is None) == (source_entry == "usable")
+
+
 # --- renewal reminders ---------------------------------------------------------------------
 
 
