@@ -9,7 +9,7 @@ from markupsafe import Markup, escape
 
 from dashboard.overview import Series
 
-WIDTH, HEIGHT = 640, 180
+WIDTH, HEIGHT = 960, 200
 PAD_LEFT, PAD_BOTTOM, PAD_TOP, PAD_RIGHT = 40, 22, 10, 10
 COLOURS = {"created": "#2563eb", "completed": "#15803d", "failed": "#b91c1c"}
 DASHES = {"created": "", "completed": "6 3", "failed": "2 2"}
@@ -32,7 +32,7 @@ def line_chart(series: Series, title: str) -> Markup:
 
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
-        f'aria-labelledby="{_id(title)}-title" preserveAspectRatio="none">',
+        f'aria-labelledby="{_id(title)}-title">',
         f'<title id="{_id(title)}-title">{escape(title)}</title>',
         f'<line x1="{PAD_LEFT}" y1="{PAD_TOP + plot_h}" x2="{WIDTH - PAD_RIGHT}" '
         f'y2="{PAD_TOP + plot_h}" class="axis"/>',
@@ -41,9 +41,9 @@ def line_chart(series: Series, title: str) -> Markup:
         f'<text x="{PAD_LEFT - 4}" y="{PAD_TOP + 8}" text-anchor="end" class="tick">{top}</text>',
         f'<text x="{PAD_LEFT - 4}" y="{PAD_TOP + plot_h}" text-anchor="end" class="tick">0</text>',
     ]
-    for index in (0, buckets // 2, buckets - 1):
+    for index, anchor in ((0, "start"), (buckets // 2, "middle"), (buckets - 1, "end")):
         parts.append(
-            f'<text x="{PAD_LEFT + index * x_step:.1f}" y="{HEIGHT - 6}" text-anchor="middle" '
+            f'<text x="{PAD_LEFT + index * x_step:.1f}" y="{HEIGHT - 6}" text-anchor="{anchor}" '
             f'class="tick">{_label(series, index)}</text>'
         )
     for kind, values in series.counts.items():

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from copying.subscriptions import renewals as renewing
 from copying.subscriptions import subscription_states
 from models import Mode, OrderCopy, OrderSubscription, SubscriptionStatus
 
@@ -18,12 +19,9 @@ Trigger = Callable[[Session, OrderSubscription, datetime], None]
 TRIGGERS: dict[str, Trigger] = {
     "activate": subscription_states.activate,
     "deactivate": subscription_states.deactivate,
+    "skip": renewing.skip,
     "cancel": subscription_states.cancel,
 }
-# Skipping the next run, where the domain has it.
-_skip: Any = getattr(subscription_states, "skip", None)
-if callable(_skip):
-    TRIGGERS["skip"] = _skip
 
 
 def page(

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
+from copying.copies import lifecycle
 from dashboard import sessions
 from models import ApiKey, CopyStatus, Mode, utcnow
 from tests.dashboard.conftest import WAIT_MS, Dashboard, key_for
@@ -280,6 +281,11 @@ def test_subscriptions_list_detail_and_the_apis_triggers(dashboard: Dashboard):
     expect(row).to_contain_text("monthly")
     dashboard.shot("subscriptions")
     row.get_by_role("link", name=subscription_id).click()
+    planned = page.locator("#subscription-next-run time").get_attribute("datetime")
+    page.get_by_role("button", name="Skip").click()  # the next run only
+    expect(page.locator(".notice")).to_have_text("Done: skip.")
+    assert page.locator("#subscription-next-run time").get_attribute("datetime") != planned
+    expect(page.locator("#subscription-status")).to_have_text("active")
     page.get_by_role("button", name="Deactivate").click()
     expect(page.locator(".notice")).to_have_text("Done: deactivate.")
     expect(page.locator("#subscription-status")).to_have_text("inactive")
@@ -288,3 +294,22 @@ def test_subscriptions_list_detail_and_the_apis_triggers(dashboard: Dashboard):
     page.get_by_role("button", name="Activate", exact=True).click()  # the API: 409
     expect(page.locator(".notice")).to_contain_text(f"{subscription_id} is cancelled")
     expect(page.locator("#subscription-status")).to_have_text("cancelled")
+
+
+def test_abort_all_pending_stops_the_copies_retried_from_a_group(dashboard: Dashboard):
+    failed = failed_copies(dashboard.sessions, 3)
+    later = utcnow() + timedelta(hours=1)
+    for copy_id in failed.copy_ids:  # retried to wait an hour: pending, not announced
+        with dashboard.sessions.begin() as s:
+            lifecycle.retry(s, copy_id, Mode.TEST, by="test", not_before=later)
+    page = dashboard.page
+    dashboard.sign_in("/dashboard/failures")
+    row = page.locator("tr.group", has_text=GROUP)
+    expect(row.locator(".failed-count")).to_have_text("0")
+    expect(row.locator(".pending-count")).to_have_text("3")
+    row.get_by_role("link", name="Abort all pending…").click()
+    expect(page.locator("#dry-run-count")).to_contain_text("This will abort 3 copies")
+    page.get_by_role("button", name="Confirm: abort 3").click()
+    expect(page.locator("#job-count")).to_have_text("3 of 3", timeout=3 * WAIT_MS)
+    expect(page.locator("#job-changed")).to_have_text("3")
+    assert statuses(dashboard.sessions, failed.copy_ids) == {"aborted": 3}
