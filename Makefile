@@ -101,6 +101,7 @@ bench: check-services
 	$(BIN)/python -m bench.run $(BENCH_ARGS)
 	$(BIN)/python -m bench.api $(filter --smoke,$(BENCH_ARGS))
 	$(BIN)/python -m bench.webhooks $(filter --quick --smoke,$(BENCH_ARGS))
+	$(BIN)/python -m bench.large $(filter --smoke,$(BENCH_ARGS))
 	$(BIN)/python -m bench.dashboard $(filter --smoke,$(BENCH_ARGS))
 
 ## chaos: the fault-injection suite at full size (2,000 copies created over HTTP; its own

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import UTC, date, datetime
 from typing import Any, NamedTuple
 from urllib.parse import urlencode
@@ -40,6 +40,14 @@ class Linkage(NamedTuple):
     truncated: set[str]
 
 
+class _Plan(NamedTuple):
+    #: ``<base>/api/<type>/``: a row's self link, once its id is added.
+    prefix: str
+    #: (name, attribute, read) of each attribute shown.
+    attributes: list[tuple[str, str, Callable[[Any], Any] | None]]
+    relationships: list[Relationship]
+
+
 class Renderer:
     """Renders one request's resources: same base URL, sparse fieldsets and includes."""
 
@@ -54,6 +62,7 @@ class Renderer:
         self.base_url = base_url.rstrip("/")
         self.fields = fields
         self.include = list(include)
+        self._plans: dict[str, _Plan] = {}
 
     def url(self, *parts: str) -> str:
         return "/".join((self.base_url, "api", *parts))
@@ -61,6 +70,21 @@ class Renderer:
     def _wanted(self, resource: Resource, name: str) -> bool:
         chosen = self.fields.get(resource.type)
         return chosen is None or name in chosen
+
+    def _plan(self, resource: Resource) -> _Plan:
+        """What this request renders of every ``resource`` row, worked out once."""
+        plan = self._plans.get(resource.type)
+        if plan is None:
+            plan = self._plans[resource.type] = _Plan(
+                f"{self.base_url}/api/{resource.type}/",
+                [
+                    (a.name, a.attr, a.read)
+                    for a in resource.attributes
+                    if self._wanted(resource, a.name)
+                ],
+                [r for r in resource.relationships if self._wanted(resource, r.name)],
+            )
+        return plan
 
     def resource(
         self,
@@ -71,35 +95,34 @@ class Renderer:
     ) -> dict[str, Any]:
         """``related`` maps included relationship names to their linkage data; ``truncated``
         names those that hold only the first ``LINKAGE_LIMIT`` of the row's related rows."""
-        related = related or {}
+        plan = self._plan(resource)
         row_id = str(row.id)  # a JSON:API id is a string, whatever the key's type
+        url = plan.prefix + row_id
         document: dict[str, Any] = {
             "id": row_id,
             "type": resource.type,
-            "links": {"self": self.url(resource.type, row_id)},
+            "links": {"self": url},
             "attributes": {
-                a.name: json_value(a.read(row) if a.read is not None else getattr(row, a.attr))
-                for a in resource.attributes
-                if self._wanted(resource, a.name)
+                name: json_value(read(row) if read is not None else getattr(row, attr))
+                for name, attr, read in plan.attributes
             },
         }
-        relationships = {}
-        for relationship in resource.relationships:
-            if not self._wanted(resource, relationship.name):
-                continue
-            entry: dict[str, Any] = {
-                "links": {
-                    "self": self.url(resource.type, row_id, "relationships", relationship.name),
-                    "related": self.url(resource.type, row_id, relationship.name),
+        if plan.relationships:
+            relationships = {}
+            for relationship in plan.relationships:
+                name = relationship.name
+                entry: dict[str, Any] = {
+                    "links": {
+                        "self": f"{url}/relationships/{name}",
+                        "related": f"{url}/{name}",
+                    }
                 }
-            }
-            if relationship.name in related:
-                entry["data"] = related[relationship.name]
-            if relationship.name in truncated:
-                entry["links"]["next"] = self.next_page(resource, row_id, relationship)
-                entry["meta"] = {"truncated": True}
-            relationships[relationship.name] = entry
-        if relationships:
+                if related and name in related:
+                    entry["data"] = related[name]
+                if name in truncated:
+                    entry["links"]["next"] = self.next_page(resource, row_id, relationship)
+                    entry["meta"] = {"truncated": True}
+                relationships[name] = entry
             document["relationships"] = relationships
         document["meta"] = {"mode": json_value(row.mode)}
         return document
@@ -151,37 +174,72 @@ class Renderer:
                 data[owner].append({"type": target.type, "id": str(item.id)})
                 kept.append(item)
             return Linkage(data, kept, truncated)
-        ids = {getattr(r, relationship.column or "") for r in rows} - {None}
-        found = (
-            list(session.scalars(select(model).where(model.id.in_(ids), model.mode == mode)))
-            if ids
-            else []
-        )
-        present = {item.id for item in found}
-        return Linkage(
-            {
-                r.id: (
-                    {"type": target.type, "id": getattr(r, relationship.column or "")}
-                    if getattr(r, relationship.column or "") in present
-                    else None
-                )
-                for r in rows
-            },
-            found,
-            set(),
-        )
+        loaded = self.load_to_one(session, rows, [relationship], mode)[target.type]
+        return self.to_one(rows, relationship, loaded)
+
+    def load_to_one(
+        self,
+        session: Session,
+        rows: Sequence[Any],
+        relationships: Sequence[Relationship],
+        mode: Mode,
+    ) -> dict[str, dict[Any, Any]]:
+        """The rows the to-one ``relationships`` of ``rows`` name, by type and id: one query
+        per related type (a copy's source and target orders come together)."""
+        wanted: dict[str, set[Any]] = {}
+        for relationship in relationships:
+            column = relationship.column or ""
+            ids = wanted.setdefault(relationship.type, set())
+            ids.update(getattr(row, column) for row in rows)
+        loaded: dict[str, dict[Any, Any]] = {}
+        for type_, ids in wanted.items():
+            ids.discard(None)
+            model: Any = self.registry[type_].model
+            loaded[type_] = (
+                {
+                    item.id: item
+                    for item in session.scalars(
+                        select(model).where(model.id.in_(ids), model.mode == mode)
+                    )
+                }
+                if ids
+                else {}
+            )
+        return loaded
+
+    def to_one(
+        self, rows: Sequence[Any], relationship: Relationship, loaded: Mapping[Any, Any]
+    ) -> Linkage:
+        """The linkage of a to-one ``relationship`` of ``rows``, from its ``loaded`` rows."""
+        type_, column = relationship.type, relationship.column or ""
+        data: dict[str, Any] = {}
+        found: dict[Any, Any] = {}
+        for row in rows:
+            related_id = getattr(row, column)
+            item = loaded.get(related_id)
+            data[row.id] = {"type": type_, "id": related_id} if item is not None else None
+            if item is not None:
+                found.setdefault(related_id, item)
+        return Linkage(data, list(found.values()), set())
 
     def document(
         self, session: Session, resource: Resource, rows: Sequence[Any], mode: Mode, *, single: bool
     ) -> dict[str, Any]:
-        """``{"data": …, "included": […]}`` for ``rows``, loading each include in one query."""
+        """``{"data": …, "included": […]}`` for ``rows``: one query per to-many include and
+        per type of the to-one includes."""
         per_row: dict[str, dict[str, Any]] = {row.id: {} for row in rows}
         truncated: dict[str, set[str]] = {row.id: set() for row in rows}
         included: dict[tuple[str, str], dict[str, Any]] = {}
-        for name in self.include:
-            relationship = resource.relationship(name)
+        relationships = [resource.relationship(name) for name in self.include]
+        to_one = [r for r in relationships if r is not None and not r.to_many]
+        loaded = self.load_to_one(session, rows, to_one, mode) if to_one else {}
+        for name, relationship in zip(self.include, relationships, strict=True):
             assert relationship is not None  # checked when the query was parsed
-            linkage = self.linkage(session, resource, rows, relationship, mode)
+            linkage = (
+                self.to_one(rows, relationship, loaded[relationship.type])
+                if not relationship.to_many
+                else self.linkage(session, resource, rows, relationship, mode)
+            )
             for row_id, data in linkage.data.items():
                 per_row[row_id][name] = data
             for row_id in linkage.truncated:
@@ -196,21 +254,3 @@ class Renderer:
         if self.include:
             document["included"] = list(included.values())
         return document
-
-
-def pagination_links(
-    url: str, params: Iterable[tuple[str, str]], number: int, pages: int
-) -> dict[str, str]:
-    """``first``/``last`` always, ``prev``/``next`` when there is such a page; every other
-    query parameter (filters, sort, page size) kept."""
-    others = [(k, v) for k, v in params if k != "page[number]"]
-
-    def page(n: int) -> str:
-        return f"{url}?{urlencode([*others, ('page[number]', str(n))])}"
-
-    links = {"first": page(1), "last": page(max(pages, 1))}
-    if number > 1:
-        links["prev"] = page(min(number - 1, max(pages, 1)))
-    if number < pages:
-        links["next"] = page(number + 1)
-    return links

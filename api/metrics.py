@@ -1,8 +1,11 @@
 """``GET /metrics``: the copies as Prometheus sees them, read from the database at scrape time.
 
-Every value is counted in PostgreSQL (or the embedded SQLite) when Prometheus
-asks, so any number of web processes serve the same numbers and nothing is
-lost when one restarts:
+Every value is read from the database when Prometheus asks, so any number of web
+processes serve the same numbers and nothing is lost when one restarts. No scrape
+counts a whole table: the counts of copies and of their history are kept as they
+change, in the transaction that changes them (``models/metric_counts.py``,
+``copying/copies/counts.py``; the embedded SQLite counts its tables), and the rest are
+index ranges over what is waiting (pending copies, renewals due, undelivered events):
 
 - gauges: copies by status, the age of the oldest due pending copy, renewals due;
 - counters from the copies' history (append-only): copies created, runs that
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from datetime import datetime
+from itertools import accumulate
 from typing import Any
 
 import structlog
@@ -31,20 +35,18 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import (
-    ColumnElement,
-    Connection,
-    Executable,
-    Float,
-    case,
-    func,
-    or_,
-    select,
-    type_coerce,
-)
+from sqlalchemy import Connection, Executable, func, or_, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
+from copying.copies import counts
+from copying.copies.counts import (
+    DURATION_BUCKETS,
+    INFINITY,
+    Counts,
+    bucket_label,
+    of,
+)
 from copying.copies.history import EventKind
 from copying.subscriptions.subscription_states import RENEWING
 from models import (
@@ -53,33 +55,20 @@ from models import (
     EventStatus,
     Mode,
     OrderCopy,
-    OrderCopyEvent,
     OrderSubscription,
     Webhook,
     WebhookEvent,
     db,
     utcnow,
 )
+from models.metric_counts import CountName
 
 log = structlog.get_logger("ordercopy.metrics")
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-#: Seconds from a copy's first claim to its completion.
-DURATION_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 #: The history's kinds counted, each by its own counter (``ordercopy_copies_<kind>_total``).
 COUNTED = (EventKind.CREATED, EventKind.COMPLETED, EventKind.FAILED)
 #: A scrape that takes longer than this gives up (PostgreSQL); Prometheus sees a failed scrape.
 STATEMENT_TIMEOUT_MS = 5000
-
-
-def _seconds(connection: Connection) -> ColumnElement[float]:
-    """A completed copy's run time in seconds, as this database computes it."""
-    if connection.dialect.name == "sqlite":
-        return (func.julianday(OrderCopy.completed_at) - func.julianday(OrderCopy.started_at)) * (
-            86400.0
-        )
-    return type_coerce(
-        func.extract("epoch", OrderCopy.completed_at - OrderCopy.started_at), Float()
-    )
 
 
 def _counted(connection: Connection, statement: Executable, keys: Iterable[Any]) -> dict[Any, int]:
@@ -90,40 +79,25 @@ def _counted(connection: Connection, statement: Executable, keys: Iterable[Any])
     return counts
 
 
-def _by_status(connection: Connection) -> dict[tuple[Mode, CopyStatus], int]:
-    return _counted(
-        connection,
-        select(OrderCopy.mode, OrderCopy.status, func.count()).group_by(
-            OrderCopy.mode, OrderCopy.status
-        ),
-        [(mode, status) for mode in Mode for status in CopyStatus],
-    )
+def _by_status(counts: Counts) -> dict[tuple[Mode, CopyStatus], int]:
+    by_label = of(counts, CountName.COPIES, list(CopyStatus))
+    return {(mode, CopyStatus(status)): count for (mode, status), count in by_label.items()}
 
 
-def _history_counts(connection: Connection) -> dict[tuple[Mode, str], int]:
-    return _counted(
-        connection,
-        select(OrderCopyEvent.mode, OrderCopyEvent.kind, func.count())
-        .where(OrderCopyEvent.kind.in_(COUNTED))
-        .group_by(OrderCopyEvent.kind, OrderCopyEvent.mode),
-        [(mode, kind) for mode in Mode for kind in COUNTED],
-    )
+def _history_counts(counts: Counts) -> dict[tuple[Mode, str], int]:
+    return of(counts, CountName.COPY_EVENTS, COUNTED)
 
 
-def _durations(connection: Connection) -> dict[Mode, tuple[list[int], int, float]]:
+def _durations(counts: Counts) -> dict[Mode, tuple[list[int], int, float]]:
     """Per mode: how many completed copies took at most each bucket, all of them, the sum."""
-    seconds = _seconds(connection)
-    columns = [func.count(case((seconds <= bound, 1))) for bound in DURATION_BUCKETS]
-    rows = connection.execute(
-        select(OrderCopy.mode, func.count(), func.coalesce(func.sum(seconds), 0.0), *columns)
-        .where(OrderCopy.completed_at.is_not(None), OrderCopy.started_at.is_not(None))
-        .group_by(OrderCopy.mode)
-    )
-    found: dict[Mode, tuple[list[int], int, float]] = {
-        mode: ([0] * len(DURATION_BUCKETS), 0, 0.0) for mode in Mode
-    }
-    for mode, count, total, *within in rows:
-        found[Mode(mode)] = (list(within), count, float(total))
+    labels = [bucket_label(bound) for bound in DURATION_BUCKETS]
+    within = of(counts, CountName.COPY_DURATIONS, [*labels, INFINITY])
+    found: dict[Mode, tuple[list[int], int, float]] = {}
+    for mode in Mode:
+        cumulative = list(accumulate(within[mode, label] for label in labels))
+        total = (cumulative[-1] if cumulative else 0) + within[mode, INFINITY]
+        micros = counts.get((mode, CountName.COPY_DURATION_MICROS, ""), 0)
+        found[mode] = (cumulative, total, micros / 1_000_000)
     return found
 
 
@@ -206,9 +180,10 @@ class CopiesCollector(Collector):
                         f"SET LOCAL statement_timeout = {STATEMENT_TIMEOUT_MS}"
                     )
                     connection.exec_driver_sql("SET TRANSACTION READ ONLY")
-                by_status = _by_status(connection)
-                history = _history_counts(connection)
-                durations = _durations(connection)
+                counted = counts.current(connection)
+                by_status = _by_status(counted)
+                history = _history_counts(counted)
+                durations = _durations(counted)
                 oldest = {mode: _oldest_pending_age(connection, mode, now) for mode in Mode}
                 renewals = _renewals_due(connection, now)
                 webhooks = _webhooks(connection, now)
@@ -246,7 +221,7 @@ def _families(
     )
     for mode, (within, count, total) in durations.items():
         buckets: list[tuple[str, Any]] = [
-            (_bound(bound), cumulative)
+            (bucket_label(bound), cumulative)
             for bound, cumulative in zip(DURATION_BUCKETS, within, strict=True)
         ]
         histogram.add_metric([mode.value], [*buckets, ("+Inf", count)], total)
@@ -261,10 +236,6 @@ def _families(
         "Active or running subscriptions whose next run is due (next_run_at <= now)",
         renewals,
     )
-
-
-def _bound(bound: float) -> str:
-    return repr(float(bound))
 
 
 def router() -> APIRouter:

@@ -201,9 +201,11 @@ def components(registry: Mapping[str, Resource]) -> dict[str, dict[str, Any]]:
             {
                 "number": {"type": "integer", "minimum": 1, "maximum": query.MAX_PAGE_NUMBER},
                 "size": {"type": "integer", "minimum": 1, "maximum": query.MAX_PAGE_SIZE},
+                "after": {"type": "string"},
+                "before": {"type": "string"},
             },
             f"`page[number]` from 1; `page[size]` records per page (default "
-            f"{query.DEFAULT_PAGE_SIZE}).",
+            f"{query.DEFAULT_PAGE_SIZE}); `page[after]`/`page[before]`: cursors.",
         ),
         "fields": _deep_object(
             "fields",

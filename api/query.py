@@ -16,6 +16,7 @@ from typing import Any, cast
 from sqlalchemy import BigInteger, ColumnElement, String, false, func, not_, or_, type_coerce
 from sqlalchemy.orm import InstrumentedAttribute
 
+from api.cursors import AFTER, BEFORE, SortKey
 from api.errors import ApiError
 from api.lookups import BIGINT_MAX, BIGINT_MIN, integer_key, storable
 from api.spec import Attribute, Kind, Resource
@@ -49,11 +50,19 @@ DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$")
 @dataclass
 class Query:
     conditions: list[ColumnElement[bool]] = field(default_factory=list)
-    order_by: list[Any] = field(default_factory=list)
+    #: The sort as asked (or the resource's default), and its keys, the id last.
+    sort: str = ""
+    keys: list[SortKey] = field(default_factory=list)
     page_number: int = 1
     page_size: int = DEFAULT_PAGE_SIZE
+    #: ``page[after]`` or ``page[before]`` and its cursor, when the page is a keyset one.
+    cursor: tuple[str, str] | None = None
     include: list[str] = field(default_factory=list)
     fields: dict[str, set[str]] = field(default_factory=dict)
+
+    @property
+    def order_by(self) -> list[Any]:
+        return [key.order() for key in self.keys]
 
 
 def filterable(resource: Resource) -> dict[str, Attribute]:
@@ -233,21 +242,29 @@ def parse(
                 _condition(_column(resource, attribute.name), attribute, predicate, raw, parameter)
             )
         elif parameter == "sort":
-            query.order_by = _sort(raw, resource)
+            query.sort, query.keys = raw, _sort(raw, resource)
         elif parameter == "page[number]":
             query.page_number = _positive(raw, parameter, MAX_PAGE_NUMBER)
+        elif parameter in (AFTER, BEFORE):
+            if query.cursor is not None:
+                raise ApiError(
+                    400, "give page[after] or page[before], not both", parameter=parameter
+                )
+            query.cursor = (parameter, raw)
         elif parameter == "page[size]":
             query.page_size = _positive(raw, parameter, MAX_PAGE_SIZE)
         else:
             raise ApiError(400, "is not a query parameter of this endpoint", parameter=parameter)
-    if listing and not query.order_by:
-        query.order_by = _sort(resource.default_sort, resource)
+    if listing and not query.keys:
+        query.sort, query.keys = resource.default_sort, _sort(resource.default_sort, resource)
+    if query.cursor is not None and "page[number]" in seen:
+        raise ApiError(400, "give page[number] or a cursor, not both", parameter=query.cursor[0])
     return query
 
 
 def default_order(resource: Resource) -> list[Any]:
     """The order of ``resource``'s lists when no ``sort`` is given."""
-    return _sort(resource.default_sort, resource)
+    return [key.order() for key in _sort(resource.default_sort, resource)]
 
 
 def _names(raw: str) -> list[str]:
@@ -255,9 +272,9 @@ def _names(raw: str) -> list[str]:
     return raw.split(",") if raw else []
 
 
-def _sort(raw: str, resource: Resource) -> list[Any]:
+def _sort(raw: str, resource: Resource) -> list[SortKey]:
     allowed = sortable(resource)
-    order = []
+    keys = []
     for item in raw.split(","):
         name = item.removeprefix("-")
         if name not in allowed:
@@ -267,11 +284,19 @@ def _sort(raw: str, resource: Resource) -> list[Any]:
                 parameter="sort",
                 code="INVALID_SORT",
             )
-        column = _column(resource, name)
-        order.append(column.desc() if item.startswith("-") else column.asc())
+        attribute = resource.attribute(name)
+        keys.append(
+            SortKey(
+                attribute.attr if attribute else name,
+                _column(resource, name),
+                descending=item.startswith("-"),
+                kind=attribute.kind if attribute else filterable(resource)["id"].kind,
+                nullable=attribute.nullable if attribute else False,
+            )
+        )
     model: Any = resource.model
-    order.append(model.id.asc())
-    return order
+    keys.append(SortKey("id", model.id, False, filterable(resource)["id"].kind, nullable=False))
+    return keys
 
 
 def _include(raw: str, resource: Resource) -> list[str]:

@@ -4,20 +4,19 @@
 models, made at run time, from the handlers' annotations.)
 """
 
-import math
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from api import idempotency, lookups, parameters, payloads, query, schemas
+from api import idempotency, lookups, pages, parameters, payloads, query, schemas
 from api.auth import authenticate
-from api.documents import Renderer, pagination_links
+from api.documents import Renderer
 from api.errors import MEDIA_TYPE, ApiError
 from api.responses import JsonApiResponse
 from api.spec import Context, Relationship, Resource
@@ -181,23 +180,14 @@ class Routes:
     def list_response(
         self, request: Request, parsed: query.Query, mode: Mode, listed: Resource, statement: Any
     ) -> Response:
-        with db.sessions().begin() as session:
-            total = session.scalar(select(func.count()).select_from(statement.subquery())) or 0
-            rows = session.scalars(
-                statement.order_by(*parsed.order_by)
-                .limit(parsed.page_size)
-                .offset((parsed.page_number - 1) * parsed.page_size)
-            ).all()
+        with pages.reading() as session:
+            page = pages.fetch(session, statement, listed.model, parsed)
             document = self.renderer(request, parsed).document(
-                session, listed, rows, mode, single=False
+                session, listed, page.rows, mode, single=False
             )
-        pages = math.ceil(total / parsed.page_size)
-        document["meta"] = {"record_count": total, "page_count": pages}
-        document["links"] = pagination_links(
-            str(request.url).split("?")[0],
-            request.query_params.multi_items(),
-            parsed.page_number,
-            pages,
+        document["meta"] = page.meta(parsed.page_size)
+        document["links"] = pages.links(
+            str(request.url).split("?")[0], request.query_params.multi_items(), parsed, page
         )
         return JsonApiResponse(document)
 

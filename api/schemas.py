@@ -339,11 +339,14 @@ def single_document(resource: Resource) -> type[BaseModel]:
 class ListMeta(Strict):
     record_count: int
     page_count: int
+    #: Past ``api.pages.EXACT_COUNT`` records: the count is the planner's estimate.
+    record_count_estimated: bool | None = None
 
 
 class ListLinks(Strict):
     first: str
-    last: str
+    #: When the count is exact.
+    last: str | None = None
     prev: str | None = None
     next: str | None = None
 

@@ -7,6 +7,7 @@ from models.bulk_jobs import BulkAction, BulkJob, BulkJobStatus
 from models.catalog import Sku
 from models.customers import Customer, CustomerPaymentSource
 from models.idempotency import IdempotencyKey
+from models.metric_counts import CountName, MetricCount
 from models.order_copies import CopyStatus, CopyStep, OrderCopy, OrderCopyEvent
 from models.orders import (
     AuthorizationStatus,
@@ -42,6 +43,7 @@ __all__ = [
     "CircuitState",
     "CopyStatus",
     "CopyStep",
+    "CountName",
     "Coupon",
     "Customer",
     "CustomerPaymentSource",
@@ -52,6 +54,7 @@ __all__ = [
     "IdempotencyKey",
     "ItemType",
     "LineItem",
+    "MetricCount",
     "Mode",
     "Order",
     "OrderCopy",

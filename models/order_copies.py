@@ -50,6 +50,7 @@ PENDING = text("status = 'pending'")
 LEASED = text("status = 'in_progress'")
 TARGETED = text("target_order_id IS NOT NULL")
 COMPLETED_AT = text("completed_at IS NOT NULL")
+REFERENCED = text("reference IS NOT NULL")
 FAILED_AT = text("failed_at IS NOT NULL")
 
 
@@ -74,13 +75,26 @@ class OrderCopy(Record, Base):
         Index("ix_order_copies_pending_dispatched_at", "dispatched_at", **_where(PENDING)),
         # Leased copies by lease end (the sweeper rescues those whose lease ran out).
         Index("ix_order_copies_leased_lease_expires_at", "lease_expires_at", **_where(LEASED)),
-        Index("ix_order_copies_source_order_id", "source_order_id"),
+        # A source order's copies, newest first (its related list; the foreign key's lookups).
+        Index("ix_order_copies_source_order_id", "source_order_id", "mode", "created_at"),
         # The foreign key's lookups (an order deleted) only ever look for a set value.
         Index("ix_order_copies_target_order_id", "target_order_id", **_where(TARGETED)),
         Index("ix_order_copies_mode_created_at", "mode", "created_at"),
         # Counts by status and the oldest pending copy (/metrics, ordercopy status), and
         # the API's most common list: one status, newest first.
         Index("ix_order_copies_mode_status_created_at", "mode", "status", "created_at"),
+        # The API's other filters at a million copies (migration 0016): a reference as
+        # given (btree) or a part of one (trigrams: pg_trgm's GIN, for ILIKE), and
+        # errors_count (its ranges counted from the index alone, newest first in each).
+        Index("ix_order_copies_mode_reference", "mode", "reference", **_where(REFERENCED)),
+        Index(
+            "ix_order_copies_reference_trigrams",
+            "reference",
+            postgresql_using="gin",
+            postgresql_ops={"reference": "gin_trgm_ops"},
+            **_where(REFERENCED),
+        ),
+        Index("ix_order_copies_mode_errors_count_created_at", "mode", "errors_count", "created_at"),
         # Completed copies' run times, read from the index alone (/metrics' histogram).
         Index(
             "ix_order_copies_mode_completed_at",

@@ -13,6 +13,9 @@ EXCHANGE = Exchange("ordercopy", type="direct")
 COPY_TASK = "ordercopy.copy_order"
 COPY_BATCH_TASK = "ordercopy.copy_orders"
 SWEEP_TASK = "ordercopy.sweep"
+RECOUNT_TASK = "ordercopy.metric_counts.reconcile"
+#: Seconds between two checks of metric_counts against a recount of the tables.
+RECOUNT_INTERVAL_SECONDS = 3600
 RENEWALS_TICK_TASK = "ordercopy.renewals.tick"
 WEBHOOKS_TASK = "ordercopy.webhooks.deliver"
 
@@ -59,6 +62,7 @@ def make_app() -> Celery:
             COPY_TASK: {"queue": "copies"},
             COPY_BATCH_TASK: {"queue": "copies"},
             SWEEP_TASK: {"queue": "maintenance"},
+            RECOUNT_TASK: {"queue": "maintenance"},
             RENEWALS_TICK_TASK: {"queue": "renewals"},
             WEBHOOKS_TASK: {"queue": "webhooks"},
         },
@@ -79,6 +83,11 @@ def make_app() -> Celery:
                 "task": SWEEP_TASK,
                 "schedule": settings.sweep_interval_seconds,
                 "options": {"queue": "maintenance", "expires": settings.sweep_interval_seconds},
+            },
+            "recount": {
+                "task": RECOUNT_TASK,
+                "schedule": RECOUNT_INTERVAL_SECONDS,
+                "options": {"queue": "maintenance", "expires": RECOUNT_INTERVAL_SECONDS},
             },
             "renewals": {
                 "task": RENEWALS_TICK_TASK,

@@ -11,12 +11,12 @@ from unittest import mock
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 
 from api import health, metrics
 from api.app import app
 from config import get_settings
-from copying.copies import copy_states, lifecycle
+from copying.copies import copy_states, counts, lifecycle
 from copying.runs import Outcome
 from models import (
     CopyStatus,
@@ -314,14 +314,35 @@ def test_metrics_read_the_same_on_the_embedded_sqlite(sqlite, gateways):
             .where(OrderCopy.id == copy_id)
             .values(started_at=started, completed_at=started + timedelta(seconds=7))
         )
-        connection = session.connection()
-        durations = metrics._durations(connection)
-        by_status = metrics._by_status(connection)
+        counted = counts.current(session.connection())
+    durations = metrics._durations(counted)
+    by_status = metrics._by_status(counted)
 
     within, count, total = durations[Mode.TEST]
     assert (count, total) == (1, pytest.approx(7.0, abs=0.01))
     assert within == [0 if bound < 7 else 1 for bound in metrics.DURATION_BUCKETS]
     assert by_status[Mode.TEST, CopyStatus.COMPLETED] == 1
+
+
+def test_a_scrape_counts_no_table_of_copies_or_history(http, copies):
+    """The counts come from metric_counts; the copies table is read only for the oldest
+    pending copy (one row from an index), the history not at all."""
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(" ".join(statement.split()))
+
+    event.listen(db.engine(), "before_cursor_execute", seen)
+    try:
+        scrape(http)
+    finally:
+        event.remove(db.engine(), "before_cursor_execute", seen)
+
+    assert any("FROM metric_counts" in s for s in statements), statements
+    assert not [s for s in statements if "order_copy_events" in s]
+    on_copies = [s for s in statements if "FROM order_copies" in s]
+    assert len(on_copies) == len(Mode), on_copies
+    assert all("LIMIT" in s and "count(" not in s for s in on_copies), on_copies
 
 
 def test_metrics_is_a_503_without_driver_text_when_the_database_cannot_be_reached(

@@ -3,10 +3,17 @@
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
+from datetime import UTC, datetime, timedelta
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
+from sqlalchemy import insert, select, update
 
+from api.cursors import Cursor
+from api.pages import EXACT_COUNT
+from copying.copies import copy_states
+from copying.copies.options import CopyOptions
+from models import Mode, OrderCopy, db
 from tests.api.errors import assert_error
 from tests.factories import create_copy, make_shop
 
@@ -130,3 +137,179 @@ def test_an_empty_list_has_one_page_of_nothing(api):
 )
 def test_a_bad_page_parameter_is_a_400(api, parameter, value):
     assert_error(api.get("/api/order_copies", **{parameter: value}), 400, parameter=parameter)
+
+
+# --- keyset pages (page[after], page[before]) and lists past the exact count -----------------
+
+
+def walk(api, url: str, link: str) -> list[str]:
+    """Every id from ``url`` on, following ``links.<link>`` (prev: in the list's order)."""
+    pages: list[list[str]] = []
+    for _ in range(COPIES + 1):  # bounded: at most one page per record
+        document = api.client.get(url, headers=api.headers()).json()
+        pages.append([c["id"] for c in document["data"]])
+        if link not in document["links"]:
+            break
+        url = document["links"][link]
+    return [i for page in (pages if link == "next" else pages[::-1]) for i in page]
+
+
+def cursor(sort: str, copy_id: str) -> str:
+    """The API's cursor of the copy ``copy_id`` in ``sort``, from its stored values."""
+    name = sort.removeprefix("-")
+    with db.sessions().begin() as session:
+        value = session.scalar(select(getattr(OrderCopy, name)).where(OrderCopy.id == copy_id))
+    return Cursor(sort, (value, copy_id)).encode()
+
+
+@pytest.fixture
+def half_completed(copy_ids, committed) -> list[str]:
+    """Every other copy completed, at moments that repeat (ties broken by id); the ids in
+    ``sort=completed_at`` order as PostgreSQL has it (NULLs last)."""
+    start = datetime(2030, 1, 1, tzinfo=UTC)
+    with committed.begin() as session:
+        for n, copy_id in enumerate(copy_ids[::2]):
+            session.execute(
+                update(OrderCopy)
+                .where(OrderCopy.id == copy_id)
+                .values(completed_at=start + timedelta(minutes=n // 3))
+            )
+        return list(
+            session.scalars(
+                select(OrderCopy.id).order_by(
+                    OrderCopy.completed_at.asc().nulls_last(), OrderCopy.id
+                )
+            )
+        )
+
+
+@pytest.mark.parametrize("sort", ["completed_at", "-completed_at", "-created_at"])
+def test_keyset_pages_visit_every_record_once_in_order_both_ways(api, half_completed, sort):
+    numbered = api.ids("/api/order_copies", sort=sort, **{"page[size]": "25"})
+    if sort == "completed_at":
+        assert numbered == half_completed
+    url = "/api/order_copies?" + urlencode(
+        {"sort": sort, "page[size]": "4", "page[after]": cursor(sort, numbered[0])}
+    )
+
+    forward = walk(api, url, "next")
+    last_page = api.client.get(url, headers=api.headers()).json()
+    for _ in range(COPIES):
+        if "next" not in last_page["links"]:
+            break
+        last_page = api.client.get(last_page["links"]["next"], headers=api.headers()).json()
+    backward = walk(api, last_page["links"]["prev"], "prev") + [c["id"] for c in last_page["data"]]
+
+    assert forward == numbered[1:]
+    assert backward == numbered
+
+
+def test_a_keyset_page_keeps_counts_filters_and_links(api, copy_ids):
+    params = {"filter[q][reference_start]": "R1", "sort": "-id", "page[size]": "3"}
+    tens = sorted(
+        (
+            c["id"]
+            for c in api.get("/api/order_copies", **{**params, "page[size]": "25"}).json()["data"]
+        ),
+        reverse=True,
+    )
+
+    document = api.get(
+        "/api/order_copies", **params, **{"page[after]": cursor("-id", tens[2])}
+    ).json()
+
+    assert [c["id"] for c in document["data"]] == tens[3:6]
+    assert document["meta"] == {"record_count": 10, "page_count": 4}
+    links = {name: query_of(link) for name, link in document["links"].items()}
+    assert set(links) == {"first", "last", "prev", "next"}
+    assert links["first"] == {**params, "page[number]": "1"}
+    assert links["last"] == {**params, "page[number]": "4"}
+    assert links["next"] == {**params, "page[after]": cursor("-id", tens[5])}
+    assert links["prev"] == {**params, "page[before]": cursor("-id", tens[3])}
+
+
+@pytest.mark.parametrize(
+    ("params", "parameter"),
+    [
+        ({"page[after]": "not a cursor"}, "page[after]"),
+        ({"page[before]": "e30"}, "page[before]"),  # {} in base64
+        ({"page[after]": Cursor("-created_at", ("yesterday", "x")).encode()}, "page[after]"),
+        ({"page[after]": Cursor("-created_at", (None, "x")).encode()}, "page[after]"),
+        (
+            {"page[after]": Cursor("-created_at", ("2030-01-01T00:00:00+00:00", "a\x00")).encode()},
+            "page[after]",
+        ),
+        # Made for another sort than the request's (the default, -created_at).
+        ({"page[after]": Cursor("-id", ("x",)).encode()}, "page[after]"),
+        ({"page[after]": Cursor("-id", ("x",)).encode(), "sort": "-id"}, "page[after]"),
+        (
+            {"page[after]": Cursor("-id", ("x",)).encode(), "page[number]": "2", "sort": "-id"},
+            "page[after]",
+        ),
+        (
+            {"page[after]": Cursor("-id", ("x",)).encode(), "page[before]": "x", "sort": "-id"},
+            "page[before]",
+        ),
+    ],
+)
+def test_a_cursor_the_api_did_not_make_for_this_sort_is_a_400(api, params, parameter):
+    assert_error(api.get("/api/order_copies", **params), 400, parameter=parameter)
+
+
+#: More copies than a list counts exactly.
+LONG = EXACT_COUNT + 5
+
+
+@pytest.fixture
+def long_list(committed) -> list[str]:
+    """``LONG`` test copies (and a live one), inserted by SQL, one second apart; their ids
+    newest first (the default order)."""
+    with committed.begin() as session:
+        source = make_shop(session).source.id
+        start = datetime(2030, 1, 1, tzinfo=UTC)
+        rows = [
+            copy_states.new_row(
+                mode=Mode.LIVE if n == LONG else Mode.TEST,
+                source_order_id=source,
+                options=CopyOptions(),
+                now=start + timedelta(seconds=n),
+            )
+            for n in range(LONG + 1)
+        ]
+        session.execute(insert(OrderCopy.__table__), rows)
+    return [row["id"] for row in reversed(rows) if row["mode"] == Mode.TEST]
+
+
+def test_past_the_exact_count_the_count_is_an_estimate_and_deep_pages_go_by_keyset(api, long_list):
+    first = api.get("/api/order_copies").json()
+
+    assert [c["id"] for c in first["data"]] == long_list[:10]
+    assert first["meta"]["record_count_estimated"] is True
+    assert first["meta"]["record_count"] > EXACT_COUNT
+    assert first["meta"]["page_count"] == -(-first["meta"]["record_count"] // 10)
+    assert set(first["links"]) == {"first", "next"}  # no last: the count is not known
+    assert query_of(first["links"]["next"]) == {"page[number]": "2"}
+
+    deepest = api.get("/api/order_copies", **{"page[number]": str(EXACT_COUNT // 10)}).json()
+    assert [c["id"] for c in deepest["data"]] == long_list[EXACT_COUNT - 10 : EXACT_COUNT]
+    assert set(query_of(deepest["links"]["next"])) == {"page[after]"}
+    following = api.client.get(deepest["links"]["next"], headers=api.headers()).json()
+    assert [c["id"] for c in following["data"]] == long_list[EXACT_COUNT:]
+    assert "next" not in following["links"]
+    assert_error(
+        api.get("/api/order_copies", **{"page[number]": str(EXACT_COUNT // 10 + 1)}),
+        400,
+        parameter="page[number]",
+    )
+
+
+def test_a_filtered_list_within_the_exact_count_counts_exactly(api, long_list):
+    document = api.get(
+        "/api/order_copies", **{"filter[q][created_at_gteq]": "2030-01-01T02:46:00Z"}
+    ).json()
+
+    assert document["meta"] == {"record_count": LONG - 9960, "page_count": 5}
+    assert query_of(document["links"]["last"]) == {
+        "filter[q][created_at_gteq]": "2030-01-01T02:46:00Z",
+        "page[number]": "5",
+    }
