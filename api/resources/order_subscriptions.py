@@ -17,7 +17,7 @@ from api import lookups
 from api.errors import ApiError
 from api.resources.common import TIMESTAMPS, choices, reference_attributes
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
-from copying.subscriptions import subscription_states
+from copying.subscriptions import subscription_items, subscription_states
 from copying.subscriptions.renewals import skip
 from copying.subscriptions.schedules import FREQUENCIES
 from copying.subscriptions.subscription_states import ALERT_PERIOD_HOURS, DUNNING, RENEWING
@@ -75,7 +75,7 @@ def create_subscription(
             ctx.mode,
             "customer_payment_source",
         )
-    return subscription_states.create(
+    subscription = subscription_states.create(
         ctx.session,
         source,
         frequency=attributes["frequency"],
@@ -97,6 +97,8 @@ def create_subscription(
         reference_origin=attributes.get("reference_origin"),
         metadata=attributes.get("metadata"),
     )
+    subscription_items.add_from_source(ctx.session, subscription)
+    return subscription
 
 
 def _check_update(ctx: Context, subscription: OrderSubscription, names: set[str]) -> None:
@@ -281,6 +283,9 @@ ORDER_SUBSCRIPTIONS = Resource(
         Relationship("order_copies", "order_copies", inverse="order_subscription_id"),
         Relationship(
             "recurring_order_copies", "recurring_order_copies", inverse="order_subscription_id"
+        ),
+        Relationship(
+            "order_subscription_items", "order_subscription_items", inverse="order_subscription_id"
         ),
     ),
     triggers=(
