@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
+from collections import OrderedDict
 from datetime import timedelta
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
+from config import get_settings
 from models import ApiKey, Mode, db, new_public_id, utcnow
 
 bearer = HTTPBearer(auto_error=False, description="An API key from `ordercopy api-keys create`")
@@ -33,30 +38,81 @@ def issue_key(session: Session, *, name: str, mode: Mode) -> tuple[ApiKey, str]:
     return key, token
 
 
-def check_api_key(authorization: str | None) -> ApiKey:
-    """The key an ``Authorization`` header names, or ApiError(401). The one check of a key:
-    :class:`api.middleware.Authentication` runs it before a request's body is read."""
+class RecentKeys:
+    """The keys this process found lately, by their token's hash, each trusted for
+    ``api_key_cache_seconds``: a request whose key was read that recently is answered
+    without a trip to the database and to the threadpool (issue 20). Only keys found and
+    live are kept, each under its own token's hash, so no request is ever given another
+    key's mode; a revoked key is refused at most that long after it was revoked."""
+
+    def __init__(self, size: int = 1024) -> None:
+        self.size = size
+        self._keys: OrderedDict[str, tuple[float, ApiKey]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, digest: str) -> ApiKey | None:
+        with self._lock:
+            found = self._keys.get(digest)
+            if found is None:
+                return None
+            if time.monotonic() >= found[0]:
+                del self._keys[digest]
+                return None
+            return found[1]
+
+    def put(self, digest: str, key: ApiKey, ttl: float) -> None:
+        if ttl <= 0:
+            return
+        with self._lock:
+            self._keys[digest] = (time.monotonic() + ttl, key)
+            self._keys.move_to_end(digest)
+            while len(self._keys) > self.size:
+                self._keys.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._keys.clear()
+
+
+recent_keys = RecentKeys()
+
+
+def token_digest(authorization: str | None) -> str:
+    """The hash of the token an ``Authorization`` header carries, or ApiError(401)."""
     scheme, _, token = (authorization or "").strip().partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token:
         raise ApiError(401, "send an API key: Authorization: Bearer <key>")
+    return hash_token(token)
+
+
+def check_api_key(authorization: str | None) -> ApiKey:
+    """The key an ``Authorization`` header names, or ApiError(401). The one check of a key:
+    :class:`api.middleware.Authentication` runs it before a request's body is read (in
+    the threadpool, unless :data:`recent_keys` holds the key)."""
+    digest = token_digest(authorization)
+    key = recent_keys.get(digest)
+    if key is not None:
+        return key
     now = utcnow()
     with db.sessions().begin() as session:
-        key = session.scalar(select(ApiKey).where(ApiKey.token_hash == hash_token(token)))
+        key = session.scalar(select(ApiKey).where(ApiKey.token_hash == digest))
         if key is None or key.revoked_at is not None:
             raise ApiError(401, "the API key is unknown or revoked")
         if key.last_used_at is None or now - key.last_used_at > TOUCH_EVERY:
             session.execute(update(ApiKey).where(ApiKey.id == key.id).values(last_used_at=now))
-        return key
+    recent_keys.put(digest, key, get_settings().api_key_cache_seconds)
+    return key
 
 
-def authenticate(
+async def authenticate(
     request: Request,
     credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
 ) -> ApiKey:
     """The request's key, as the middleware found it (``credentials`` only puts the
-    scheme in the OpenAPI document); checked here if no middleware did."""
+    scheme in the OpenAPI document); checked here if no middleware did. Async: a sync
+    dependency would cost every request a hop to the threadpool and back."""
     key = getattr(request.state, API_KEY, None)
     if isinstance(key, ApiKey):
         return key
-    return check_api_key(request.headers.get("authorization"))
+    return await run_in_threadpool(check_api_key, request.headers.get("authorization"))

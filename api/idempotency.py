@@ -6,13 +6,14 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from models import ApiKey, IdempotencyKey, new_public_id, utcnow
 from models.idempotency import KEEP_FOR
 
+KEYS: Table = IdempotencyKey.__table__  # type: ignore[assignment]
 #: The header's length is checked where the routes declare it (``api/routes.py``).
 MAX_KEY_LENGTH = 255
 
@@ -23,14 +24,17 @@ def request_hash(method: str, path: str, body: Any) -> str:
 
 
 def replay(session: Session, api_key: ApiKey, key: str, digest: str) -> IdempotencyKey | None:
-    """The remembered response for ``key``, or None. A different request → 422."""
+    """The remembered response for ``key``, or None; one remembered longer than
+    :data:`KEEP_FOR` ago is deleted here, making room for :func:`remember` in the same
+    transaction. A different request → 422."""
     stored = session.scalar(
         select(IdempotencyKey).where(
-            IdempotencyKey.api_key_id == api_key.id,
-            IdempotencyKey.key == key,
-            IdempotencyKey.created_at > utcnow() - KEEP_FOR,
+            IdempotencyKey.api_key_id == api_key.id, IdempotencyKey.key == key
         )
     )
+    if stored is not None and stored.created_at <= utcnow() - KEEP_FOR:
+        session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == stored.id))
+        return None
     if stored is not None and stored.request_hash != digest:
         raise ApiError(
             422,
@@ -44,16 +48,10 @@ def replay(session: Session, api_key: ApiKey, key: str, digest: str) -> Idempote
 def remember(
     session: Session, api_key: ApiKey, key: str, digest: str, status: int, body: dict[str, Any]
 ) -> None:
-    """Store the response in the request's transaction (a concurrent twin fails to commit)."""
+    """Store the response in the request's transaction, which :func:`replay` began (a
+    concurrent twin fails to commit)."""
     session.execute(
-        delete(IdempotencyKey).where(
-            IdempotencyKey.api_key_id == api_key.id,
-            IdempotencyKey.key == key,
-            IdempotencyKey.created_at <= utcnow() - KEEP_FOR,
-        )
-    )
-    session.add(
-        IdempotencyKey(
+        insert(KEYS).values(
             id=new_public_id(),
             api_key_id=api_key.id,
             mode=api_key.mode,

@@ -11,22 +11,12 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from models import Base, Mode
+from models.base import storable as storable  # api.query and api.schemas take it from here
 
 #: A whole number as a key is written: no sign, no leading zero, at most a bigint.
 INTEGER_KEY = re.compile(r"^[1-9][0-9]{0,18}$")
 #: Integer keys and filters compare as bigint, whatever the column's size.
 BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
-
-
-def storable(text: str) -> bool:
-    """Whether PostgreSQL can hold ``text``: no NUL character, no lone surrogate."""
-    if "\x00" in text:
-        return False
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def integer_key(model: type[Base]) -> bool:

@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import API_KEY, check_api_key
+from api.auth import API_KEY, check_api_key, recent_keys, token_digest
 from api.rate_limits import limiter
 from config import get_settings
 from models import ApiKey
@@ -93,8 +93,10 @@ class Authentication:
             await self.app(scope, receive, send)
             return
         authorization = Headers(scope=scope).get("authorization")
-        try:  # a database call: off the event loop, as a sync dependency would be
-            key = await run_in_threadpool(check_api_key, authorization)
+        try:
+            key = recent_keys.get(token_digest(authorization))
+            if key is None:  # a database call: off the event loop
+                key = await run_in_threadpool(check_api_key, authorization)
         except Exception as error:  # 401, or the database away (503): the app's handlers
             await answer(scope, receive, send, error)
             return

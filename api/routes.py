@@ -302,12 +302,12 @@ def add_create_route(
         digest = ""
         if idempotency_key is not None:
             digest = idempotency.request_hash("POST", request.url.path, document_of(body))
-            with db.sessions().begin() as session:
-                stored = idempotency.replay(session, api_key, idempotency_key, digest)
-                if stored is not None:
-                    return JsonApiResponse(stored.response_body, stored.response_status)
         try:
             with unit_of_work(db.sessions(), routes.publish()) as session:
+                if idempotency_key is not None:  # in the create's transaction: one, not two
+                    stored = idempotency.replay(session, api_key, idempotency_key, digest)
+                    if stored is not None:
+                        return JsonApiResponse(stored.response_body, stored.response_status)
                 try:
                     row = make(routes.context(session, api_key), attributes, related)
                 except DOMAIN_ERRORS as error:

@@ -63,7 +63,7 @@ def counting() -> Iterator[Traffic]:
     def end(*_: Any) -> None:
         traffic.ends += 1
 
-    pings = getattr(target.pool, "_pre_ping", False)  # the worker's engine does not ping
+    pings = getattr(target.pool, "_pre_ping", False)  # none of ours pings (models/db.py)
 
     def checkout(*_: Any) -> None:
         traffic.pings += pings

@@ -70,7 +70,6 @@ def run(bench: BenchEnvironment, plan: Plan) -> dict[str, Any]:
     began = time.monotonic()
     try:
         with world.throwaway_database(bench):
-            db.configure(**db.WORKER_ENGINE)  # copies by size run here as in a worker
             sessions = db.sessions()
             say(f"database {bench.database_name}, broker prefix {bench.key_prefix!r}")
             sources = world.make_sources(sessions, plan.sources, LINES)

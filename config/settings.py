@@ -122,6 +122,13 @@ class Settings(BaseSettings):
         ge=1,
         description="Largest request body the API reads (413 beyond it, before parsing).",
     )
+    api_key_cache_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="How long a web process trusts an API key it found (a revoked key is "
+        "refused at most this long after; 0: every request reads the key).",
+    )
     readyz_cache_seconds: float = Field(
         default=1.0,
         ge=0,

@@ -18,8 +18,6 @@ from config import get_settings
 
 _engine: Engine | None = None
 _sessions: sessionmaker[Session] | None = None
-#: Extra ``make_engine`` options for the process's engine (see :func:`configure`).
-_options: dict[str, Any] = {}
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
@@ -37,7 +35,17 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         # takes the write lock up front so two writers queue instead of deadlocking.
         event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN IMMEDIATE"))
         return engine
-    kwargs.setdefault("pool_pre_ping", True)
+    # No ping before each checkout (a round trip per transaction: per API request, four
+    # per copy). A connection that died meanwhile (a PostgreSQL restart) fails its first
+    # statement with OperationalError, which invalidates the whole pool: the API answers
+    # that request 503 with Retry-After, a run gives up its lease and Celery retries it
+    # from its checkpoint at once. Connections are replaced after half an hour, before a
+    # firewall or proxy forgets an idle one.
+    kwargs.setdefault("pool_pre_ping", False)
+    kwargs.setdefault("pool_recycle", 1800)
+    # Ten kept open (made as needed), ten more for a burst: with five kept, a web process
+    # serving eight clients closed and reopened connections all the time (issue 20).
+    kwargs.setdefault("pool_size", 10)
     # A host that stops answering (not one that refuses) fails a connect in seconds, not never.
     kwargs["connect_args"] = {"connect_timeout": 5, **kwargs.get("connect_args", {})}
     return create_engine(url, **kwargs)
@@ -61,27 +69,12 @@ def engine() -> Engine:
         _engine.dispose(close=False)
         _engine = _sessions = None
     if _engine is None:
-        _engine = make_engine(get_settings().resolved_database_url, **_options)
+        _engine = make_engine(get_settings().resolved_database_url)
         _pid = os.getpid()
     return _engine
 
 
 _pid = os.getpid()
-
-
-def configure(**options: Any) -> None:
-    """Options for the process's engines made from now on (``make_engine``'s); one already
-    made is kept, as session factories may hold it (an in-process test worker)."""
-    _options.clear()
-    _options.update(options)
-
-
-#: A worker's engine: no ping before each checkout (a round trip per transaction, four
-#: per copy). A connection that died meanwhile (a PostgreSQL restart) fails its first
-#: statement with OperationalError, which invalidates the whole pool; the run gives up
-#: its lease and Celery retries it from its checkpoint at once. Connections are
-#: replaced after half an hour, before a firewall or proxy forgets an idle one.
-WORKER_ENGINE = {"pool_pre_ping": False, "pool_recycle": 1800}
 
 
 def sessions() -> sessionmaker[Session]:

@@ -76,7 +76,9 @@ def make_app() -> Celery:
         },
         worker_hijack_root_logger=False,
         worker_send_task_events=True,
-        task_send_sent_event=True,
+        # No task-sent event per publish: it cost the API a second Redis publish per
+        # created copy (issue 20). Workers still send received/started/succeeded.
+        task_send_sent_event=False,
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         beat_schedule={
             "sweep": {

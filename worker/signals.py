@@ -10,18 +10,12 @@ from celery import signals
 from config import get_settings
 from config.logging import configure_logging
 from copying.testing import failpoints
-from models import db
 from worker.app import COPY_TASK
 
 
 @signals.setup_logging.connect
 def _setup_logging(**_: Any) -> None:
     configure_logging(get_settings())
-
-
-@signals.worker_init.connect
-def _configure_engine(**_: Any) -> None:
-    db.configure(**db.WORKER_ENGINE)  # before the pool forks: every child inherits it
 
 
 @signals.worker_process_init.connect

@@ -144,6 +144,7 @@ def new_row(
         "attempt": 0,
         "claims": 0,
         "retries": 0,
+        "dispatches": 0,
         "dispatched_at": now,
         "created_at": now,
         "updated_at": now,

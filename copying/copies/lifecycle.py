@@ -11,7 +11,8 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from sqlalchemy.orm import Session
+from sqlalchemy import Table, insert, select
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from copying.copies import copy_states, history
 from copying.copies.dispatch import publish_after_commit
@@ -20,6 +21,7 @@ from copying.copies.options import CopyOptions
 from copying.errors import CopyInputError, CopyStateError, NotFoundError
 from copying.webhooks import events, topics
 from models import CopyStatus, Mode, Order, OrderCopy, utcnow
+from models.base import storable
 
 log = structlog.get_logger("ordercopy.copies")
 
@@ -30,6 +32,7 @@ _ATTRIBUTES = {
     for column in attribute.columns
 }
 
+COPIES: Table = OrderCopy.__table__  # type: ignore[assignment]
 MAX_TEXT = 255
 MAX_METADATA_BYTES = 16 * 1024
 
@@ -97,15 +100,19 @@ def create(
         metadata=metadata,
         idempotency_key=idempotency_key,
     )
-    source = session.get(Order, source_order_id) if isinstance(source_order_id, str) else None
-    if source is None or source.mode != mode:
+    source_mode = (
+        session.scalar(select(Order.mode).where(Order.id == source_order_id))
+        if isinstance(source_order_id, str) and storable(source_order_id)
+        else None
+    )
+    if source_mode != mode:
         raise CopyInputError(
             "source_order", f"order {source_order_id!r} does not exist in {mode} mode"
         )
     now = now or utcnow()
     row = copy_states.new_row(
         mode=mode,
-        source_order_id=source.id,
+        source_order_id=source_order_id,
         options=options,
         now=now,
         order_subscription_id=order_subscription_id,
@@ -116,14 +123,21 @@ def create(
         idempotency_key=idempotency_key,
         period_key=period_key,
     )
-    copy = OrderCopy(**{_ATTRIBUTES[column]: value for column, value in row.items()})
+    # A Core INSERT, then the row as a persistent copy without a round trip: the unit of
+    # work's flush cost a third of a create in the API (issue 20). ``new_row`` gives
+    # every column a value, the rest are empty; nothing is left to load.
+    session.execute(insert(COPIES), row)
+    copy = OrderCopy(**{attribute: row.get(column) for column, attribute in _ATTRIBUTES.items()})
+    make_transient_to_detached(copy)
     session.add(copy)
-    session.flush()
     history.record(session, copy.id, mode, 0, EventKind.CREATED, **options.as_columns())
     events.record(session, [events.Change(copy.id, mode, topics.CREATE)], now)
     publish_after_commit(session, [copy.id])
     log.info(
-        "copy_created", order_copy_id=copy.id, source_order_id=source.id, **options.as_columns()
+        "copy_created",
+        order_copy_id=copy.id,
+        source_order_id=source_order_id,
+        **options.as_columns(),
     )
     return copy
 
