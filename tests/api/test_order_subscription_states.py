@@ -8,6 +8,10 @@ policy)."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from datetime import timedelta
 from typing import Any
@@ -27,6 +31,7 @@ from tests.copying.clock import FixedClock
 from tests.fixtures import Published
 from tests.runs import execute_one
 from tests.webhooks.test_events import listen
+from tests.worker.processes import REPO
 
 TYPE = "order_subscriptions"
 
@@ -378,9 +383,61 @@ def test_the_reminder_goes_out_once_across_ticks_sent_again(api, shop, committed
     for _ in range(2):
         app.send_task(RENEWALS_TICK_TASK)
     time.sleep(3)  # the solo worker runs them one after the other, in well under that
+    # and a tick in a process started afresh (a restarted beat and worker)
+    restarted = subprocess.run(
+        [sys.executable, "-m", "tests.copying.subscriptions.concurrent_tick", "0"],
+        cwd=REPO,
+        env=dict(os.environ, ORDERCOPY_LOG_LEVEL="WARNING"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
 
+    assert json.loads(restarted.stdout.strip().splitlines()[-1])["alerts"] == 0
     assert owed(committed, topics.SUBSCRIPTION_RENEWAL, subscription["id"]) == 1
     assert kinds(committed, subscription["id"]).count("renewal_alert") == 1
+
+
+@pytest.mark.worker
+def test_pending_then_resumed_over_http_with_a_real_worker(api, shop, committed, celery_worker):
+    """The beat's tick finds the card disabled: pending, no run. A new card and _activate:
+    the next tick renews it, and the worker completes the renewal with the new card."""
+    from worker.app import RENEWALS_TICK_TASK, app
+
+    subscription = subscribe(api, shop, frequency="daily", activate_by_source_order=True)
+    due_now(api, subscription["id"])
+    disable(committed, shop.entry["id"])
+
+    app.send_task(RENEWALS_TICK_TASK)
+
+    assert wait_for(
+        lambda: api.retrieve(TYPE, subscription["id"])["attributes"]["status"] == "pending"
+    )
+    assert api.get(f"/api/{TYPE}/{subscription['id']}/recurring_order_copies").json()["data"] == []
+    card = wallet_entry(api, shop)
+    resumed = ok(
+        update(
+            api,
+            subscription["id"],
+            {"_activate": True},
+            {"customer_payment_source": ("customer_payment_sources", card["id"])},
+        )
+    )
+    assert resumed["attributes"]["status"] == "active"
+    due_now(api, subscription["id"])
+
+    app.send_task(RENEWALS_TICK_TASK)
+
+    attributes = wait_for(
+        lambda: (a := api.retrieve(TYPE, subscription["id"])["attributes"])["occurrencies"] and a
+    )
+    assert (attributes["status"], attributes["succeeded_on_last_run"]) == ("active", True)
+    [copy] = api.get(f"/api/{TYPE}/{subscription['id']}/recurring_order_copies").json()["data"]
+    target = api.get(f"/api/recurring_order_copies/{copy['id']}/target_order").json()["data"]
+    assert target["attributes"]["status"] == "placed"
+    paid_with = api.get(f"/api/orders/{target['id']}/customer_payment_source").json()["data"]
+    assert paid_with["id"] == card["id"]
 
 
 @pytest.mark.worker
