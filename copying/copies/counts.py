@@ -50,14 +50,31 @@ def postgresql(connection: Connection) -> bool:
     return connection.dialect.name == "postgresql"
 
 
-def _seconds(connection: Connection) -> ColumnElement[Any]:
-    """A completed copy's run time in seconds, as this database computes it (exactly, on
-    PostgreSQL: the trigger's expression)."""
-    if connection.dialect.name == "sqlite":
-        return (func.julianday(OrderCopy.completed_at) - func.julianday(OrderCopy.started_at)) * (
-            86400.0
+def _durations(connection: Connection) -> tuple[ColumnElement[Any], ColumnElement[Any], Any]:
+    """A completed copy's bucket label and run time in microseconds, and their sum, as this
+    database computes them: on PostgreSQL in whole microseconds, as the trigger does."""
+    if postgresql(connection):
+        micros: ColumnElement[Any] = cast(
+            func.extract("epoch", OrderCopy.completed_at - OrderCopy.started_at) * 1_000_000,
+            BigInteger(),
         )
-    return func.extract("epoch", OrderCopy.completed_at - OrderCopy.started_at)
+        within = [micros <= round(bound * 1_000_000) for bound in DURATION_BUCKETS]
+        total: Any = cast(func.sum(micros), BigInteger())
+    else:
+        seconds = (
+            func.julianday(OrderCopy.completed_at) - func.julianday(OrderCopy.started_at)
+        ) * 86400.0
+        micros = func.round(seconds * 1_000_000)
+        within = [seconds <= bound for bound in DURATION_BUCKETS]
+        total = type_coerce(func.sum(micros), Float())
+    bucket = case(
+        *(
+            (test, bucket_label(bound))
+            for test, bound in zip(within, DURATION_BUCKETS, strict=True)
+        ),
+        else_=INFINITY,
+    )
+    return bucket, micros, total
 
 
 def recount(connection: Connection) -> Counts:
@@ -75,17 +92,7 @@ def recount(connection: Connection) -> Counts:
         )
     ):
         counts[Mode(mode), CountName.COPY_EVENTS, kind] = count
-    seconds = _seconds(connection)
-    micros = func.round(seconds * 1_000_000)
-    total = (
-        cast(func.sum(micros), BigInteger())
-        if postgresql(connection)
-        else type_coerce(func.sum(micros), Float())
-    )
-    bucket = case(
-        *((seconds <= bound, bucket_label(bound)) for bound in DURATION_BUCKETS),
-        else_=INFINITY,
-    )
+    bucket, _, total = _durations(connection)
     timed = (OrderCopy.completed_at.is_not(None), OrderCopy.started_at.is_not(None))
     for mode, label, count in connection.execute(
         select(OrderCopy.mode, bucket, func.count()).where(*timed).group_by(OrderCopy.mode, bucket)

@@ -30,20 +30,21 @@ depends_on = None
 #: The run time histogram's upper bounds (copying.copies.counts.DURATION_BUCKETS, as of
 #: this revision).
 BOUNDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
-SECONDS = "extract(epoch FROM r.completed_at - r.started_at)"
+#: A row's run time in whole microseconds (NULL unless started and completed): computed
+#: once per row, compared as integers (numeric arithmetic per bucket cost 10x more).
+MICROS = "(extract(epoch FROM completed_at - started_at) * 1000000)::bigint AS micros"
 BUCKET = (
     "CASE "
-    + " ".join(f"WHEN {SECONDS} <= {bound!r} THEN '{float(bound)!r}'" for bound in BOUNDS)
+    + " ".join(
+        f"WHEN r.micros <= {round(bound * 1_000_000)} THEN '{float(bound)!r}'" for bound in BOUNDS
+    )
     + " ELSE '+Inf' END"
 )
-MICROS = f"round({SECONDS} * 1000000)::bigint"
 
 #: Each row's share of the counts: (name, label, value), NULL name for none.
 COPY_SHARES = f"""(VALUES ('copies', r.status::text, 1::bigint),
-    (CASE WHEN r.completed_at IS NOT NULL AND r.started_at IS NOT NULL
-        THEN 'copy_durations' END, {BUCKET}, 1::bigint),
-    (CASE WHEN r.completed_at IS NOT NULL AND r.started_at IS NOT NULL
-        THEN 'copy_duration_micros' END, '', {MICROS}))"""
+    (CASE WHEN r.micros IS NOT NULL THEN 'copy_durations' END, {BUCKET}, 1::bigint),
+    (CASE WHEN r.micros IS NOT NULL THEN 'copy_duration_micros' END, '', r.micros))"""
 EVENT_SHARES = "(VALUES ('copy_events', r.kind::text, 1::bigint))"
 
 
@@ -80,7 +81,7 @@ COUNTED = (
     (
         "order_copies",
         "metric_counts_of_copies",
-        "mode, status, started_at, completed_at",
+        f"mode, status, {MICROS}",
         COPY_SHARES,
         ("copies", "copy_durations", "copy_duration_micros"),
         ("INSERT", "UPDATE", "DELETE"),
