@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from copying.copies import bulk
 from copying.copies.bulk import RetryOutcome
 from copying.copies.dispatch import Publish
+from dashboard.copies import is_id
 from models import BulkAction, BulkJob, BulkJobStatus, Mode, utcnow
 
 log = structlog.get_logger("ordercopy.dashboard")
@@ -104,6 +105,8 @@ def stalled(job: BulkJob, now: datetime) -> bool:
 
 
 def load(session: Session, job_id: str, mode: Mode) -> BulkJob | None:
+    if not is_id(job_id):
+        return None
     job = session.get(BulkJob, job_id, populate_existing=True)
     return job if job is not None and job.mode == mode else None
 

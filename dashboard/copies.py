@@ -27,6 +27,8 @@ from models import (
 
 PAGE_SIZE = 25
 MAX_PAGE = 10_000
+#: The longest value a filter takes (a reference is at most 255 characters).
+MAX_TEXT = 255
 FILTERS = (
     "status",
     "error_key",
@@ -46,8 +48,15 @@ SORTS: dict[str, Any] = {
     "completed_at": OrderCopy.completed_at,
 }
 ONLY_SET = ("failed_at", "completed_at")
+#: The error keys a filter can name.
+ERROR_KEYS: tuple[str, ...] = tuple(key.value for key in ErrorKey)
 #: Parameters that are not filters but are known.
 OTHERS = ("sort", "page", "notice")
+
+
+def is_id(value: str) -> bool:
+    """Could ``value`` be a public id? (Anything else finds nothing, without asking.)"""
+    return value.isascii() and value.isalnum() and 0 < len(value) <= 64
 
 
 @dataclass
@@ -90,6 +99,9 @@ def parse(params: Mapping[str, str]) -> CopyQuery:
     query = CopyQuery()
     for name, value in params.items():
         value = value.strip()
+        if "\x00" in value or len(value) > MAX_TEXT:
+            query.ignored.append(f"{name}: not a value a filter can use")
+            continue
         if name in FILTERS:
             if value:
                 query.filters[name] = value
@@ -99,6 +111,10 @@ def parse(params: Mapping[str, str]) -> CopyQuery:
     if status is not None and status not in CopyStatus.__members__.values():
         query.ignored.append(f"status={status!r} is not one of {', '.join(CopyStatus)}")
         del query.filters["status"]
+    error_key = query.filters.get("error_key")
+    if error_key is not None and error_key not in ERROR_KEYS:
+        query.ignored.append(f"error_key={error_key!r} is not one of {', '.join(ERROR_KEYS)}")
+        del query.filters["error_key"]
     number = query.filters.get("source_order_number")
     if number is not None and not (number.isdigit() and len(number) < 18):
         query.ignored.append(f"source_order_number={number!r} is not an order number")
@@ -188,7 +204,7 @@ class OrderView:
 
 
 def order_view(session: Session, order_id: str | None, mode: Mode) -> OrderView | None:
-    order = session.get(Order, order_id) if order_id else None
+    order = session.get(Order, order_id) if order_id and is_id(order_id) else None
     if order is None or order.mode != mode:
         return None
     lines = session.scalars(
@@ -213,7 +229,7 @@ class CopyDetail:
 
 def detail(session: Session, copy_id: str, mode: Mode) -> CopyDetail | None:
     """Everything about one copy of ``mode`` (None: no such copy in this mode). Read-only."""
-    copy = session.get(OrderCopy, copy_id, populate_existing=True)
+    copy = session.get(OrderCopy, copy_id, populate_existing=True) if is_id(copy_id) else None
     if copy is None or copy.mode != mode:
         return None
     fields = [
@@ -248,7 +264,3 @@ def copies_of_order(session: Session, order_id: str, mode: Mode) -> list[OrderCo
             .limit(PAGE_SIZE)
         )
     )
-
-
-#: The error keys a filter can name (for the filter form's choices).
-ERROR_KEYS = tuple(ErrorKey)

@@ -30,7 +30,8 @@ PARTICULARS = re.compile(
     r"""
       '[^']*' | "[^"]*"                          # quoted values
     | \b[\w.:/+-]*\d[\w.:/+-]*                   # anything with a digit (amounts, dates, ids)
-    | \b[A-Z][A-Z0-9]*(?:[-_.][A-Z0-9]+)+\b      # codes: BLUE-TEE, SUMMER_SALE
+    | \b(?=[\w.-]*(?:\d|\w[A-Z]))[A-Za-z0-9]+(?:[-_.][A-Za-z0-9]+)+\b
+                                               # codes: BLUE-TEE, SKU-xYzAbc, SUMMER_SALE
     | \b[A-Z]{2,}\b                              # upper-case words: ABCD (SKU etc. kept)
     | \b(?=\w*[a-z])(?=\w*[A-Z]\w*[A-Z])\w{8,}\b # public ids: XAyRWNUzyN
     """,

@@ -235,6 +235,8 @@ def router() -> APIRouter:
     ) -> Response:
         viewer = _checked(request, fields)
         change = {"retry": lifecycle.retry, "abort": lifecycle.abort}.get(action)
+        if not copies.is_id(copy_id):
+            return _message(404, "Not found", f"No copy {copy_id} in {viewer.mode} mode.", viewer)
         if change is None:
             return _message(404, "Not found", f"No action {action!r} on copies.", viewer)
         try:

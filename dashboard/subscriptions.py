@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from copying.subscriptions import renewals as renewing
 from copying.subscriptions import subscription_states
+from dashboard.copies import is_id
 from models import Mode, OrderCopy, OrderSubscription, SubscriptionStatus
 
 PAGE_SIZE = 25
@@ -43,6 +44,8 @@ def page(
 def load(
     session: Session, subscription_id: str, mode: Mode, *, lock: bool = False
 ) -> OrderSubscription | None:
+    if not is_id(subscription_id):
+        return None
     found = session.get(
         OrderSubscription, subscription_id, with_for_update=lock, populate_existing=True
     )

@@ -28,6 +28,9 @@ OUT_OF_STOCK = "SKU … is out of stock (… requested, … left)"
         ("payment declined: card declined", "payment declined: card declined"),
         ("SKU 'ZZ' does not exist in test mode", "SKU … does not exist in test mode"),
         ("SKU X1 is priced in USD, the order is in EUR", "SKU … is priced in …, the order is in …"),
+        ("SKU SKU-abcDEFghij is discontinued", "SKU … is discontinued"),
+        ("SKU SKU-abcdefgh is unknown", "SKU … is unknown"),
+        ("Re-priced: the e-mail was sent", "Re-priced: the e-mail was sent"),
     ],
 )
 def test_normalize_replaces_the_particulars(message: str, normalized: str) -> None:
@@ -147,9 +150,46 @@ def test_the_copies_query_ignores_what_it_cannot_use_and_says_so() -> None:
             "sort": "-password",
             "page": "0",
             "colour": "blue",
+            "reference": "a\x00b",
+            "customer_email": "x" * 300,
         }
     )
     assert query.filters == {"status": "failed", "error_key": "payment"}
     assert (query.sort, query.page) == ("-created_at", 1)
-    assert len(query.ignored) == 5
+    assert len(query.ignored) == 7
+    assert copies.parse({"error_key": 'x"]'}).filters == {}
     assert query.url(page=2) == "/dashboard/copies?status=failed&error_key=payment&page=2"
+
+
+NASTY = [
+    "/dashboard/copies/%00",
+    "/dashboard/copies/x%27%22%3C",
+    "/dashboard/orders/%00abc",
+    "/dashboard/subscriptions/%E2%80%A6",
+    "/dashboard/bulk-jobs/..%2F..",
+    "/dashboard/copies?reference=%00&error_text=%00&customer_email=%00",
+    "/dashboard/copies?error_key=%22%5D&sort=%00&page=99999999999999999999",
+    "/dashboard/failures/group?key=%00&message=%00&action=retry",
+    "/dashboard/subscriptions?status=%00&page=-1",
+    "/dashboard/static/..%2Fsessions.py",
+]
+
+
+def test_bad_input_is_never_a_500(committed: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import app
+    from api.auth import issue_key
+
+    with committed.begin() as s:
+        _, token = issue_key(s, name="ops", mode=Mode.TEST)
+    bearer = {"Authorization": f"Bearer {token}"}
+    with TestClient(app, raise_server_exceptions=False) as client:
+        for path in NASTY:
+            answer = client.get(path, headers=bearer)
+            assert answer.status_code in (200, 404), (path, answer.status_code)
+        for path in ("/dashboard/copies/%00/retry", "/dashboard/subscriptions/%00/cancel"):
+            answer = client.post(path, headers=bearer, content=b"\xff\x00=%%%")
+            assert answer.status_code == 404, (path, answer.status_code)
+        answer = client.post("/dashboard/bulk-jobs", headers=bearer, data={"action": "explode"})
+        assert answer.status_code == 400
