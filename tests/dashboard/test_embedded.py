@@ -69,6 +69,14 @@ def test_signing_in_on_the_embedded_default_lists_the_copies(tmp_path: Path) -> 
         )
         with urllib.request.urlopen(bearer) as answer:
             assert set(re.findall(r'class="copy-link">(\w+)<', answer.read().decode())) == listed
+        # Every other page answers on SQLite too (its own spelling of the charts' buckets
+        # and of the failure groups' ids).
+        for path in ("/dashboard", "/dashboard/failures", "/dashboard/subscriptions"):
+            asked = urllib.request.Request(f"{url}{path}", headers=bearer.headers)
+            with urllib.request.urlopen(asked) as answer:
+                assert answer.status == 200
+                if path == "/dashboard":
+                    assert answer.read().decode().count('data-series="created"') == 2
         wrong = urllib.request.Request(
             f"{url}/dashboard", headers={"Authorization": "Bearer oc_test_nope"}
         )
