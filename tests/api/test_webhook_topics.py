@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
@@ -181,6 +181,50 @@ def test_deleting_a_running_subscription_is_a_409_and_owes_nothing(api, shop, co
     assert_error(response, 409, code="INVALID_STATUS", detail="running")
     assert api.retrieve(SUBSCRIPTIONS, subscription["id"])["attributes"]["status"] == "running"
     assert events_of(committed, destroyed) == []
+
+
+def test_the_first_failure_is_told_with_the_time_of_its_retry(api, shop, committed, gateways):
+    """A dunning subscription's renewal declined softly: ``last_run_failed`` delivers the
+    subscription, active, with ``next_attempt_at`` when the retry runs."""
+    card = api.create(
+        "customer_payment_sources",
+        {
+            "payment_source_token": "tok_insufficient_funds",
+            "name": "Low",
+            "expires_on": "2099-12-31",
+        },
+        {"customer": ("customers", shop.customer["id"])},
+    )
+    subscription = api.create(
+        SUBSCRIPTIONS,
+        {
+            "frequency": "monthly",
+            "failure_policy": {"retry_after_seconds": [86400], "final_action": "deactivate"},
+        },
+        {
+            "source_order": ("orders", shop.order["id"]),
+            "customer_payment_source": ("customer_payment_sources", card["id"]),
+        },
+    )
+    with running_receiver("unused", behaviour=Answer(204)) as receiver:
+        created = hook(api, topics.LAST_RUN_FAILED, f"{receiver.url}/hooks")
+        receiver.secret = created["attributes"]["shared_secret"]
+        with unit_of_work(committed, Published()) as s:
+            [copy_id] = renewals.tick(s, utcnow() + timedelta(days=40), batch_size=10).copies
+        assert run(committed, gateways, copy_id) == Outcome.FAILED
+
+        assert deliver_webhooks() == {"delivered": 1}
+
+    [request] = receiver.requests
+    assert request.signature_matched
+    sent = json.loads(request.body)["data"]
+    assert sent["id"] == subscription["id"]
+    assert sent["attributes"]["status"] == "active"
+    assert sent["attributes"]["succeeded_on_last_run"] is False
+    with committed.begin() as s:
+        retry_at = s.get_one(WebhookEvent, request.headers["x-ordercopy-event-id"]).created_at
+    waited = datetime.fromisoformat(sent["attributes"]["next_attempt_at"]) - retry_at
+    assert abs(waited - timedelta(days=1)) < timedelta(seconds=5)
 
 
 # --- orders ----------------------------------------------------------------------------
