@@ -54,6 +54,8 @@ EXPECTED = {
         " related refused _abort _retry",
         "order_subscriptions": "create retrieve update delete list filter sort page include"
         " related unlink _activate _deactivate _cancel",
+        "order_subscription_items": "create retrieve update delete list filter sort include"
+        " related refused",
         "webhooks": "create retrieve update delete list filter sort page include related"
         " _disable _enable _reset_circuit",
         "event_callbacks": "list retrieve filter sort page include related",

@@ -533,6 +533,66 @@ await section('order_subscriptions', async () => {
   })
 })
 
+await section('order_subscription_items', async () => {
+  const items = cl.order_subscription_items
+  // The source order's lines carry no frequency: a subscription without items (manual
+  // mode) until the SDK adds some (automatic mode).
+  const subscription = await step('order_subscriptions', 'create', () => cl.order_subscriptions.create({
+    frequency: 'weekly', source_order: cl.orders.relationship(shop.order)
+  }))
+  const of = cl.order_subscriptions.relationship(subscription)
+  const tee = await step('order_subscription_items', 'create', async () => {
+    const created = await items.create({ sku_code: shop.tee.code, quantity: 3, order_subscription: of })
+    assert.equal(created.unit_amount_cents, 1500) // the source order's line's
+    assert.equal(created.total_amount_cents, 4500)
+    return created
+  })
+  const mug = await step('order_subscription_items', 'create', () => items.create({
+    sku_code: shop.mug.code, quantity: 1, unit_amount_cents: 800, metadata: { gift: true }, order_subscription: of
+  }))
+  await step('order_subscription_items', 'retrieve', async () => {
+    const got = await items.retrieve(mug.id)
+    assert.equal(got.unit_amount_cents, 800)
+    assert.deepEqual(got.metadata, { gift: true })
+  })
+  await step('order_subscription_items', 'update', async () => {
+    const updated = await items.update({ id: tee.id, quantity: 2 })
+    assert.equal(updated.total_amount_cents, 3000)
+  })
+  await step('order_subscription_items', 'list', async () => {
+    assert.equal((await items.list()).recordCount, 2)
+  })
+  await step('order_subscription_items', 'filter', async () => {
+    const listed = await items.list({ filters: { order_subscription_id_eq: subscription.id, sku_code_eq: shop.mug.code } })
+    assert.deepEqual(ids(listed), [mug.id])
+  })
+  await step('order_subscription_items', 'sort', async () => {
+    assert.deepEqual(ids(await items.list({ sort: { unit_amount_cents: 'desc' } })), [tee.id, mug.id])
+  })
+  await step('order_subscription_items', 'include', async () => {
+    const got = await cl.order_subscriptions.retrieve(subscription.id, { include: ['order_subscription_items'] })
+    assert.deepEqual(ids(got.order_subscription_items).sort(), [tee.id, mug.id].sort())
+  })
+  await step('order_subscription_items', 'related', async () => {
+    assert.equal((await items.order_subscription(tee.id)).id, subscription.id)
+    assert.equal((await items.source_line_item(tee.id)).id, shop.teeLine.id)
+    assert.equal((await items.source_line_item(mug.id)).id, shop.mugLine.id) // at a price of its own
+    assert.equal((await cl.order_subscriptions.order_subscription_items(subscription.id)).recordCount, 2)
+  })
+  await refused('order_subscription_items', 422, '/data/attributes/quantity', () => items.create({
+    sku_code: shop.tee.code, quantity: 0, order_subscription: of
+  }))
+  await refused('order_subscription_items', 422, '/data/attributes/sku_code', () => items.create({
+    sku_code: 'NOT-IN-THE-CATALOG', order_subscription: of
+  }))
+  await step('order_subscription_items', 'delete', async () => {
+    await items.delete(mug.id)
+    await gone(() => items.retrieve(mug.id))
+  })
+  // its last item stays: without one it would renew the whole source order
+  await refused('order_subscription_items', 409, null, () => items.delete(tee.id))
+})
+
 await section('recurring_order_copies', async () => {
   const renewals = live.recurring_order_copies
   await step('recurring_order_copies', 'list', async () => {
