@@ -67,6 +67,10 @@ RATES = {
 }
 
 
+#: Seconds after which a fault that found nothing to hit is tried again.
+RETRY_SKIPPED_AFTER = 1.0
+
+
 @dataclass(frozen=True)
 class Fault:
     at: float  # seconds into the window
@@ -140,6 +144,10 @@ class Injector:
         self.timeline: list[tuple[float, str]] = []
         self._order = itertools.count()
         self.start = time.monotonic()
+        #: When a fault must have begun to end before the finale (the freeze).
+        self.last_start = (
+            min((f.at for f in faults if f.kind == Kind.FREEZE), default=float("inf")) - 1
+        )
 
     def run(self, stop: threading.Event) -> None:
         start = self.start = time.monotonic()
@@ -171,6 +179,11 @@ class Injector:
             except Skipped as why:
                 self.skipped[fault.kind] += 1
                 self.note(f"{fault.kind} skipped: {why}")
+                # Tried again a second later while it still ends before the finale, so that
+                # a short window injects every kind (a worker restarting has nothing to hit).
+                retry = RETRY_SKIPPED_AFTER
+                if time.monotonic() - self.start + retry + fault.hold < self.last_start:
+                    return [(retry, inject)]
                 return []
             self.injected[fault.kind] += 1
             self.note(f"{fault.kind} {fault.failpoint}".strip())
