@@ -14,8 +14,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,7 +31,6 @@ from typing import Any
 import httpx2 as httpx
 import psycopg
 
-from bench.api import free_port, serve
 from bench.environment import BenchEnvironment, configure
 
 RESULTS = Path(__file__).with_name("results")
@@ -38,6 +40,34 @@ PAGE = 10
 INCLUDED = {"page[size]": "25", "include": "source_order,target_order"}
 #: Seconds between two seeded copies' created_at: a million copies span about two years.
 SPACING = 60
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def serve(port: int) -> subprocess.Popen[bytes]:
+    """The API as the Procfile's web runs it, one process, on loopback ``port``."""
+    server = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "uvicorn", "api.app:app", "--port", str(port)),
+            *("--log-level", "warning", "--no-access-log"),
+        ],
+        env=dict(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return server
+        except OSError:
+            time.sleep(0.1)
+    server.kill()
+    raise RuntimeError(f"the API did not start on port {port}")
 
 
 @dataclass(frozen=True)
@@ -461,7 +491,7 @@ def run(smoke: bool, data_dir: Path) -> list[str]:
             vacuum(bench)
             seeding = time.monotonic() - began
             port = free_port()
-            server = serve("api.app:app", port)
+            server = serve(port)
             try:
                 full = index == len(sizes) - 1
                 rows = measure_api(bench, world, size, f"http://127.0.0.1:{port}", token, full)
