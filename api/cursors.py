@@ -73,7 +73,7 @@ class Cursor:
         try:
             padded = raw + "=" * (-len(raw) % 4)
             made_for, values = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        except (ValueError, TypeError, binascii.Error):
+        except (ValueError, TypeError, binascii.Error, RecursionError):
             raise _invalid(parameter, "is not a cursor this API made (take links.next)") from None
         if made_for != sort:
             raise _invalid(
@@ -129,7 +129,7 @@ def _value(raw: Any, key: SortKey, parameter: str) -> Any:
             key.kind == "string" and isinstance(raw, str) and storable(raw)
         ):
             return raw
-    except ValueError:
+    except (ValueError, OverflowError):  # not a date; a moment outside years 1 to 9999 in UTC
         pass
     raise _invalid(parameter, "is not a cursor this API made (take links.next)")
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -239,6 +240,11 @@ def test_a_keyset_page_keeps_counts_filters_and_links(api, copy_ids):
             {"page[after]": Cursor("-created_at", ("2030-01-01T00:00:00+00:00", "a\x00")).encode()},
             "page[after]",
         ),
+        (
+            {"page[after]": Cursor("-created_at", ("0001-01-01T00:00:00+14:00", "a")).encode()},
+            "page[after]",
+        ),
+        ({"page[after]": base64.urlsafe_b64encode(b"[" * 3_000).decode()}, "page[after]"),
         # Made for another sort than the request's (the default, -created_at).
         ({"page[after]": Cursor("-id", ("x",)).encode()}, "page[after]"),
         ({"page[after]": Cursor("-id", ("x",)).encode(), "sort": "-id"}, "page[after]"),
