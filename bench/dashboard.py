@@ -1,5 +1,5 @@
 """The ops dashboard's pages timed at scale: ``python -m bench.dashboard`` (200,000 copies),
-``--smoke`` (2,000: proves the bench runs). Not part of ``make test``; nothing is asserted.
+``--smoke`` (2,000: proves the bench runs; ``make test`` runs it). Nothing is asserted.
 
 A throwaway PostgreSQL database (like every bench) is seeded by SQL: source orders from
 the test factories, then copies in one ``INSERT … SELECT generate_series`` (70% completed,

@@ -59,6 +59,7 @@ SMOKE_LINES = {
         "the copies/s of Kombu's own polling",
     ),
     "bench.renewals": ("1.00 (baseline)", "x the raw tick"),
+    "bench.dashboard": ("dashboard pages at 2,000 copies", "overview", "failures"),
 }
 
 
