@@ -20,6 +20,7 @@ COPY copying copying
 COPY tasks tasks
 COPY worker worker
 COPY api api
+COPY dashboard dashboard
 COPY cli cli
 COPY migrations migrations
 RUN pip install --no-deps . \

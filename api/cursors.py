@@ -74,15 +74,17 @@ class Cursor:
             padded = raw + "=" * (-len(raw) % 4)
             made_for, values = json.loads(base64.urlsafe_b64decode(padded.encode()))
         except (ValueError, TypeError, binascii.Error, RecursionError):
-            raise _invalid(parameter, "is not a cursor this API made (take links.next)") from None
+            raise invalid_cursor(
+                parameter, "is not a cursor this API made (take links.next)"
+            ) from None
         if made_for != sort:
-            raise _invalid(
+            raise invalid_cursor(
                 parameter,
                 f"was made for sort={made_for!r}, not {sort!r}: give the same sort, or start "
                 "again from the first page",
             )
         if not isinstance(values, list) or len(values) != len(keys):
-            raise _invalid(parameter, "is not a cursor this API made (take links.next)")
+            raise invalid_cursor(parameter, "is not a cursor this API made (take links.next)")
         return cls(
             sort, tuple(_value(v, key, parameter) for v, key in zip(values, keys, strict=True))
         )
@@ -99,7 +101,8 @@ class Cursor:
         return condition if bound is None else and_(bound, condition)
 
 
-def _invalid(parameter: str, detail: str) -> ApiError:
+def invalid_cursor(parameter: str, detail: str) -> ApiError:
+    """A cursor the API did not make, or cursors given together: no schema can say so."""
     return ApiError(400, detail, parameter=parameter, code="INVALID_CURSOR")
 
 
@@ -131,7 +134,7 @@ def _value(raw: Any, key: SortKey, parameter: str) -> Any:
             return raw
     except (ValueError, OverflowError):  # not a date; a moment outside years 1 to 9999 in UTC
         pass
-    raise _invalid(parameter, "is not a cursor this API made (take links.next)")
+    raise invalid_cursor(parameter, "is not a cursor this API made (take links.next)")
 
 
 def _equal(key: SortKey, value: Any) -> ColumnElement[bool]:

@@ -16,7 +16,7 @@ from typing import Any, cast
 from sqlalchemy import BigInteger, ColumnElement, String, false, func, not_, or_, type_coerce
 from sqlalchemy.orm import InstrumentedAttribute
 
-from api.cursors import AFTER, BEFORE, SortKey
+from api.cursors import AFTER, BEFORE, SortKey, invalid_cursor
 from api.errors import ApiError
 from api.lookups import BIGINT_MAX, BIGINT_MIN, integer_key, storable
 from api.spec import Attribute, Kind, Resource
@@ -247,9 +247,7 @@ def parse(
             query.page_number = _positive(raw, parameter, MAX_PAGE_NUMBER)
         elif parameter in (AFTER, BEFORE):
             if query.cursor is not None:
-                raise ApiError(
-                    400, "give page[after] or page[before], not both", parameter=parameter
-                )
+                raise invalid_cursor(parameter, "give page[after] or page[before], not both")
             query.cursor = (parameter, raw)
         elif parameter == "page[size]":
             query.page_size = _positive(raw, parameter, MAX_PAGE_SIZE)
@@ -258,7 +256,7 @@ def parse(
     if listing and not query.keys:
         query.sort, query.keys = resource.default_sort, _sort(resource.default_sort, resource)
     if query.cursor is not None and "page[number]" in seen:
-        raise ApiError(400, "give page[number] or a cursor, not both", parameter=query.cursor[0])
+        raise invalid_cursor(query.cursor[0], "give page[number] or a cursor, not both")
     return query
 
 

@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Connection, func, inspect, select, text
 from sqlalchemy.orm import Session
 
+from copying.copies.history import EventKind
 from copying.orders.payments import LIVE
 from models import (
     CopyStatus,
@@ -270,15 +271,30 @@ def _check_renewals(
             found["period_renewed_once"].append(
                 f"subscription {sub} period {period} has {count} renewal copies"
             )
-    completed = Counter(sub for sub, _, status in renewals if status == CopyStatus.COMPLETED)
+    # ``occurrencies`` counts runs, failed or not, a period once (a retry of a failed
+    # renewal does not count again): the renewal copies that ended at least once, as their
+    # status or their history says (one retried after failing may be pending or aborted).
+    ended = {CopyStatus.COMPLETED, CopyStatus.FAILED}
+    ran = {(sub, period) for sub, period, status in renewals if status in ended}
+    ran |= set(
+        session.execute(
+            select(OrderCopy.order_subscription_id, OrderCopy.period_key)
+            .join(OrderCopyEvent, OrderCopyEvent.order_copy_id == OrderCopy.id)
+            .where(
+                OrderCopy.order_subscription_id.in_(subscription_ids),
+                OrderCopyEvent.kind.in_([EventKind.COMPLETED, EventKind.FAILED]),
+            )
+        ).all()
+    )
+    runs = Counter(sub for sub, _ in ran)
     for sub, occurrencies in session.execute(
         select(OrderSubscription.id, OrderSubscription.occurrencies).where(
             OrderSubscription.id.in_(subscription_ids)
         )
     ):
-        if occurrencies != completed[sub]:
+        if occurrencies != runs[sub]:
             found["period_renewed_once"].append(
-                f"subscription {sub} counts {occurrencies} renewals, {completed[sub]} completed"
+                f"subscription {sub} counts {occurrencies} runs, {runs[sub]} renewals ended"
             )
 
 

@@ -103,7 +103,7 @@ def test_the_audit_catches_a_second_void_that_changed_nothing_visible(sessions):
     ]
 
 
-def test_a_subscription_counting_more_renewals_than_completed_is_caught(sessions, gateways):
+def test_a_subscription_counting_more_runs_than_renewals_ended_is_caught(sessions, gateways):
     shop = placed_shop(sessions, gateways)
     with sessions.begin() as s:
         subscription = make_subscription(
@@ -125,7 +125,7 @@ def test_a_subscription_counting_more_renewals_than_completed_is_caught(sessions
     with sessions.begin() as s:
         found = broken(check(s, [copy.id], {}))
     assert found["period_renewed_once"] == [
-        f"subscription {subscription.id} counts 2 renewals, 1 completed"
+        f"subscription {subscription.id} counts 2 runs, 1 renewals ended"
     ]
     assert set(found) <= {"period_renewed_once", "one_target"}  # completed with no target
 

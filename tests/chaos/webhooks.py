@@ -28,6 +28,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from copying.copies.history import EventKind
+from copying.subscriptions.history import EventKind as SubscriptionEventKind
 from copying.webhooks import topics
 from copying.webhooks.signing import SIGNATURE_HEADER, verify
 from models import (
@@ -41,6 +42,7 @@ from models import (
     Webhook,
     WebhookEvent,
 )
+from models.subscriptions import OrderSubscriptionEvent
 
 #: The shared secret of every webhook of the run.
 SECRET = "chaos-webhooks-shared-secret"
@@ -211,8 +213,9 @@ def expected_events(session: Session) -> Owed:
     listening to its topic. The changes, as the database tells them: the copies' history
     (a ``claimed`` counts when it is the first claim since created or retried); orders
     placed and cancelled since the webhooks were made; each renewal copy's end (history)
-    on its subscription; subscriptions stopped by their failure policy (nothing else
-    moves a subscription in a run: it ends ``inactive`` or ``cancelled`` once at most)."""
+    on its subscription; reminders and moves to ``pending`` (the subscription's history);
+    subscriptions stopped by their failure policy (nothing else moves a subscription in a
+    run: it ends ``inactive`` or ``cancelled`` once at most)."""
     listening = Counter(
         session.scalars(
             select(Webhook.topic).where(Webhook.mode == MODE, Webhook.disabled_at.is_(None))
@@ -249,6 +252,16 @@ def expected_events(session: Session) -> Owed:
                 owed["orders", order_id, topics.ORDER_PLACE] += listening[topics.ORDER_PLACE]
             if cancelled_at is not None and cancelled_at >= since:
                 owed["orders", order_id, topics.ORDER_CANCEL] += listening[topics.ORDER_CANCEL]
+    if since is not None:  # reminders sent and subscriptions parked, from their history
+        for subscription_id, kind in session.execute(
+            select(OrderSubscriptionEvent.order_subscription_id, OrderSubscriptionEvent.kind).where(
+                OrderSubscriptionEvent.mode == MODE,
+                OrderSubscriptionEvent.kind.in_(list(HISTORY_TOPIC_OF_KIND)),
+                OrderSubscriptionEvent.created_at >= since,
+            )
+        ):
+            topic = HISTORY_TOPIC_OF_KIND[kind]
+            owed["order_subscriptions", subscription_id, topic] += listening[topic]
     for subscription_id, status in session.execute(
         select(OrderSubscription.id, OrderSubscription.status).where(
             OrderSubscription.mode == MODE,
@@ -264,6 +277,11 @@ def expected_events(session: Session) -> Owed:
 RENEWAL_TOPIC_OF_KIND = {
     EventKind.COMPLETED: topics.LAST_RUN_SUCCEEDED,
     EventKind.FAILED: topics.LAST_RUN_FAILED,
+}
+#: A subscription's history event, and the topic it owed when it was written.
+HISTORY_TOPIC_OF_KIND = {
+    SubscriptionEventKind.RENEWAL_ALERT: topics.SUBSCRIPTION_RENEWAL,
+    SubscriptionEventKind.PENDING: topics.SUBSCRIPTION_PENDING,
 }
 #: A subscription's status at the end of a run, and the topic that stopping it owed.
 STOPPED_TOPIC_OF_STATUS = {
