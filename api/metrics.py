@@ -35,7 +35,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from sqlalchemy import Connection, Executable, func, or_, select
+from sqlalchemy import Connection, Executable, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
@@ -54,7 +54,6 @@ from models import (
     CopyStatus,
     EventStatus,
     Mode,
-    OrderCopy,
     OrderSubscription,
     Webhook,
     WebhookEvent,
@@ -103,16 +102,7 @@ def _durations(counts: Counts) -> dict[Mode, tuple[list[int], int, float]]:
 
 def _oldest_pending_age(connection: Connection, mode: Mode, now: datetime) -> float:
     """Seconds since the oldest due pending copy was created (not one scheduled for later)."""
-    created_at = connection.scalar(
-        select(OrderCopy.created_at)
-        .where(
-            OrderCopy.mode == mode,
-            OrderCopy.status == CopyStatus.PENDING,
-            or_(OrderCopy.next_attempt_at.is_(None), OrderCopy.next_attempt_at <= now),
-        )
-        .order_by(OrderCopy.created_at)
-        .limit(1)
-    )
+    created_at = counts.oldest_pending(connection, mode, now)
     return max((now - created_at).total_seconds(), 0.0) if created_at is not None else 0.0
 
 

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, Integer, cast, func, or_, select, type_coerce
+from sqlalchemy import ColumnElement, Float, Integer, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from copying.copies import counts
@@ -112,16 +112,7 @@ def overview(session: Session, mode: Mode, now: datetime) -> Overview:
     # The counts /metrics reads: kept by triggers on PostgreSQL, not counted row by row.
     counted = counts.of(counts.current(session.connection()), CountName.COPIES, CopyStatus)
     by_status = {str(status): counted[(mode, status)] for status in CopyStatus}
-    oldest = session.scalar(
-        select(OrderCopy.created_at)
-        .where(
-            OrderCopy.mode == mode,
-            OrderCopy.status == CopyStatus.PENDING,
-            or_(OrderCopy.next_attempt_at.is_(None), OrderCopy.next_attempt_at <= now),
-        )
-        .order_by(OrderCopy.created_at)
-        .limit(1)
-    )
+    oldest = counts.oldest_pending(session.connection(), mode, now)
     due = select(func.count()).where(
         OrderSubscription.mode == mode, OrderSubscription.status.in_(RENEWING)
     )

@@ -10,6 +10,7 @@ A count is a ``(mode, name, label) → value`` mapping (:data:`Counts`); names a
 from __future__ import annotations
 
 from collections.abc import Iterable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
@@ -23,11 +24,12 @@ from sqlalchemy import (
     delete,
     func,
     insert,
+    or_,
     select,
     type_coerce,
 )
 
-from models import Mode, OrderCopy, OrderCopyEvent
+from models import CopyStatus, Mode, OrderCopy, OrderCopyEvent
 from models.metric_counts import CountName, MetricCount
 
 #: Upper bounds (seconds) of the run time histogram's buckets. Migration 0016's trigger
@@ -173,3 +175,20 @@ def reconcile(connection: Connection) -> Counts:
 def of(counts: Counts, name: CountName, labels: Iterable[str]) -> dict[tuple[Mode, str], int]:
     """``name``'s values by (mode, label), zero for each label of ``labels`` not counted."""
     return {(mode, label): counts.get((mode, name, label), 0) for mode in Mode for label in labels}
+
+
+def oldest_pending(connection: Connection, mode: Mode, now: datetime) -> datetime | None:
+    """When the oldest due pending copy of ``mode`` was created (not one scheduled for a
+    later retry), or None: what ``/metrics`` and the dashboard's overview report as the
+    queue's age. One index lookup."""
+    created_at: datetime | None = connection.scalar(
+        select(OrderCopy.created_at)
+        .where(
+            OrderCopy.mode == mode,
+            OrderCopy.status == CopyStatus.PENDING,
+            or_(OrderCopy.next_attempt_at.is_(None), OrderCopy.next_attempt_at <= now),
+        )
+        .order_by(OrderCopy.created_at)
+        .limit(1)
+    )
+    return created_at
