@@ -261,24 +261,24 @@ def _check_renewals(
     if not subscription_ids:
         return
     renewals = session.execute(
-        select(OrderCopy.order_subscription_id, OrderCopy.period_key, OrderCopy.status).where(
-            OrderCopy.order_subscription_id.in_(subscription_ids)
-        )
+        select(
+            OrderCopy.order_subscription_id, OrderCopy.id, OrderCopy.period_key, OrderCopy.status
+        ).where(OrderCopy.order_subscription_id.in_(subscription_ids))
     ).all()
-    periods = Counter((sub, period) for sub, period, _ in renewals if period is not None)
+    periods = Counter((sub, period) for sub, _, period, _ in renewals if period is not None)
     for (sub, period), count in sorted(periods.items()):
         if count > 1:
             found["period_renewed_once"].append(
                 f"subscription {sub} period {period} has {count} renewal copies"
             )
-    # ``occurrencies`` counts runs, failed or not, a period once (a retry of a failed
+    # ``occurrencies`` counts runs, failed or not, a renewal copy once (a retry of a failed
     # renewal does not count again): the renewal copies that ended at least once, as their
     # status or their history says (one retried after failing may be pending or aborted).
     ended = {CopyStatus.COMPLETED, CopyStatus.FAILED}
-    ran = {(sub, period) for sub, period, status in renewals if status in ended}
+    ran = {(sub, copy_id) for sub, copy_id, _, status in renewals if status in ended}
     ran |= set(
         session.execute(
-            select(OrderCopy.order_subscription_id, OrderCopy.period_key)
+            select(OrderCopy.order_subscription_id, OrderCopy.id)
             .join(OrderCopyEvent, OrderCopyEvent.order_copy_id == OrderCopy.id)
             .where(
                 OrderCopy.order_subscription_id.in_(subscription_ids),

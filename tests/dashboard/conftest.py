@@ -46,9 +46,12 @@ def server() -> Iterator[str]:
         yield url
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    """A real ``celery -A worker worker`` process on this run's database and broker."""
+    """A real ``celery -A worker worker`` process on this run's database and broker, for
+    one module: a worker left running would take the copies and webhook messages of the
+    tests that start workers of their own later in the same xdist worker (same broker
+    prefix), and they would wait for their own in vain."""
     flush_broker()
     process = WorkerProcess(tmp_path_factory.mktemp("dashboard-worker"), "dashboard")
     yield process
