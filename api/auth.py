@@ -87,13 +87,16 @@ def token_digest(authorization: str | None) -> str:
 
 
 def check_api_key(authorization: str | None) -> ApiKey:
-    """The key an ``Authorization`` header names, or ApiError(401). The one check of a key:
-    :class:`api.middleware.Authentication` runs it before a request's body is read (in
-    the threadpool, unless :data:`recent_keys` holds the key)."""
+    """The key an ``Authorization`` header names, or ApiError(401): from
+    :data:`recent_keys` when this process read it lately, else from the database."""
     digest = token_digest(authorization)
-    key = recent_keys.get(digest)
-    if key is not None:
-        return key
+    return recent_keys.get(digest) or read_key(digest)
+
+
+def read_key(digest: str) -> ApiKey:
+    """The live key whose token hashes to ``digest``, from the database (and then kept in
+    :data:`recent_keys`), or ApiError(401). :class:`api.middleware.Authentication` runs it
+    in the threadpool, before a request's body is read, when ``recent_keys`` has no key."""
     now = utcnow()
     with db.sessions().begin() as session:
         key = session.scalar(select(ApiKey).where(ApiKey.token_hash == digest))

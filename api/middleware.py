@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.auth import API_KEY, check_api_key, recent_keys, token_digest
+from api.auth import API_KEY, read_key, recent_keys, token_digest
 from api.rate_limits import limiter
 from config import get_settings
 from models import ApiKey
@@ -94,9 +94,10 @@ class Authentication:
             return
         authorization = Headers(scope=scope).get("authorization")
         try:
-            key = recent_keys.get(token_digest(authorization))
+            digest = token_digest(authorization)
+            key = recent_keys.get(digest)
             if key is None:  # a database call: off the event loop
-                key = await run_in_threadpool(check_api_key, authorization)
+                key = await run_in_threadpool(read_key, digest)
         except Exception as error:  # 401, or the database away (503): the app's handlers
             await answer(scope, receive, send, error)
             return
