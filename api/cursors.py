@@ -24,8 +24,9 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, false, or_
 
 from api.errors import ApiError
-from api.lookups import BIGINT_MAX, BIGINT_MIN, storable
+from api.lookups import BIGINT_MAX, BIGINT_MIN
 from api.spec import Kind
+from models.base import storable
 
 #: The page parameters that take a cursor.
 AFTER, BEFORE = "page[after]", "page[before]"

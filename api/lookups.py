@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from api.errors import ApiError
 from models import Base, Mode
-from models.base import storable as storable  # api.query and api.schemas take it from here
+from models.base import storable
 
 #: A whole number as a key is written: no sign, no leading zero, at most a bigint.
 INTEGER_KEY = re.compile(r"^[1-9][0-9]{0,18}$")

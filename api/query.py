@@ -18,8 +18,9 @@ from sqlalchemy.orm import InstrumentedAttribute
 
 from api.cursors import AFTER, BEFORE, SortKey, invalid_cursor
 from api.errors import ApiError
-from api.lookups import BIGINT_MAX, BIGINT_MIN, integer_key, storable
+from api.lookups import BIGINT_MAX, BIGINT_MIN, integer_key
 from api.spec import Attribute, Kind, Resource
+from models.base import storable
 
 ORDERING = ("lt", "lteq", "gt", "gteq")
 TEXT = ("cont", "start", "end")

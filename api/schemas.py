@@ -26,8 +26,8 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 from typing_extensions import TypeAliasType
 
-from api.lookups import storable
 from api.spec import Attribute, Relationship, Resource, Trigger
+from models.base import storable
 
 MAX_METADATA_BYTES = 16 * 1024
 MAX_JSON_DEPTH = 32
