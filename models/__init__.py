@@ -18,6 +18,9 @@ from models.orders import (
     OrderStatus,
     PaymentAuthorization,
     PaymentStatus,
+    PaymentTransaction,
+    TransactionKind,
+    TransactionStatus,
 )
 from models.promotions import (
     Coupon,
@@ -28,7 +31,7 @@ from models.promotions import (
 )
 from models.subscription_items import OrderSubscriptionItem
 from models.subscriptions import OrderSubscription, SubscriptionStatus
-from models.test_gateway import TestGatewayCharge
+from models.test_gateway import TestGatewayCharge, TestGatewayTransaction
 from models.webhooks import CircuitState, EventCallback, EventStatus, Webhook, WebhookEvent
 from models.workers import WorkerHeartbeat
 
@@ -64,12 +67,16 @@ __all__ = [
     "OrderSubscriptionItem",
     "PaymentAuthorization",
     "PaymentStatus",
+    "PaymentTransaction",
     "PercentageDiscountPromotion",
     "Promotion",
     "PromotionKind",
     "Sku",
     "SubscriptionStatus",
     "TestGatewayCharge",
+    "TestGatewayTransaction",
+    "TransactionKind",
+    "TransactionStatus",
     "Webhook",
     "WebhookEvent",
     "WorkerHeartbeat",

@@ -36,8 +36,12 @@ class OrderStatus(enum.StrEnum):
 class PaymentStatus(enum.StrEnum):
     UNPAID = "unpaid"
     AUTHORIZED = "authorized"
+    #: Captured in full (``_capture``).
     PAID = "paid"
     VOIDED = "voided"
+    #: Some of what was captured is refunded; ``refunded`` once all of it is.
+    PARTIALLY_REFUNDED = "partially_refunded"
+    REFUNDED = "refunded"
     FREE = "free"
 
 
@@ -70,6 +74,22 @@ class AuthorizationStatus(enum.StrEnum):
     DECLINED = "declined"
     VOIDED = "voided"
     CAPTURED = "captured"
+
+
+class TransactionKind(enum.StrEnum):
+    CAPTURE = "capture"
+    REFUND = "refund"
+    VOID = "void"
+
+
+class TransactionStatus(enum.StrEnum):
+    #: Asked for (or about to be) and not yet answered: written before the gateway call,
+    #: so a process that dies during it leaves a row the next request under the same key
+    #: replays (a capture's or refund's) or the sweeper settles (a void's).
+    REQUESTED = "requested"
+    SUCCEEDED = "succeeded"
+    #: Declined by the gateway (its message says why).
+    FAILED = "failed"
 
 
 ORDER_NUMBER_SEQUENCE = Sequence("orders_number_seq", start=10000, metadata=Base.metadata)
@@ -213,3 +233,45 @@ class PaymentAuthorization(Record, Base):
     status: Mapped[AuthorizationStatus] = mapped_column(enum_column(AuthorizationStatus, "status"))
     message: Mapped[str | None] = mapped_column(String(1024))
     voided_at: Mapped[datetime | None]
+
+
+class PaymentTransaction(Record, Base):
+    """A capture, refund or void of an authorization, recorded under its idempotency key.
+
+    One table for the three kinds: they share every column, the one rule (written
+    ``requested`` before the gateway call, settled after) and the one sweep; a refund
+    also names the capture it gives back.
+    """
+
+    __tablename__ = "payment_transactions"
+    __table_args__ = (
+        UniqueConstraint("idempotency_key"),
+        Index("ix_payment_transactions_order_id", "order_id"),
+        Index("ix_payment_transactions_authorization_id", "authorization_id"),
+        Index("ix_payment_transactions_capture_id", "capture_id"),
+        Index("ix_payment_transactions_mode_kind_created_at", "mode", "kind", "created_at"),
+        CheckConstraint("amount_cents >= 0", name="amount_not_negative"),
+        CheckConstraint(
+            "(kind = 'refund') = (capture_id IS NOT NULL)", name="refund_names_its_capture"
+        ),
+    )
+
+    id: Mapped[PublicId]
+    kind: Mapped[TransactionKind] = mapped_column(enum_column(TransactionKind, "kind"))
+    order_id: Mapped[str] = mapped_column(ForeignKey("orders.id", ondelete="CASCADE"))
+    authorization_id: Mapped[str] = mapped_column(
+        ForeignKey("payment_authorizations.id", ondelete="CASCADE")
+    )
+    #: A refund's capture (none for the other kinds).
+    capture_id: Mapped[str | None] = mapped_column(
+        ForeignKey("payment_transactions.id", ondelete="CASCADE")
+    )
+    amount_cents: Mapped[int]
+    currency_code: Mapped[str] = mapped_column(String(3))
+    gateway: Mapped[str] = mapped_column(String(32))
+    gateway_reference: Mapped[str | None] = mapped_column(String(255))
+    idempotency_key: Mapped[str] = mapped_column(String(255))
+    status: Mapped[TransactionStatus] = mapped_column(enum_column(TransactionStatus, "status"))
+    message: Mapped[str | None] = mapped_column(String(1024))
+    #: When the gateway's answer was recorded (none while ``requested``).
+    settled_at: Mapped[datetime | None]

@@ -16,17 +16,21 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Dialect, Engine, select, update
+from sqlalchemy import Connection, Dialect, Engine, func, select, update
 from sqlalchemy.exc import DBAPIError
 
 from copying.errors import TransientError
-from models import TestGatewayCharge, utcnow
+from models import TestGatewayCharge, TestGatewayTransaction, utcnow
 from models.dialects import insert_ignoring_conflicts
 
 
 @dataclass(frozen=True)
 class GatewayAnswer:
-    authorized: bool
+    """A gateway's answer to an authorization, a capture or a refund. A falsy ``succeeded``
+    is a business decline (``message`` says why; a soft one says so, :func:`soft_decline`);
+    ``reference`` is the gateway's transaction token."""
+
+    succeeded: bool
     reference: str | None
     message: str
 
@@ -37,16 +41,60 @@ class GatewayUnavailableError(TransientError):
 
 class PaymentGateway(Protocol):
     """A remote payment gateway. A worker process calls one from several threads at once
-    (a chunk's calls, ``RunConfig.gateway_concurrency``): it must be thread-safe."""
+    (a chunk's calls, ``RunConfig.gateway_concurrency``): it must be thread-safe.
+
+    Every call is remote (made with no database transaction of ours open) and idempotent
+    by its key: the same key always gets the first answer, never a second charge. A call
+    that gets no answer (timeout, connection error, 5xx, open circuit) raises
+    :class:`GatewayUnavailableError`; a decline is an answer. ``order_id`` lets an
+    implementation describe the order to its payment service (the test gateway ignores it).
+    """
 
     def authorize(
-        self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str
+        self,
+        *,
+        idempotency_key: str,
+        order_id: str,
+        token: str,
+        amount_cents: int,
+        currency_code: str,
     ) -> GatewayAnswer:
-        """Hold ``amount_cents``; the same key always gets the first answer."""
+        """Hold ``amount_cents`` on ``token``."""
         ...
 
-    def void(self, *, idempotency_key: str) -> None:
-        """Release the hold made under ``idempotency_key``; voiding twice is a no-op."""
+    def capture(
+        self,
+        *,
+        idempotency_key: str,
+        order_id: str,
+        authorization_key: str,
+        authorization_reference: str | None,
+        amount_cents: int,
+        currency_code: str,
+    ) -> GatewayAnswer:
+        """Take ``amount_cents`` of the hold authorized under ``authorization_key``."""
+        ...
+
+    def refund(
+        self,
+        *,
+        idempotency_key: str,
+        order_id: str,
+        capture_key: str,
+        capture_reference: str | None,
+        amount_cents: int,
+        currency_code: str,
+    ) -> GatewayAnswer:
+        """Give back ``amount_cents`` of the capture made under ``capture_key``."""
+        ...
+
+    def void(
+        self, *, idempotency_key: str, order_id: str, authorization_reference: str | None
+    ) -> None:
+        """Release the hold authorized under ``idempotency_key`` (the *authorization's*
+        key; an implementation needing a key of its own derives it, ``f"{key}:void"``).
+        Voiding twice, a key never authorized (``authorization_reference`` may then be
+        None) or a captured hold is a no-op."""
         ...
 
 
@@ -159,7 +207,13 @@ class TestGateway:
         return connection
 
     def authorize(
-        self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str
+        self,
+        *,
+        idempotency_key: str,
+        order_id: str,
+        token: str,
+        amount_cents: int,
+        currency_code: str,
     ) -> GatewayAnswer:
         # A new key whose token answers at once is answered by the one statement that
         # records it, on its own (autocommit): one round trip.
@@ -213,17 +267,159 @@ class TestGateway:
             raise GatewayUnavailableError("test gateway: tok_flaky timed out")
         return answer
 
-    def void(self, *, idempotency_key: str) -> None:
+    def capture(
+        self,
+        *,
+        idempotency_key: str,
+        order_id: str,
+        authorization_key: str,
+        authorization_reference: str | None,
+        amount_cents: int,
+        currency_code: str,
+    ) -> GatewayAnswer:
+        return self._transact(
+            "capture", idempotency_key, authorization_key, amount_cents, currency_code
+        )
+
+    def refund(
+        self,
+        *,
+        idempotency_key: str,
+        order_id: str,
+        capture_key: str,
+        capture_reference: str | None,
+        amount_cents: int,
+        currency_code: str,
+    ) -> GatewayAnswer:
+        return self._transact("refund", idempotency_key, capture_key, amount_cents, currency_code)
+
+    def _transact(
+        self, kind: str, key: str, parent_key: str, amount_cents: int, currency_code: str
+    ) -> GatewayAnswer:
+        """A capture (of the charge under ``parent_key``) or a refund (of the capture under
+        it), answered once per key: its parent's row is locked while what is left of it is
+        counted, so that concurrent keys never take more than it holds."""
+        table = TestGatewayTransaction.__table__
+        of_key = TestGatewayTransaction.idempotency_key == key
         with self._engine().begin() as conn:
             conn.execute(
-                update(TestGatewayCharge)
-                .where(
-                    TestGatewayCharge.idempotency_key == idempotency_key,
-                    TestGatewayCharge.outcome == "authorized",
-                    TestGatewayCharge.voided_at.is_(None),
-                )
-                .values(voided_at=utcnow())
+                insert_ignoring_conflicts(conn.dialect, table, ["idempotency_key"]),
+                {
+                    "idempotency_key": key,
+                    "kind": kind,
+                    "parent_key": parent_key,
+                    "amount_cents": amount_cents,
+                    "currency_code": currency_code,
+                    "failures": 0,
+                    "created_at": utcnow(),
+                },
             )
+            row = conn.execute(select(table).where(of_key).with_for_update()).one()
+            if row.outcome is not None:
+                return GatewayAnswer(row.outcome == "succeeded", row.reference, row.message or "")
+            charge = conn.execute(
+                select(TestGatewayCharge.__table__).where(
+                    TestGatewayCharge.idempotency_key == _charge_key(conn, row)
+                )
+            ).first()
+            flaky = charge is not None and charge.token == "tok_flaky"
+            if flaky and row.failures < FLAKY_FAILURES:
+                conn.execute(
+                    update(TestGatewayTransaction)
+                    .where(of_key)
+                    .values(failures=TestGatewayTransaction.failures + 1)
+                )
+            else:
+                flaky = False
+                answer = _transaction_answer(conn, row)
+                conn.execute(
+                    update(TestGatewayTransaction)
+                    .where(of_key)
+                    .values(
+                        outcome="succeeded" if answer.succeeded else "declined",
+                        reference=answer.reference,
+                        message=answer.message,
+                    )
+                )
+        if flaky:
+            raise GatewayUnavailableError(f"test gateway: tok_flaky {kind} timed out")
+        return answer
+
+    def void(
+        self, *, idempotency_key: str, order_id: str, authorization_reference: str | None
+    ) -> None:
+        of_key = TestGatewayCharge.idempotency_key == idempotency_key
+        with self._engine().begin() as conn:
+            # The charge's row lock orders this void with its captures (which take it too).
+            charge = conn.execute(
+                select(TestGatewayCharge.__table__).where(of_key).with_for_update()
+            ).first()
+            if charge is None or charge.outcome != "authorized" or charge.voided_at is not None:
+                return
+            if _taken(conn, "capture", idempotency_key):  # captured: nothing left to release
+                return
+            conn.execute(update(TestGatewayCharge).where(of_key).values(voided_at=utcnow()))
+
+
+def _charge_key(conn: Connection, row: Any) -> str:
+    """The key of the charge a capture or refund ``row`` comes from."""
+    if row.kind == "capture":
+        return str(row.parent_key)
+    parent = conn.scalar(
+        select(TestGatewayTransaction.parent_key).where(
+            TestGatewayTransaction.idempotency_key == row.parent_key
+        )
+    )
+    return str(parent or "")
+
+
+def _taken(conn: Connection, kind: str, parent_key: str) -> int:
+    """What the ``kind`` transactions that succeeded took of the one under ``parent_key``."""
+    return int(
+        conn.scalar(
+            select(func.coalesce(func.sum(TestGatewayTransaction.amount_cents), 0)).where(
+                TestGatewayTransaction.parent_key == parent_key,
+                TestGatewayTransaction.kind == kind,
+                TestGatewayTransaction.outcome == "succeeded",
+            )
+        )
+        or 0
+    )
+
+
+def _transaction_answer(conn: Connection, row: Any) -> GatewayAnswer:
+    """The answer to a new capture or refund ``row``, its parent locked while it is decided."""
+    if row.kind == "capture":
+        parent = conn.execute(
+            select(TestGatewayCharge.__table__)
+            .where(TestGatewayCharge.idempotency_key == row.parent_key)
+            .with_for_update()
+        ).first()
+        if parent is None or parent.outcome != "authorized":
+            return GatewayAnswer(False, None, f"no authorization under key {row.parent_key!r}")
+        if parent.voided_at is not None:
+            return GatewayAnswer(False, None, "the authorization was voided")
+    else:
+        parent = conn.execute(
+            select(TestGatewayTransaction.__table__)
+            .where(
+                TestGatewayTransaction.idempotency_key == row.parent_key,
+                TestGatewayTransaction.kind == "capture",
+            )
+            .with_for_update()
+        ).first()
+        if parent is None or parent.outcome != "succeeded":
+            return GatewayAnswer(False, None, f"no capture under key {row.parent_key!r}")
+    if parent.currency_code != row.currency_code:
+        return GatewayAnswer(
+            False, None, f"currency {row.currency_code} is not the {parent.currency_code} held"
+        )
+    left = parent.amount_cents - _taken(conn, row.kind, row.parent_key)
+    if row.amount_cents > left:
+        return GatewayAnswer(
+            False, None, f"{row.kind} of {row.amount_cents} exceeds the {left} left to {row.kind}"
+        )
+    return GatewayAnswer(True, f"test_{secrets.token_hex(8)}", f"{row.kind} succeeded")
 
 
 def _discard(connection: Connection, pid: int) -> None:
@@ -250,7 +446,7 @@ def _record(dialect: Dialect) -> tuple[str, tuple[str, ...] | None]:
 
 
 def _outcome(answer: GatewayAnswer) -> str:
-    return "authorized" if answer.authorized else "declined"
+    return "authorized" if answer.succeeded else "declined"
 
 
 def _answer_for(token: str) -> GatewayAnswer:

@@ -153,6 +153,7 @@ def ask(gateways: Gateways, request: PaymentRequest) -> GatewayAnswer:
         return GatewayAnswer(False, None, f"payment gateway {request.gateway!r} is not configured")
     return gateway.authorize(
         idempotency_key=request.idempotency_key,
+        order_id=request.order_id,
         token=request.token,
         amount_cents=request.amount_cents,
         currency_code=request.currency_code,
@@ -173,7 +174,7 @@ def record_answers(
                 mode,
                 request,
                 AuthorizationStatus.AUTHORIZED
-                if answer.authorized
+                if answer.succeeded
                 else AuthorizationStatus.DECLINED,
                 answer.reference,
                 answer.message,
@@ -232,7 +233,11 @@ def void_asked(gateways: Gateways, request: PaymentRequest) -> None:
     its order is gone, or the sweeper gave the key up before the gateway answered."""
     gateway = gateways.get(request.gateway)
     if gateway is not None:
-        gateway.void(idempotency_key=request.idempotency_key)
+        gateway.void(
+            idempotency_key=request.idempotency_key,
+            order_id=request.order_id,
+            authorization_reference=None,
+        )
 
 
 def _row(
@@ -283,7 +288,7 @@ def settle_request(
         )
         .values(
             status=AuthorizationStatus.AUTHORIZED
-            if answer.authorized
+            if answer.succeeded
             else AuthorizationStatus.DECLINED,
             gateway_reference=answer.reference,
             message=answer.message[:1024],
@@ -373,7 +378,11 @@ def void_remote(
                 f"{authorization.gateway!r} is not configured"
             )
             continue
-        gateway.void(idempotency_key=authorization.idempotency_key)
+        gateway.void(
+            idempotency_key=authorization.idempotency_key,
+            order_id=authorization.order_id,
+            authorization_reference=authorization.gateway_reference,
+        )
         voided.append(authorization.id)
     return voided, problems
 

@@ -112,7 +112,7 @@ def place_order(
     with sessions.begin() as session:
         found = session.get(Order, order_id, with_for_update=True)
         if found is None:  # deleted meanwhile, its payment rows with it
-            orphaned = answer is not None and answer.authorized
+            orphaned = answer is not None and answer.succeeded
         else:
             changes = payments.changes_since(found, request)
             copy_id = owner(session, found.id)
@@ -127,10 +127,10 @@ def place_order(
                 # it): then nobody keeps this hold, and this request voids it again.
                 orphaned = (
                     answer is not None
-                    and answer.authorized
+                    and answer.succeeded
                     and not payments.kept(session, request.idempotency_key)
                 )
-            elif answer is not None and not answer.authorized:
+            elif answer is not None and not answer.succeeded:
                 return [f"payment declined: {answer.message}"]
             problems = []
             if not changes:  # its lines read again: they are what is placed

@@ -442,7 +442,7 @@ def place(session: Session, runs: Sequence[Run], now: datetime) -> list[PaymentA
             run.errors.add(ErrorKey.TARGET_ORDER, f"target order {request.order_id} is gone")
             unkept += payments.start_voiding(session, now, key=request.idempotency_key)
             continue
-        if not answer.authorized:
+        if not answer.succeeded:
             _not_placed(session, run, [(ErrorKey.PAYMENT, f"payment declined: {answer.message}")])
             continue
         problems = [

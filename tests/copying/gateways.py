@@ -19,24 +19,17 @@ class Meddling:
     then_fail: bool = False
     calls: list[str] = field(default_factory=list)
 
-    def authorize(
-        self, *, idempotency_key: str, token: str, amount_cents: int, currency_code: str
-    ) -> GatewayAnswer:
+    def authorize(self, *, idempotency_key: str, **request: Any) -> GatewayAnswer:
         self.calls.append(idempotency_key)
-        answer = self.real["test"].authorize(
-            idempotency_key=idempotency_key,
-            token=token,
-            amount_cents=amount_cents,
-            currency_code=currency_code,
-        )
+        answer = self.real["test"].authorize(idempotency_key=idempotency_key, **request)
         if len(self.calls) == 1:
             self.during()
             if self.then_fail:  # held at the gateway, but the answer never came back
                 raise GatewayUnavailableError("test gateway: no answer in time")
         return answer
 
-    def void(self, *, idempotency_key: str) -> None:
-        self.real["test"].void(idempotency_key=idempotency_key)
+    def void(self, **request: Any) -> None:
+        self.real["test"].void(**request)
 
 
 class SlowGateway:

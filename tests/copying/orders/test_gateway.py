@@ -29,14 +29,18 @@ def key() -> str:
 
 def _authorize(gateway, key, token, amount=1500):
     return gateway.authorize(
-        idempotency_key=key, token=token, amount_cents=amount, currency_code="EUR"
+        idempotency_key=key,
+        order_id="order00001",
+        token=token,
+        amount_cents=amount,
+        currency_code="EUR",
     )
 
 
 def test_tok_visa_authorizes(sessions, gateway, key):
     answer = _authorize(gateway, key, "tok_visa")
 
-    assert answer.authorized is True
+    assert answer.succeeded is True
     assert answer.message == "authorized"
     assert answer.reference.startswith("test_")
     with sessions.begin() as s:
@@ -52,7 +56,7 @@ def test_tok_visa_authorizes(sessions, gateway, key):
 def test_tok_declined_is_declined(sessions, gateway, key):
     answer = _authorize(gateway, key, "tok_declined")
 
-    assert (answer.authorized, answer.reference, answer.message) == (False, None, "card declined")
+    assert (answer.succeeded, answer.reference, answer.message) == (False, None, "card declined")
     with sessions.begin() as s:
         assert gateway_charge(s, key).outcome == "declined"
 
@@ -60,7 +64,7 @@ def test_tok_declined_is_declined(sessions, gateway, key):
 def test_an_unknown_token_is_declined(gateway, key):
     answer = _authorize(gateway, key, "tok_nope")
 
-    assert (answer.authorized, answer.message) == (False, "unknown payment source token 'tok_nope'")
+    assert (answer.succeeded, answer.message) == (False, "unknown payment source token 'tok_nope'")
 
 
 def test_tok_flaky_fails_twice_per_key_then_authorizes(sessions, gateway, key):
@@ -73,7 +77,7 @@ def test_tok_flaky_fails_twice_per_key_then_authorizes(sessions, gateway, key):
 
     answer = _authorize(gateway, key, "tok_flaky")
 
-    assert answer.authorized is True
+    assert answer.succeeded is True
     # Each new key starts its own count.
     with pytest.raises(GatewayUnavailableError):
         _authorize(gateway, f"{key}:other", "tok_flaky")
@@ -94,10 +98,10 @@ def test_the_same_key_always_gets_the_first_answer(sessions, gateway, key, token
 def test_void_releases_an_authorization_once(sessions, gateway, key):
     _authorize(gateway, key, "tok_visa")
 
-    gateway.void(idempotency_key=key)
+    gateway.void(idempotency_key=key, order_id="order00001", authorization_reference=None)
     with sessions.begin() as s:
         voided_at = gateway_charge(s, key).voided_at
-    gateway.void(idempotency_key=key)
+    gateway.void(idempotency_key=key, order_id="order00001", authorization_reference=None)
 
     assert voided_at is not None
     with sessions.begin() as s:
@@ -107,8 +111,10 @@ def test_void_releases_an_authorization_once(sessions, gateway, key):
 def test_void_of_a_declined_or_unknown_key_does_nothing(sessions, gateway, key):
     _authorize(gateway, key, "tok_declined")
 
-    gateway.void(idempotency_key=key)
-    gateway.void(idempotency_key=f"{key}:never-asked")
+    gateway.void(idempotency_key=key, order_id="order00001", authorization_reference=None)
+    gateway.void(
+        idempotency_key=f"{key}:never-asked", order_id="order00001", authorization_reference=None
+    )
 
     with sessions.begin() as s:
         assert gateway_charge(s, key).voided_at is None
@@ -137,7 +143,7 @@ def test_a_lost_ledger_connection_fails_one_call_and_the_next_connects_anew(
     """The gateway keeps a connection for recording new keys; when PostgreSQL drops it,
     that call fails as the gateway being unavailable (transient: asked again later) and
     the next one reconnects."""
-    assert _authorize(gateway, key, "tok_visa").authorized
+    assert _authorize(gateway, key, "tok_visa").succeeded
     # This gateway's ledger connections only: other gateways of the process (a live
     # server's, in a later test) keep theirs.
     pids = [c.connection.dbapi_connection.info.backend_pid for _, _, c in gateway._idle]
@@ -155,8 +161,8 @@ def test_a_lost_ledger_connection_fails_one_call_and_the_next_connects_anew(
     second, third = f"{key}:2", f"{key}:3"
     with pytest.raises(GatewayUnavailableError):
         _authorize(gateway, second, "tok_visa")
-    assert _authorize(gateway, third, "tok_visa").authorized
-    assert _authorize(gateway, second, "tok_visa").authorized  # asked again: recorded once
+    assert _authorize(gateway, third, "tok_visa").succeeded
+    assert _authorize(gateway, second, "tok_visa").succeeded  # asked again: recorded once
     with committed.begin() as s:
         assert gateway_charge(s, second).outcome == "authorized"
         assert gateway_charge(s, third).outcome == "authorized"

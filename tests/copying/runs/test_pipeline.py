@@ -296,6 +296,7 @@ def test_statements_of_a_chunk_grow_only_by_each_copys_gateway_call(sessions, ga
     with counting_statements() as one_call:
         TestGateway(db.engine).authorize(
             idempotency_key=f"test_pipeline:{new_public_id()}",
+            order_id="order00001",
             token="tok_visa",
             amount_cents=100,
             currency_code="USD",
@@ -692,10 +693,10 @@ class VoidFails:
     def authorize(self, **request: Any) -> Any:
         return self.gateway.authorize(**request)
 
-    def void(self, *, idempotency_key: str) -> None:
+    def void(self, *, idempotency_key: str, **request: Any) -> None:
         if idempotency_key in self.failing_keys:
             raise GatewayUnavailableError("test gateway: void timed out")
-        self.gateway.void(idempotency_key=idempotency_key)
+        self.gateway.void(idempotency_key=idempotency_key, **request)
 
 
 def test_a_void_that_times_out_parks_only_its_copy(sessions, gateways, config, clock):

@@ -396,7 +396,7 @@ def test_which_failures_a_retry_could_fix(errors, retryable):
 def test_the_test_gateway_declines_insufficient_funds_softly_and_tok_declined_hard():
     soft = gateway_module._answer_for("tok_insufficient_funds")
     hard = gateway_module._answer_for("tok_declined")
-    assert not soft.authorized
+    assert not soft.succeeded
     assert gateway_module.is_soft_decline(soft.message)
-    assert not hard.authorized
+    assert not hard.succeeded
     assert not gateway_module.is_soft_decline(hard.message)

@@ -80,6 +80,7 @@ def test_a_chunk_of_renewals_reads_their_items_in_one_statement(sessions, gatewa
     with counting_statements() as one_call:
         TestGateway(db.engine).authorize(
             idempotency_key=f"test_subscription_items:{new_public_id()}",
+            order_id="order00001",
             token="tok_visa",
             amount_cents=100,
             currency_code="USD",
