@@ -5,7 +5,9 @@ from models.api_keys import ApiKey
 from models.base import Base, Mode, new_public_id, utcnow
 from models.bulk_jobs import BulkAction, BulkJob, BulkJobStatus
 from models.catalog import Sku
+from models.circuits import CircuitState
 from models.customers import Customer, CustomerPaymentSource
+from models.external_gateways import ExternalGateway
 from models.idempotency import IdempotencyKey
 from models.metric_counts import CountName, MetricCount
 from models.order_copies import CopyStatus, CopyStep, OrderCopy, OrderCopyEvent
@@ -32,7 +34,7 @@ from models.promotions import (
 from models.subscription_items import OrderSubscriptionItem
 from models.subscriptions import OrderSubscription, SubscriptionStatus
 from models.test_gateway import TestGatewayCharge, TestGatewayTransaction
-from models.webhooks import CircuitState, EventCallback, EventStatus, Webhook, WebhookEvent
+from models.webhooks import EventCallback, EventStatus, Webhook, WebhookEvent
 from models.workers import WorkerHeartbeat
 
 __all__ = [
@@ -52,6 +54,7 @@ __all__ = [
     "CustomerPaymentSource",
     "EventCallback",
     "EventStatus",
+    "ExternalGateway",
     "FixedAmountPromotion",
     "FulfillmentStatus",
     "IdempotencyKey",

@@ -10,16 +10,11 @@ from sqlalchemy import ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from models.base import Base, PublicId, Record, enum_column
+from models.circuits import Circuit
 
 #: An event's id: a UUID, made by the database when a state change writes its events
 #: (one statement for however many webhooks listen), and sent as ``X-Ordercopy-Event-Id``.
 EVENT_ID_LENGTH = 36
-
-
-class CircuitState(enum.StrEnum):
-    CLOSED = "closed"
-    #: Too many deliveries in a row failed: none is tried until ``_reset_circuit``.
-    OPEN = "open"
 
 
 class EventStatus(enum.StrEnum):
@@ -29,8 +24,9 @@ class EventStatus(enum.StrEnum):
     FAILED = "failed"
 
 
-class Webhook(Record, Base):
-    """A callback URL to send every event of one topic to, in one mode."""
+class Webhook(Circuit, Record, Base):
+    """A callback URL to send every event of one topic to, in one mode; its circuit opens
+    after too many failed deliveries in a row (``copying.circuits``)."""
 
     __tablename__ = "webhooks"
     __table_args__ = (
@@ -44,11 +40,6 @@ class Webhook(Record, Base):
     callback_url: Mapped[str] = mapped_column(String(2048))
     include_resources: Mapped[list[str]] = mapped_column(default=list)
     shared_secret: Mapped[str] = mapped_column(String(128))
-    circuit_state: Mapped[CircuitState] = mapped_column(
-        enum_column(CircuitState, "circuit_state"), default=CircuitState.CLOSED
-    )
-    #: Deliveries failed in a row (a delivered one sets it back to 0).
-    circuit_failure_count: Mapped[int] = mapped_column(default=0)
     disabled_at: Mapped[datetime | None]
     reference: Mapped[str | None] = mapped_column(String(255))
     reference_origin: Mapped[str | None] = mapped_column(String(255))

@@ -8,8 +8,9 @@ that dies leaves it to be taken again when the hold runs out (the same event id,
 receiver can tell). Each answer is recorded (:func:`record_answer`): a 2xx delivers the
 event and closes the webhook's run of failures; anything else is tried again later,
 with exponential backoff and jitter, up to :data:`MAX_ATTEMPTS`; after
-:data:`CIRCUIT_AFTER` failures in a row the webhook's circuit opens and its events wait,
-not dropped, until ``_reset_circuit``. No HTTP here: the call is the worker's.
+:data:`~copying.circuits.CIRCUIT_AFTER` failures in a row the webhook's circuit opens
+(``copying.circuits``) and its events wait, not dropped, until ``_reset_circuit``. No
+HTTP here: the call is the worker's.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from copying import circuits
 from models import (
     CircuitState,
     EventCallback,
@@ -37,8 +39,6 @@ MAX_ATTEMPTS = 10
 #: doubles after each, up to BACKOFF_MAX.
 BACKOFF_FIRST = timedelta(minutes=1)
 BACKOFF_MAX = timedelta(hours=8)
-#: Failed deliveries in a row that open a webhook's circuit (Commerce Layer's number).
-CIRCUIT_AFTER = 30
 #: Deliveries to one webhook at the same time, from all deliverers together.
 PER_WEBHOOK = 2
 #: Stored of a receiver's answer.
@@ -179,8 +179,7 @@ def record_answer(
 ) -> None:
     """Record an attempt (an event callback) and what its answer changes: the event
     delivered, or tried again later (failed for good after MAX_ATTEMPTS); the webhook's
-    run of failures ended, or one longer (its circuit opened at CIRCUIT_AFTER). Does not
-    commit."""
+    run of failures ended, or one longer (``copying.circuits``). Does not commit."""
     _record_callback(session, due, payload, response_code, message, now)
     event = WebhookEvent.__table__.c
     if delivered:
@@ -192,12 +191,7 @@ def record_answer(
             )
             .execution_options(synchronize_session=False)
         )
-        session.execute(
-            update(Webhook)
-            .where(Webhook.id == due.webhook_id)
-            .values(circuit_failure_count=0, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        circuits.record_success(session, Webhook, due.webhook_id, now)
         return
     last = due.attempt >= MAX_ATTEMPTS
     session.execute(
@@ -211,21 +205,7 @@ def record_answer(
         )
         .execution_options(synchronize_session=False)
     )
-    webhook = Webhook.__table__.c
-    failures = webhook.circuit_failure_count + 1
-    session.execute(
-        update(Webhook)
-        .where(webhook.id == due.webhook_id)
-        .values(
-            circuit_failure_count=failures,
-            circuit_state=case(
-                (failures >= CIRCUIT_AFTER, CircuitState.OPEN.value),
-                else_=webhook.circuit_state,
-            ),
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
+    circuits.record_failure(session, Webhook, due.webhook_id, now)
 
 
 def record_gone(session: Session, due: Due, now: datetime) -> None:

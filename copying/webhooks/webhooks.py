@@ -18,6 +18,7 @@ from sqlalchemy import update as sql_update
 from sqlalchemy.orm import Session
 
 from config import get_settings
+from copying import circuits
 from copying.errors import CopyInputError
 from copying.webhooks import signing
 from copying.webhooks.addresses import problem_with_callback_url
@@ -164,8 +165,7 @@ def reset_circuit(session: Session, webhook: Webhook, now: datetime) -> None:
     """Close the webhook's circuit and make its pending events that were waiting due now,
     so the backlog goes out at once (those a deliverer holds, its call under way, stay
     with it). Does not commit."""
-    webhook.circuit_state = CircuitState.CLOSED
-    webhook.circuit_failure_count = 0
+    circuits.close(webhook)
     # Events already due keep their due time, and so their place in the queue.
     session.execute(
         sql_update(WebhookEvent)

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select, update
 
 from config import get_settings
+from copying import circuits
 from copying.webhooks import delivery, topics
 from copying.webhooks.signing import SIGNATURE_HEADER, signature
 from models import (
@@ -165,7 +166,7 @@ def test_a_receiver_that_hangs_past_the_timeout_is_a_failed_attempt(committed):
 def test_after_enough_failures_in_a_row_the_circuit_opens_and_events_wait(committed):
     with running_receiver(SECRET, behaviour=Answer(503)) as receiver:
         webhook_id = listen(
-            committed, receiver.url, circuit_failure_count=delivery.CIRCUIT_AFTER - 1
+            committed, receiver.url, circuit_failure_count=circuits.CIRCUIT_AFTER - 1
         )
         first, second = copy_created(committed), copy_created(committed)
 
