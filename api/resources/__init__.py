@@ -5,6 +5,7 @@ from __future__ import annotations
 from api.resources.catalog import SKUS
 from api.resources.customers import CUSTOMER_PAYMENT_SOURCES, CUSTOMERS
 from api.resources.event_callbacks import EVENT_CALLBACKS
+from api.resources.external_gateways import EXTERNAL_GATEWAYS
 from api.resources.order_copies import ORDER_COPIES, ORDER_COPY_EVENTS, RECURRING_ORDER_COPIES
 from api.resources.order_subscription_items import ORDER_SUBSCRIPTION_ITEMS
 from api.resources.order_subscriptions import ORDER_SUBSCRIPTIONS
@@ -36,5 +37,6 @@ RESOURCES: tuple[Resource, ...] = (
     ORDER_SUBSCRIPTION_ITEMS,
     WEBHOOKS,
     EVENT_CALLBACKS,
+    EXTERNAL_GATEWAYS,
 )
 REGISTRY = {resource.type: resource for resource in RESOURCES}

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import exists, select
 
 from api.errors import ApiError
 from api.resources.common import METADATA, TIMESTAMPS, plain_create, plain_delete
 from api.spec import Attribute, Context, Relationship, Resource
-from copying.orders import wallet
+from copying.orders import external_gateways, wallet
+from copying.orders.gateways import TestGateway
 from models import Customer, CustomerPaymentSource, Order
 
 #: A token shorter than this is shown without its end: the end would be most of it.
@@ -58,6 +61,13 @@ def _delete_payment_source(ctx: Context, entry: CustomerPaymentSource) -> None:
     plain_delete(ctx, entry)
 
 
+def _check_new_payment_source(ctx: Context, values: dict[str, Any]) -> None:
+    """Its gateway is ``test`` or an external gateway of the key's mode (422 otherwise)."""
+    values["gateway"] = external_gateways.check_gateway(
+        ctx.session, values.get("gateway", TestGateway.name), ctx.mode
+    )
+
+
 CUSTOMER_PAYMENT_SOURCES = Resource(
     type="customer_payment_sources",
     model=CustomerPaymentSource,
@@ -83,7 +93,16 @@ CUSTOMER_PAYMENT_SOURCES = Resource(
             max_length=32,
             filterable=True,
         ),
-        Attribute("gateway", "string", writable="create", nullable=False, max_length=32),
+        Attribute(
+            "gateway",
+            "string",
+            writable="create",
+            nullable=False,
+            max_length=32,
+            filterable=True,
+            description="test (the built-in test gateway, the default) or the id of an"
+            " external gateway of the same mode.",
+        ),
         Attribute("expires_on", "date", writable="always", filterable=True),
         Attribute("disabled", "boolean", writable="always", nullable=False, filterable=True),
         *TIMESTAMPS,
@@ -93,7 +112,7 @@ CUSTOMER_PAYMENT_SOURCES = Resource(
             "customer", "customers", column="customer_id", writable="create", required=True
         ),
     ),
-    create=plain_create(CustomerPaymentSource),
+    create=plain_create(CustomerPaymentSource, check=_check_new_payment_source),
     delete=_delete_payment_source,
     extra_filters={"customer_id": "string"},
 )

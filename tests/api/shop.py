@@ -34,10 +34,12 @@ def build_shop(
     token: str = "tok_visa",
     place: bool = True,
     frequency: str | None = None,
+    gateway: str = "test",
 ) -> Shop:
     """A customer's order of ``quantity`` of one SKU, paid from their wallet; placed
     (authorized, stock taken) unless ``place`` is false; its line carries ``frequency``
-    (a subscription at that frequency renews it as an item) when given."""
+    (a subscription at that frequency renews it as an item) when given. The wallet entry
+    names ``gateway`` (the built-in test gateway, or an external gateway's id)."""
     sku = api.create(
         "skus",
         {
@@ -51,7 +53,12 @@ def build_shop(
     customer = api.create("customers", {"email": f"{code.lower()}@example.com"})
     entry = api.create(
         "customer_payment_sources",
-        {"payment_source_token": token, "name": "Visa 4242", "expires_on": "2099-12-31"},
+        {
+            "payment_source_token": token,
+            "name": "Visa 4242",
+            "expires_on": "2099-12-31",
+            "gateway": gateway,
+        },
         {"customer": ("customers", customer["id"])},
     )
     billing = api.create(
