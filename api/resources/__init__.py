@@ -8,7 +8,7 @@ from api.resources.event_callbacks import EVENT_CALLBACKS
 from api.resources.external_gateways import EXTERNAL_GATEWAYS
 from api.resources.order_copies import ORDER_COPIES, ORDER_COPY_EVENTS, RECURRING_ORDER_COPIES
 from api.resources.order_subscription_items import ORDER_SUBSCRIPTION_ITEMS
-from api.resources.order_subscriptions import ORDER_SUBSCRIPTIONS
+from api.resources.order_subscriptions import ORDER_SUBSCRIPTION_EVENTS, ORDER_SUBSCRIPTIONS
 from api.resources.orders import ADDRESSES, LINE_ITEMS, ORDERS
 from api.resources.promotions import (
     COUPONS,
@@ -35,6 +35,7 @@ RESOURCES: tuple[Resource, ...] = (
     COUPONS,
     ORDER_SUBSCRIPTIONS,
     ORDER_SUBSCRIPTION_ITEMS,
+    ORDER_SUBSCRIPTION_EVENTS,
     WEBHOOKS,
     EVENT_CALLBACKS,
     EXTERNAL_GATEWAYS,

@@ -21,6 +21,7 @@ from copying.subscriptions import subscription_items, subscription_states
 from copying.subscriptions.renewals import skip
 from copying.subscriptions.schedules import FREQUENCIES
 from copying.subscriptions.subscription_states import ALERT_PERIOD_HOURS, DUNNING, RENEWING
+from copying.subscriptions.history import EventKind
 from models import (
     Customer,
     CustomerPaymentSource,
@@ -29,6 +30,7 @@ from models import (
     SubscriptionStatus,
     utcnow,
 )
+from models.subscriptions import OrderSubscriptionEvent
 
 TYPE = "order_subscriptions"
 S = SubscriptionStatus
@@ -287,6 +289,7 @@ ORDER_SUBSCRIPTIONS = Resource(
         Relationship(
             "order_subscription_items", "order_subscription_items", inverse="order_subscription_id"
         ),
+        Relationship("events", "order_subscription_events", inverse="order_subscription_id"),
     ),
     triggers=(
         Trigger(
@@ -324,4 +327,42 @@ ORDER_SUBSCRIPTIONS = Resource(
         "customer_payment_source_id": "string",
     },
     scopes={"active": _renewing, "expired": _expired, "runnable": _runnable},
+)
+
+
+ORDER_SUBSCRIPTION_EVENTS = Resource(
+    type="order_subscription_events",
+    model=OrderSubscriptionEvent,
+    description=(
+        "A subscription's history: the facts its fields do not keep (a run skipped, a move "
+        "to pending and why, a wallet entry switched to, a renewal failed and its retry, a "
+        "reminder sent), one per event, never changed; newest first."
+    ),
+    attributes=(
+        Attribute(
+            "kind",
+            "string",
+            nullable=False,
+            filterable=True,
+            sortable=True,
+            description=", ".join(kind.value for kind in EventKind),
+        ),
+        Attribute(
+            "details",
+            "object",
+            nullable=False,
+            read=lambda event: event.data,
+            description="What the event recorded: skipped: the run skipped; pending: the "
+            "reason; wallet_switched: the entries from and to and the order that paid; "
+            "renewal_failed: the copy, its errors and next_attempt_at; renewal_alert: the run "
+            "it announces.",
+        ),
+        Attribute("created_at", "datetime", nullable=False, filterable=True, sortable=True),
+    ),
+    relationships=(
+        Relationship("order_subscription", "order_subscriptions", column="order_subscription_id"),
+    ),
+    updatable=False,
+    default_sort="-id",
+    extra_filters={"order_subscription_id": "string"},
 )

@@ -257,6 +257,37 @@ def test_skip_on_a_subscription_not_active_is_a_409(api, shop, steps):
     assert api.retrieve(TYPE, subscription["id"])["attributes"] == before
 
 
+def test_the_history_is_read_over_the_api_newest_first_in_its_mode(api, live_api, shop):
+    subscription = subscribe(api, shop, frequency="weekly", activate_by_source_order=True)
+    planned = parse(subscription["attributes"]["next_run_at"])
+    ok(trigger(api, subscription["id"], "_skip"))
+    ok(trigger(api, subscription["id"], "_skip"))
+
+    events = api.get(
+        "/api/order_subscription_events",
+        **{"filter[q][order_subscription_id_eq]": subscription["id"]},
+    ).json()["data"]
+    related = api.get(f"/api/{TYPE}/{subscription['id']}/events").json()["data"]
+
+    assert [e["attributes"]["kind"] for e in events] == ["skipped", "skipped"]
+    # (the history keeps microseconds; the API shows the subscription's times to the ms)
+    skipped_runs = [
+        parse(e["attributes"]["details"]["run"]).replace(microsecond=0) for e in events
+    ]
+    week = planned.replace(microsecond=0) + timedelta(days=7)
+    assert skipped_runs == [week, week - timedelta(days=7)]  # newest first
+    assert [e["id"] for e in related] == [e["id"] for e in events]
+    first = events[-1]
+    assert api.retrieve("order_subscription_events", first["id"]) == first
+    owner = api.get(f"/api/order_subscription_events/{first['id']}/order_subscription")
+    assert owner.json()["data"]["id"] == subscription["id"]
+    # Another mode's key sees none of it.
+    assert live_api.get(f"/api/order_subscription_events/{first['id']}").status_code == 404
+    assert live_api.ids("/api/order_subscription_events") == []
+    # History is never changed over the API.
+    assert api.delete(f"/api/order_subscription_events/{first['id']}").status_code in (404, 405)
+
+
 # --- scopes ----------------------------------------------------------------------------------
 
 
