@@ -1,4 +1,5 @@
-"""One outbound webhook request: a POST to a callback URL, bounded in every way.
+"""One outbound request: a POST to a URL a customer chose, bounded in every way. Webhook
+deliveries and external payment gateways' calls both go out through :func:`post`.
 
 :func:`post` re-checks the callback URL (:func:`copying.webhooks.addresses.check_callback_url`:
 DNS answers change between deliveries), then connects to an address that check
@@ -50,11 +51,13 @@ _REASON_LIMIT = 200
 @dataclass(frozen=True)
 class Delivery:
     """What became of one POST: the receiver's status (None when there was no answer),
-    one line saying what happened, and the seconds it took."""
+    one line saying what happened, the seconds it took, and the answer's body as read
+    (at most ``max_response_bytes``; empty when there was none or it was cut off)."""
 
     status: int | None
     message: str
     elapsed: float
+    body: bytes = b""
 
     @property
     def delivered(self) -> bool:
@@ -102,8 +105,8 @@ def post(
     started = time.monotonic()
     deadline = started + timeout
 
-    def result(status: int | None, message: str) -> Delivery:
-        return Delivery(status, message, time.monotonic() - started)
+    def result(status: int | None, message: str, body: bytes = b"") -> Delivery:
+        return Delivery(status, message, time.monotonic() - started, body)
 
     try:
         target = check_callback_url(url, live=live, allow_private=allow_private, resolve=resolve)
@@ -121,7 +124,7 @@ def post(
         except (OSError, http.client.HTTPException) as error:
             excerpt = b""
             problem = f" (answer body cut off: {_describe(error, timeout)})"
-        return result(response.status, _answer_message(response, excerpt) + problem)
+        return result(response.status, _answer_message(response, excerpt) + problem, excerpt)
     except (OSError, http.client.HTTPException) as error:
         where = f" ({connection.peer})" if connection.peer else ""
         return result(None, _describe(error, timeout) + where)

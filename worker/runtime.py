@@ -11,6 +11,7 @@ from config import get_settings
 from copying.orders.gateways import Gateways, TestGateway
 from copying.runs import RunConfig
 from models import db
+from worker.external_gateways import GatewayDirectory
 
 LEDGER_CONNECTIONS = 4
 
@@ -21,7 +22,9 @@ def gateways() -> Gateways:
     # held out of the engine's pool (5 + 10 overflow), which the runs and the gateway's
     # own slow path also draw on; more calls at once take turns on them.
     connections = min(max(1, get_settings().gateway_concurrency), LEDGER_CONNECTIONS)
-    return {TestGateway.name: TestGateway(db.engine, connections=connections)}
+    # "test" and every external gateway by its id (worker/external_gateways.py): the web
+    # process's _place, _cancel and the rest ask through this mapping too.
+    return GatewayDirectory(TestGateway(db.engine, connections=connections), db.sessions)
 
 
 def run_config() -> RunConfig:
