@@ -153,7 +153,7 @@ def _validation(request: Request, error: Exception) -> JsonApiResponse:
 
 def create_app() -> FastAPI:
     configure_logging(get_settings())
-    from worker.publisher import publish
+    from worker.publisher import doorbells  # publishes from a thread, after commit
     from worker.runtime import gateways
 
     app = FastAPI(
@@ -179,13 +179,14 @@ def create_app() -> FastAPI:
     app.include_router(dashboard())
     for resource in RESOURCES:
         app.include_router(
-            router_for(resource, REGISTRY, publish=lambda: publish, gateways=gateways)
+            router_for(resource, REGISTRY, publish=lambda: doorbells.ring, gateways=gateways)
         )
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: Exception) -> JsonApiResponse:
         assert isinstance(error, ApiError)
-        return _error(error)
+        # A 503 is a gateway or the database not answering: the same request may pass soon.
+        return _error(error, headers={"Retry-After": "1"} if error.status == 503 else None)
 
     app.add_exception_handler(RequestValidationError, _validation)
 

@@ -10,6 +10,7 @@ from api.resources.order_copies import ORDER_COPIES, ORDER_COPY_EVENTS, RECURRIN
 from api.resources.order_subscription_items import ORDER_SUBSCRIPTION_ITEMS
 from api.resources.order_subscriptions import ORDER_SUBSCRIPTION_EVENTS, ORDER_SUBSCRIPTIONS
 from api.resources.orders import ADDRESSES, LINE_ITEMS, ORDERS
+from api.resources.payments import AUTHORIZATIONS, CAPTURES, REFUNDS, VOIDS
 from api.resources.promotions import (
     COUPONS,
     FIXED_AMOUNT_PROMOTIONS,
@@ -26,6 +27,10 @@ RESOURCES: tuple[Resource, ...] = (
     ORDERS,
     LINE_ITEMS,
     ADDRESSES,
+    AUTHORIZATIONS,
+    CAPTURES,
+    VOIDS,
+    REFUNDS,
     CUSTOMERS,
     CUSTOMER_PAYMENT_SOURCES,
     SKUS,

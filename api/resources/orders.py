@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import exists, select
@@ -18,7 +20,9 @@ from api.resources.common import (
 )
 from api.resources.promotions import COUPON_CODE
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
+from copying.errors import OrderStateError
 from copying.orders import order_edits, placing
+from copying.orders.transactions import PaymentDeclinedError
 from models import (
     Address,
     FulfillmentStatus,
@@ -40,9 +44,54 @@ def _place(ctx: Context, order_id: str, _: Any) -> None:
 
 
 def _cancel(ctx: Context, order_id: str, _: Any) -> None:
-    problems = placing.cancel_order(ctx.sessions, order_id, ctx.mode, gateways=ctx.gateways)
+    with _payment_errors("_cancel"):
+        problems = placing.cancel_order(ctx.sessions, order_id, ctx.mode, gateways=ctx.gateways)
     if problems:
         raise ApiError(422, "; ".join(problems), pointer="/data/attributes/_cancel")
+
+
+def _capture(ctx: Context, order_id: str, _: Any) -> None:
+    with _payment_errors("_capture"):
+        placing.capture_order(ctx.sessions, order_id, ctx.mode, gateways=ctx.gateways)
+
+
+def _refund(ctx: Context, order_id: str, _: Any) -> None:
+    with _payment_errors("_refund"):
+        placing.refund_order(
+            ctx.sessions, order_id, ctx.mode, None, field="_refund", gateways=ctx.gateways
+        )
+
+
+def _refund_amount(ctx: Context, order_id: str, amount_cents: Any) -> None:
+    with _payment_errors("_refund_amount_cents"):
+        placing.refund_order(
+            ctx.sessions,
+            order_id,
+            ctx.mode,
+            amount_cents,
+            field="_refund_amount_cents",
+            gateways=ctx.gateways,
+        )
+
+
+def _void(ctx: Context, order_id: str, _: Any) -> None:
+    with _payment_errors("_void"):
+        problems = placing.void_order(ctx.sessions, order_id, ctx.mode, gateways=ctx.gateways)
+    if problems:
+        raise ApiError(422, "; ".join(problems), pointer="/data/attributes/_void")
+
+
+@contextmanager
+def _payment_errors(trigger: str) -> Iterator[None]:
+    """A payment trigger's wrong state (409) or decline (422), pointing at the trigger."""
+    try:
+        yield
+    except OrderStateError as error:
+        raise ApiError(
+            409, str(error), code="INVALID_STATUS", pointer=f"/data/attributes/{trigger}"
+        ) from None
+    except PaymentDeclinedError as error:
+        raise ApiError(422, str(error), pointer=f"/data/attributes/{trigger}") from None
 
 
 def _check_order_update(ctx: Context, order: Order, names: set[str]) -> None:
@@ -154,6 +203,10 @@ ORDERS = Resource(
         Relationship("line_items", "line_items", inverse="order_id"),
         Relationship("order_copies", "order_copies", inverse="source_order_id"),
         Relationship("origin_order_copies", "order_copies", inverse="target_order_id"),
+        Relationship("authorizations", "authorizations", inverse="order_id"),
+        Relationship("captures", "captures", inverse="order_id"),
+        Relationship("voids", "voids", inverse="order_id"),
+        Relationship("refunds", "refunds", inverse="order_id"),
     ),
     triggers=(
         Trigger(
@@ -173,7 +226,36 @@ ORDERS = Resource(
             "_cancel",
             "boolean",
             _cancel,
-            "true: cancel the order (voids, releases stock)",
+            "true: cancel the order (releases stock; voids an uncaptured payment, refunds "
+            "what is captured and not refunded)",
+            transactional=False,
+        ),
+        Trigger(
+            "_capture",
+            "boolean",
+            _capture,
+            "true: capture the authorized payment in full (payment_status paid)",
+            transactional=False,
+        ),
+        Trigger(
+            "_refund",
+            "boolean",
+            _refund,
+            "true: refund all that is captured and not yet refunded",
+            transactional=False,
+        ),
+        Trigger(
+            "_refund_amount_cents",
+            "integer",
+            _refund_amount,
+            "refund this many cents of what is captured (partially_refunded, then refunded)",
+            transactional=False,
+        ),
+        Trigger(
+            "_void",
+            "boolean",
+            _void,
+            "true: void the uncaptured authorization (payment_status voided)",
             transactional=False,
         ),
     ),

@@ -169,5 +169,25 @@ def cancel(order: Order, now: datetime) -> None:
         order.payment_status = PaymentStatus.VOIDED
 
 
+def pay(order: Order) -> None:
+    """Its authorized payment is captured in full: ``paid``."""
+    order.payment_status = PaymentStatus.PAID
+
+
+def refund(order: Order, captured_cents: int, refunded_cents: int) -> None:
+    """Some of what was captured is given back: ``partially_refunded``, or ``refunded``
+    once all of it is."""
+    order.payment_status = (
+        PaymentStatus.REFUNDED
+        if refunded_cents >= captured_cents
+        else PaymentStatus.PARTIALLY_REFUNDED
+    )
+
+
+def void_payment(order: Order) -> None:
+    """Its authorized payment is released (the order stays as it is): ``voided``."""
+    order.payment_status = PaymentStatus.VOIDED
+
+
 def approve(order: Order) -> None:
     _move(order, OrderStatus.APPROVED)

@@ -17,7 +17,16 @@ from sqlalchemy.orm import Session
 
 from copying.orders import order_states, wallet
 from copying.orders.gateways import GatewayAnswer, Gateways
-from models import AuthorizationStatus, Mode, Order, PaymentAuthorization, new_public_id
+from models import (
+    AuthorizationStatus,
+    Mode,
+    Order,
+    PaymentAuthorization,
+    PaymentTransaction,
+    TransactionKind,
+    TransactionStatus,
+    new_public_id,
+)
 from models.dialects import insert_rows
 
 
@@ -343,12 +352,40 @@ def claim_abandoned(
 
 
 def _mark_voiding(session: Session, rows: Sequence[PaymentAuthorization], now: datetime) -> None:
+    """Mark ``rows`` ``voiding`` and write their voids down ``requested`` (a void's row is
+    keyed by its authorization's key: one per hold, however often it is asked)."""
     if rows:
         session.execute(
             update(PaymentAuthorization)
             .where(PaymentAuthorization.id.in_([r.id for r in rows]))
             .values(status=AuthorizationStatus.VOIDING, updated_at=now)
             .execution_options(synchronize_session=False)
+        )
+        insert_rows(
+            session,
+            PaymentTransaction.__table__,  # type: ignore[arg-type]
+            [
+                {
+                    "id": new_public_id(),
+                    "mode": r.mode,
+                    "kind": TransactionKind.VOID,
+                    "order_id": r.order_id,
+                    "authorization_id": r.id,
+                    "capture_id": None,
+                    "amount_cents": r.amount_cents,
+                    "currency_code": r.currency_code,
+                    "gateway": r.gateway,
+                    "gateway_reference": r.gateway_reference,
+                    "idempotency_key": f"{r.idempotency_key}:void",
+                    "status": TransactionStatus.REQUESTED,
+                    "message": "asked for",
+                    "settled_at": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+                for r in rows
+            ],
+            skip_conflicts_on=["idempotency_key"],
         )
 
 
@@ -398,5 +435,17 @@ def mark_voided(session: Session, authorization_ids: Sequence[str], now: datetim
                 PaymentAuthorization.status == AuthorizationStatus.VOIDING,
             )
             .values(status=AuthorizationStatus.VOIDED, voided_at=now, updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        session.execute(
+            update(PaymentTransaction)
+            .where(
+                PaymentTransaction.authorization_id.in_(authorization_ids),
+                PaymentTransaction.kind == TransactionKind.VOID,
+                PaymentTransaction.status == TransactionStatus.REQUESTED,
+            )
+            .values(
+                status=TransactionStatus.SUCCEEDED, message="voided", settled_at=now, updated_at=now
+            )
             .execution_options(synchronize_session=False)
         )

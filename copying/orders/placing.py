@@ -1,5 +1,5 @@
-"""Placing and cancelling an order on request (a shop, the demo, the API's triggers), and
-who may change an order at all.
+"""Placing and cancelling an order, and capturing, refunding or voiding its payment, on
+request (a shop, the demo, the API's triggers), and who may change an order at all.
 
 Unlike a copy run these have no checkpoints. Placing follows the one rule for every
 payment effect: the payment is written down as ``requested`` before the gateway is asked
@@ -19,12 +19,27 @@ import structlog
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from copying.errors import NotFoundError, OrderBusyError, OrderChangedError, one_line
-from copying.orders import order_states, payments, stock, targets, wallet
-from copying.orders.gateways import Gateways
+from copying.errors import (
+    NotFoundError,
+    OrderBusyError,
+    OrderChangedError,
+    OrderStateError,
+    one_line,
+)
+from copying.orders import order_states, payments, stock, targets, transactions, wallet
+from copying.orders.gateways import GatewayAnswer, Gateways
 from copying.subscriptions import subscription_states
 from copying.webhooks import events, topics
-from models import CopyStatus, Mode, Order, OrderCopy, PaymentAuthorization, utcnow
+from models import (
+    CopyStatus,
+    Mode,
+    Order,
+    OrderCopy,
+    PaymentAuthorization,
+    PaymentStatus,
+    TransactionKind,
+    utcnow,
+)
 
 log = structlog.get_logger("ordercopy.orders")
 
@@ -166,9 +181,14 @@ def cancel_order(
     gateways: Gateways,
     now: datetime | None = None,
 ) -> list[str]:
-    """Cancel the order, release its stock and void its payments; returns why not or ``[]``.
+    """Cancel the order, release its stock, and void its uncaptured payment or refund what
+    is captured and not yet refunded; returns why not (nothing changed), what failed
+    after the cancellation committed (a void left for the sweeper, a refund declined),
+    or ``[]``.
 
-    Raises OrderBusyError if a copy owns the order.
+    Raises OrderBusyError if a copy owns the order, OrderStateError while a capture or
+    refund of it is asked for and not answered, GatewayUnavailableError if the refund got
+    no answer (the order is cancelled; ``_refund`` of the same amount asks again).
     """
     now = now or utcnow()
     with sessions.begin() as session:
@@ -177,11 +197,135 @@ def cancel_order(
         problems = order_states.problems_cancelling(order)
         if problems:
             return problems
+        transactions.check_none_under_way(
+            order,
+            transactions.of_order(session, order.id),
+            TransactionKind.CAPTURE,
+            TransactionKind.REFUND,
+        )
+        refund = (
+            transactions.refund_to_ask(session, order, None, now, field="_cancel")
+            if order.payment_status in transactions.REFUNDABLE
+            else None
+        )
         order_states.cancel(order, now)
         events.record(session, [events.Change(order.id, mode, topics.ORDER_CANCEL)], now)
         stock.release(session, order.id, mode)
         held = payments.start_voiding(session, now, order_id=order.id)
+    problems = void_holds(sessions, gateways, held, now)
+    if refund is not None:
+        answer = _ask_and_settle(sessions, gateways, refund, now)
+        if not answer.succeeded:
+            problems.append(
+                f"order {order_id} is cancelled, but its refund was declined: {answer.message}"
+            )
+    return problems
+
+
+def capture_order(
+    sessions: sessionmaker[Session],
+    order_id: str,
+    mode: Mode,
+    *,
+    gateways: Gateways,
+    now: datetime | None = None,
+) -> None:
+    """Capture the order's authorized payment in full (``paid``).
+
+    Raises OrderBusyError if a copy owns the order, OrderStateError if it has no
+    authorized payment to capture, PaymentDeclinedError, GatewayUnavailableError (the
+    capture stays asked for: asking again replays its key).
+    """
+    now = now or utcnow()
+    with sessions.begin() as session:
+        order = _load(session, order_id, mode, lock=True)
+        check_not_owned(session, order.id)
+        asked = transactions.capture_to_ask(session, order, now)
+    _check_succeeded(_ask_and_settle(sessions, gateways, asked, now), asked)
+
+
+def refund_order(
+    sessions: sessionmaker[Session],
+    order_id: str,
+    mode: Mode,
+    amount_cents: int | None,
+    *,
+    field: str,
+    gateways: Gateways,
+    now: datetime | None = None,
+) -> None:
+    """Refund ``amount_cents`` (None: all that is left) of what the order's payment
+    captured (``partially_refunded``, then ``refunded``).
+
+    Raises CopyInputError(``field``) for more than is left to refund, OrderStateError if
+    nothing is captured, PaymentDeclinedError, GatewayUnavailableError (the refund stays
+    asked for: a refund of the same amount replays its key).
+    """
+    now = now or utcnow()
+    with sessions.begin() as session:
+        order = _load(session, order_id, mode, lock=True)
+        check_not_owned(session, order.id)
+        asked = transactions.refund_to_ask(session, order, amount_cents, now, field=field)
+        if asked is None:
+            raise OrderStateError(order.id, order.status, "nothing is left to refund")
+    _check_succeeded(_ask_and_settle(sessions, gateways, asked, now), asked)
+
+
+def void_order(
+    sessions: sessionmaker[Session],
+    order_id: str,
+    mode: Mode,
+    *,
+    gateways: Gateways,
+    now: datetime | None = None,
+) -> list[str]:
+    """Void the order's uncaptured authorization (``voided``; the order stays placed);
+    returns what failed (left ``voiding`` for the sweeper) or ``[]``.
+
+    Raises OrderBusyError if a copy owns the order, OrderStateError if its payment is not
+    authorized or a capture of it is under way.
+    """
+    now = now or utcnow()
+    with sessions.begin() as session:
+        order = _load(session, order_id, mode, lock=True)
+        check_not_owned(session, order.id)
+        if order.status not in order_states.CANCELLABLE:
+            raise OrderStateError(
+                order.id, order.status, "only a placed or approved order's payment can be voided"
+            )
+        transactions.check_none_under_way(
+            order, transactions.of_order(session, order.id), TransactionKind.CAPTURE
+        )
+        if order.payment_status != PaymentStatus.AUTHORIZED:
+            raise OrderStateError(
+                order.id,
+                order.status,
+                f"its payment is {order.payment_status}: only an authorized payment can be voided",
+            )
+        order_states.void_payment(order)
+        held = payments.start_voiding(session, now, order_id=order.id)
     return void_holds(sessions, gateways, held, now)
+
+
+def _ask_and_settle(
+    sessions: sessionmaker[Session],
+    gateways: Gateways,
+    asked: transactions.Asked,
+    now: datetime,
+) -> GatewayAnswer:
+    """Ask the gateway (no transaction open), then record its answer under the order's
+    row lock: the answer recorded under the key, this one's or another request's."""
+    answer = transactions.ask(gateways, asked)
+    with sessions.begin() as session:
+        order = session.get(Order, asked.order_id, with_for_update=True)
+        if order is None:  # deleted meanwhile, its payment rows with it
+            raise NotFoundError(f"order {asked.order_id} does not exist")
+        return transactions.settle(session, order, asked, answer, now)
+
+
+def _check_succeeded(answer: GatewayAnswer, asked: transactions.Asked) -> None:
+    if not answer.succeeded:
+        raise transactions.PaymentDeclinedError(asked.kind, answer.message)
 
 
 def void_holds(
