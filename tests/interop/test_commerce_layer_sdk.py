@@ -64,6 +64,8 @@ EXPECTED = {
         "fixed_amount_promotions": "create retrieve",
         "coupons": "create update filter include refused delete",
         "promotions": "list filter",
+        "external_gateways": "create retrieve update delete list filter sort refused"
+        " _reset_circuit isolated",
     }.items()
 }
 

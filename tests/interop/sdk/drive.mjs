@@ -767,5 +767,53 @@ await section('event_callbacks', async () => {
   })
 })
 
+await section('external_gateways', async () => {
+  const endpoint = (path) => `https://93.184.215.14/psp/${path}`
+  const gateway = (attributes) => step('external_gateways', 'create', () => cl.external_gateways.create({
+    name: 'sdk psp',
+    authorize_url: endpoint('authorize'),
+    capture_url: endpoint('capture'),
+    void_url: endpoint('void'),
+    refund_url: endpoint('refund'),
+    ...attributes
+  }))
+  const psp = await gateway({})
+  const spare = await gateway({ name: 'sdk spare', token_url: endpoint('token') })
+  assert.ok(psp.shared_secret.length > 0)
+  assert.equal(psp.circuit_state, 'closed')
+  assert.equal(psp.circuit_failure_count, 0)
+
+  await step('external_gateways', 'update', async () => {
+    const updated = await cl.external_gateways.update({ id: psp.id, name: 'sdk psp eu', refund_url: endpoint('refunds') })
+    assert.equal(updated.refund_url, endpoint('refunds'))
+    assert.equal(updated.shared_secret, psp.shared_secret)
+  })
+  await step('external_gateways', '_reset_circuit', async () => {
+    assert.equal((await cl.external_gateways._reset_circuit(psp.id)).circuit_state, 'closed')
+  })
+  await step('external_gateways', 'retrieve', async () => {
+    assert.equal((await cl.external_gateways.retrieve(psp.id)).name, 'sdk psp eu')
+  })
+  await step('external_gateways', 'list', async () => {
+    assert.equal((await cl.external_gateways.list()).recordCount, 2)
+  })
+  await step('external_gateways', 'filter', async () => {
+    assert.deepEqual(ids(await cl.external_gateways.list({ filters: { name_eq: 'sdk spare' } })), [spare.id])
+  })
+  await step('external_gateways', 'sort', async () => {
+    assert.deepEqual(ids(await cl.external_gateways.list({ sort: { created_at: 'asc' } })), [psp.id, spare.id])
+  })
+  await refused('external_gateways', 422, '/data/attributes/authorize_url', () =>
+    cl.external_gateways.create({ name: 'sdk bad', authorize_url: 'ftp://93.184.215.14/psp' }))
+  await step('external_gateways', 'delete', async () => {
+    await cl.external_gateways.delete(spare.id)
+    await gone(() => cl.external_gateways.retrieve(spare.id))
+  })
+  // Another mode's key does not see it.
+  await step('external_gateways', 'isolated', async () => {
+    await gone(() => live.external_gateways.retrieve(psp.id))
+  })
+})
+
 console.log(JSON.stringify({ operations, failures }))
 process.exitCode = failures.length ? 1 : 0
