@@ -43,6 +43,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.payloads import payload
 from config import get_settings
 from copying import circuits
+from copying.orders.external_gateways import allows_private
 from copying.orders.gateways import (
     GatewayAnswer,
     GatewayUnavailableError,
@@ -97,7 +98,7 @@ class _Request:
     url: str | None
     secret: str
     timeout: int
-    live: bool
+    mode: Mode
     circuit_open: bool
     document: dict[str, Any]
 
@@ -240,8 +241,8 @@ class ExternalGateway:
                 "User-Agent": USER_AGENT,
             },
             timeout=request.timeout,
-            allow_private=get_settings().webhooks_allow_private,
-            live=request.live,
+            allow_private=allows_private(request.mode),
+            live=request.mode == Mode.LIVE,
             max_response_bytes=MAX_ANSWER_BYTES,
         )
         answer = read_answer(delivery)
@@ -300,7 +301,7 @@ class ExternalGateway:
                 url=getattr(row, f"{kind}_url"),
                 secret=row.shared_secret,
                 timeout=row.timeout_seconds,
-                live=row.mode == Mode.LIVE,
+                mode=row.mode,
                 circuit_open=row.circuit_state == CircuitState.OPEN,
                 document={"data": transaction(session, order), "included": included},
             )

@@ -4,8 +4,9 @@
 A gateway is named by the id of its row (``external_gateways.id``) wherever the built-in
 test gateway is named ``"test"``: wallet entries, orders and payments. Its URLs obey the
 webhooks' rules (``copying.webhooks.addresses``): http(s) without credentials, https in
-live mode, and public addresses only unless ``webhooks_allow_private`` is on. No HTTP
-here: the calls are ``worker.external_gateways``'.
+live mode, and public addresses only, unless ``webhooks_allow_private`` is on, which a
+live gateway ignores: live money never goes to a private address. No HTTP here: the calls
+are ``worker.external_gateways``'.
 """
 
 from __future__ import annotations
@@ -17,11 +18,12 @@ from typing import Any
 from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
+from config import get_settings
 from copying import circuits
 from copying.errors import CopyInputError, InUseError
 from copying.orders.gateways import TestGateway
 from copying.webhooks import signing
-from copying.webhooks.webhooks import check_callback_url
+from copying.webhooks.addresses import problem_with_callback_url
 from models import (
     CircuitState,
     CustomerPaymentSource,
@@ -45,6 +47,12 @@ EDITABLE = frozenset(
 )
 
 
+def allows_private(mode: Mode) -> bool:
+    """Whether a gateway of ``mode`` may call loopback and private addresses: in test mode
+    when ``webhooks_allow_private`` is on (tests, the embedded default), never live."""
+    return mode == Mode.TEST and get_settings().webhooks_allow_private
+
+
 def check_fields(values: Mapping[str, Any], mode: Mode) -> dict[str, Any]:
     """``values`` (field → value) as stored, after the rules: each URL one a gateway of
     ``mode`` may call (it asks DNS: better outside a transaction that holds locks), the
@@ -53,10 +61,13 @@ def check_fields(values: Mapping[str, Any], mode: Mode) -> dict[str, Any]:
     for field in URLS:
         url = checked.get(field)
         if url is not None:
-            try:
-                check_callback_url(url, mode)
-            except CopyInputError as error:
-                raise CopyInputError(field, error.message.replace("callback URL", field)) from None
+            if not isinstance(url, str):
+                raise CopyInputError(field, "must be a URL")
+            problem = problem_with_callback_url(
+                url, live=mode == Mode.LIVE, allow_private=allows_private(mode)
+            )
+            if problem is not None:
+                raise CopyInputError(field, problem.replace("callback URL", field))
     if "timeout_seconds" in checked:
         timeout = checked["timeout_seconds"]
         if (
