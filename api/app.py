@@ -153,7 +153,7 @@ def _validation(request: Request, error: Exception) -> JsonApiResponse:
 
 def create_app() -> FastAPI:
     configure_logging(get_settings())
-    from worker.publisher import publish
+    from worker.publisher import doorbells  # publishes from a thread, after commit
     from worker.runtime import gateways
 
     app = FastAPI(
@@ -179,7 +179,7 @@ def create_app() -> FastAPI:
     app.include_router(dashboard())
     for resource in RESOURCES:
         app.include_router(
-            router_for(resource, REGISTRY, publish=lambda: publish, gateways=gateways)
+            router_for(resource, REGISTRY, publish=lambda: doorbells.ring, gateways=gateways)
         )
 
     @app.exception_handler(ApiError)

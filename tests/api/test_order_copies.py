@@ -17,6 +17,7 @@ from models import CopyStatus, Order, OrderCopy, db, utcnow
 from tests.api.errors import assert_error
 from tests.api.shop import TIMESTAMP, build_shop, create_copy, run
 from tests.factories import make_subscription
+from worker.app import COPY_BATCH_TASK
 
 BASE = "http://testserver/api"
 ATTRIBUTES = {
@@ -114,10 +115,21 @@ def test_create_takes_the_options_reference_and_metadata(api, shop):
     assert attributes["metadata"] == {"batch": 7, "tags": ["weekly"]}
 
 
+class Published:
+    """What the publisher sent, and whether the copy was committed when it did."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, bool]] = []
+
+    def __call__(self) -> list[tuple[str, bool]]:
+        """The messages, once the API's publisher thread sent all it was handed."""
+        assert worker.publisher.doorbells.flush()
+        return self.messages
+
+
 @pytest.fixture
 def published(monkeypatch):
-    """What the publisher sends, and whether the copy was committed when it did."""
-    sent: list[tuple[str, bool]] = []
+    sent = Published()
 
     class Broker:
         def producer_or_acquire(self):
@@ -125,7 +137,8 @@ def published(monkeypatch):
 
         def send_task(self, name, args, **options):
             with db.sessions().begin() as session:  # another transaction: sees only commits
-                sent.append((args[0], session.get(OrderCopy, args[0]) is not None))
+                for copy_id in args[0] if name == COPY_BATCH_TASK else args:
+                    sent.messages.append((copy_id, session.get(OrderCopy, copy_id) is not None))
 
     monkeypatch.setattr(worker.publisher, "app", Broker())
     return sent
@@ -134,7 +147,7 @@ def published(monkeypatch):
 def test_create_publishes_the_copy_after_commit(api, shop, published):
     copy = create_copy(api, shop.order["id"])
 
-    assert published == [(copy["id"], True)]
+    assert published() == [(copy["id"], True)]
 
 
 def test_a_refused_create_publishes_nothing(api, published):
@@ -149,7 +162,7 @@ def test_a_refused_create_publishes_nothing(api, published):
     )
 
     assert_error(response, 422, pointer="/data/relationships/source_order")
-    assert published == []
+    assert published() == []
 
 
 def test_update_changes_reference_reference_origin_and_metadata(api, shop):
@@ -213,7 +226,7 @@ def test_retry_puts_a_failed_copy_back_to_pending_and_publishes_it(
     assert failed["status"] == "failed"
     assert failed["errors_count"] == 1
     assert failed["failed_at"] is not None
-    published.clear()
+    published().clear()
 
     response = api.update("order_copies", copy["id"], {"_retry": True, "reference": "retried"})
 
@@ -223,7 +236,7 @@ def test_retry_puts_a_failed_copy_back_to_pending_and_publishes_it(
     assert (attributes["errors_log"], attributes["errors_count"]) == ({}, 0)
     assert attributes["failed_at"] is None
     assert attributes["reference"] == "retried"
-    assert published == [(copy["id"], True)]
+    assert published() == [(copy["id"], True)]
 
 
 def test_a_retried_copy_runs_again_and_completes_once_the_wallet_is_fixed(
