@@ -1,0 +1,172 @@
+"""The whole copy flow against the example merchant endpoint, over HTTP with a real
+worker: a gateway created over the API as a merchant would (the endpoint started with its
+shared secret, then its URLs set), a source order placed through it, copies that place
+their target from the wallet entry and cancel their source, a subscription's renewal;
+a decline, a 5xx retried, and a timeout after the endpoint charged."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from models import AuthorizationStatus, PaymentAuthorization, utcnow
+from tests.api.conftest import Api
+from tests.api.shop import Shop, build_shop, create_copy
+from tests.api.test_end_to_end import wait_until_finished
+from tests.api.test_order_subscriptions import iso, ok, subscribe, trigger, update
+from tests.payments.endpoint import Endpoint, running_endpoint
+
+pytestmark = [pytest.mark.worker, pytest.mark.slow]
+
+
+@dataclass
+class Psp:
+    gateway_id: str
+    endpoint: Endpoint
+
+    def authorizations(self) -> dict[str, dict[str, Any]]:
+        """What the endpoint holds, by idempotency key."""
+        return {t["idempotency_key"]: t for t in self.endpoint.transactions("authorize")}
+
+    def statuses(self, key: str) -> list[int]:
+        return [r["status"] for r in self.endpoint.requests() if r["idempotency_key"] == key]
+
+
+@pytest.fixture
+def psp(api: Api, tmp_path, private_allowed) -> Iterator[Psp]:
+    """An external gateway made over the API, then its endpoint run with its secret, then
+    its URLs set (1 s timeout: the endpoint hangs 3 s when told to)."""
+    gateway = api.create("external_gateways", {"name": "Example PSP", "timeout_seconds": 1})
+    secret = gateway["attributes"]["shared_secret"]
+    with running_endpoint(tmp_path, secret, hang_seconds=3) as endpoint:
+        response = api.update("external_gateways", gateway["id"], endpoint.urls())
+        assert response.status_code == 200, response.json()
+        yield Psp(gateway["id"], endpoint)
+
+
+def placed_shop(api: Api, psp: Psp, *, then_token: str | None = None) -> Shop:
+    """A source order placed through the external gateway; its wallet entry's token
+    changed to ``then_token`` afterwards (what the copies charge)."""
+    shop = build_shop(api, token="tok_ext_ok", gateway=psp.gateway_id)
+    assert shop.order["attributes"]["status"] == "placed"
+    if then_token is not None:
+        changed = api.update(
+            "customer_payment_sources", shop.entry["id"], {"payment_source_token": then_token}
+        )
+        assert changed.status_code == 200, changed.json()
+    return shop
+
+
+def target_payments(committed, target_id: str) -> list[PaymentAuthorization]:
+    with committed.begin() as session:
+        return list(
+            session.scalars(
+                select(PaymentAuthorization).where(PaymentAuthorization.order_id == target_id)
+            )
+        )
+
+
+def finished(api: Api, shop: Shop, **options: Any) -> dict[str, Any]:
+    copy = create_copy(api, shop.order["id"], **options)
+    return wait_until_finished(api, copy["id"])
+
+
+def target_of(copy: dict[str, Any]) -> str:
+    return copy["relationships"]["target_order"]["data"]["id"]  # type: ignore[no-any-return]
+
+
+def test_a_copy_places_its_target_and_cancels_its_source_through_the_gateway(
+    api, psp, committed, celery_worker
+):
+    shop = placed_shop(api, psp)
+    copy = finished(api, shop, place_target_order=True, cancel_source_order=True)
+
+    assert copy["attributes"]["status"] == "completed", copy["attributes"]["errors_log"]
+    key = f"order_copy:{copy['id']}:place"
+    held = psp.authorizations()
+    assert len(held) == 2
+    [source_key] = set(held) - {key}
+    assert (held[key]["voided"], held[source_key]["voided"]) == (0, 1)
+    assert psp.statuses(f"{source_key}:void") == [200]
+    [payment] = target_payments(committed, target_of(copy))
+    assert (payment.status, payment.gateway, payment.gateway_reference) == (
+        AuthorizationStatus.AUTHORIZED,
+        psp.gateway_id,
+        held[key]["reference"],
+    )
+    source = api.retrieve("orders", shop.order["id"])["attributes"]
+    assert (source["status"], source["payment_status"]) == ("cancelled", "voided")
+
+
+def test_a_decline_fails_the_copy_with_the_payment_error(api, psp, committed, celery_worker):
+    shop = placed_shop(api, psp, then_token="tok_ext_decline")
+    copy = finished(api, shop, place_target_order=True)
+
+    assert copy["attributes"]["status"] == "failed"
+    [message] = copy["attributes"]["errors_log"]["payment"]
+    assert "card_declined" in message
+    [payment] = target_payments(committed, target_of(copy))
+    assert payment.status == AuthorizationStatus.DECLINED
+    assert f"order_copy:{copy['id']}:place" not in psp.authorizations()
+
+
+def test_a_5xx_is_retried_under_the_same_key(api, psp, committed, celery_worker):
+    shop = placed_shop(api, psp, then_token="tok_ext_flaky")
+    copy = finished(api, shop, place_target_order=True)
+
+    assert copy["attributes"]["status"] == "completed", copy["attributes"]["errors_log"]
+    key = f"order_copy:{copy['id']}:place"
+    assert psp.statuses(key) == [503, 503, 200]
+    [payment] = target_payments(committed, target_of(copy))
+    assert payment.gateway_reference == psp.authorizations()[key]["reference"]
+
+
+def test_a_timeout_after_the_charge_is_resolved_by_the_retry_with_the_same_key(
+    api, psp, committed, celery_worker
+):
+    shop = placed_shop(api, psp, then_token="tok_ext_late")
+    copy = finished(api, shop, place_target_order=True)
+
+    assert copy["attributes"]["status"] == "completed", copy["attributes"]["errors_log"]
+    key = f"order_copy:{copy['id']}:place"
+    assert len(psp.statuses(key)) >= 2  # the first answer was lost, the replay got it
+    holds = [t for t in psp.endpoint.transactions("authorize") if t["idempotency_key"] == key]
+    assert len(holds) == 1
+    [payment] = target_payments(committed, target_of(copy))
+    assert (payment.status, payment.gateway_reference) == (
+        AuthorizationStatus.AUTHORIZED,
+        holds[0]["reference"],
+    )
+
+
+def test_a_subscription_renews_through_the_gateway(api, psp, committed, celery_worker):
+    from worker.app import RENEWALS_TICK_TASK, app
+
+    shop = placed_shop(api, psp)
+    subscription = subscribe(api, shop, frequency="daily")
+    ok(trigger(api, subscription["id"], "_activate"))
+    due = utcnow() + timedelta(seconds=1)
+    ok(update(api, subscription["id"], {"next_run_at": iso(due)}))
+    while utcnow() <= due:
+        time.sleep(0.1)
+    app.send_task(RENEWALS_TICK_TASK)
+
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        attributes = api.retrieve("order_subscriptions", subscription["id"])["attributes"]
+        if attributes["occurrencies"] or attributes["errors_count"]:
+            break
+        time.sleep(0.2)
+    assert attributes["succeeded_on_last_run"] is True, attributes
+    [copy] = api.get(f"/api/order_subscriptions/{subscription['id']}/order_copies").json()["data"]
+    target = api.get(f"/api/order_copies/{copy['id']}/target_order").json()["data"]
+    assert target["attributes"]["status"] == "placed"
+    [payment] = target_payments(committed, target["id"])
+    held = psp.authorizations()[payment.idempotency_key]
+    assert (payment.gateway, payment.gateway_reference) == (psp.gateway_id, held["reference"])
