@@ -2,9 +2,11 @@
 
 Whatever raced (parallel requests, copies, faults), once things have settled an
 order's money must add up: a placed or approved order holds exactly its total
-in exactly one live authorization (none when it is free), no other order holds
-any, the test gateway's ledger (its own record of the holds it made) agrees
-with ours, the stock taken is the stock placed orders hold, and so are coupon uses.
+in exactly one live authorization (none when it is free or voided; captured
+once paid), no other order holds any, captures stay within what was authorized
+and refunds within what was captured, the test gateway's ledger (its own record
+of the holds, captures and refunds it made) agrees with ours, the stock taken is
+the stock placed orders hold, and so are coupon uses.
 
 :func:`check` returns the broken promises by name (the names of
 :data:`MONEY_INVARIANTS`), each a sentence; :func:`violations` flattens them.
@@ -38,8 +40,12 @@ from models import (
     OrderStatus,
     PaymentAuthorization,
     PaymentStatus,
+    PaymentTransaction,
     Sku,
     TestGatewayCharge,
+    TestGatewayTransaction,
+    TransactionKind,
+    TransactionStatus,
 )
 
 #: Each money promise's name and what it stands for.
@@ -49,9 +55,25 @@ MONEY_INVARIANTS: dict[str, str] = {
         " (none, and payment_status free, when the total is zero)"
     ),
     "no_hold_off_placed_orders": "no draft, pending or cancelled order holds a live authorization",
+    "captured_within_authorized": (
+        "captures that succeeded take at most their authorization's amount, only of an"
+        " authorization recorded as captured, and an order's payment_status says what they"
+        " took (paid, partially_refunded or refunded once captured)"
+    ),
+    "refunded_within_captured": (
+        "refunds that succeeded give back at most their capture's amount, per capture and per"
+        " order; payment_status partially_refunded or refunded says how much; a cancelled"
+        " order keeps nothing captured"
+    ),
+    "gateway_transactions_agree": (
+        "every capture and refund that succeeded at the test gateway is recorded as succeeded"
+        " under its key for the same amount, and every one recorded as succeeded there"
+        " succeeded at the gateway"
+    ),
     "gateway_agrees": (
-        "every live hold at the gateway is recorded as authorized on a placed order,"
-        " and every recorded one is live at the gateway for the amount recorded"
+        "every live hold at the gateway is recorded as authorized on a placed order (or as"
+        " captured, and captured at the gateway), and every recorded one is live at the"
+        " gateway for the amount recorded"
     ),
     "stock_matches_placed_lines": "stock: initial - SKU quantities of placed orders = current",
     "placed_orders_pay_with_their_customers_wallet": (
@@ -111,6 +133,7 @@ def check(session: Session, initial_stock: dict[str, int]) -> dict[str, list[str
         )
     }
     held_by_order: defaultdict[str, list[_Held]] = defaultdict(list)
+    captured_by_order: defaultdict[str, list[_Held]] = defaultdict(list)
     recorded: dict[str, tuple[str, str]] = {}  # key → (status, order id), every status
     for key, order_id, status, amount, currency, gateway in session.execute(
         select(
@@ -125,8 +148,11 @@ def check(session: Session, initial_stock: dict[str, int]) -> dict[str, list[str
         recorded[key] = (str(status), order_id)
         if status == AuthorizationStatus.AUTHORIZED:
             held_by_order[order_id].append(_Held(key, order_id, amount, currency, gateway))
-    _check_orders(orders, held_by_order, found)
+        elif status == AuthorizationStatus.CAPTURED:
+            captured_by_order[order_id].append(_Held(key, order_id, amount, currency, gateway))
+    _check_orders(orders, held_by_order, captured_by_order, found)
     _check_gateway(session, orders, held_by_order, recorded, found)
+    _check_transactions(session, orders, found)
     found["stock_matches_placed_lines"] = _stock(session, initial_stock)
     found["placed_orders_pay_with_their_customers_wallet"] = _wallets(session, orders)
     found["coupon_uses_match_placed_orders"] = _coupons(session)
@@ -138,13 +164,20 @@ def _money(cents: int, currency: str) -> str:
 
 
 def _check_orders(
-    orders: dict[str, Any], held_by_order: dict[str, list[_Held]], found: dict[str, list[str]]
+    orders: dict[str, Any],
+    held_by_order: dict[str, list[_Held]],
+    captured_by_order: dict[str, list[_Held]],
+    found: dict[str, list[str]],
 ) -> None:
     for order_id in sorted(orders):
         order = orders[order_id]
         status, payment_status = OrderStatus(order.status), PaymentStatus(order.payment_status)
         total, currency = order.total_amount_cents, order.currency_code
         held = sorted(held_by_order.get(order_id, []), key=lambda h: h.key)
+        if status in HOLDING and payment_status in AFTER_CAPTURE | {PaymentStatus.VOIDED}:
+            # Captured (or voided) on request: what it holds is its captured authorization.
+            _check_captured_order(order, held, captured_by_order.get(order_id, []), found)
+            continue
         keys = [h.key for h in held]
         what = f"order {order_id} ({status}, total {_money(total, currency)})"
         if status not in HOLDING:
@@ -175,6 +208,181 @@ def _check_orders(
             promise.append(f"{what} has payment_status {payment_status}, not authorized")
 
 
+#: An order's payment statuses once its payment was captured.
+AFTER_CAPTURE = frozenset(
+    {PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED, PaymentStatus.REFUNDED}
+)
+
+
+def _check_captured_order(
+    order: Any, held: list[_Held], captured: list[_Held], found: dict[str, list[str]]
+) -> None:
+    """A placed order whose payment was captured holds exactly one captured authorization
+    of its total and nothing authorized; one whose payment was voided holds neither."""
+    promise = found["placed_orders_hold_their_total"]
+    what = f"order {order.id} ({order.status}, payment {order.payment_status})"
+    if held:
+        promise.append(f"{what} still holds live authorizations {[h.key for h in held]}")
+    if order.payment_status == PaymentStatus.VOIDED:
+        if captured:
+            promise.append(f"{what} has captured authorizations {[h.key for h in captured]}")
+        return
+    if len(captured) != 1:
+        promise.append(f"{what} has {len(captured)} captured authorizations, not one")
+    elif (captured[0].amount_cents, captured[0].currency_code) != (
+        order.total_amount_cents,
+        order.currency_code,
+    ):
+        promise.append(
+            f"{what} captured an authorization of"
+            f" {_money(captured[0].amount_cents, captured[0].currency_code)}, not its total"
+        )
+
+
+def _check_transactions(
+    session: Session, orders: dict[str, Any], found: dict[str, list[str]]
+) -> None:
+    """Captures within authorizations, refunds within captures, payment statuses that say
+    so, and the test gateway's captures and refunds are ours."""
+    authorizations = {
+        row.id: row
+        for row in session.execute(
+            select(
+                PaymentAuthorization.id,
+                PaymentAuthorization.order_id,
+                PaymentAuthorization.amount_cents,
+                PaymentAuthorization.status,
+            )
+        )
+    }
+    rows = session.execute(
+        select(
+            PaymentTransaction.id,
+            PaymentTransaction.kind,
+            PaymentTransaction.order_id,
+            PaymentTransaction.authorization_id,
+            PaymentTransaction.capture_id,
+            PaymentTransaction.amount_cents,
+            PaymentTransaction.status,
+            PaymentTransaction.gateway,
+            PaymentTransaction.idempotency_key,
+        ).order_by(PaymentTransaction.idempotency_key)
+    ).all()
+    succeeded = [r for r in rows if r.status == TransactionStatus.SUCCEEDED]
+    captures = [r for r in succeeded if r.kind == TransactionKind.CAPTURE]
+    refunds = [r for r in succeeded if r.kind == TransactionKind.REFUND]
+    captured: defaultdict[str, int] = defaultdict(int)  # by authorization, then by order
+    for capture in captures:
+        captured[capture.authorization_id] += capture.amount_cents
+    for authorization_id in sorted(captured):
+        authorization = authorizations[authorization_id]
+        what = f"authorization {authorization_id} of order {authorization.order_id}"
+        if captured[authorization_id] > authorization.amount_cents:
+            found["captured_within_authorized"].append(
+                f"{what} of {authorization.amount_cents} cents had"
+                f" {captured[authorization_id]} captured"
+            )
+        if authorization.status != AuthorizationStatus.CAPTURED:
+            found["captured_within_authorized"].append(
+                f"{what} was captured but is recorded {authorization.status}"
+            )
+    refunded: defaultdict[str, int] = defaultdict(int)
+    for refund in refunds:
+        refunded[refund.capture_id] += refund.amount_cents
+    amounts = {c.id: c for c in captures}
+    for capture_id in sorted(refunded):
+        capture = amounts.get(capture_id)
+        if capture is None:
+            found["refunded_within_captured"].append(
+                f"{refunded[capture_id]} cents refunded of capture {capture_id}, which did not"
+                " succeed"
+            )
+        elif refunded[capture_id] > capture.amount_cents:
+            found["refunded_within_captured"].append(
+                f"capture {capture_id} of order {capture.order_id} took"
+                f" {capture.amount_cents} cents, {refunded[capture_id]} were refunded"
+            )
+    by_order: defaultdict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for r in captures:
+        by_order[r.order_id][0] += r.amount_cents
+    for r in refunds:
+        by_order[r.order_id][1] += r.amount_cents
+    for order_id in sorted(orders):
+        _check_payment_status(orders[order_id], *by_order.get(order_id, [0, 0]), found)
+    _check_gateway_transactions(session, rows, found)
+
+
+def _check_payment_status(
+    order: Any, captured: int, refunded: int, found: dict[str, list[str]]
+) -> None:
+    status = PaymentStatus(order.payment_status)
+    what = f"order {order.id} ({order.status}, payment {status})"
+    if refunded > captured:
+        found["refunded_within_captured"].append(
+            f"{what} captured {captured} cents and refunded {refunded}"
+        )
+    expected = (
+        None
+        if captured == 0
+        else PaymentStatus.PAID
+        if refunded == 0
+        else PaymentStatus.REFUNDED
+        if refunded >= captured
+        else PaymentStatus.PARTIALLY_REFUNDED
+    )
+    if expected is None and status in AFTER_CAPTURE:
+        found["captured_within_authorized"].append(f"{what} has nothing captured")
+    elif expected is not None and status != expected:
+        found["captured_within_authorized" if refunded == 0 else "refunded_within_captured"].append(
+            f"{what} captured {captured} cents and refunded {refunded}: it should be {expected}"
+        )
+    if order.status == OrderStatus.CANCELLED and captured > refunded:
+        found["refunded_within_captured"].append(
+            f"{what} is cancelled and keeps {captured - refunded} cents captured"
+        )
+
+
+def _check_gateway_transactions(session: Session, rows: Any, found: dict[str, list[str]]) -> None:
+    promise = found["gateway_transactions_agree"]
+    ours = {r.idempotency_key: r for r in rows if r.kind != TransactionKind.VOID}
+    ledger = {
+        r.idempotency_key: r
+        for r in session.execute(
+            select(
+                TestGatewayTransaction.idempotency_key,
+                TestGatewayTransaction.kind,
+                TestGatewayTransaction.amount_cents,
+                TestGatewayTransaction.outcome,
+            )
+        )
+    }
+    for key in sorted(ledger):
+        at_gateway = ledger[key]
+        if at_gateway.outcome != "succeeded":
+            continue
+        mine = ours.get(key)
+        made = (
+            f"the gateway made a {at_gateway.kind} of {at_gateway.amount_cents} cents under {key}"
+        )
+        if mine is None:
+            promise.append(f"{made}, which no row records")
+        elif mine.status != TransactionStatus.SUCCEEDED:
+            promise.append(f"{made}, which is recorded {mine.status}")
+        elif mine.amount_cents != at_gateway.amount_cents:
+            promise.append(f"{made}, which is recorded as {mine.amount_cents} cents")
+    for key in sorted(ours):
+        mine = ours[key]
+        if mine.gateway != TEST_GATEWAY or mine.status != TransactionStatus.SUCCEEDED:
+            continue
+        at_gateway = ledger.get(key)
+        if at_gateway is None or at_gateway.outcome != "succeeded":
+            answered = "never made it" if at_gateway is None else f"answered {at_gateway.outcome}"
+            promise.append(
+                f"{mine.kind} {mine.id} under {key} is recorded as succeeded, but the gateway"
+                f" {answered}"
+            )
+
+
 def _check_gateway(
     session: Session,
     orders: dict[str, Any],
@@ -195,7 +403,16 @@ def _check_gateway(
         )
     ):
         ledger[key] = (outcome, voided_at, amount, currency, token)
-    # Every live hold at the gateway is one a placed order records as authorized.
+    captured_at_gateway = set(
+        session.scalars(
+            select(TestGatewayTransaction.parent_key).where(
+                TestGatewayTransaction.kind == "capture",
+                TestGatewayTransaction.outcome == "succeeded",
+            )
+        )
+    )
+    # Every live hold at the gateway is one a placed order records as authorized (or
+    # captured, and captured there).
     for key in sorted(ledger):
         outcome, voided_at, amount, currency, _ = ledger[key]
         if outcome != "authorized" or voided_at is not None:
@@ -206,7 +423,13 @@ def _check_gateway(
             continue
         status, order_id = recorded[key]
         order_status = getattr(orders.get(order_id), "status", None)
-        if status != AuthorizationStatus.AUTHORIZED:
+        if status == AuthorizationStatus.CAPTURED:
+            if key not in captured_at_gateway:
+                promise.append(f"{held}, recorded as captured, but the gateway never captured it")
+            continue
+        if key in captured_at_gateway:
+            promise.append(f"{held} and captured it, but order {order_id} records it as {status}")
+        elif status != AuthorizationStatus.AUTHORIZED:
             promise.append(f"{held}, which order {order_id} records as {status}")
         elif order_status not in HOLDING:
             promise.append(f"{held} for order {order_id}, which is {order_status}")
@@ -350,8 +573,9 @@ def _wallets(session: Session, orders: dict[str, Any]) -> list[str]:
 
 
 def under_way(session: Session) -> list[str]:
-    """What still moves money: copies pending or in progress, payments asked for and not
-    answered or being voided. Empty once everything has settled."""
+    """What still moves money: copies pending or in progress, payments, captures and
+    refunds asked for and not answered, or being voided. Empty once everything has
+    settled."""
     copies = session.execute(
         select(OrderCopy.id, OrderCopy.status, OrderCopy.step)
         .where(OrderCopy.status.in_(UNFINISHED))
@@ -368,9 +592,16 @@ def under_way(session: Session) -> list[str]:
         if statuses
         else []
     )
-    return [f"order copy {i} is still {status} (step {step})" for i, status, step in copies] + [
-        f"payment {key} is still {status}" for key, status in payments
-    ]
+    transactions = session.execute(
+        select(PaymentTransaction.idempotency_key, PaymentTransaction.kind)
+        .where(PaymentTransaction.status == TransactionStatus.REQUESTED)
+        .order_by(PaymentTransaction.idempotency_key)
+    ).all()
+    return (
+        [f"order copy {i} is still {status} (step {step})" for i, status, step in copies]
+        + [f"payment {key} is still {status}" for key, status in payments]
+        + [f"{kind} {key} is still requested" for key, kind in transactions]
+    )
 
 
 def settle(

@@ -24,8 +24,11 @@ from models import (
     OrderStatus,
     PaymentAuthorization,
     PaymentStatus,
+    PaymentTransaction,
     Sku,
     TestGatewayCharge,
+    TestGatewayTransaction,
+    TransactionKind,
     new_public_id,
     utcnow,
 )
@@ -463,4 +466,136 @@ def test_a_placed_order_paying_with_another_customers_wallet_entry_is_caught(com
             f"order {shop.source.id} (placed) pays with wallet entry {shop.entry.id} "
             f"of customer {shop.customer.id}, but the order is customer {stranger.id}'s"
         ]
+    }
+
+
+# --- after the authorization: captures, refunds, voids ----------------------------------
+
+
+def captured_shop(sessions, gateways, *, refund=None):
+    """A shop whose order the domain placed and captured (2 of 1,000 cents), and refunded
+    ``refund`` cents of when given."""
+    with sessions.begin() as s:
+        shop = make_shop(s, quantity=2, stock=STOCK)
+    assert placing.place_order(sessions, shop.source.id, Mode.TEST, gateways=gateways) == []
+    placing.capture_order(sessions, shop.source.id, Mode.TEST, gateways=gateways)
+    if refund is not None:
+        placing.refund_order(
+            sessions, shop.source.id, Mode.TEST, refund, field="amount", gateways=gateways
+        )
+    return shop, {shop.sku.code: STOCK}
+
+
+def test_the_domain_capturing_refunding_voiding_and_cancelling_breaks_nothing(committed, gateways):
+    refunded, stock = captured_shop(committed, gateways, refund=500)
+    cancelled, more = captured_shop(committed, gateways, refund=700)
+    with committed.begin() as s:
+        voided = make_shop(s, quantity=1, stock=STOCK)
+    assert placing.place_order(committed, voided.source.id, Mode.TEST, gateways=gateways) == []
+
+    assert placing.cancel_order(committed, cancelled.source.id, Mode.TEST, gateways=gateways) == []
+    assert placing.void_order(committed, voided.source.id, Mode.TEST, gateways=gateways) == []
+
+    with committed.begin() as s:
+        statuses = {
+            order_id: s.get(Order, order_id).payment_status
+            for order_id in (refunded.source.id, cancelled.source.id, voided.source.id)
+        }
+    assert list(statuses.values()) == [
+        PaymentStatus.PARTIALLY_REFUNDED,
+        PaymentStatus.REFUNDED,
+        PaymentStatus.VOIDED,
+    ]
+    assert settle_and_check(committed, {**stock, **more, voided.sku.code: STOCK}) == []
+
+
+def test_a_capture_above_its_authorization_is_caught(committed, gateways):
+    shop, stock = captured_shop(committed, gateways)
+    with committed.begin() as s:
+        capture = s.scalars(select(PaymentTransaction)).one()
+        capture.amount_cents += 1
+        s.execute(update(TestGatewayTransaction).values(amount_cents=capture.amount_cents))
+        authorization_id = capture.authorization_id
+    assert found_in(committed, stock) == {
+        "captured_within_authorized": [
+            f"authorization {authorization_id} of order {shop.source.id} of 2000 cents had"
+            " 2001 captured"
+        ]
+    }
+
+
+def test_refunds_above_their_capture_are_caught(committed, gateways):
+    shop, stock = captured_shop(committed, gateways, refund=1500)
+    with committed.begin() as s:
+        [refund] = s.scalars(
+            select(PaymentTransaction).where(PaymentTransaction.kind == TransactionKind.REFUND)
+        ).all()
+        refund.amount_cents = 2500  # as if a second refund got past the check
+        s.execute(
+            update(TestGatewayTransaction)
+            .where(TestGatewayTransaction.idempotency_key == refund.idempotency_key)
+            .values(amount_cents=2500)
+        )
+        capture_id = refund.capture_id
+    order = f"order {shop.source.id} (placed, payment partially_refunded)"
+    assert found_in(committed, stock) == {
+        "refunded_within_captured": [
+            f"capture {capture_id} of order {shop.source.id} took 2000 cents, 2500 were refunded",
+            f"{order} captured 2000 cents and refunded 2500",
+            f"{order} captured 2000 cents and refunded 2500: it should be refunded",
+        ]
+    }
+
+
+def test_a_refund_at_the_gateway_that_no_row_records_is_caught(committed, gateways):
+    shop, stock = captured_shop(committed, gateways)
+    with committed.begin() as s:
+        capture = s.scalars(select(PaymentTransaction)).one()
+    key = f"order:{shop.source.id}:refund:9"
+    answer = gateways["test"].refund(
+        idempotency_key=key,
+        order_id=shop.source.id,
+        capture_key=capture.idempotency_key,
+        capture_reference=capture.gateway_reference,
+        amount_cents=300,
+        currency_code="USD",
+    )
+    assert answer.succeeded
+    assert found_in(committed, stock) == {
+        "gateway_transactions_agree": [
+            f"the gateway made a refund of 300 cents under {key}, which no row records"
+        ]
+    }
+
+
+def test_a_cancelled_order_keeping_what_was_captured_is_caught(committed, gateways):
+    shop, stock = captured_shop(committed, gateways)
+    with committed.begin() as s:
+        order = s.get(Order, shop.source.id)
+        order.status = OrderStatus.CANCELLED  # as if cancelled without its refund
+        s.get(Sku, shop.sku.id).stock_quantity = STOCK
+    assert found_in(committed, stock) == {
+        "refunded_within_captured": [
+            f"order {shop.source.id} (cancelled, payment paid) is cancelled and keeps 2000 cents"
+            " captured"
+        ]
+    }
+
+
+def test_a_hold_recorded_captured_that_the_gateway_never_captured_is_caught(committed):
+    shop, stock = placed_shop(committed)
+    with committed.begin() as s:
+        s.execute(update(PaymentAuthorization).values(status=AuthorizationStatus.CAPTURED))
+        s.execute(
+            update(Order)
+            .where(Order.id == shop.source.id)
+            .values(payment_status=PaymentStatus.PAID)
+        )
+    order = f"order {shop.source.id} (placed, payment paid)"
+    assert found_in(committed, stock) == {
+        "gateway_agrees": [
+            f"the gateway holds 2000 USD under order:{shop.source.id}:place, recorded as"
+            " captured, but the gateway never captured it"
+        ],
+        "captured_within_authorized": [f"{order} has nothing captured"],
     }

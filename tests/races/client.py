@@ -33,6 +33,7 @@ class Call:
     method: str
     path: str
     document: dict[str, Any] | None = None
+    headers: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,9 @@ class RaceClient:
         self.http.close()
 
     def send(self, call: Call) -> Reply:
-        response = self.http.request(call.method, call.path, json=call.document)
+        response = self.http.request(
+            call.method, call.path, json=call.document, headers=call.headers
+        )
         try:
             body = response.json() if response.content else None
         except ValueError:
