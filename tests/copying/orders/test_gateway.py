@@ -7,6 +7,7 @@ from sqlalchemy import text
 
 from copying.orders import payments
 from copying.orders.gateways import (
+    FLAKY_FAILURES,
     LEDGER_APPLICATION,
     GatewayAnswer,
     GatewayUnavailableError,
@@ -179,3 +180,113 @@ def test_a_ledger_it_cannot_reach_makes_the_gateway_unavailable(key):
                 _authorize(gateway, key, "tok_visa")
     finally:
         unreachable.dispose()
+
+
+# --- captures, refunds and voids at the test gateway ---------------------------------------
+
+
+def _capture(gateway, key, authorization_key, amount=1500, currency="EUR"):
+    return gateway.capture(
+        idempotency_key=key,
+        order_id="order00001",
+        authorization_key=authorization_key,
+        authorization_reference=None,
+        amount_cents=amount,
+        currency_code=currency,
+    )
+
+
+def _refund(gateway, key, capture_key, amount):
+    return gateway.refund(
+        idempotency_key=key,
+        order_id="order00001",
+        capture_key=capture_key,
+        capture_reference=None,
+        amount_cents=amount,
+        currency_code="EUR",
+    )
+
+
+def _void(gateway, key):
+    gateway.void(idempotency_key=key, order_id="order00001", authorization_reference=None)
+
+
+def test_a_capture_is_answered_once_per_key_and_takes_at_most_what_is_held(gateway, key):
+    _authorize(gateway, key, "tok_visa", amount=1500)
+
+    first = _capture(gateway, f"{key}:capture:1", key, amount=1000)
+    again = _capture(gateway, f"{key}:capture:1", key, amount=1000)
+    too_much = _capture(gateway, f"{key}:capture:2", key, amount=501)
+    rest = _capture(gateway, f"{key}:capture:3", key, amount=500)
+
+    assert (first.succeeded, first.message) == (True, "capture succeeded")
+    assert again == first  # replayed: not a second capture
+    assert (too_much.succeeded, too_much.message) == (
+        False,
+        "capture of 501 exceeds the 500 left to capture",
+    )
+    assert rest.succeeded
+
+
+@pytest.mark.parametrize(
+    ("setup", "message"),
+    [
+        ("voided", "the authorization was voided"),
+        ("declined", "no authorization under key"),
+        ("never asked", "no authorization under key"),
+        ("other currency", "currency USD is not the EUR held"),
+    ],
+)
+def test_a_capture_of_no_live_hold_is_declined(gateway, key, setup, message):
+    if setup != "never asked":
+        _authorize(gateway, key, "tok_declined" if setup == "declined" else "tok_visa")
+    if setup == "voided":
+        _void(gateway, key)
+
+    answer = _capture(
+        gateway, f"{key}:capture:1", key, currency="USD" if "currency" in setup else "EUR"
+    )
+
+    assert not answer.succeeded
+    assert message in answer.message
+    assert answer.reference is None
+
+
+def test_refunds_give_back_at_most_what_their_capture_took(gateway, key):
+    _authorize(gateway, key, "tok_visa", amount=1500)
+    capture_key = f"{key}:capture:1"
+    _capture(gateway, capture_key, key, amount=1500)
+
+    first = _refund(gateway, f"{key}:refund:1", capture_key, 1000)
+    too_much = _refund(gateway, f"{key}:refund:2", capture_key, 501)
+    rest = _refund(gateway, f"{key}:refund:3", capture_key, 500)
+    unknown = _refund(gateway, f"{key}:refund:4", f"{key}:capture:9", 1)
+
+    assert first.succeeded
+    assert rest.succeeded
+    assert too_much.message == "refund of 501 exceeds the 500 left to refund"
+    assert not unknown.succeeded
+    assert unknown.message == f"no capture under key '{key}:capture:9'"
+
+
+def test_a_captured_hold_is_not_voided(gateway, sessions, key):
+    _authorize(gateway, key, "tok_visa")
+    _capture(gateway, f"{key}:capture:1", key)
+
+    _void(gateway, key)
+
+    with sessions.begin() as s:
+        assert gateway_charge(s, key).voided_at is None
+
+
+def test_tok_flaky_captures_time_out_twice_per_key_then_succeed(gateway, key):
+    for _ in range(FLAKY_FAILURES):
+        with pytest.raises(GatewayUnavailableError):
+            _authorize(gateway, key, "tok_flaky")
+    _authorize(gateway, key, "tok_flaky")
+
+    for _ in range(FLAKY_FAILURES):
+        with pytest.raises(GatewayUnavailableError, match="tok_flaky capture timed out"):
+            _capture(gateway, f"{key}:capture:1", key)
+
+    assert _capture(gateway, f"{key}:capture:1", key).succeeded
