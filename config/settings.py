@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     webhooks_allow_private: bool = Field(
         default=False,
         description="Allow callback URLs on loopback/private addresses (tests, the embedded"
-        " default).",
+        " default): webhooks', and test-mode external gateways' (live ones never).",
     )
     webhooks_timeout_seconds: float = Field(
         default=5.0,

@@ -37,7 +37,8 @@ ASSETS = Path(fastapi_offline.__file__).parent / "static"
 #: order_subscription_events and the subscriptions' events relationship. +24,860 with
 #: authorizations, captures, voids and refunds (about 5 KB each), orders' _capture,
 #: _refund, _refund_amount_cents, _void and their relationships to the four (issue 21).
-SIZE_BUDGET = 158_717
+#: +6,800 with external_gateways (and customer_payment_sources' gateway filter, issue 21).
+SIZE_BUDGET = 165_517
 #: The types with both a create and an update route (as FastAPI documents them).
 ROUTES = get_openapi(title=app.title, version=app.version, routes=app.routes)["paths"]
 CREATED_AND_UPDATED = sorted(
