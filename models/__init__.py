@@ -4,7 +4,7 @@ from models.addresses import Address
 from models.api_keys import ApiKey
 from models.base import Base, Mode, new_public_id, utcnow
 from models.bulk_jobs import BulkAction, BulkJob, BulkJobStatus
-from models.catalog import Sku
+from models.catalog import Adjustment, Bundle, Sku
 from models.circuits import CircuitState
 from models.customers import Customer, CustomerPaymentSource
 from models.external_gateways import ExternalGateway
@@ -39,12 +39,14 @@ from models.workers import WorkerHeartbeat
 
 __all__ = [
     "Address",
+    "Adjustment",
     "ApiKey",
     "AuthorizationStatus",
     "Base",
     "BulkAction",
     "BulkJob",
     "BulkJobStatus",
+    "Bundle",
     "CircuitState",
     "CopyStatus",
     "CopyStep",

@@ -187,6 +187,8 @@ class LineItem(Record, Base):
     position: Mapped[int] = mapped_column(default=0)
     item_type: Mapped[ItemType] = mapped_column(enum_column(ItemType, "item_type"))
     sku_code: Mapped[str | None] = mapped_column(String(64))
+    #: A bundle line's bundle (Commerce Layer's ``bundle_code``).
+    bundle_code: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(255), default="")
     quantity: Mapped[int] = mapped_column(default=1)
     #: The frequency of the subscription this line is for (Commerce Layer's): a

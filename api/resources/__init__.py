@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.resources.catalog import SKUS
+from api.resources.catalog import ADJUSTMENTS, BUNDLES, SKUS
 from api.resources.customers import CUSTOMER_PAYMENT_SOURCES, CUSTOMERS
 from api.resources.event_callbacks import EVENT_CALLBACKS
 from api.resources.external_gateways import EXTERNAL_GATEWAYS
@@ -34,6 +34,8 @@ RESOURCES: tuple[Resource, ...] = (
     CUSTOMERS,
     CUSTOMER_PAYMENT_SOURCES,
     SKUS,
+    BUNDLES,
+    ADJUSTMENTS,
     PROMOTIONS,
     PERCENTAGE_DISCOUNT_PROMOTIONS,
     FIXED_AMOUNT_PROMOTIONS,

@@ -11,7 +11,8 @@ from api.errors import ApiError
 from api.resources.common import METADATA, TIMESTAMPS
 from api.spec import Attribute, Context, Relationship, Resource
 from copying.subscriptions import subscription_items
-from models import LineItem, OrderSubscription, OrderSubscriptionItem
+from models import Adjustment, LineItem, OrderSubscription, OrderSubscriptionItem
+from models.subscription_items import ITEM_TYPES
 
 TYPE = "order_subscription_items"
 
@@ -42,7 +43,7 @@ def _create(
     subscription = _subscription(
         ctx, related.get("order_subscription"), "/data/relationships/order_subscription"
     )
-    line_id = related.get("source_line_item")
+    line_id, adjustment_id = related.get("source_line_item"), related.get("adjustment")
     line = (
         lookups.load_related(
             ctx.session, LineItem, "line_items", line_id, ctx.mode, "source_line_item"
@@ -50,10 +51,19 @@ def _create(
         if line_id is not None
         else None
     )
+    adjustment = (
+        lookups.load_related(
+            ctx.session, Adjustment, "adjustments", adjustment_id, ctx.mode, "adjustment"
+        )
+        if adjustment_id is not None
+        else None
+    )
     return subscription_items.add(
         ctx.session,
         subscription,
         sku_code=attributes.get("sku_code"),
+        bundle_code=attributes.get("bundle_code"),
+        adjustment=adjustment,
         quantity=attributes.get("quantity"),
         unit_amount_cents=attributes.get("unit_amount_cents"),
         source_line=line,
@@ -70,7 +80,10 @@ def _check_update(ctx: Context, item: OrderSubscriptionItem, names: set[str]) ->
 
 
 def _check_updated(ctx: Context, item: OrderSubscriptionItem, changed: set[str]) -> None:
-    subscription_items.apply_changes(ctx.session, _locked_subscription(ctx, item), item, changed)
+    # Unchecked values are set on the item: nothing reaches the database before the check.
+    with ctx.session.no_autoflush:
+        subscription = _locked_subscription(ctx, item)
+        subscription_items.apply_changes(ctx.session, subscription, item, changed)
 
 
 def _delete(ctx: Context, item: OrderSubscriptionItem) -> None:
@@ -81,21 +94,40 @@ ORDER_SUBSCRIPTION_ITEMS = Resource(
     type=TYPE,
     model=OrderSubscriptionItem,
     description=(
-        "What a subscription renews in automatic mode: each renewal's target order gets its "
-        "items' SKUs, quantities and unit amounts. A subscription without items renews its "
-        "whole source order."
+        "What a subscription renews in automatic mode: each renewal's target order gets a "
+        "line per item (a SKU, a bundle or an adjustment) at its quantity and unit amount. "
+        "A subscription without items renews its whole source order."
     ),
     attributes=(
+        Attribute(
+            "item_type",
+            "string",
+            nullable=False,
+            choices=tuple(kind.value for kind in ITEM_TYPES),
+            filterable=True,
+            sortable=True,
+            description="What the item names, fixed when it is made: skus (sku_code), "
+            "bundles (bundle_code) or adjustments (the adjustment relationship).",
+        ),
         Attribute(
             "sku_code",
             "string",
             writable="always",
             max_length=64,
-            nullable=False,
             filterable=True,
             sortable=True,
             description="A SKU of the catalog sellable in the source order's currency "
-            "(default: the source_line_item's).",
+            "(default: the source_line_item's). An item names one SKU, bundle or adjustment.",
+        ),
+        Attribute(
+            "bundle_code",
+            "string",
+            writable="always",
+            max_length=64,
+            filterable=True,
+            sortable=True,
+            description="A bundle of the catalog, not discontinued, in the source order's "
+            "currency (default: the source_line_item's).",
         ),
         Attribute(
             "quantity",
@@ -112,11 +144,11 @@ ORDER_SUBSCRIPTION_ITEMS = Resource(
             "integer",
             writable="always",
             nullable=False,
-            minimum=0,
             filterable=True,
             sortable=True,
             description="What each renewal charges for one (default: the source line's "
-            "unit amount, else the SKU's price), in the source order's currency.",
+            "unit amount, else the SKU's or the bundle's price, the adjustment's amount), in "
+            "the source order's currency; 0 or more, but an adjustment's may be negative.",
         ),
         Attribute(
             "total_amount_cents",
@@ -139,11 +171,18 @@ ORDER_SUBSCRIPTION_ITEMS = Resource(
         Relationship(
             "source_line_item", "line_items", column="source_line_item_id", writable="create"
         ),
+        Relationship("sku", "skus", column="sku_id"),
+        Relationship("bundle", "bundles", column="bundle_id"),
+        Relationship("adjustment", "adjustments", column="adjustment_id", writable="always"),
     ),
     create=_create,
     check_update=_check_update,
     check_updated=_check_updated,
     delete=_delete,
     default_sort="created_at",
-    extra_filters={"order_subscription_id": "string", "source_line_item_id": "string"},
+    extra_filters={
+        "order_subscription_id": "string",
+        "source_line_item_id": "string",
+        "adjustment_id": "string",
+    },
 )

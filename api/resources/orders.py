@@ -277,6 +277,7 @@ def _create_line(
         item_type=ItemType(attributes.get("item_type") or ItemType.SKUS),
         quantity=attributes.get("quantity", 1),
         sku_code=attributes.get("sku_code"),
+        bundle_code=attributes.get("bundle_code"),
         name=attributes.get("name") or "",
         unit_amount_cents=attributes.get("unit_amount_cents"),
         options=attributes.get("options"),
@@ -295,6 +296,14 @@ LINE_ITEMS = Resource(
     model=LineItem,
     attributes=(
         Attribute("sku_code", "string", writable="create", max_length=64, filterable=True),
+        Attribute(
+            "bundle_code",
+            "string",
+            writable="create",
+            max_length=64,
+            filterable=True,
+            description="A bundle line's bundle (named and priced as it, unless given).",
+        ),
         Attribute(
             "item_type", "string", writable="create", filterable=True, choices=choices(ItemType)
         ),
@@ -316,8 +325,9 @@ LINE_ITEMS = Resource(
             writable="create",
             max_length=64,
             filterable=True,
-            description="A SKU line's subscription frequency: a subscription of the order "
-            "at that frequency renews the line as an order subscription item.",
+            description="A SKU line's (or a bundle line's naming its bundle) subscription "
+            "frequency: a subscription of the order at that frequency renews the line as an "
+            "order subscription item.",
         ),
         *TIMESTAMPS,
     ),

@@ -26,6 +26,7 @@ from copying.orders import order_states, placing, promotions, targets, wallet
 from copying.subscriptions.schedules import ScheduleError, check_frequency
 from models import (
     AuthorizationStatus,
+    Bundle,
     CustomerPaymentSource,
     ItemType,
     LineItem,
@@ -123,6 +124,7 @@ def add_line(
     item_type: ItemType,
     quantity: int,
     sku_code: str | None = None,
+    bundle_code: str | None = None,
     name: str = "",
     unit_amount_cents: int | None = None,
     options: list[dict[str, Any]] | None = None,
@@ -130,15 +132,24 @@ def add_line(
     frequency: str | None = None,
 ) -> LineItem:
     """Add a line to an editable order and refresh it (:func:`refresh`). A SKU line is
-    priced from the catalog (the one pricer); other lines carry the ``unit_amount_cents``
-    given; promotion lines are the order's promotions' to make, never added. A SKU line
-    may carry the ``frequency`` of a subscription it is for (a subscription of the order
-    at that frequency renews it as an item). Raises CopyInputError naming the bad input.
-    Does not commit."""
+    priced from the catalog (the one pricer); a bundle line naming its ``bundle_code`` (a
+    bundle of the mode sellable in the order's currency) is named and, unless
+    ``unit_amount_cents`` is given, priced as the bundle; other lines carry the
+    ``unit_amount_cents`` given; promotion lines are the order's promotions' to make,
+    never added. A SKU line, or a bundle line naming its bundle, may carry the
+    ``frequency`` of a subscription it is for (a subscription of the order at that
+    frequency renews it as an item). Raises CopyInputError naming the bad input. Does not
+    commit."""
     check_editable(session, order, "its line items can change")
+    if bundle_code is not None and item_type != ItemType.BUNDLES:
+        raise CopyInputError("bundle_code", f"a {item_type} line names no bundle")
     if frequency is not None:
-        if item_type != ItemType.SKUS:
+        if item_type not in (ItemType.SKUS, ItemType.BUNDLES):
             raise CopyInputError("frequency", f"a {item_type} line is not subscribed to")
+        if item_type == ItemType.BUNDLES and bundle_code is None:
+            raise CopyInputError(
+                "frequency", "a bundle line is subscribed to only when it names its bundle_code"
+            )
         try:
             check_frequency(frequency)
         except ScheduleError as error:
@@ -159,6 +170,18 @@ def add_line(
         if problem is not None:
             raise CopyInputError("sku_code", problem)
         unit, name = sku.unit_amount_cents, name or sku.name
+    elif bundle_code is not None:
+        bundle = session.scalar(
+            select(Bundle).where(Bundle.mode == order.mode, Bundle.code == bundle_code)
+        )
+        if bundle is None:
+            raise CopyInputError(
+                "bundle_code", f"bundle {bundle_code!r} does not exist in {order.mode} mode"
+            )
+        problem = targets.problem_selling(bundle.code, bundle, order.currency_code, "bundle")
+        if problem is not None:
+            raise CopyInputError("bundle_code", problem)
+        unit, name = bundle.price_amount_cents if unit is None else unit, name or bundle.name
     elif unit is None:
         raise CopyInputError("unit_amount_cents", f"a {item_type} line item needs it")
     too_much = targets.problem_amount(name or str(sku_code), unit, quantity)
@@ -170,6 +193,7 @@ def add_line(
         position=len(targets.load_lines(session, order.id)),
         item_type=item_type,
         sku_code=sku_code if item_type == ItemType.SKUS else None,
+        bundle_code=bundle_code,
         name=name,
         quantity=quantity,
         unit_amount_cents=unit,

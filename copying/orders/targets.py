@@ -4,7 +4,9 @@ A copy is frozen, as Commerce Layer makes it: each line is copied as it was sold
 their price and name then, promotion, gift card and adjustment lines as they are), not
 repriced; shipments and payment methods are the commerce backend's to compute for each
 order. A SKU that can no longer be sold (unknown, discontinued, in another currency) or
-is short of stock is an error for its line. The target stays frozen until it is edited
+is short of stock is an error for its line. Bundle lines hold no stock (of their own or of
+their SKUs) and are copied as sold; only a renewal's bundle *items* are checked against
+the catalog, as its SKUs are (:func:`load_items_many`). The target stays frozen until it is edited
 (``order_edits.refresh``); a copy that applies promotions again does so on the lines
 copied (``promotions.apply``).
 
@@ -30,6 +32,8 @@ from copying.orders import order_states
 from copying.orders.wallet import WalletPayer, attach_wallet_entry, payment_fields
 from models import (
     Address,
+    Adjustment,
+    Bundle,
     CustomerPaymentSource,
     ItemType,
     LineItem,
@@ -73,6 +77,8 @@ class Line(NamedTuple):
     #: A promotion line's promotion, and the coupon that unlocked it.
     promotion_id: str | None = None
     coupon_code: str | None = None
+    #: A bundle line's bundle.
+    bundle_code: str | None = None
 
 
 class SkuTerms(NamedTuple):
@@ -83,6 +89,15 @@ class SkuTerms(NamedTuple):
     currency_code: str
     stock_quantity: int
     do_not_ship: bool
+    discontinued: bool
+
+
+class BundleTerms(NamedTuple):
+    """What the catalog says of a bundle when a renewal read its items."""
+
+    name: str
+    price_amount_cents: int
+    currency_code: str
     discontinued: bool
 
 
@@ -122,6 +137,15 @@ class Contents(NamedTuple):
     skus: dict[str, SkuTerms]
 
 
+class Items(NamedTuple):
+    """What a subscription in automatic mode renews: its items as lines, with the SKUs
+    they name; and the bundles they name, by code (None: unknown), checked as its SKUs are
+    (a copy's bundle lines are not looked up: they are copied as sold)."""
+
+    contents: Contents
+    bundles: dict[str, BundleTerms | None]
+
+
 _LINE_COLUMNS = (
     LineItem.item_type,
     LineItem.sku_code,
@@ -132,6 +156,7 @@ _LINE_COLUMNS = (
     LineItem.metadata_,
     LineItem.promotion_id,
     LineItem.coupon_code,
+    LineItem.bundle_code,
 )
 _SKU_COLUMNS = (
     Sku.code,
@@ -141,6 +166,13 @@ _SKU_COLUMNS = (
     Sku.stock_quantity,
     Sku.do_not_ship,
     Sku.discontinued,
+)
+_BUNDLE_COLUMNS = (
+    Bundle.code,
+    Bundle.name,
+    Bundle.price_amount_cents,
+    Bundle.currency_code,
+    Bundle.discontinued,
 )
 
 
@@ -184,29 +216,48 @@ def load_contents_many(session: Session, order_ids: Collection[str]) -> dict[str
     return loaded
 
 
-def load_items_many(session: Session, subscription_ids: Collection[str]) -> dict[str, Contents]:
-    """What each subscription in automatic mode renews: its items as SKU lines (named as
-    the catalog names their SKU, at the items' quantities and unit amounts, oldest first)
-    and the SKUs they name, in one query. Subscriptions with no items are left out (they
-    renew their whole source order). An item's SKU is looked up in the item's mode."""
+def load_items_many(session: Session, subscription_ids: Collection[str]) -> dict[str, Items]:
+    """What each subscription in automatic mode renews, oldest item first, in one query: a
+    SKU item as a SKU line named as the catalog names its SKU, a bundle item as a bundle
+    line named as its bundle, an adjustment item as an adjustment line named as its
+    adjustment, each at the item's quantity and unit amount; with the SKUs and bundles
+    they name. Subscriptions with no items are left out (they renew their whole source
+    order). An item's SKU and bundle are looked up in the item's mode."""
     if not subscription_ids:
         return {}
     item = OrderSubscriptionItem
     rows = session.execute(
-        select(item.order_subscription_id, item.sku_code, item.quantity)
-        .add_columns(item.unit_amount_cents, *_SKU_COLUMNS)
+        select(item.order_subscription_id, item.item_type, item.sku_code, item.bundle_code)
+        .add_columns(item.quantity, item.unit_amount_cents, Adjustment.name)
+        .add_columns(*_SKU_COLUMNS, *_BUNDLE_COLUMNS)
         .outerjoin(Sku, and_(Sku.mode == item.mode, Sku.code == item.sku_code))
+        .outerjoin(Bundle, and_(Bundle.mode == item.mode, Bundle.code == item.bundle_code))
+        .outerjoin(Adjustment, Adjustment.id == item.adjustment_id)
         .where(item.order_subscription_id.in_(subscription_ids))
         .order_by(item.order_subscription_id, item.created_at, item.id)
     )
-    loaded: dict[str, Contents] = {}
-    for subscription_id, code, quantity, unit, *sku in rows:
-        contents = loaded.setdefault(subscription_id, Contents([], {}))
-        known = sku[0] is not None
-        name = sku[1] if known else code
-        contents.lines.append(Line(ItemType.SKUS, code, name, quantity, unit, [], {}))
-        if known:
-            contents.skus[code] = SkuTerms(*sku[1:])
+    loaded: dict[str, Items] = {}
+    skus = len(_SKU_COLUMNS)
+    for subscription_id, item_type, code, bundle_code, quantity, unit, adjusting, *rest in rows:
+        sku, bundle = rest[:skus], rest[skus:]
+        items = loaded.setdefault(subscription_id, Items(Contents([], {}), {}))
+        contents = items.contents
+        if item_type == ItemType.ADJUSTMENTS:
+            contents.lines.append(Line(item_type, None, adjusting, quantity, unit, [], {}))
+        elif item_type == ItemType.BUNDLES:
+            terms = BundleTerms(*bundle[1:]) if bundle[0] is not None else None
+            items.bundles[bundle_code] = terms
+            name = terms.name if terms is not None else bundle_code
+            contents.lines.append(
+                Line(item_type, None, name, quantity, unit, [], {}, bundle_code=bundle_code)
+            )
+        else:
+            known = sku[0] is not None
+            contents.lines.append(
+                Line(ItemType.SKUS, code, sku[1] if known else code, quantity, unit, [], {})
+            )
+            if known:
+                contents.skus[code] = SkuTerms(*sku[1:])
     return loaded
 
 
@@ -225,28 +276,27 @@ def demand(lines: list[Line]) -> dict[str, int]:
 
 
 class Sellable(Protocol):
-    """What the pricer reads of a SKU (a ``Sku`` or a :class:`SkuTerms`)."""
+    """What the pricer checks of a SKU or a bundle (a ``Sku``, a :class:`SkuTerms`, a
+    ``Bundle``, a :class:`BundleTerms`)."""
 
-    @property
-    def name(self) -> str: ...
-    @property
-    def unit_amount_cents(self) -> int: ...
     @property
     def currency_code(self) -> str: ...
     @property
     def discontinued(self) -> bool: ...
 
 
-def problem_selling(code: str, sku: Sellable | None, currency_code: str) -> str | None:
-    """Why SKU ``code`` cannot go on an order in ``currency_code`` (unknown, discontinued,
-    priced in another currency), or None. The one pricer's rules: a line added to an
-    order and a line copied into a target follow the same."""
+def problem_selling(
+    code: str, sku: Sellable | None, currency_code: str, noun: str = "SKU"
+) -> str | None:
+    """Why SKU (or ``noun``: bundle) ``code`` cannot go on an order in ``currency_code``
+    (unknown, discontinued, priced in another currency), or None. The one pricer's rules:
+    a line added to an order and a line copied into a target follow the same."""
     if sku is None:
-        return f"SKU {code} is unknown"
+        return f"{noun} {code} is unknown"
     if sku.discontinued:
-        return f"SKU {code} is discontinued"
+        return f"{noun} {code} is discontinued"
     if sku.currency_code != currency_code:
-        return f"SKU {code} is priced in {sku.currency_code}, the order is in {currency_code}"
+        return f"{noun} {code} is priced in {sku.currency_code}, the order is in {currency_code}"
     return None
 
 
@@ -260,12 +310,20 @@ def problem_amount(name: str, unit_amount_cents: int, quantity: int) -> str | No
     return None
 
 
-def copy_lines(contents: Contents, currency_code: str, errors: ErrorLog) -> list[Line]:
+def copy_lines(
+    contents: Contents,
+    currency_code: str,
+    errors: ErrorLog,
+    bundles: Mapping[str, BundleTerms | None] | None = None,
+) -> list[Line]:
     """The target's line items, frozen: each of a copyable type as it was.
 
     A SKU that is unknown, discontinued, priced in another currency or short of
-    stock is an error for that line, and the line is left out.
+    stock is an error for that line, and the line is left out; so is a bundle of
+    ``bundles`` (a renewal's items', :class:`Items`) that is unknown, discontinued or
+    priced in another currency. A copy's bundle lines are not looked up.
     """
+    bundles = bundles or {}
     copied: list[Line] = []
     demanded: Counter[str] = Counter()
     for line in contents.lines:
@@ -288,6 +346,12 @@ def copy_lines(contents: Contents, currency_code: str, errors: ErrorLog) -> list
                 errors.add(ErrorKey.LINE_ITEMS, problem or f"SKU {code} is unknown")
                 continue
             demanded[code] += line.quantity
+        elif line.item_type == ItemType.BUNDLES and line.bundle_code in bundles:
+            code = line.bundle_code or ""
+            problem = problem_selling(code, bundles[code], currency_code, "bundle")
+            if problem is not None:
+                errors.add(ErrorKey.LINE_ITEMS, problem)
+                continue
         too_much = problem_amount(
             line.name or line.sku_code or "", line.unit_amount_cents, line.quantity
         )
@@ -424,6 +488,7 @@ def build_target(
     *,
     errors: ErrorLog,
     contents: Contents | None = None,
+    bundles: Mapping[str, BundleTerms | None] | None = None,
     payment_source: CustomerPaymentSource | None = None,
     reference: str | None = None,
     coupon_code: str | None = None,
@@ -433,7 +498,8 @@ def build_target(
     frozen, charged to ``payment_source`` when one is given, carrying ``coupon_code``;
     ``then`` changes the lines copied before they are written (promotions applied again).
 
-    ``contents`` are the source's, if already read in this transaction. Returns
+    ``contents`` are the source's, if already read in this transaction (or a renewal's
+    items', with the ``bundles`` they name: :func:`load_items_many`). Returns
     the target with its own contents, or None, writing nothing, when the source
     has no line items to copy. ``target`` must still be placeable: a placed
     target is never rebuilt. Does not commit.
@@ -444,7 +510,7 @@ def build_target(
     if not has_goods(contents.lines):
         errors.add(ErrorKey.LINE_ITEMS, f"source order {source.id} has no line items to copy")
         return None
-    copied = copy_lines(contents, source.currency_code, errors)
+    copied = copy_lines(contents, source.currency_code, errors, bundles)
     if then is not None:
         copied = then(copied)
     if target is None:
@@ -481,15 +547,17 @@ def build_target(
 #: it prepared. The lines travel as one JSON document: encoded by one C call, where an
 #: array per column cost psycopg a quoting check per element.
 _INSERT_LINES_PG = text(
-    """INSERT INTO line_items (id, order_id, mode, position, item_type, sku_code, name, quantity,
-        reserved_quantity, unit_amount_cents, total_amount_cents, options, metadata,
-        promotion_id, coupon_code, created_at, updated_at)
+    """INSERT INTO line_items (id, order_id, mode, position, item_type, sku_code, bundle_code,
+        name, quantity, reserved_quantity, unit_amount_cents, total_amount_cents, options,
+        metadata, promotion_id, coupon_code, created_at, updated_at)
     SELECT line.id, line.order_id, line.mode, line.position, line.item_type, line.sku_code,
-        line.name, line.quantity, line.reserved, line.unit, line.unit * line.quantity,
-        line.options, line.metadata, line.promotion_id, line.coupon_code, :now, :now
+        line.bundle_code, line.name, line.quantity, line.reserved, line.unit,
+        line.unit * line.quantity, line.options, line.metadata, line.promotion_id,
+        line.coupon_code, :now, :now
     FROM json_to_recordset(CAST(:lines AS json)) AS line(id text, order_id text, mode text,
-        position int, item_type text, sku_code text, name text, quantity int, reserved int,
-        unit int, options jsonb, metadata jsonb, promotion_id text, coupon_code text)
+        position int, item_type text, sku_code text, bundle_code text, name text,
+        quantity int, reserved int, unit int, options jsonb, metadata jsonb,
+        promotion_id text, coupon_code text)
     """
 )
 
@@ -551,6 +619,7 @@ def insert_lines_many(
                         "position": position,
                         "item_type": line.item_type,
                         "sku_code": line.sku_code,
+                        "bundle_code": line.bundle_code,
                         "name": line.name,
                         "quantity": line.quantity,
                         "reserved": reserved(order_id, line),

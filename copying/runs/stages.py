@@ -102,9 +102,18 @@ def _plan_all(session: Session, runs: list[Run], today: date) -> tuple[list[_Pla
     planned: list[_Planned] = []
     others: list[Run] = []
     for run in runs:
-        have = items.get(run.subscription_id or "") or contents.get(run.source_order_id)
+        renewing = items.get(run.subscription_id or "")
+        have = renewing.contents if renewing else contents.get(run.source_order_id)
         plan = _plan(
-            session, run, sources, chosen.get(run.copy_id), have, addresses, stock_left, today
+            session,
+            run,
+            sources,
+            chosen.get(run.copy_id),
+            have,
+            renewing.bundles if renewing else None,
+            addresses,
+            stock_left,
+            today,
         )
         if plan is None:
             others.append(run)
@@ -154,6 +163,7 @@ def _plan(
     sources: dict[str, targets.SourceOrder],
     entry_id: str | None,
     have: targets.Contents | None,
+    bundles: dict[str, targets.BundleTerms | None] | None,
     addresses: dict[str, dict[str, Any]],
     stock_left: dict[tuple[Mode, str], int],
     today: date,
@@ -172,7 +182,7 @@ def _plan(
     if have is None or not targets.has_goods(have.lines):
         return None
     errors = ErrorLog()
-    priced = targets.copy_lines(have, source.currency_code, errors)
+    priced = targets.copy_lines(have, source.currency_code, errors, bundles)
     if errors or any(line.coupon_code is not None for line in priced):
         return None
     clones, billing_id, shipping_id = targets.address_clones(source, addresses)
@@ -254,13 +264,14 @@ def _build_one(session: Session, run: Run, now: datetime) -> bool:
     coupon_code, then = _promotions(session, run, source, now)
     subscribed = targets.load_items_many(
         session, [run.subscription_id] if run.subscription_id else []
-    )
+    ).get(run.subscription_id or "")
     built = targets.build_target(
         session,
         source,
         target,
         errors=run.errors,
-        contents=subscribed.get(run.subscription_id or ""),
+        contents=subscribed.contents if subscribed else None,
+        bundles=subscribed.bundles if subscribed else None,
         payment_source=entry,
         coupon_code=coupon_code,
         then=then,

@@ -2,8 +2,8 @@
 
 A dunning retry charges the same card for the same lines a few days later: it can pass
 after a soft decline (insufficient funds), a SKU out of stock or a run given up on, and
-cannot after a hard decline, a SKU that is gone (unknown, discontinued, repriced in
-another currency) or a wallet entry that cannot pay (that one parks the subscription as
+cannot after a hard decline, a SKU or bundle that is gone (unknown, discontinued, repriced
+in another currency) or a wallet entry that cannot pay (that one parks the subscription as
 ``pending`` until a usable entry is attached). Read from the copy's ``errors_log``, which
 is what a run leaves whichever transaction ends it.
 """
@@ -16,8 +16,10 @@ from collections.abc import Mapping, Sequence
 from copying.errors import ErrorKey
 from copying.orders.gateways import is_soft_decline
 
-#: ``targets.problem_selling``'s messages for a SKU no retry brings back.
-_SKU_GONE = re.compile(r"^SKU .+ is (unknown|discontinued|priced in [A-Z]{3}, the order is in)")
+#: ``targets.problem_selling``'s messages for a SKU (or a bundle) no retry brings back.
+_SKU_GONE = re.compile(
+    r"^(SKU|bundle) .+ is (unknown|discontinued|priced in [A-Z]{3}, the order is in)"
+)
 DECLINED = "payment declined: "
 
 

@@ -27,7 +27,9 @@ from tests.runs import execute_one
 TYPE = "order_subscription_items"
 SUBSCRIPTIONS = "order_subscriptions"
 ATTRIBUTES = {
+    "item_type",
     "sku_code",
+    "bundle_code",
     "quantity",
     "unit_amount_cents",
     "total_amount_cents",
