@@ -93,6 +93,20 @@ def check_none_under_way(
             )
 
 
+def problems_cancelling_captured(session: Session, order: Order) -> list[str]:
+    """Why a copy may not cancel ``order``, its source: a payment captured (or a capture or
+    refund under way) is given back by a refund, which a copy's run does not make (it voids
+    holds only); ``_cancel`` on the order does. Caller holds the order's row lock."""
+    under_way = [r for r in of_order(session, order.id) if r.status == TransactionStatus.REQUESTED]
+    if order.payment_status not in REFUNDABLE and not under_way:
+        return []
+    return [
+        f"source order {order.id} not cancelled: its payment is {order.payment_status}"
+        + (f" ({under_way[0].kind} {under_way[0].id} under way)" if under_way else "")
+        + "; a copy does not refund it: cancel the order with _cancel, which refunds"
+    ]
+
+
 def capture_to_ask(session: Session, order: Order, now: datetime) -> Asked:
     """The capture of ``order``'s authorized payment (all of it), written ``requested``;
     one already asked for and not answered is asked for again under its key. Raises

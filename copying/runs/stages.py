@@ -29,7 +29,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from copying.errors import ErrorKey, ErrorLog, keys_of
-from copying.orders import order_states, payments, placing, promotions, stock, targets, wallet
+from copying.orders import (
+    order_states,
+    payments,
+    placing,
+    promotions,
+    stock,
+    targets,
+    transactions,
+    wallet,
+)
 from copying.orders.gateways import GatewayAnswer, Gateways
 from copying.runs.run import Run, place_key
 from copying.subscriptions import renewals
@@ -529,6 +538,8 @@ def cancel(session: Session, runs: Sequence[Run], now: datetime) -> None:
         other = placing.owner(session, run.source_order_id)
         if other is not None:  # the target of a copy still running: that copy's to decide
             problems = [f"source order {run.source_order_id} belongs to order copy {other}"]
+        elif source is not None and not problems:
+            problems = transactions.problems_cancelling_captured(session, source)
         if problems or source is None:
             for problem in problems:
                 run.errors.add(ErrorKey.SOURCE_ORDER, problem)

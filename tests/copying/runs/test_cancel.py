@@ -240,3 +240,29 @@ def test_a_failed_place_stops_before_cancelling(sessions, gateways, clock, place
         source = s.get_one(Order, source_id)
     assert row.errors_log == {"payment": ["payment declined: card declined"]}
     assert source.status == OrderStatus.PLACED
+
+
+def test_a_captured_source_is_not_cancelled_by_a_copy(sessions, gateways, clock, placed_shop):
+    # A copy voids holds; what was captured is given back by a refund, which _cancel makes.
+    placing.capture_order(sessions, placed_shop.source.id, Mode.TEST, gateways=gateways)
+    copy = create_copy(
+        sessions, placed_shop.source.id, place_target_order=False, cancel_source_order=True
+    )
+
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+
+    with sessions.begin() as s:
+        row = s.get_one(OrderCopy, copy.id)
+        source = s.get_one(Order, placed_shop.source.id)
+        stock = s.get_one(Sku, placed_shop.sku.id).stock_quantity
+    assert row.errors_log == {
+        "source_order": [
+            f"source order {source.id} not cancelled: its payment is paid; a copy does not"
+            " refund it: cancel the order with _cancel, which refunds"
+        ]
+    }
+    assert (source.status, source.payment_status, stock) == (
+        OrderStatus.PLACED,
+        PaymentStatus.PAID,
+        8,
+    )
