@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from copying.errors import CopyInputError, InUseError
 from models import Adjustment, Mode, OrderSubscriptionItem, Sku
+from models.base import storable
 
 #: The most SKUs a bundle's list names.
 MAX_SKU_LIST_ITEMS = 100
@@ -32,7 +33,7 @@ def check_sku_list(session: Session, mode: Mode, items: Sequence[Any]) -> None:
         if not isinstance(item, dict) or set(item) != SKU_LIST_KEYS:
             raise CopyInputError(field, f"{where} is not an object of sku_code and quantity")
         code, quantity = item["sku_code"], item["quantity"]
-        if not isinstance(code, str) or not 0 < len(code) <= 64:
+        if not isinstance(code, str) or not 0 < len(code) <= 64 or not storable(code):
             raise CopyInputError(field, f"{where}'s sku_code is not a SKU code")
         if isinstance(quantity, bool) or not isinstance(quantity, int) or quantity < 1:
             raise CopyInputError(field, f"{where}'s quantity is not a whole number of 1 or more")

@@ -105,6 +105,16 @@ def test_a_bundle_is_created_read_filtered_changed_and_deleted(api):
             "/data/attributes/sku_list_items",
             "not an object of sku_code and quantity",
         ),
+        (
+            {"sku_list_items": [{"sku_code": "", "quantity": 1}]},
+            "/data/attributes/sku_list_items",
+            "not a SKU code",
+        ),
+        (
+            {"sku_list_items": [{"sku_code": "TEE", "quantity": True}]},
+            "/data/attributes/sku_list_items",
+            "whole number",
+        ),
         ({"sku_list_items": ["TEE"]}, "/data/attributes/sku_list_items", None),
         ({"sku_list_items": {"TEE": 1}}, "/data/attributes/sku_list_items", None),
         ({"price_amount_cents": -1}, "/data/attributes/price_amount_cents", None),
