@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any
 
-from sqlalchemy import Table, delete, insert, select
+from sqlalchemy import Table, bindparam, delete, insert, select
 from sqlalchemy.orm import Session
 
 from api.errors import ApiError
@@ -16,6 +16,12 @@ from models.idempotency import KEEP_FOR
 KEYS: Table = IdempotencyKey.__table__  # type: ignore[assignment]
 #: The header's length is checked where the routes declare it (``api/routes.py``).
 MAX_KEY_LENGTH = 255
+#: Built once and run with each request's values (issue 20: building a statement per
+#: request cost about as much as running it).
+_FIND = select(IdempotencyKey).where(
+    IdempotencyKey.api_key_id == bindparam("api_key_id"), IdempotencyKey.key == bindparam("key")
+)
+_REMEMBER = insert(KEYS)
 
 
 def request_hash(method: str, path: str, body: Any) -> str:
@@ -27,11 +33,7 @@ def replay(session: Session, api_key: ApiKey, key: str, digest: str) -> Idempote
     """The remembered response for ``key``, or None; one remembered longer than
     :data:`KEEP_FOR` ago is deleted here, making room for :func:`remember` in the same
     transaction. A different request → 422."""
-    stored = session.scalar(
-        select(IdempotencyKey).where(
-            IdempotencyKey.api_key_id == api_key.id, IdempotencyKey.key == key
-        )
-    )
+    stored = session.scalar(_FIND, {"api_key_id": api_key.id, "key": key})
     if stored is not None and stored.created_at <= utcnow() - KEEP_FOR:
         session.execute(delete(IdempotencyKey).where(IdempotencyKey.id == stored.id))
         return None
@@ -51,13 +53,14 @@ def remember(
     """Store the response in the request's transaction, which :func:`replay` began (a
     concurrent twin fails to commit)."""
     session.execute(
-        insert(KEYS).values(
-            id=new_public_id(),
-            api_key_id=api_key.id,
-            mode=api_key.mode,
-            key=key,
-            request_hash=digest,
-            response_status=status,
-            response_body=body,
-        )
+        _REMEMBER,
+        {
+            "id": new_public_id(),
+            "api_key_id": api_key.id,
+            "mode": api_key.mode,
+            "key": key,
+            "request_hash": digest,
+            "response_status": status,
+            "response_body": body,
+        },
     )
