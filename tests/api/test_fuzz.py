@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, settings
 from pydantic import BaseModel, ValidationError
 from schemathesis.checks import CheckContext
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from sqlalchemy import select
 
 from api import schemas
 from api.app import app
@@ -36,6 +37,9 @@ from models import (
     Mode,
     Order,
     OrderSubscriptionItem,
+    PaymentAuthorization,
+    PaymentTransaction,
+    TransactionKind,
     Webhook,
     WebhookEvent,
     new_public_id,
@@ -122,6 +126,11 @@ def world(committed, gateways) -> dict[str, list[str]]:
         entry = make_wallet_entry(session, customer)
         order = make_order(session, [Line(sku, 1)], customer=customer, wallet_entry=entry)
         placed = make_order(session, [Line(sku, 1)], customer=customer, wallet_entry=entry).id
+        # Paid (captured, partly refunded) and voided: the payment transactions' records.
+        paid, voided = (
+            make_order(session, [Line(sku, 1)], customer=customer, wallet_entry=entry).id
+            for _ in range(2)
+        )
         ids = {
             "skus": [sku.id],
             "customers": [customer.id],
@@ -131,7 +140,19 @@ def world(committed, gateways) -> dict[str, list[str]]:
             "line_items": [line.id for line in targets.load_lines(session, order.id)],
             "placed_orders": [placed],
         }
-    assert placing.place_order(committed, placed, Mode.TEST, gateways=gateways) == []
+    for order_id in (placed, paid, voided):
+        assert placing.place_order(committed, order_id, Mode.TEST, gateways=gateways) == []
+    placing.capture_order(committed, paid, Mode.TEST, gateways=gateways)
+    placing.refund_order(committed, paid, Mode.TEST, 1, field="amount", gateways=gateways)
+    assert placing.void_order(committed, voided, Mode.TEST, gateways=gateways) == []
+    with committed.begin() as session:
+        ids["authorizations"] = list(session.scalars(select(PaymentAuthorization.id)))
+        for kind in TransactionKind:
+            ids[f"{kind}s"] = list(
+                session.scalars(
+                    select(PaymentTransaction.id).where(PaymentTransaction.kind == kind)
+                )
+            )
     with committed.begin() as session:
         subscription = make_subscription(
             session, session.get_one(Order, placed), starts_at=utcnow()
