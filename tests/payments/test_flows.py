@@ -170,3 +170,36 @@ def test_a_subscription_renews_through_the_gateway(api, psp, committed, celery_w
     [payment] = target_payments(committed, target["id"])
     held = psp.authorizations()[payment.idempotency_key]
     assert (payment.gateway, payment.gateway_reference) == (psp.gateway_id, held["reference"])
+
+
+def test_capture_refunds_and_void_go_through_the_gateway(api, psp, private_allowed):
+    """The orders' payment triggers, run by the web process through the same gateway: a
+    capture, a partial refund and the rest, each one transaction at the endpoint tied to
+    its parent; another order's hold voided."""
+    shop = placed_shop(api, psp)
+    order_id = shop.order["id"]
+    total = shop.order["attributes"]["total_amount_cents"]
+    paid = api.update("orders", order_id, {"_capture": True})
+    assert paid.status_code == 200, paid.json()
+    assert paid.json()["data"]["attributes"]["payment_status"] == "paid"
+    part = api.update("orders", order_id, {"_refund_amount_cents": 1000})
+    assert part.json()["data"]["attributes"]["payment_status"] == "partially_refunded"
+    rest = api.update("orders", order_id, {"_refund": True})
+    assert rest.json()["data"]["attributes"]["payment_status"] == "refunded", rest.json()
+
+    [held] = psp.endpoint.transactions("authorize")
+    [capture] = psp.endpoint.transactions("capture")
+    assert (capture["parent"], capture["amount_cents"]) == (held["reference"], total)
+    refunds = psp.endpoint.transactions("refund")
+    assert [r["amount_cents"] for r in refunds] == [1000, total - 1000]
+    assert {r["parent"] for r in refunds} == {capture["reference"]}
+    assert {r["idempotency_key"] for r in refunds} == {
+        f"order:{order_id}:refund:1",
+        f"order:{order_id}:refund:2",
+    }
+
+    other = build_shop(api, code="CAP", token="tok_ext_ok", gateway=psp.gateway_id)
+    voided = api.update("orders", other.order["id"], {"_void": True})
+    assert voided.json()["data"]["attributes"]["payment_status"] == "voided", voided.json()
+    released = {t["idempotency_key"]: t["voided"] for t in psp.endpoint.transactions("authorize")}
+    assert sorted(released.values()) == [0, 1]
