@@ -44,6 +44,8 @@ EXPECTED = {
     resource: set(operations.split())
     for resource, operations in {
         "skus": "create retrieve update delete list filter sort page fields count refused",
+        "bundles": "create retrieve update delete list filter sort refused",
+        "adjustments": "create retrieve update delete list filter sort refused",
         "customers": "create retrieve update delete list filter sort include related",
         "customer_payment_sources": "create retrieve update delete filter include related",
         "addresses": "create retrieve update delete filter sort page",

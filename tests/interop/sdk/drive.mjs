@@ -143,6 +143,87 @@ await section('skus', async () => {
   })
 })
 
+// Bundles and adjustments: what a subscription item may name besides a SKU. A bundle's
+// SKUs are the attribute sku_list_items here, not Commerce Layer's sku_lists resource.
+await section('bundles', async () => {
+  const bundles = cl.bundles
+  shop.kit = await step('bundles', 'create', async () => {
+    const created = await bundles.create({
+      code: 'SDK-KIT', name: 'SDK kit', currency_code: 'USD', price_amount_cents: 2000, compare_at_amount_cents: 2400,
+      sku_list_items: [{ sku_code: 'SDK-TEE', quantity: 1 }, { sku_code: 'SDK-MUG', quantity: 2 }]
+    })
+    assert.equal(created.type, 'bundles')
+    assert.equal(created.skus_count, 2)
+    return created
+  })
+  const mini = await step('bundles', 'create', () => bundles.create({
+    code: 'SDK-MINI', name: 'SDK mini', currency_code: 'USD', price_amount_cents: 900,
+    sku_list_items: [{ sku_code: 'SDK-MUG', quantity: 1 }]
+  }))
+  await step('bundles', 'retrieve', async () => {
+    const kit = await bundles.retrieve(shop.kit.id)
+    assert.equal(kit.compare_at_amount_cents, 2400)
+    assert.deepEqual(kit.sku_list_items, [{ sku_code: 'SDK-TEE', quantity: 1 }, { sku_code: 'SDK-MUG', quantity: 2 }])
+  })
+  await step('bundles', 'update', async () => {
+    shop.kit = await bundles.update({ id: shop.kit.id, price_amount_cents: 1800 })
+    assert.equal(shop.kit.price_amount_cents, 1800)
+    assert.equal(shop.kit.code, 'SDK-KIT')
+  })
+  await step('bundles', 'list', async () => {
+    assert.equal((await bundles.list()).recordCount, 2)
+  })
+  await step('bundles', 'filter', async () => {
+    assert.deepEqual(ids(await bundles.list({ filters: { code_eq: 'SDK-MINI' } })), [mini.id])
+  })
+  await step('bundles', 'sort', async () => {
+    assert.deepEqual(ids(await bundles.list({ sort: { price_amount_cents: 'asc' } })), [mini.id, shop.kit.id])
+  })
+  await refused('bundles', 422, '/data/attributes/sku_list_items', () => bundles.create({
+    code: 'SDK-BAD', name: 'bad', currency_code: 'USD', price_amount_cents: 1,
+    sku_list_items: [{ sku_code: 'NOT-IN-THE-CATALOG', quantity: 1 }]
+  }))
+  await step('bundles', 'delete', async () => {
+    await bundles.delete(mini.id)
+    await gone(() => bundles.retrieve(mini.id))
+  })
+})
+
+await section('adjustments', async () => {
+  const adjustments = cl.adjustments
+  shop.loyalty = await step('adjustments', 'create', async () => {
+    const created = await adjustments.create({ name: 'SDK loyalty', currency_code: 'USD', amount_cents: -250 })
+    assert.equal(created.type, 'adjustments')
+    assert.equal(created.distribute_discount, false)
+    return created
+  })
+  const fee = await step('adjustments', 'create', () => adjustments.create({
+    name: 'SDK fee', currency_code: 'USD', amount_cents: 300, distribute_discount: true
+  }))
+  await step('adjustments', 'retrieve', async () => {
+    assert.equal((await adjustments.retrieve(fee.id)).distribute_discount, true)
+  })
+  await step('adjustments', 'update', async () => {
+    assert.equal((await adjustments.update({ id: fee.id, amount_cents: 350 })).amount_cents, 350)
+  })
+  await step('adjustments', 'list', async () => {
+    assert.equal((await adjustments.list()).recordCount, 2)
+  })
+  await step('adjustments', 'filter', async () => {
+    assert.deepEqual(ids(await adjustments.list({ filters: { amount_cents_lt: 0 } })), [shop.loyalty.id])
+  })
+  await step('adjustments', 'sort', async () => {
+    assert.deepEqual(ids(await adjustments.list({ sort: { amount_cents: 'desc' } })), [fee.id, shop.loyalty.id])
+  })
+  await refused('adjustments', 422, '/data/attributes/currency_code', () => adjustments.create({
+    name: 'bad', currency_code: 'usd', amount_cents: 1
+  }))
+  await step('adjustments', 'delete', async () => {
+    await adjustments.delete(fee.id)
+    await gone(() => adjustments.retrieve(fee.id))
+  })
+})
+
 await section('addresses', async () => {
   const address = (attributes) => step('addresses', 'create', () => cl.addresses.create(attributes))
   shop.billing = await address({
@@ -591,6 +672,28 @@ await section('order_subscription_items', async () => {
   })
   // its last item stays: without one it would renew the whole source order
   await refused('order_subscription_items', 409, null, () => items.delete(tee.id))
+  // an item names a SKU, a bundle or an adjustment: one of them
+  const kit = await step('order_subscription_items', 'create', async () => {
+    const created = await items.create({ bundle_code: shop.kit.code, quantity: 2, order_subscription: of })
+    assert.equal(created.item_type, 'bundles')
+    assert.equal(created.unit_amount_cents, 1800) // the bundle's price
+    return created
+  })
+  const loyalty = await step('order_subscription_items', 'create', async () => {
+    const created = await items.create({ adjustment: cl.adjustments.relationship(shop.loyalty), order_subscription: of })
+    assert.equal(created.item_type, 'adjustments')
+    assert.equal(created.total_amount_cents, -250) // the adjustment's amount
+    return created
+  })
+  await step('order_subscription_items', 'include', async () => {
+    const got = await items.retrieve(kit.id, { include: ['bundle', 'sku'] })
+    assert.equal(got.bundle.code, 'SDK-KIT')
+    assert.ok(!got.sku)
+    assert.equal((await items.retrieve(loyalty.id, { include: ['adjustment'] })).adjustment.name, 'SDK loyalty')
+  })
+  await refused('order_subscription_items', 422, '/data/attributes/bundle_code', () => items.create({
+    sku_code: shop.tee.code, bundle_code: shop.kit.code, order_subscription: of
+  }))
 })
 
 await section('recurring_order_copies', async () => {
