@@ -13,6 +13,8 @@ gateway, marked ``voided``), and the sweeper finishes what a dead process left.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, datetime, timedelta
 
 import structlog
@@ -61,6 +63,18 @@ def owner(session: Session, order_id: str) -> str | None:
         .where(OrderCopy.target_order_id == order_id, OrderCopy.status.in_(UNFINISHED))
         .limit(1)
     )
+
+
+@contextmanager
+def _changing(
+    sessions: sessionmaker[Session], order_id: str, mode: Mode
+) -> Iterator[tuple[Session, Order]]:
+    """A transaction holding the order's row lock, once no copy owns it (OrderBusyError
+    otherwise; NotFoundError if it does not exist in ``mode``)."""
+    with sessions.begin() as session:
+        order = _load(session, order_id, mode, lock=True)
+        check_not_owned(session, order.id)
+        yield session, order
 
 
 def check_not_owned(session: Session, order_ids: str | list[str]) -> None:
@@ -112,9 +126,7 @@ def place_order(
     while its payment was asked for (the hold asked for was voided).
     """
     now = now or utcnow()
-    with sessions.begin() as session:
-        order = _load(session, order_id, mode, lock=True)
-        check_not_owned(session, order.id)
+    with _changing(sessions, order_id, mode) as (session, order):
         contents = targets.load_contents(session, order.id)
         problems = _problems_placing(session, order, contents, now.date())
         if problems:
@@ -191,9 +203,7 @@ def cancel_order(
     no answer (the order is cancelled; ``_refund`` of the same amount asks again).
     """
     now = now or utcnow()
-    with sessions.begin() as session:
-        order = _load(session, order_id, mode, lock=True)
-        check_not_owned(session, order.id)
+    with _changing(sessions, order_id, mode) as (session, order):
         problems = order_states.problems_cancelling(order)
         if problems:
             return problems
@@ -237,9 +247,7 @@ def capture_order(
     capture stays asked for: asking again replays its key).
     """
     now = now or utcnow()
-    with sessions.begin() as session:
-        order = _load(session, order_id, mode, lock=True)
-        check_not_owned(session, order.id)
+    with _changing(sessions, order_id, mode) as (session, order):
         asked = transactions.capture_to_ask(session, order, now)
     _check_succeeded(_ask_and_settle(sessions, gateways, asked, now), asked)
 
@@ -262,9 +270,7 @@ def refund_order(
     asked for: a refund of the same amount replays its key).
     """
     now = now or utcnow()
-    with sessions.begin() as session:
-        order = _load(session, order_id, mode, lock=True)
-        check_not_owned(session, order.id)
+    with _changing(sessions, order_id, mode) as (session, order):
         asked = transactions.refund_to_ask(session, order, amount_cents, now, field=field)
         if asked is None:
             raise OrderStateError(order.id, order.status, "nothing is left to refund")
@@ -286,9 +292,7 @@ def void_order(
     authorized or a capture of it is under way.
     """
     now = now or utcnow()
-    with sessions.begin() as session:
-        order = _load(session, order_id, mode, lock=True)
-        check_not_owned(session, order.id)
+    with _changing(sessions, order_id, mode) as (session, order):
         if order.status not in order_states.CANCELLABLE:
             raise OrderStateError(
                 order.id, order.status, "only a placed or approved order's payment can be voided"
