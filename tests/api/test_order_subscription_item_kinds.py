@@ -5,8 +5,6 @@ here and by a real worker under two beat ticks at the end. Bundle lines hold no 
 
 from __future__ import annotations
 
-import time
-from collections import Counter
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -29,6 +27,7 @@ from tests.api.test_order_subscription_items import (
     ok,
     post_item,
     renew,
+    renewed_once_by_two_ticks,
     sku,
     start,
     subscribe,
@@ -464,45 +463,10 @@ def test_sku_bundle_and_adjustment_items_renew_exactly_once_under_two_ticks(
 ):
     """Two ticks through Redis for the same due period: one renewal, whose target the
     worker builds from the three items and places."""
-    from worker.app import RENEWALS_TICK_TASK, app
-
     setup = catalog(api)
     subscription = subscribed_to_all_three(api, setup)
     start(api, subscription)
-    due = utcnow() + timedelta(seconds=1)
-    ok(
-        api.update(
-            SUBSCRIPTIONS,
-            subscription["id"],
-            {"next_run_at": due.isoformat(timespec="milliseconds")},
-        )
-    )
-    while utcnow() <= due:
-        time.sleep(0.1)
 
-    app.send_task(RENEWALS_TICK_TASK)
-    app.send_task(RENEWALS_TICK_TASK)
+    copy = renewed_once_by_two_ticks(api, committed, subscription["id"])
 
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        attributes = api.retrieve(SUBSCRIPTIONS, subscription["id"])["attributes"]
-        if attributes["occurrencies"] or attributes["errors_count"]:
-            break
-        time.sleep(0.2)
-    time.sleep(1)  # the second tick, had it renewed again, has done so by now
-    attributes = api.retrieve(SUBSCRIPTIONS, subscription["id"])["attributes"]
-    assert (attributes["occurrencies"], attributes["errors_count"]) == (1, 0), attributes
-    [copy] = api.get(f"/api/{SUBSCRIPTIONS}/{subscription['id']}/recurring_order_copies").json()[
-        "data"
-    ]
-    assert copy["attributes"]["status"] == "completed"
     assert_renewed_once(api, committed, copy["id"])
-    with committed.begin() as session:
-        periods = Counter(
-            session.scalars(
-                select(OrderCopy.period_key).where(
-                    OrderCopy.order_subscription_id == subscription["id"]
-                )
-            )
-        )
-    assert list(periods.values()) == [1]

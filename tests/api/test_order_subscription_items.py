@@ -485,25 +485,16 @@ def test_an_item_whose_sku_is_out_of_stock_fails_the_renewal_saying_so(api, comm
     ]
 
 
-@pytest.mark.worker
-def test_items_renew_exactly_once_under_two_beat_ticks_with_a_real_worker(
-    api, committed, celery_worker
-):
-    """Two ticks through Redis for the same due period: one renewal, whose target order
-    the worker builds from the items alone and places."""
+def renewed_once_by_two_ticks(api, committed, subscription_id: str) -> dict[str, Any]:
+    """Make the started subscription due in a second, send two renewal ticks through Redis
+    for that period and wait for the worker: one renewal of one period, completed (its
+    copy is returned)."""
     from worker.app import RENEWALS_TICK_TASK, app
 
-    shop = mixed_shop(api)
-    subscription = subscribe(api, shop)
-    [tee] = api.ids(f"/api/{SUBSCRIPTIONS}/{subscription['id']}/{TYPE}")
-    ok(api.update(TYPE, tee, {"quantity": 1, "unit_amount_cents": 1100}))
-    start(api, subscription)
     due = utcnow() + timedelta(seconds=1)
     ok(
         api.update(
-            SUBSCRIPTIONS,
-            subscription["id"],
-            {"next_run_at": due.isoformat(timespec="milliseconds")},
+            SUBSCRIPTIONS, subscription_id, {"next_run_at": due.isoformat(timespec="milliseconds")}
         )
     )
     while utcnow() <= due:
@@ -514,27 +505,45 @@ def test_items_renew_exactly_once_under_two_beat_ticks_with_a_real_worker(
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        attributes = api.retrieve(SUBSCRIPTIONS, subscription["id"])["attributes"]
+        attributes = api.retrieve(SUBSCRIPTIONS, subscription_id)["attributes"]
         if attributes["occurrencies"] or attributes["errors_count"]:
             break
         time.sleep(0.2)
     time.sleep(1)  # the second tick, had it renewed again, has done so by now
-    attributes = api.retrieve(SUBSCRIPTIONS, subscription["id"])["attributes"]
+    attributes = api.retrieve(SUBSCRIPTIONS, subscription_id)["attributes"]
     assert (attributes["occurrencies"], attributes["errors_count"]) == (1, 0), attributes
-    [copy] = api.get(f"/api/{SUBSCRIPTIONS}/{subscription['id']}/recurring_order_copies").json()[
+    [copy] = api.get(f"/api/{SUBSCRIPTIONS}/{subscription_id}/recurring_order_copies").json()[
         "data"
     ]
     assert copy["attributes"]["status"] == "completed"
+    with committed.begin() as session:
+        periods = Counter(
+            session.scalars(
+                select(OrderCopy.period_key).where(
+                    OrderCopy.order_subscription_id == subscription_id
+                )
+            )
+        )
+    assert list(periods.values()) == [1]
+    return copy  # type: ignore[no-any-return]
+
+
+@pytest.mark.worker
+def test_items_renew_exactly_once_under_two_beat_ticks_with_a_real_worker(
+    api, committed, celery_worker
+):
+    """Two ticks through Redis for the same due period: one renewal, whose target order
+    the worker builds from the items alone and places."""
+    shop = mixed_shop(api)
+    subscription = subscribe(api, shop)
+    [tee] = api.ids(f"/api/{SUBSCRIPTIONS}/{subscription['id']}/{TYPE}")
+    ok(api.update(TYPE, tee, {"quantity": 1, "unit_amount_cents": 1100}))
+    start(api, subscription)
+
+    copy = renewed_once_by_two_ticks(api, committed, subscription["id"])
+
     assert target_lines(committed, copy["id"]) == [("skus", "TEE", 1, 1100, 1100)]
     stock = {"TEE": STOCK, "CAP": STOCK, "MUG": STOCK}
     with committed.begin() as session:
         assert violations(session, [copy["id"]], stock) == []
         assert money.violations(session, stock) == []
-        periods = Counter(
-            session.scalars(
-                select(OrderCopy.period_key).where(
-                    OrderCopy.order_subscription_id == subscription["id"]
-                )
-            )
-        )
-    assert list(periods.values()) == [1]
