@@ -70,5 +70,16 @@ def plain_create(
     return create
 
 
+def changed_values(ctx: Context, row: Any, changed: set[str]) -> dict[str, Any]:
+    """The values the generic update set on ``row``, by attribute name: what a
+    ``check_updated`` hands the domain's own update, which checks them again."""
+    values = {}
+    for name in changed:
+        attribute = ctx.resource.attribute(name)
+        assert attribute is not None  # only attributes are writable
+        values[name] = getattr(row, attribute.attr)
+    return values
+
+
 def plain_delete(ctx: Context, row: Any) -> None:
     ctx.session.delete(row)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from api import lookups
-from api.resources.common import TIMESTAMPS, choices, reference_attributes
+from api.resources.common import TIMESTAMPS, changed_values, choices, reference_attributes
 from api.spec import Attribute, Context, Resource, Trigger
 from copying.circuits import CIRCUIT_AFTER
 from copying.orders import external_gateways
@@ -45,12 +45,7 @@ def _create(
 def _check_updated(ctx: Context, gateway: ExternalGateway, changed: set[str]) -> None:
     """The generic update set the attributes already: the domain checks them as its own
     update would (and stores them)."""
-    values = {}
-    for name in changed:
-        attribute = ctx.resource.attribute(name)
-        assert attribute is not None  # only attributes are writable
-        values[name] = getattr(gateway, attribute.attr)
-    external_gateways.update(gateway, values)
+    external_gateways.update(gateway, changed_values(ctx, gateway, changed))
 
 
 def _reset_circuit(ctx: Context, gateway_id: str, _: Any) -> None:

@@ -14,7 +14,13 @@ from __future__ import annotations
 from typing import Any
 
 from api import lookups
-from api.resources.common import TIMESTAMPS, choices, plain_delete, reference_attributes
+from api.resources.common import (
+    TIMESTAMPS,
+    changed_values,
+    choices,
+    plain_delete,
+    reference_attributes,
+)
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
 from copying.webhooks import webhooks
 from copying.webhooks.topics import TOPICS
@@ -43,12 +49,7 @@ def create_webhook(
 def _check_updated(ctx: Context, webhook: Webhook, changed: set[str]) -> None:
     """The generic update set the attributes already: the domain checks (and stores)
     them as its own update would."""
-    values = {}
-    for name in changed:
-        attribute = ctx.resource.attribute(name)
-        assert attribute is not None  # only attributes are writable
-        values[name] = getattr(webhook, attribute.attr)
-    webhooks.update(webhook, values)
+    webhooks.update(webhook, changed_values(ctx, webhook, changed))
 
 
 def _load(ctx: Context, webhook_id: str) -> Webhook:

@@ -776,9 +776,11 @@ def test_a_subscription_cannot_renew_an_order_of_the_other_mode(api, live_api):
 
 
 @pytest.mark.worker
-def test_a_subscription_renews_over_http_with_a_real_worker(api, shop, celery_worker):
-    """Created and activated over HTTP; the beat's tick goes through Redis to the worker,
-    which queues the renewal and runs it; the API shows the placed target order."""
+def renew_over_http(api, shop: Shop) -> tuple[dict[str, Any], datetime]:
+    """A daily subscription of ``shop``'s order, created and activated over HTTP, its run
+    due a second later; the beat's tick sent through Redis to the worker (which must be
+    running), which queues the renewal and runs it. The subscription once it ran (or
+    after 60 s), and when its run was due."""
     import time
 
     from worker.app import RENEWALS_TICK_TASK, app
@@ -794,10 +796,18 @@ def test_a_subscription_renews_over_http_with_a_real_worker(api, shop, celery_wo
 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        attributes = api.retrieve(TYPE, subscription["id"])["attributes"]
-        if attributes["occurrencies"] or attributes["errors_count"]:
+        renewed = api.retrieve(TYPE, subscription["id"])
+        if renewed["attributes"]["occurrencies"] or renewed["attributes"]["errors_count"]:
             break
         time.sleep(0.2)
+    return renewed, due
+
+
+def test_a_subscription_renews_over_http_with_a_real_worker(api, shop, celery_worker):
+    """Created and activated over HTTP; the beat's tick goes through Redis to the worker,
+    which queues the renewal and runs it; the API shows the placed target order."""
+    subscription, due = renew_over_http(api, shop)
+    attributes = subscription["attributes"]
     assert attributes["occurrencies"] == 1, attributes
     assert attributes["status"] == "active"
     assert attributes["succeeded_on_last_run"] is True

@@ -6,20 +6,18 @@ a decline, a 5xx retried, and a timeout after the endpoint charged."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from models import AuthorizationStatus, PaymentAuthorization, utcnow
+from models import AuthorizationStatus, PaymentAuthorization
 from tests.api.conftest import Api
 from tests.api.shop import Shop, build_shop, create_copy
 from tests.api.test_end_to_end import wait_until_finished
-from tests.api.test_order_subscriptions import iso, ok, subscribe, trigger, update
+from tests.api.test_order_subscriptions import renew_over_http
 from tests.payments.endpoint import Endpoint, running_endpoint
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow]
@@ -146,23 +144,8 @@ def test_a_timeout_after_the_charge_is_resolved_by_the_retry_with_the_same_key(
 
 
 def test_a_subscription_renews_through_the_gateway(api, psp, committed, celery_worker):
-    from worker.app import RENEWALS_TICK_TASK, app
-
-    shop = placed_shop(api, psp)
-    subscription = subscribe(api, shop, frequency="daily")
-    ok(trigger(api, subscription["id"], "_activate"))
-    due = utcnow() + timedelta(seconds=1)
-    ok(update(api, subscription["id"], {"next_run_at": iso(due)}))
-    while utcnow() <= due:
-        time.sleep(0.1)
-    app.send_task(RENEWALS_TICK_TASK)
-
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        attributes = api.retrieve("order_subscriptions", subscription["id"])["attributes"]
-        if attributes["occurrencies"] or attributes["errors_count"]:
-            break
-        time.sleep(0.2)
+    subscription, _ = renew_over_http(api, placed_shop(api, psp))
+    attributes = subscription["attributes"]
     assert attributes["succeeded_on_last_run"] is True, attributes
     [copy] = api.get(f"/api/order_subscriptions/{subscription['id']}/order_copies").json()["data"]
     target = api.get(f"/api/order_copies/{copy['id']}/target_order").json()["data"]
