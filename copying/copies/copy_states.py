@@ -28,7 +28,6 @@ from sqlalchemy import (
     String,
     Table,
     Update,
-    and_,
     bindparam,
     case,
     func,
@@ -44,10 +43,9 @@ from sqlalchemy.orm import Session
 
 from copying.copies.history import EVENTS, EventKind
 from copying.copies.options import CopyOptions
-from copying.webhooks.events import COLUMNS as WEBHOOK_EVENT_COLUMNS
-from copying.webhooks.events import EVENTS as WEBHOOK_EVENTS
+from copying.webhooks import events as webhook_events
 from copying.webhooks.topics import START, of_copy
-from models import CopyStatus, EventStatus, Mode, OrderCopy, Webhook, new_public_id
+from models import CopyStatus, Mode, OrderCopy, new_public_id
 from models.base import UTCDateTime
 from models.dialects import json_value
 from models.order_copies import ASKED, RECURRING, status_is
@@ -55,7 +53,6 @@ from models.order_copies import ASKED, RECURRING, status_is
 #: The table, for the run's own statements: Core, not ORM-enabled, as they update rows
 #: no session holds and read back plain columns (half the CPU of the ORM's path).
 COPIES: Table = OrderCopy.__table__  # type: ignore[assignment]
-WEBHOOKS: Table = Webhook.__table__  # type: ignore[assignment]
 
 COPY_TRANSITIONS: dict[CopyStatus, frozenset[CopyStatus]] = {
     CopyStatus.PENDING: frozenset({CopyStatus.IN_PROGRESS, CopyStatus.ABORTED}),
@@ -286,36 +283,12 @@ def _claim_recorded_statement(*, ahead: bool) -> Select[Any]:
         )
         .cte("events")
     )
-    w = WEBHOOKS.c
     recurring = c.period_key.is_not(None)  # OrderCopy.copy_type, of the claimed rows
     topic = case((recurring, of_copy(START, RECURRING)), else_=START)
     resource_type = case((recurring, RECURRING), else_=ASKED)
-    started = (
-        insert(WEBHOOK_EVENTS)
-        .from_select(
-            list(WEBHOOK_EVENT_COLUMNS),
-            select(
-                func.gen_random_uuid().cast(String()),
-                w.mode,
-                w.id,
-                w.topic,
-                resource_type,
-                c.id,
-                literal(EventStatus.PENDING.value),
-                literal(0),
-                c.updated_at,
-                c.updated_at,
-                c.updated_at,
-            )
-            .select_from(claimed)
-            .join(
-                WEBHOOKS,
-                and_(w.topic == topic, w.mode == c.mode, w.disabled_at.is_(None)),
-            )
-            .where(c.claims == 1),
-        )
-        .cte("started")
-    )
+    started = webhook_events.inserting(
+        claimed, c.id, c.mode, topic, resource_type, c.updated_at, c.claims == 1
+    ).cte("started")
     return select(claimed).add_cte(events).add_cte(started)
 
 

@@ -20,6 +20,7 @@ from copying.copies.history import EventKind
 from copying.copies.options import CopyOptions
 from copying.errors import CopyInputError, CopyStateError, NotFoundError
 from copying.webhooks import events, topics
+from copying.webhooks.topics import TOPICS
 from models import CopyStatus, Mode, Order, OrderCopy, utcnow
 from models.base import storable
 
@@ -127,7 +128,6 @@ def create(
     copy = OrderCopy(**{attribute: row.get(column) for column, attribute in _ATTRIBUTES.items()})
     make_transient_to_detached(copy)
     session.add(copy)
-    events.record(session, [events.Change(copy.id, mode, topics.CREATE)], now)
     publish_after_commit(session, [copy.id])
     log.info(
         "copy_created",
@@ -140,10 +140,10 @@ def create(
 
 def _inserting_created() -> tuple[Insert, Insert]:
     """A new copy's INSERT, which writes the row only if its source order exists in the
-    row's mode (``INSERT … SELECT … FROM orders``); and the same statement writing the
-    copy's ``created`` event too, for PostgreSQL (a data-modifying ``WITH``). Each is one
-    statement where a create took three (issue 20), built once, run with the row's values.
-    """
+    row's mode (``INSERT … SELECT … FROM orders``); and, for PostgreSQL, the same statement
+    writing the copy's ``created`` event and the webhooks' events too (data-modifying
+    ``WITH``s): one statement where a create took four (issue 20), built once, run with
+    the row's values."""
     # Named apart from the columns: an INSERT keeps their names for its own parameters.
     given = {
         name: bindparam(f"new_{name}", type_=COPIES.c[name].type)
@@ -156,7 +156,7 @@ def _inserting_created() -> tuple[Insert, Insert]:
         .where(ORDERS.c.id == given["source_order_id"], ORDERS.c.mode == given["mode"])
     )
     copy = insert(COPIES).from_select(list(given), if_source)
-    new = copy.returning(COPIES.c.id, COPIES.c.mode).cte("new_copy")
+    new = copy.returning(COPIES.c.id, COPIES.c.mode, COPIES.c.created_at).cte("new_copy")
     event = select(
         new.c.id,
         new.c.mode,
@@ -168,15 +168,24 @@ def _inserting_created() -> tuple[Insert, Insert]:
     )
     columns = ["order_copy_id", "mode", "attempt", "kind", "data", "created_at", "updated_at"]
     inserting = insert(history.EVENTS).from_select(columns, event, include_defaults=False)
-    return copy, inserting.add_cte(new).returning(history.EVENTS.c.id)
+    owed = events.inserting(
+        new,
+        new.c.id,
+        new.c.mode,
+        literal(topics.CREATE),
+        literal(TOPICS[topics.CREATE]),
+        new.c.created_at,
+    ).cte("owed")
+    return copy, inserting.add_cte(new).add_cte(owed).returning(history.EVENTS.c.id)
 
 
 _INSERT_COPY, _INSERT_COPY_AND_EVENT = _inserting_created()
 
 
 def _insert_created(session: Session, row: dict[str, Any], created: dict[str, Any]) -> bool:
-    """Write the copy ``row`` and its ``created`` event (``created``: its data), unless its
-    source order does not exist in its mode: whether it did. Does not commit."""
+    """Write the copy ``row``, its ``created`` event (``created``: its data) and the events
+    the webhooks listening to its creation are owed, unless its source order does not exist
+    in its mode: whether it did. Does not commit."""
     values = {f"new_{name}": value for name, value in row.items()}
     if session.get_bind().dialect.name == "postgresql":
         written = session.execute(_INSERT_COPY_AND_EVENT, {**values, "created": created})
@@ -184,6 +193,8 @@ def _insert_created(session: Session, row: dict[str, Any], created: dict[str, An
     if not session.execute(_INSERT_COPY, values).rowcount:  # type: ignore[attr-defined]
         return False
     history.record(session, row["id"], row["mode"], 0, EventKind.CREATED, **created)
+    change = events.Change(row["id"], row["mode"], topics.CREATE)
+    events.record(session, [change], row["created_at"])
     return True
 
 

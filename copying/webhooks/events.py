@@ -14,13 +14,26 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Insert,
+    String,
+    Table,
+    and_,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.orm import Session
 
 from copying.webhooks.topics import TOPICS
 from models import EventStatus, Mode, Webhook, WebhookEvent
 
 EVENTS: Table = WebhookEvent.__table__  # type: ignore[assignment]
+WEBHOOKS: Table = Webhook.__table__  # type: ignore[assignment]
 
 
 #: A resource's document, given the relationships to include.
@@ -50,6 +63,43 @@ COLUMNS = (
     "created_at",
     "updated_at",
 )
+
+
+def inserting(
+    changed: FromClause,
+    resource_id: ColumnElement[Any],
+    mode: ColumnElement[Any],
+    topic: ColumnElement[Any],
+    resource_type: ColumnElement[Any],
+    at: ColumnElement[Any],
+    *where: ColumnElement[bool],
+) -> Insert:
+    """PostgreSQL: an INSERT of the events owed for the rows of ``changed`` (a CTE of the
+    statement making the change: ``resource_id``, ``mode`` and the moment ``at`` are its
+    columns, ``topic`` and ``resource_type`` expressions of them; ``where``: which of its
+    rows owe them), for use as a CTE of that statement: the change and its events in one
+    round trip."""
+    w = WEBHOOKS.c
+    listening = and_(w.topic == topic, w.mode == mode, w.disabled_at.is_(None))
+    rows = (
+        select(
+            func.gen_random_uuid().cast(String()),
+            w.mode,
+            w.id,
+            w.topic,
+            resource_type,
+            resource_id,
+            literal(EventStatus.PENDING.value),
+            literal(0),
+            at,
+            at,
+            at,
+        )
+        .select_from(changed.join(WEBHOOKS, listening))
+        .where(*where)
+    )
+    return insert(EVENTS).from_select(list(COLUMNS), rows)
+
 
 #: PostgreSQL: the changes as arrays, joined to the webhooks listening; the events' ids
 #: made by the database (a UUID each).
