@@ -79,7 +79,7 @@ def show_order(
         rows = [
             (
                 item.item_type.value,
-                item.sku_code or "-",
+                item.sku_code or item.bundle_code or "-",
                 item.name,
                 str(item.quantity),
                 str(item.unit_amount_cents),
@@ -87,5 +87,5 @@ def show_order(
             )
             for item in items
         ]
-        names = ("type", "sku", "name", "quantity", "unit (cents)", "total (cents)")
+        names = ("type", "sku / bundle", "name", "quantity", "unit (cents)", "total (cents)")
         console.print(records.listing_table("line items", names, rows))
