@@ -13,9 +13,11 @@ from copying.copies.dispatch import unit_of_work
 from copying.copies.options import CopyOptions
 from copying.orders import placing, stock, targets
 from copying.runs import Outcome
-from copying.subscriptions import renewals
+from copying.subscriptions import renewals, subscription_items
 from copying.webhooks import topics
 from models import (
+    Adjustment,
+    Bundle,
     CopyStatus,
     Coupon,
     Mode,
@@ -171,3 +173,55 @@ def test_a_renewal_runs_and_counts_on_its_subscription_on_sqlite(sqlite):
         assert subscription.succeeded_on_last_run is True
         events = s.execute(select(WebhookEvent.topic, WebhookEvent.resource_id)).all()
     assert events == [(topics.LAST_RUN_SUCCEEDED, subscription_id)]
+
+
+def test_a_renewal_of_sku_bundle_and_adjustment_items_on_sqlite(sqlite):
+    """The items' one query (outer joins to skus, bundles and adjustments) and the bundle
+    line's ``bundle_code`` written by the portable insert."""
+    sessions, gateways = sqlite
+    now = utcnow()
+    with sessions.begin() as s:
+        sku = make_sku(s, "LITE-ITEM", stock=10)
+        s.add(
+            Bundle(
+                code="LITE-KIT",
+                name="Lite kit",
+                currency_code=sku.currency_code,
+                price_amount_cents=2000,
+                sku_list_items=[{"sku_code": sku.code, "quantity": 2}],
+            )
+        )
+        fee = Adjustment(name="Fee", currency_code=sku.currency_code, amount_cents=-150)
+        s.add(fee)
+        customer = make_customer(s)
+        entry = make_wallet_entry(s, customer)
+        source = make_order(s, [Line(sku, 1)], customer=customer, wallet_entry=entry)
+    assert placing.place_order(sessions, source.id, Mode.TEST, gateways=gateways) == []
+    with sessions.begin() as s:
+        subscription = make_subscription(
+            s, s.get_one(Order, source.id), starts_at=now - timedelta(days=1)
+        )
+        s.flush()
+        subscription_items.add(s, subscription, sku_code=sku.code, quantity=2)
+        subscription_items.add(s, subscription, bundle_code="LITE-KIT")
+        subscription_items.add(s, subscription, adjustment=s.get_one(Adjustment, fee.id))
+    with sessions.begin() as s:
+        [copy_id] = renewals.tick(s, now, batch_size=10).copies
+
+    assert execute_one(sessions, copy_id, gateways=gateways) == Outcome.COMPLETED
+    with sessions.begin() as s:
+        target = s.get_one(Order, s.get_one(OrderCopy, copy_id).target_order_id)
+        lines = [
+            (line.item_type, line.sku_code, line.bundle_code, line.name, line.quantity)
+            for line in targets.load_lines(s, target.id)
+        ]
+        assert lines == [
+            ("skus", "LITE-ITEM", None, sku.name, 2),
+            ("bundles", None, "LITE-KIT", "Lite kit", 1),
+            ("adjustments", None, None, "Fee", 1),
+        ]
+        assert (target.subtotal_amount_cents, target.adjustment_amount_cents) == (
+            2 * sku.unit_amount_cents + 2000,
+            -150,
+        )
+        assert violations(s, [copy_id], {"LITE-ITEM": 10}) == []
