@@ -20,13 +20,14 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import parameters
 from api.errors import MEDIA_TYPE
 from api.resources import REGISTRY
 from api.routes import ERRORS
+from api.schemas import ErrorDocument
 
 COMPONENTS = "#/components/"
 SCHEMAS = COMPONENTS + "schemas/"
@@ -47,13 +48,23 @@ ENVELOPES: dict[str, tuple[str, dict[str, dict[str, Any]]]] = {
 
 def _error_responses() -> dict[str, dict[str, Any]]:
     """Each documented error status, as FastAPI writes it for every route."""
-    return {
-        str(status): {
-            "description": error["description"],
-            "content": {MEDIA_TYPE: {"schema": {"$ref": SCHEMAS + "ErrorDocument"}}},
-        }
-        for status, error in ERRORS.items()
-    }
+    return {str(status): error for status, error in ERRORS.items()}
+
+
+def _with_error_schemas(document: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI's document with the error document's schemas, which the routes refer to
+    without naming the model (``api.routes.ERRORS``), in FastAPI's order (by name): as
+    FastAPI writes them, from one route of their own."""
+    router = APIRouter()
+    router.add_api_route("/", _no_route, responses={400: {"model": ErrorDocument}})
+    errors = get_openapi(title="", version="", routes=router.routes)["components"]["schemas"]
+    given = {**document["components"]["schemas"], **errors}
+    document["components"]["schemas"] = dict(sorted(given.items()))
+    return document
+
+
+def _no_route() -> None:
+    """The endpoint of :func:`_with_error_schemas`' route, which serves nothing."""
 
 
 def _error(errors: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -550,11 +561,13 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     """``app``'s OpenAPI document, made once; what ``app.openapi()`` returns."""
     if app.openapi_schema is None:
         app.openapi_schema = _compact(
-            get_openapi(
-                title=app.title,
-                version=app.version,
-                description=app.description,
-                routes=app.routes,
+            _with_error_schemas(
+                get_openapi(
+                    title=app.title,
+                    version=app.version,
+                    description=app.description,
+                    routes=app.routes,
+                )
             )
         )
     return app.openapi_schema

@@ -60,8 +60,14 @@ DOMAIN_ERRORS = (
     InUseError,
 )
 
+#: Every route's error responses, as FastAPI documents ``"model": schemas.ErrorDocument``:
+#: given as a model, each made a pydantic TypeAdapter per status and route, most of the
+#: app's start (issue 20). The schema is put in the document once (``api/openapi.py``).
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": schemas.ErrorDocument, "description": description}
+    status: {
+        "description": description,
+        "content": {MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/ErrorDocument"}}},
+    }
     for status, description in (
         (400, "Bad request (query or JSON)"),
         (401, "No valid API key"),
