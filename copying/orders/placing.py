@@ -207,17 +207,10 @@ def cancel_order(
         problems = order_states.problems_cancelling(order)
         if problems:
             return problems
-        transactions.check_none_under_way(
-            order,
-            transactions.of_order(session, order.id),
-            TransactionKind.CAPTURE,
-            TransactionKind.REFUND,
-        )
-        refund = (
-            transactions.refund_to_ask(session, order, None, now, field="_cancel")
-            if order.payment_status in transactions.REFUNDABLE
-            else None
-        )
+        under_way = transactions.problems_cancelling(session, order)
+        if under_way:
+            raise OrderStateError(order.id, order.status, "; ".join(under_way))
+        refund = transactions.refund_on_cancel(session, order, now)
         order_states.cancel(order, now)
         events.record(session, [events.Change(order.id, mode, topics.ORDER_CANCEL)], now)
         stock.release(session, order.id, mode)

@@ -93,17 +93,33 @@ def check_none_under_way(
             )
 
 
-def problems_cancelling_captured(session: Session, order: Order) -> list[str]:
-    """Why a copy may not cancel ``order``, its source: a payment captured (or a capture or
-    refund under way) is given back by a refund, which a copy's run does not make (it voids
-    holds only); ``_cancel`` on the order does. Caller holds the order's row lock."""
-    under_way = [r for r in of_order(session, order.id) if r.status == TransactionStatus.REQUESTED]
-    if order.payment_status not in REFUNDABLE and not under_way:
-        return []
+def problems_cancelling(session: Session, order: Order) -> list[str]:
+    """Why ``order`` may not be cancelled now as far as its payment goes: a capture or
+    refund of it was asked for and not answered (what it changes is not known yet). Caller
+    holds the order's row lock."""
+    rows = of_order(session, order.id)
+    under_way = _waiting(rows, TransactionKind.CAPTURE) + _waiting(rows, TransactionKind.REFUND)
     return [
-        f"source order {order.id} not cancelled: its payment is {order.payment_status}"
-        + (f" ({under_way[0].kind} {under_way[0].id} under way)" if under_way else "")
-        + "; a copy does not refund it: cancel the order with _cancel, which refunds"
+        f"order {order.id} not cancelled: its {r.kind} {r.id} was asked for and not answered"
+        f" yet; ask for that {r.kind} again (it replays the same request), then cancel"
+        for r in under_way[:1]
+    ]
+
+
+def refund_on_cancel(session: Session, order: Order, now: datetime) -> Asked | None:
+    """The refund of all that ``order`` has captured and not refunded, written down
+    ``requested`` as it is cancelled (None: nothing captured, or nothing left). Caller holds
+    the order's row lock and checked :func:`problems_cancelling`. Does not commit."""
+    if order.payment_status not in REFUNDABLE:
+        return None
+    return refund_to_ask(session, order, None, now, field="_cancel")
+
+
+def refunds_asked(session: Session, order_id: str) -> list[Asked]:
+    """The order's refunds asked for and not answered (a cancellation's, left by a run
+    that stopped before it had the answer): asked again under their keys."""
+    return [
+        _asked(session, r) for r in _waiting(of_order(session, order_id), TransactionKind.REFUND)
     ]
 
 

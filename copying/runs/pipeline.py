@@ -261,6 +261,7 @@ class _Pipeline:
     @staticmethod
     def _finish(session: Session, runs: Sequence[Run], now: datetime) -> None:
         payments.mark_voided(session, [i for r in runs for i in r.voided], now)
+        stages.record_refunds(session, runs, now)
         failpoints.hit("before_finish")
 
     # --- transactions ---

@@ -15,6 +15,7 @@ from copying.errors import ErrorKey, ErrorLog
 from copying.orders.gateways import GatewayAnswer
 from copying.orders.payments import PaymentRequest
 from copying.orders.targets import Contents
+from copying.orders.transactions import Asked
 from models import CopyStep, Mode, Order, OrderCopy
 from models.order_copies import ASKED, RECURRING
 
@@ -96,6 +97,10 @@ class Run:
     #: and those the gateways voided.
     voiding: list[str] | None = field(default=None, repr=False)
     voided: list[str] = field(default_factory=list, repr=False)
+    #: The cancelled source's refund of what its payment captured (None: not known yet, as
+    #: when resumed), and the gateways' answers, recorded as the run finishes.
+    refunding: list[Asked] | None = field(default=None, repr=False)
+    refunded: list[tuple[Asked, GatewayAnswer]] = field(default_factory=list, repr=False)
 
     @classmethod
     def of(cls, copy: OrderCopy | Row[Any]) -> Run:
@@ -124,6 +129,7 @@ class Run:
             reached_now=list(self.reached_now),
             orders_changed=list(self.orders_changed),
             voided=list(self.voided),
+            refunded=list(self.refunded),
         )
 
     def restore(self, saved: Run) -> None:
@@ -146,7 +152,7 @@ class Run:
             return Stage.PLACE if self.answer is not None else Stage.AUTHORIZE
         if self.options.cancel_source_order and not self.reached(CopyStep.SOURCE_CANCELLED):
             return Stage.CANCEL
-        if self.at(CopyStep.SOURCE_CANCELLED) and self.voiding != []:
+        if self.at(CopyStep.SOURCE_CANCELLED) and (self.voiding != [] or self.refunding != []):
             return Stage.VOID
         return Stage.FINISH
 

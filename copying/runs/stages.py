@@ -539,25 +539,50 @@ def cancel(session: Session, runs: Sequence[Run], now: datetime) -> None:
         if other is not None:  # the target of a copy still running: that copy's to decide
             problems = [f"source order {run.source_order_id} belongs to order copy {other}"]
         elif source is not None and not problems:
-            problems = transactions.problems_cancelling_captured(session, source)
+            problems = transactions.problems_cancelling(session, source)
         if problems or source is None:
             for problem in problems:
                 run.errors.add(ErrorKey.SOURCE_ORDER, problem)
             continue
+        refund = transactions.refund_on_cancel(session, source, now)
         order_states.cancel(source, now)
         stock.release(session, source.id, run.mode)
         run.reach(CopyStep.SOURCE_CANCELLED)
         run.orders_changed.append((source.id, topics.ORDER_CANCEL))
         run.voiding = [a.id for a in payments.start_voiding(session, now, order_id=source.id)]
+        run.refunding = [refund] if refund is not None else []
 
 
 def being_voided(session: Session, runs: Sequence[Run]) -> dict[str, list[PaymentAuthorization]]:
-    """The holds of each run's cancelled source still to void, by copy id."""
+    """The holds of each run's cancelled source still to void, by copy id; and, for a run
+    resumed, the refunds of its source asked for and not answered (``run.refunding``)."""
+    for run in runs:
+        if run.refunding is None:
+            run.refunding = transactions.refunds_asked(session, run.source_order_id)
     return {r.copy_id: payments.being_voided(session, r.source_order_id) for r in runs}
 
 
 def void(gateways: Gateways, run: Run, held: list[PaymentAuthorization]) -> None:
-    """Void the source's holds at their gateways (idempotent; no transaction open)."""
+    """Void the source's holds and make its refunds at their gateways (idempotent; no
+    transaction open): the answers are recorded by :func:`record_refunds`."""
     run.voided, problems = payments.void_remote(gateways, held)
     for problem in problems:
         run.errors.add(ErrorKey.SOURCE_ORDER, problem)
+    run.refunded = [(asked, transactions.ask(gateways, asked)) for asked in run.refunding or []]
+
+
+def record_refunds(session: Session, runs: Sequence[Run], now: datetime) -> None:
+    """Record the answers to the cancelled sources' refunds, each under its order's row
+    lock; a decline is an error of the copy (the source stays cancelled). Does not commit."""
+    for run in runs:
+        for asked, answer in run.refunded:
+            source = session.get(Order, asked.order_id, with_for_update=True)
+            if source is None:  # deleted meanwhile, its payment rows with it
+                continue
+            recorded = transactions.settle(session, source, asked, answer, now)
+            if not recorded.succeeded:
+                run.errors.add(
+                    ErrorKey.SOURCE_ORDER,
+                    f"source order {source.id} is cancelled, but its refund was declined:"
+                    f" {recorded.message}",
+                )

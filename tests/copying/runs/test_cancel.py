@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from copying.orders import placing
+from copying.orders.gateways import FLAKY_FAILURES, GatewayUnavailableError
 from copying.runs import Outcome
 from models import (
     AuthorizationStatus,
@@ -17,7 +19,11 @@ from models import (
     OrderCopy,
     OrderStatus,
     PaymentStatus,
+    PaymentTransaction,
     Sku,
+    TestGatewayTransaction,
+    TransactionKind,
+    TransactionStatus,
 )
 from tests.factories import (
     Line,
@@ -242,27 +248,75 @@ def test_a_failed_place_stops_before_cancelling(sessions, gateways, clock, place
     assert source.status == OrderStatus.PLACED
 
 
-def test_a_captured_source_is_not_cancelled_by_a_copy(sessions, gateways, clock, placed_shop):
-    # A copy voids holds; what was captured is given back by a refund, which _cancel makes.
-    placing.capture_order(sessions, placed_shop.source.id, Mode.TEST, gateways=gateways)
-    copy = create_copy(
-        sessions, placed_shop.source.id, place_target_order=False, cancel_source_order=True
-    )
+@pytest.mark.parametrize("refunded_before", [0, 300])
+def test_a_captured_source_is_refunded_what_is_left_when_its_copy_cancels_it(
+    sessions, gateways, clock, placed_shop, refunded_before
+):
+    source_id = placed_shop.source.id
+    placing.capture_order(sessions, source_id, Mode.TEST, gateways=gateways)
+    if refunded_before:
+        placing.refund_order(
+            sessions, source_id, Mode.TEST, refunded_before, field="amount", gateways=gateways
+        )
+    copy = create_copy(sessions, source_id, place_target_order=False, cancel_source_order=True)
 
-    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.FAILED
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
 
     with sessions.begin() as s:
         row = s.get_one(OrderCopy, copy.id)
-        source = s.get_one(Order, placed_shop.source.id)
+        source = s.get_one(Order, source_id)
+        refunds = s.scalars(
+            select(PaymentTransaction)
+            .where(PaymentTransaction.kind == TransactionKind.REFUND)
+            .order_by(PaymentTransaction.idempotency_key)
+        ).all()
+        at_gateway = s.get_one(TestGatewayTransaction, refunds[-1].idempotency_key)
         stock = s.get_one(Sku, placed_shop.sku.id).stock_quantity
-    assert row.errors_log == {
-        "source_order": [
-            f"source order {source.id} not cancelled: its payment is paid; a copy does not"
-            " refund it: cancel the order with _cancel, which refunds"
-        ]
-    }
+    assert (row.status, row.errors_log) == (CopyStatus.COMPLETED, {})
     assert (source.status, source.payment_status, stock) == (
-        OrderStatus.PLACED,
-        PaymentStatus.PAID,
-        8,
+        OrderStatus.CANCELLED,
+        PaymentStatus.REFUNDED,
+        10,
     )
+    assert [(r.amount_cents, r.status) for r in refunds][-1] == (
+        2000 - refunded_before,
+        TransactionStatus.SUCCEEDED,
+    )
+    assert refunds[-1].idempotency_key == f"order:{source_id}:refund:{1 + bool(refunded_before)}"
+    assert (at_gateway.outcome, at_gateway.amount_cents) == ("succeeded", 2000 - refunded_before)
+
+
+def test_a_source_refund_that_times_out_is_asked_again_under_its_key(sessions, gateways, clock):
+    with sessions.begin() as s:
+        shop = make_shop(s, quantity=2, stock=10, price=1000, token="tok_flaky")
+    source_id = shop.source.id
+    for _ in range(FLAKY_FAILURES):  # every key of a tok_flaky payment times out twice
+        with pytest.raises(GatewayUnavailableError):
+            placing.place_order(sessions, source_id, Mode.TEST, gateways=gateways)
+    placing.place_order(sessions, source_id, Mode.TEST, gateways=gateways)
+    for _ in range(FLAKY_FAILURES):
+        with pytest.raises(GatewayUnavailableError):
+            placing.capture_order(sessions, source_id, Mode.TEST, gateways=gateways)
+    placing.capture_order(sessions, source_id, Mode.TEST, gateways=gateways)
+    copy = create_copy(sessions, source_id, place_target_order=False, cancel_source_order=True)
+
+    outcomes = []
+    for _ in range(FLAKY_FAILURES + 1):
+        try:
+            outcomes.append(execute_one(sessions, copy.id, gateways=gateways, clock=clock))
+        except GatewayUnavailableError:
+            outcomes.append("timed out")
+
+    with sessions.begin() as s:
+        [refund] = s.scalars(
+            select(PaymentTransaction).where(PaymentTransaction.kind == TransactionKind.REFUND)
+        ).all()
+        source = s.get_one(Order, source_id)
+        at_gateway = s.get_one(TestGatewayTransaction, refund.idempotency_key)
+    assert outcomes == ["timed out", "timed out", Outcome.COMPLETED]
+    assert refund.idempotency_key == f"order:{source_id}:refund:1"
+    assert (refund.status, source.payment_status) == (
+        TransactionStatus.SUCCEEDED,
+        PaymentStatus.REFUNDED,
+    )
+    assert (at_gateway.failures, at_gateway.outcome) == (FLAKY_FAILURES, "succeeded")
