@@ -271,10 +271,14 @@ def _create_line(
     ctx: Context, attributes: dict[str, Any], related: dict[str, str | None]
 ) -> LineItem:
     order = order_edits.editable_order(ctx.session, related.get("order"), ctx.mode)
+    # As Commerce Layer's: a line naming a bundle alone is a bundle line.
+    alone = attributes.get("bundle_code") is not None and attributes.get("sku_code") is None
     return order_edits.add_line(
         ctx.session,
         order,
-        item_type=ItemType(attributes.get("item_type") or ItemType.SKUS),
+        item_type=ItemType(
+            attributes.get("item_type") or (ItemType.BUNDLES if alone else ItemType.SKUS)
+        ),
         quantity=attributes.get("quantity", 1),
         sku_code=attributes.get("sku_code"),
         bundle_code=attributes.get("bundle_code"),
@@ -302,7 +306,8 @@ LINE_ITEMS = Resource(
             writable="create",
             max_length=64,
             filterable=True,
-            description="A bundle line's bundle (named and priced as it, unless given).",
+            description="A bundle line's bundle (its name and price unless given); alone, "
+            "it makes a bundle line.",
         ),
         Attribute(
             "item_type", "string", writable="create", filterable=True, choices=choices(ItemType)

@@ -138,7 +138,7 @@ def target_lines(committed, copy_id: str) -> list[tuple[str, str | None, str, in
 def test_a_bundle_line_is_named_and_priced_as_its_bundle_and_may_be_subscribed(api):
     setup = catalog(api, place=False)
     order_id = setup.shop.order["id"]
-    priced = line(api, order_id, item_type="bundles", bundle_code="MINI", unit_amount_cents=800)
+    priced = line(api, order_id, bundle_code="MINI", unit_amount_cents=800)  # a bundle line
 
     lines = api.get(f"/api/orders/{order_id}/line_items", sort="created_at").json()["data"]
     assert [
