@@ -19,6 +19,7 @@ from models import Order, PaymentStatus, PaymentTransaction, TransactionKind, Tr
 from tests.races.client import cancel, patch_order, place
 from tests.races.conftest import expect
 from tests.races.shop import LOST, pending_order
+from tests.races.test_copies import create_copy_call
 
 pytestmark = [pytest.mark.worker, pytest.mark.slow, pytest.mark.xdist_group("races")]
 
@@ -143,4 +144,17 @@ def test_a_double_clicked_capture_captures_once(arena, round_, same_key):
     if payment_status(arena, shop.order.id) != PaymentStatus.PAID:
         problems.append("the order is not paid")
     problems += arena.settle_and_check(shop.initial_stock)
+    assert not problems, round_.report(problems, replies)
+
+
+def test_a_copy_cancelling_its_captured_source_racing_refunds_refunds_no_more(arena, round_):
+    rng = round_.rng
+    shop, total = placed_order(arena, rng, captured=True)
+    calls = [create_copy_call(shop.order.id, cancel_source_order=True, place_target_order=False)]
+    calls += [refund(shop.order.id, rng.randint(1, total // 2)) for _ in range(rng.randint(1, 3))]
+    rng.shuffle(calls)
+    replies = arena.race(calls, round_)
+    problems = arena.server_errors(replies)
+    problems += expect(replies, {"POST order_copies": {201}, "_refund": {200, 409, 422}})
+    problems += arena.settle_and_check(shop.initial_stock)  # the copy's refund included
     assert not problems, round_.report(problems, replies)
