@@ -3,8 +3,10 @@ with them, and they describe requests and responses in the OpenAPI document."""
 
 from __future__ import annotations
 
+import functools
 import json
 import re
+from collections.abc import Callable
 from datetime import date
 from typing import Annotated, Any, Literal
 
@@ -304,6 +306,25 @@ Relationships = TypeAliasType("Relationships", dict[str, RelationshipObject] | N
 Included = TypeAliasType("Included", list[dict[str, Any]] | None)
 
 
+def _once_per_resource(
+    make: Callable[[Resource], type[BaseModel]],
+) -> Callable[[Resource], type[BaseModel]]:
+    """``make``, run once per resource description (by identity: a Resource is not
+    hashable): each route of a type and each route that lists or includes it share its
+    document models, which cost the app's start a pydantic schema each (issue 20)."""
+    made: dict[int, tuple[Resource, type[BaseModel]]] = {}
+
+    @functools.wraps(make)
+    def once(resource: Resource) -> type[BaseModel]:
+        found = made.get(id(resource))
+        if found is None or found[0] is not resource:
+            found = made[id(resource)] = (resource, make(resource))
+        return found[1]
+
+    return once
+
+
+@_once_per_resource
 def resource_object(resource: Resource) -> type[BaseModel]:
     attributes: Any = create_model(
         f"{resource.type}_attributes",
@@ -326,6 +347,7 @@ def resource_object(resource: Resource) -> type[BaseModel]:
     return model
 
 
+@_once_per_resource
 def single_document(resource: Resource) -> type[BaseModel]:
     model: type[BaseModel] = create_model(
         f"{resource.type}_document",
@@ -351,6 +373,7 @@ class ListLinks(Strict):
     next: str | None = None
 
 
+@_once_per_resource
 def list_document(resource: Resource) -> type[BaseModel]:
     model: type[BaseModel] = create_model(
         f"{resource.type}_list",
