@@ -62,8 +62,9 @@ def test_create_answers_the_gateway_with_its_generated_secret_and_a_closed_circu
     assert len(attributes["shared_secret"]) == 64
     assert (attributes["circuit_state"], attributes["circuit_failure_count"]) == ("closed", 0)
     assert (attributes["timeout_seconds"], attributes["void_url"]) == (10, None)
-    assert api.retrieve(TYPE, created["id"])["attributes"]["shared_secret"] == (
-        attributes["shared_secret"]
+    assert (
+        api.retrieve(TYPE, created["id"])["attributes"]["shared_secret"]
+        == (attributes["shared_secret"])
     )
     assert gateway(api)["attributes"]["shared_secret"] != attributes["shared_secret"]
 
