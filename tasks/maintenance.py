@@ -11,7 +11,7 @@ from copying.copies import counts
 from copying.copies.dispatch import unit_of_work
 from copying.copies.sweeper import purge_idempotency_keys
 from copying.copies.sweeper import sweep as sweep_copies
-from copying.orders.placing import void_abandoned
+from copying.orders.placing import settle_abandoned, void_abandoned
 from models import db, utcnow
 from models.idempotency import KEEP_FOR
 from worker.app import RECOUNT_TASK, SWEEP_TASK, app
@@ -37,7 +37,7 @@ def recount() -> int:
 @app.task(name=SWEEP_TASK, acks_late=True, ignore_result=True)
 def sweep() -> dict[str, int]:
     """Re-announce stale pending copies, rescue expired runs, fail those out of runs, void
-    payments left behind."""
+    payments left behind, ask again the captures and refunds left unanswered."""
     settings = get_settings()
     with unit_of_work(db.sessions(), publish) as session:
         result = sweep_copies(
@@ -55,6 +55,13 @@ def sweep() -> dict[str, int]:
         older_than=timedelta(seconds=settings.abandoned_payment_after_seconds),
         limit=settings.sweep_batch_size,
     )
+    asked_again = settle_abandoned(
+        db.sessions(),
+        gateways(),
+        utcnow(),
+        older_than=timedelta(seconds=settings.abandoned_payment_after_seconds),
+        limit=settings.sweep_batch_size,
+    )
     with db.sessions().begin() as session:  # apart: the copies' row locks are not held longer
         purged = purge_idempotency_keys(
             session, utcnow() - KEEP_FOR, batch_size=settings.sweep_batch_size
@@ -65,6 +72,7 @@ def sweep() -> dict[str, int]:
         "metric_counts_folded": folded,
         "idempotency_keys_purged": purged,
         "abandoned_payments": abandoned,
+        "abandoned_transactions": asked_again,
         "republished": len(result.republished),
         "rescued": len(result.rescued),
         "gave_up": len(result.gave_up),

@@ -383,3 +383,30 @@ def void_abandoned(
             problems=problems,
         )
     return len(left)
+
+
+def settle_abandoned(
+    sessions: sessionmaker[Session],
+    gateways: Gateways,
+    now: datetime,
+    *,
+    older_than: timedelta,
+    limit: int,
+) -> int:
+    """Ask again, under their keys, the captures and refunds left ``requested`` for
+    ``older_than`` (the sweeper's call), and record the answers: the gateway gives each key
+    its first answer, so nothing moves twice. One that still gets no answer is left for
+    the next sweep. Returns how many were asked."""
+    with sessions.begin() as session:
+        left = transactions.claim_abandoned(session, now - older_than, now, limit)
+    for asked in left:
+        try:
+            _ask_and_settle(sessions, gateways, asked, now)
+        except Exception as error:  # a gateway's or the database's: taken again later
+            log.warning(
+                "abandoned_transaction_not_settled",
+                transaction_id=asked.id,
+                order_id=asked.order_id,
+                problem=one_line(error),
+            )
+    return len(left)

@@ -123,6 +123,26 @@ def refunds_asked(session: Session, order_id: str) -> list[Asked]:
     ]
 
 
+def claim_abandoned(session: Session, before: datetime, now: datetime, limit: int) -> list[Asked]:
+    """The captures and refunds asked for and last touched before ``before`` (their request
+    died, or gave up after the gateway did not answer), touched now so that another
+    sweeper leaves them be for a window; to ask again under their keys. Does not commit."""
+    rows = session.scalars(
+        select(PaymentTransaction)
+        .where(
+            PaymentTransaction.status == TransactionStatus.REQUESTED,
+            PaymentTransaction.kind.in_([TransactionKind.CAPTURE, TransactionKind.REFUND]),
+            PaymentTransaction.updated_at < before,
+        )
+        .order_by(PaymentTransaction.updated_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    ).all()
+    for row in rows:
+        row.updated_at = now
+    return [_asked(session, row) for row in rows]
+
+
 def capture_to_ask(session: Session, order: Order, now: datetime) -> Asked:
     """The capture of ``order``'s authorized payment (all of it), written ``requested``;
     one already asked for and not answered is asked for again under its key. Raises
