@@ -74,7 +74,8 @@ class Settings(BaseSettings):
         default=300,
         ge=10,
         description="A payment asked for (or being voided) and untouched this long was left by"
-        " a process that died during its gateway call: the sweeper voids it.",
+        " a process that died during its gateway call: the sweeper voids it; a capture or"
+        " refund asked for and untouched this long is asked again under its key.",
     )
     renewals_interval_seconds: float = Field(default=60.0, gt=0, description="Beat's renewal tick.")
     renewals_batch_size: int = Field(default=1000, ge=1, le=1000)
