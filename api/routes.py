@@ -369,7 +369,8 @@ def add_update_route(
         asked = [
             (triggers[name], value)
             for name, value in changes.items()
-            if name in triggers and value not in (None, False)
+            # ``false`` asks for nothing; 0 is a value (``0 in (None, False)`` is true).
+            if name in triggers and value is not None and value is not False
         ]
         links = related_ids(data)
         changed = {name for name in changes if name not in triggers} | set(links)
