@@ -239,3 +239,30 @@ def test_transactions_are_read_only_and_mode_isolated(api, live_api):
     assert live_api.get(f"/api/captures/{capture['id']}").status_code == 404
     assert live_api.get("/api/authorizations").json()["data"] == []
     assert api.delete(f"/api/captures/{capture['id']}").status_code == 405
+
+
+def test_a_capture_the_gateway_declines_is_a_422_with_its_message_and_nothing_paid(api, gateways):
+    shop = build_shop(api)
+    order_id = shop.order["id"]
+    [authorization] = _listed(api, "authorizations", order_id)
+    gateways["test"].void(  # the hold expired at the payment service, say
+        idempotency_key=authorization["attributes"]["idempotency_key"],
+        order_id=order_id,
+        authorization_reference=authorization["attributes"]["token"],
+    )
+
+    declined = _trigger(api, order_id, "_capture")
+
+    assert_error(
+        declined,
+        422,
+        pointer="/data/attributes/_capture",
+        detail="capture declined: the authorization was voided",
+    )
+    [capture] = _listed(api, "captures", order_id)
+    assert (capture["attributes"]["status"], capture["attributes"]["succeeded"]) == (
+        "failed",
+        False,
+    )
+    assert capture["attributes"]["message"] == "the authorization was voided"
+    assert api.retrieve("orders", order_id)["attributes"]["payment_status"] == "authorized"
