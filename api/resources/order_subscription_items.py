@@ -77,13 +77,16 @@ def _locked_subscription(ctx: Context, item: OrderSubscriptionItem) -> OrderSubs
 
 def _check_update(ctx: Context, item: OrderSubscriptionItem, names: set[str]) -> None:
     subscription_items.check_editable(_locked_subscription(ctx, item), names)
+    # The new values are set on the item unchecked, and the adjustment relationship is
+    # looked up before _check_updated: nothing may be flushed before they are checked
+    # (the request's session ends with the request).
+    ctx.session.autoflush = False
 
 
 def _check_updated(ctx: Context, item: OrderSubscriptionItem, changed: set[str]) -> None:
-    # Unchecked values are set on the item: nothing reaches the database before the check.
-    with ctx.session.no_autoflush:
-        subscription = _locked_subscription(ctx, item)
-        subscription_items.apply_changes(ctx.session, subscription, item, changed)
+    subscription = _locked_subscription(ctx, item)
+    subscription_items.apply_changes(ctx.session, subscription, item, changed)
+    ctx.session.autoflush = True
 
 
 def _delete(ctx: Context, item: OrderSubscriptionItem) -> None:

@@ -350,6 +350,24 @@ def test_an_item_keeps_its_kind_and_takes_the_price_of_what_it_names_next(api):
         (api.update(TYPE, kit, {"bundle_code": None}), "/data/attributes/bundle_code"),
         (api.update(TYPE, kit, {"bundle_code": "OLDKIT"}), "/data/attributes/bundle_code"),
         (api.update(TYPE, kit, {"unit_amount_cents": -1}), "/data/attributes/unit_amount_cents"),
+        (  # the relationship is looked up before the attributes are checked: nothing flushed
+            api.update(
+                TYPE,
+                kit,
+                {"unit_amount_cents": -1},
+                relationships={"adjustment": ("adjustments", setup.adjustments["USD"])},
+            ),
+            "/data/relationships/adjustment",
+        ),
+        (
+            api.update(
+                TYPE,
+                tee,
+                {"bundle_code": ""},
+                relationships={"adjustment": ("adjustments", setup.adjustments["USD"])},
+            ),
+            "/data/attributes/bundle_code",
+        ),
         (
             api.update(
                 TYPE, tee, relationships={"adjustment": ("adjustments", setup.adjustments["USD"])}
