@@ -35,8 +35,11 @@ from models import (
     OrderStatus,
     OrderSubscription,
     PaymentAuthorization,
+    PaymentTransaction,
     Sku,
     TestGatewayCharge,
+    TransactionKind,
+    TransactionStatus,
 )
 
 #: Each invariant's name and the promise it stands for.
@@ -46,6 +49,10 @@ INVARIANTS: dict[str, str] = {
     "one_target": "at most one target order per copy; each completed copy has one",
     "one_authorization": "at most one live authorization per copy; none unless it asked to place",
     "source_cancelled_once": "no source order cancelled twice",
+    "source_refunded": (
+        "a source order a copy cancelled keeps nothing captured: what its payment captured"
+        " is refunded, once"
+    ),
     "voided_once": "no authorization voided twice, nor voided without being held",
     "stock_conserved": "stock: initial - held by placed orders = current, per SKU",
     "errors_count": "errors_count equals the messages in errors_log",
@@ -230,6 +237,34 @@ def _check_cancellations(
         if cancellers and statuses.get(source) != OrderStatus.CANCELLED:
             found["source_cancelled_once"].append(
                 f"{cancellers[0]} cancelled source order {source}, which is {statuses.get(source)}"
+            )
+    _check_refunds(session, sorted(s for s, cancellers in by_source.items() if cancellers), found)
+
+
+def _check_refunds(session: Session, sources: list[str], found: dict[str, list[str]]) -> None:
+    """Each source a copy cancelled: what its captures took, its refunds gave back."""
+    moved: defaultdict[str, Counter[str]] = defaultdict(Counter)
+    for chunk in _chunks(sources):
+        for order_id, kind, amount in session.execute(
+            select(
+                PaymentTransaction.order_id,
+                PaymentTransaction.kind,
+                func.sum(PaymentTransaction.amount_cents),
+            )
+            .where(
+                PaymentTransaction.order_id.in_(chunk),
+                PaymentTransaction.status == TransactionStatus.SUCCEEDED,
+                PaymentTransaction.kind != TransactionKind.VOID,
+            )
+            .group_by(PaymentTransaction.order_id, PaymentTransaction.kind)
+        ):
+            moved[order_id][str(kind)] = int(amount)
+    for source in sources:
+        captured, refunded = moved[source]["capture"], moved[source]["refund"]
+        if captured != refunded:
+            found["source_refunded"].append(
+                f"source order {source}, cancelled by a copy, captured {captured} cents and"
+                f" refunded {refunded}"
             )
 
 

@@ -1,9 +1,10 @@
-"""Cancelling the source: its stock released, its authorization voided, only when allowed."""
+"""Cancelling the source: its stock released, its authorization voided or its capture
+refunded, only when allowed."""
 
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from copying.orders import placing
 from copying.orders.gateways import FLAKY_FAILURES, GatewayUnavailableError
@@ -25,6 +26,7 @@ from models import (
     TransactionKind,
     TransactionStatus,
 )
+from tests import invariants
 from tests.factories import (
     Line,
     authorizations,
@@ -320,3 +322,23 @@ def test_a_source_refund_that_times_out_is_asked_again_under_its_key(sessions, g
         PaymentStatus.REFUNDED,
     )
     assert (at_gateway.failures, at_gateway.outcome) == (FLAKY_FAILURES, "succeeded")
+
+
+def test_a_source_a_copy_cancelled_keeping_what_was_captured_is_caught(
+    sessions, gateways, clock, placed_shop
+):
+    source_id = placed_shop.source.id
+    placing.capture_order(sessions, source_id, Mode.TEST, gateways=gateways)
+    copy = create_copy(sessions, source_id, place_target_order=False, cancel_source_order=True)
+    assert execute_one(sessions, copy.id, gateways=gateways, clock=clock) == Outcome.COMPLETED
+    with sessions.begin() as s:
+        kept = invariants.check(s, [copy.id], {})["source_refunded"]
+        s.execute(
+            delete(PaymentTransaction).where(PaymentTransaction.kind == TransactionKind.REFUND)
+        )  # as if the run had cancelled the source and never refunded it
+        broken = invariants.check(s, [copy.id], {})["source_refunded"]
+
+    assert kept == []
+    assert broken == [
+        f"source order {source_id}, cancelled by a copy, captured 2000 cents and refunded 0"
+    ]
