@@ -9,11 +9,10 @@ import time
 from collections import OrderedDict
 from datetime import timedelta
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.security import HTTPBearer
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
-from starlette.concurrency import run_in_threadpool
 
 from api.errors import ApiError
 from config import get_settings
@@ -108,14 +107,12 @@ def read_key(digest: str) -> ApiKey:
     return key
 
 
-async def authenticate(
-    request: Request,
-    credentials: HTTPAuthorizationCredentials | None = Depends(bearer),  # noqa: B008
-) -> ApiKey:
-    """The request's key, as the middleware found it (``credentials`` only puts the
-    scheme in the OpenAPI document); checked here if no middleware did. Async: a sync
-    dependency would cost every request a hop to the threadpool and back."""
+def request_key(request: Request) -> ApiKey:
+    """The request's key, as the middleware found it; checked here if no middleware did.
+    A route calls it, in the threadpool: a dependency cost FastAPI's dependency machinery
+    on every request (issue 20). ``bearer`` is the scheme the OpenAPI document states
+    (``api/openapi.py``)."""
     key = getattr(request.state, API_KEY, None)
     if isinstance(key, ApiKey):
         return key
-    return await run_in_threadpool(check_api_key, request.headers.get("authorization"))
+    return check_api_key(request.headers.get("authorization"))

@@ -20,10 +20,11 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from api import parameters
+from api.auth import bearer
 from api.errors import MEDIA_TYPE
 from api.resources import REGISTRY
 from api.routes import ERRORS
@@ -51,20 +52,29 @@ def _error_responses() -> dict[str, dict[str, Any]]:
     return {str(status): error for status, error in ERRORS.items()}
 
 
-def _with_error_schemas(document: dict[str, Any]) -> dict[str, Any]:
-    """FastAPI's document with the error document's schemas, which the routes refer to
-    without naming the model (``api.routes.ERRORS``), in FastAPI's order (by name): as
-    FastAPI writes them, from one route of their own."""
+def _with_shared_components(document: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI's document with what every route refers to but none declares: the API key's
+    scheme (a route reads the key itself, ``api.auth.request_key``) and the error
+    document's schemas (``api.routes.ERRORS``), as FastAPI writes them from one route of
+    their own, where it writes them (the scheme first, the schemas by name)."""
     router = APIRouter()
-    router.add_api_route("/", _no_route, responses={400: {"model": ErrorDocument}})
-    errors = get_openapi(title="", version="", routes=router.routes)["components"]["schemas"]
-    given = {**document["components"]["schemas"], **errors}
-    document["components"]["schemas"] = dict(sorted(given.items()))
+    router.add_api_route(
+        "/", _no_route, responses={400: {"model": ErrorDocument}}, dependencies=[Depends(bearer)]
+    )
+    shared = get_openapi(title="", version="", routes=router.routes)["components"]
+    components = document.get("components", {})
+    schemas = {**components.get("schemas", {}), **shared["schemas"]}
+    document["components"] = {
+        **shared,
+        **components,
+        "securitySchemes": shared["securitySchemes"],
+        "schemas": dict(sorted(schemas.items())),
+    }
     return document
 
 
 def _no_route() -> None:
-    """The endpoint of :func:`_with_error_schemas`' route, which serves nothing."""
+    """The endpoint of :func:`_with_shared_components`' route, which serves nothing."""
 
 
 def _error(errors: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -561,7 +571,7 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
     """``app``'s OpenAPI document, made once; what ``app.openapi()`` returns."""
     if app.openapi_schema is None:
         app.openapi_schema = _compact(
-            _with_error_schemas(
+            _with_shared_components(
                 get_openapi(
                     title=app.title,
                     version=app.version,

@@ -7,7 +7,7 @@ models, made at run time, from the handlers' annotations.)
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, Header, Path, Request, Response
+from fastapi import APIRouter, Body, Header, Path, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from sqlalchemy import select
@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from api import idempotency, lookups, pages, parameters, payloads, query, schemas
-from api.auth import authenticate
+from api.auth import request_key
 from api.documents import Renderer
 from api.errors import MEDIA_TYPE, ApiError
 from api.responses import JsonApiResponse
@@ -36,7 +36,6 @@ from copying.orders.gateways import Gateways
 from copying.subscriptions.subscription_states import SubscriptionStateError
 from models import ApiKey, Mode, db
 
-Authenticated = Annotated[ApiKey, Depends(authenticate)]
 #: The path's ``{id}`` (``row_id`` in the handlers, which do not shadow ``id()``).
 RowId = Annotated[str, Path(alias="id")]
 IdempotencyKeyHeader = Annotated[
@@ -244,7 +243,8 @@ def router_for(
         responses=ERRORS,
         openapi_extra={"parameters": parameters.listing(resource)},
     )
-    def list_resources(request: Request, api_key: Authenticated) -> Response:
+    def list_resources(request: Request) -> Response:
+        api_key = request_key(request)
         parsed = routes.parse(request, resource, listing=True)
         statement = select(model).where(
             model.mode == api_key.mode, *resource.where(), *parsed.conditions
@@ -258,7 +258,8 @@ def router_for(
         responses=ERRORS,
         openapi_extra=single_params,
     )
-    def retrieve(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
+    def retrieve(row_id: RowId, request: Request) -> Response:
+        api_key = request_key(request)
         parsed = routes.parse(request, resource, listing=False)
         with db.sessions().begin() as session:
             row = routes.load(session, api_key.mode, row_id)
@@ -298,9 +299,9 @@ def add_create_route(
     def create(
         body: Annotated[create_model, Body(media_type=MEDIA_TYPE)],  # type: ignore[valid-type]
         request: Request,
-        api_key: Authenticated,
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response:
+        api_key = request_key(request)
         parsed = routes.parse(request, resource, listing=False)
         data = body.data  # type: ignore[attr-defined]
         attributes = data.attributes.model_dump(exclude_unset=True) if data.attributes else {}
@@ -353,8 +354,8 @@ def add_update_route(
         row_id: RowId,
         body: Annotated[update_model, Body(media_type=MEDIA_TYPE)],  # type: ignore[valid-type]
         request: Request,
-        api_key: Authenticated,
     ) -> Response:
+        api_key = request_key(request)
         parsed = routes.parse(request, resource, listing=False)
         data = body.data  # type: ignore[attr-defined]
         if data.id != row_id:
@@ -423,7 +424,8 @@ def add_delete_route(router: APIRouter, routes: Routes) -> None:
         response_class=JsonApiResponse,
         responses=ERRORS,
     )
-    def destroy(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
+    def destroy(row_id: RowId, request: Request) -> Response:
+        api_key = request_key(request)
         routes.reject_parameters(request)
         try:
             with unit_of_work(db.sessions(), routes.publish()) as session:
@@ -455,7 +457,8 @@ def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Rel
             responses=ERRORS,
             openapi_extra={"parameters": parameters.listing(target)},
         )
-        def related_many(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
+        def related_many(row_id: RowId, request: Request) -> Response:
+            api_key = request_key(request)
             parsed = routes.parse(request, target, listing=True)
             with db.sessions().begin() as session:
                 routes.load(session, api_key.mode, row_id)
@@ -475,7 +478,8 @@ def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Rel
             responses=ERRORS,
             openapi_extra={"parameters": parameters.single(target)},
         )
-        def related_single(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
+        def related_single(row_id: RowId, request: Request) -> Response:
+            api_key = request_key(request)
             parsed = routes.parse(request, target, listing=False)
             with db.sessions().begin() as session:
                 row = routes.load(session, api_key.mode, row_id)
@@ -494,7 +498,8 @@ def add_relationship_routes(router: APIRouter, routes: Routes, relationship: Rel
         response_model=schemas.LinkageDocument,
         responses=ERRORS,
     )
-    def linkage(row_id: RowId, request: Request, api_key: Authenticated) -> Response:
+    def linkage(row_id: RowId, request: Request) -> Response:
+        api_key = request_key(request)
         routes.reject_parameters(request)
         with db.sessions().begin() as session:
             row = routes.load(session, api_key.mode, row_id)
