@@ -82,7 +82,7 @@ class BodyLimit:
 
 class Authentication:
     """Checks the API key of every request ``protects`` names, before its body is read;
-    the route's ``authenticate`` dependency then finds the key in ``request.state``."""
+    the route then finds the key in ``request.state`` (``api.auth.request_key``)."""
 
     def __init__(self, app: ASGIApp, protects: Callable[[str], bool]) -> None:
         self.app = app
