@@ -158,3 +158,22 @@ def test_a_copy_cancelling_its_captured_source_racing_refunds_refunds_no_more(ar
     problems += expect(replies, {"POST order_copies": {201}, "_refund": {200, 409, 422}})
     problems += arena.settle_and_check(shop.initial_stock)  # the copy's refund included
     assert not problems, round_.report(problems, replies)
+
+
+def test_capture_racing_cancel_leaves_nothing_captured_on_a_cancelled_order(arena, round_):
+    rng = round_.rng
+    shop, total = placed_order(arena, rng)
+    calls = [capture(shop.order.id) for _ in range(rng.randint(1, 2))]
+    calls += [cancel(shop.order.id) for _ in range(rng.randint(1, 2))]
+    rng.shuffle(calls)
+    replies = arena.race(calls, round_)
+    problems = arena.server_errors(replies)
+    problems += expect(replies, {"_capture": {200, 409}, "_cancel": {200, *LOST}})
+    status = payment_status(arena, shop.order.id)
+    captured = succeeded(arena, shop.order.id, TransactionKind.CAPTURE)
+    if status not in (PaymentStatus.VOIDED, PaymentStatus.REFUNDED, PaymentStatus.PAID):
+        problems.append(f"payment is {status} after capture raced cancel")
+    if captured and captured != [total]:
+        problems.append(f"captures {captured}, expected at most one of {total}")
+    problems += arena.settle_and_check(shop.initial_stock)
+    assert not problems, round_.report(problems, replies)
