@@ -15,7 +15,6 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +27,62 @@ APP_DIR = REPO / "examples" / "external_gateway"
 START_WITHIN = 60.0
 
 
-@dataclass
 class Endpoint:
-    url: str
-    secret: str
-    process: subprocess.Popen[bytes]
-    log: Path
+    """The example endpoint's process: started on a loopback port of its own, killed and
+    started again there (its ledger, a file, outlives it)."""
+
+    def __init__(self, directory: Path, secret: str, hang_seconds: float) -> None:
+        self.secret = secret
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.directory = directory
+        self.log = directory / "external_gateway.log"
+        self.env = {
+            **os.environ,
+            "EXTERNAL_GATEWAY_SECRET": secret,
+            "EXTERNAL_GATEWAY_LEDGER": str(directory / "external_gateway.sqlite3"),
+            "EXTERNAL_GATEWAY_HANG_SECONDS": str(hang_seconds),
+            "EXTERNAL_GATEWAY_TEST_CONTROLS": "1",
+        }
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen(
+                [
+                    *(UVICORN, "app:app", "--app-dir", str(APP_DIR)),
+                    *("--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"),
+                ],
+                cwd=self.directory,
+                env=self.env,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_WITHIN
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, self.log.read_text()
+            try:
+                self.ledger()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise AssertionError(f"the example endpoint did not start:\n{self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL: whatever it was answering is never answered."""
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            try:
+                self.process.wait(START_WITHIN)
+            except subprocess.TimeoutExpired:
+                self.kill()
+            self.process = None
 
     def ledger(self) -> dict[str, list[dict[str, Any]]]:
         with urllib.request.urlopen(f"{self.url}/_ledger", timeout=10) as answer:
@@ -66,46 +115,9 @@ KINDS = ("authorize", "capture", "void", "refund")
 def running_endpoint(
     directory: Path, secret: str = "example-secret", *, hang_seconds: float = 3.0
 ) -> Iterator[Endpoint]:
-    port = free_port()
-    env = {
-        **os.environ,
-        "EXTERNAL_GATEWAY_SECRET": secret,
-        "EXTERNAL_GATEWAY_LEDGER": str(directory / "external_gateway.sqlite3"),
-        "EXTERNAL_GATEWAY_HANG_SECONDS": str(hang_seconds),
-        "EXTERNAL_GATEWAY_TEST_CONTROLS": "1",
-    }
-    log = directory / "external_gateway.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            [
-                *(UVICORN, "app:app", "--app-dir", str(APP_DIR)),
-                *("--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"),
-            ],
-            cwd=directory,
-            env=env,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-    endpoint = Endpoint(f"http://127.0.0.1:{port}", secret, process, log)
+    endpoint = Endpoint(directory, secret, hang_seconds)
     try:
-        _wait_until_up(endpoint)
+        endpoint.start()
         yield endpoint
     finally:
-        process.terminate()
-        try:
-            process.wait(START_WITHIN)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-
-
-def _wait_until_up(endpoint: Endpoint) -> None:
-    deadline = time.monotonic() + START_WITHIN
-    while time.monotonic() < deadline:
-        assert endpoint.process.poll() is None, endpoint.log.read_text()
-        try:
-            endpoint.ledger()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise AssertionError(f"the example endpoint did not start:\n{endpoint.log.read_text()}")
+        endpoint.stop()

@@ -6,13 +6,18 @@ a decline, a 5xx retried, and a timeout after the endpoint charged."""
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 
+from config import get_settings
 from models import AuthorizationStatus, PaymentAuthorization
 from tests.api.conftest import Api
 from tests.api.shop import Shop, build_shop, create_copy
@@ -36,22 +41,32 @@ class Psp:
         return [r["status"] for r in self.endpoint.requests() if r["idempotency_key"] == key]
 
 
-@pytest.fixture
-def psp(api: Api, tmp_path, private_allowed) -> Iterator[Psp]:
+@contextmanager
+def external_gateway(
+    api: Api, directory: Path, *, timeout_seconds: int, hang_seconds: float
+) -> Iterator[Psp]:
     """An external gateway made over the API, then its endpoint run with its secret, then
-    its URLs set (1 s timeout: the endpoint hangs 3 s when told to)."""
-    gateway = api.create("external_gateways", {"name": "Example PSP", "timeout_seconds": 1})
+    its URLs set."""
+    attributes = {"name": "Example PSP", "timeout_seconds": timeout_seconds}
+    gateway = api.create("external_gateways", attributes)
     secret = gateway["attributes"]["shared_secret"]
-    with running_endpoint(tmp_path, secret, hang_seconds=3) as endpoint:
+    with running_endpoint(directory, secret, hang_seconds=hang_seconds) as endpoint:
         response = api.update("external_gateways", gateway["id"], endpoint.urls())
         assert response.status_code == 200, response.json()
         yield Psp(gateway["id"], endpoint)
 
 
-def placed_shop(api: Api, psp: Psp, *, then_token: str | None = None) -> Shop:
-    """A source order placed through the external gateway; its wallet entry's token
-    changed to ``then_token`` afterwards (what the copies charge)."""
-    shop = build_shop(api, token="tok_ext_ok", gateway=psp.gateway_id)
+@pytest.fixture
+def psp(api: Api, tmp_path, private_allowed) -> Iterator[Psp]:
+    """1 s timeout: the endpoint hangs 3 s when told to."""
+    with external_gateway(api, tmp_path, timeout_seconds=1, hang_seconds=3) as made:
+        yield made
+
+
+def placed_shop(api: Api, psp: Psp, *, then_token: str | None = None, code: str = "TEE") -> Shop:
+    """A source order of SKU ``code`` placed through the external gateway; its wallet
+    entry's token changed to ``then_token`` afterwards (what the copies charge)."""
+    shop = build_shop(api, code=code, token="tok_ext_ok", gateway=psp.gateway_id)
     assert shop.order["attributes"]["status"] == "placed"
     if then_token is not None:
         changed = api.update(
@@ -186,3 +201,64 @@ def test_capture_refunds_and_void_go_through_the_gateway(api, psp, private_allow
     assert voided.json()["data"]["attributes"]["payment_status"] == "voided", voided.json()
     released = {t["idempotency_key"]: t["voided"] for t in psp.endpoint.transactions("authorize")}
     assert sorted(released.values()) == [0, 1]
+
+
+def test_copies_are_charged_once_each_while_the_endpoint_is_killed_and_restarted(
+    api, tmp_path, private_allowed, committed, celery_worker, settings_env
+):
+    """Eight copies place their targets through an endpoint that takes 0.5 s a call and
+    is SIGKILLed three times at seeded moments, down up to 1 s each (calls cut off,
+    refused, some after the endpoint recorded the charge): every copy completes, with
+    one hold at the endpoint under its key and our one authorization naming it.
+
+    Kept short of the circuit's 30 failures in a row: with twenty copies in flight, an
+    outage of a few seconds opens it (each copy's retry counts), and the copies then fail
+    fast until ``_reset_circuit``, as Commerce Layer's breaker does. The beat's part is
+    played here: the sweeper every 2 s, a claim budget that outlasts the outages (a copy
+    whose retries all land in one gives up: the engine's budget, not the gateway's)."""
+    settings_env.update(ORDERCOPY_MAX_CLAIMS="40", ORDERCOPY_LEASE_SECONDS="5")
+    settings_env["ORDERCOPY_REDISPATCH_AFTER_SECONDS"] = "2"
+    get_settings.cache_clear()
+    rng = random.Random(21)
+    with external_gateway(api, tmp_path, timeout_seconds=2, hang_seconds=0.5) as psp:
+        shops = [placed_shop(api, psp, then_token="tok_ext_hang", code=f"T{n}") for n in range(8)]
+        copies = [
+            create_copy(api, shop.order["id"], place_target_order=True)["id"] for shop in shops
+        ]
+        for _ in range(3):
+            time.sleep(rng.uniform(0.3, 1.5))
+            psp.endpoint.kill()
+            time.sleep(rng.uniform(0.2, 1.0))
+            psp.endpoint.start()
+        done = finish_with_sweeps(api, copies)
+        held = psp.authorizations()
+        requests = psp.endpoint.requests()
+
+    for copy in done:
+        assert copy["attributes"]["status"] == "completed", copy["attributes"]["errors_log"]
+        key = f"order_copy:{copy['id']}:place"
+        [payment] = target_payments(committed, target_of(copy))
+        assert (payment.status, payment.gateway_reference) == (
+            AuthorizationStatus.AUTHORIZED,
+            held[key]["reference"],
+        )
+    # One hold per key (the ledger's answers are by key); the restarts were felt.
+    assert len(held) == len(shops) + len(copies)
+    assert len(requests) >= len(held)
+
+
+def finish_with_sweeps(api: Api, copy_ids: list[str], timeout: float = 240) -> list[Any]:
+    """Each copy once finished, the sweeper sent every 2 s meanwhile (as the beat would)."""
+    from worker.app import SWEEP_TASK, app
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        statuses = {
+            copy_id: api.retrieve("order_copies", copy_id)["attributes"]["status"]
+            for copy_id in copy_ids
+        }
+        if all(status in ("completed", "failed") for status in statuses.values()):
+            return [wait_until_finished(api, copy_id) for copy_id in copy_ids]
+        app.send_task(SWEEP_TASK)
+        time.sleep(2)
+    raise AssertionError(f"copies not finished: {statuses}")
