@@ -10,12 +10,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
 
 from copying.errors import ErrorKey
 from copying.runs import Outcome
 from copying.subscriptions import failures
-from models import LineItem, OrderCopy, utcnow
+from models import utcnow
 from tests import money
 from tests.api.errors import assert_error
 from tests.api.shop import Shop, build_shop, create_copy, run
@@ -26,6 +25,7 @@ from tests.api.test_order_subscription_items import (
     line,
     ok,
     post_item,
+    read_target_lines,
     renew,
     renewed_once_by_two_ticks,
     sku,
@@ -113,23 +113,18 @@ def items(api, subscription_id: str) -> list[tuple[str, str | None, int, int]]:
 
 def target_lines(committed, copy_id: str) -> list[tuple[str, str | None, str, int, int, int]]:
     """(item_type, sku or bundle code, name, quantity, unit amount, reserved quantity)."""
-    with committed.begin() as session:
-        copy = session.get_one(OrderCopy, copy_id)
-        return [
-            (
-                line.item_type.value,
-                line.sku_code or line.bundle_code,
-                line.name,
-                line.quantity,
-                line.unit_amount_cents,
-                line.reserved_quantity,
-            )
-            for line in session.scalars(
-                select(LineItem)
-                .where(LineItem.order_id == copy.target_order_id)
-                .order_by(LineItem.position)
-            )
-        ]
+    return read_target_lines(
+        committed,
+        copy_id,
+        lambda line: (
+            line.item_type.value,
+            line.sku_code or line.bundle_code,
+            line.name,
+            line.quantity,
+            line.unit_amount_cents,
+            line.reserved_quantity,
+        ),
+    )
 
 
 # --- line items naming their bundle --------------------------------------------------------

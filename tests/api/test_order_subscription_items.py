@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -137,17 +138,29 @@ def renew(committed, due) -> list[str]:
 
 
 def target_lines(committed, copy_id: str) -> list[tuple[str, str | None, int, int, int]]:
+    """(item_type, sku_code, quantity, unit amount, total) of the copy's target's lines."""
+    return read_target_lines(
+        committed,
+        copy_id,
+        lambda line: (
+            line.item_type.value,
+            line.sku_code,
+            line.quantity,
+            line.unit_amount_cents,
+            line.total_amount_cents,
+        ),
+    )
+
+
+def read_target_lines(
+    committed, copy_id: str, read: Callable[[LineItem], tuple[Any, ...]]
+) -> list[Any]:
+    """What ``read`` takes of each line of the copy's target order, in order."""
     with committed.begin() as session:
         copy = session.get_one(OrderCopy, copy_id)
         assert copy.target_order_id is not None
         return [
-            (
-                line.item_type.value,
-                line.sku_code,
-                line.quantity,
-                line.unit_amount_cents,
-                line.total_amount_cents,
-            )
+            read(line)
             for line in session.scalars(
                 select(LineItem)
                 .where(LineItem.order_id == copy.target_order_id)
