@@ -39,6 +39,7 @@ from sqlalchemy import Connection, Executable, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.responses import Response
 
+from copying.circuits import CircuitModel
 from copying.copies import counts
 from copying.copies.counts import (
     DURATION_BUCKETS,
@@ -53,6 +54,7 @@ from models import (
     CircuitState,
     CopyStatus,
     EventStatus,
+    ExternalGateway,
     Mode,
     OrderSubscription,
     Webhook,
@@ -116,15 +118,20 @@ def _renewals_due(connection: Connection, now: datetime) -> dict[Mode, int]:
     )
 
 
-def _webhooks(connection: Connection, now: datetime) -> tuple[dict[Mode, int], dict[Mode, float]]:
-    """Open circuits, and seconds since the oldest event still owed was written, by mode."""
-    circuits = _counted(
+def _open_circuits(connection: Connection, model: CircuitModel) -> dict[Mode, int]:
+    """Rows of ``model`` (webhooks, external gateways) whose circuit is open, by mode."""
+    return _counted(
         connection,
-        select(Webhook.mode, func.count())
-        .where(Webhook.circuit_state == CircuitState.OPEN)
-        .group_by(Webhook.mode),
+        select(model.mode, func.count())
+        .where(model.circuit_state == CircuitState.OPEN)
+        .group_by(model.mode),
         Mode,
     )
+
+
+def _webhooks(connection: Connection, now: datetime) -> tuple[dict[Mode, int], dict[Mode, float]]:
+    """Open circuits, and seconds since the oldest event still owed was written, by mode."""
+    circuits = _open_circuits(connection, Webhook)
     oldest = dict.fromkeys(Mode, 0.0)
     for mode, created_at in connection.execute(
         select(WebhookEvent.mode, func.min(WebhookEvent.created_at))
@@ -177,8 +184,15 @@ class CopiesCollector(Collector):
                 oldest = {mode: _oldest_pending_age(connection, mode, now) for mode in Mode}
                 renewals = _renewals_due(connection, now)
                 webhooks = _webhooks(connection, now)
+                gateways = _open_circuits(connection, ExternalGateway)
         yield from _families(by_status, history, durations, oldest, renewals)
         yield from _webhook_families(*webhooks)
+        yield _by_mode(
+            "ordercopy_external_gateways_open_circuits",
+            "External payment gateways whose circuit is open (their calls fail at once until"
+            " _reset_circuit)",
+            gateways,
+        )
 
 
 def _families(
