@@ -18,10 +18,10 @@ from api.errors import ApiError
 from api.resources.common import TIMESTAMPS, choices, reference_attributes
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
 from copying.subscriptions import subscription_items, subscription_states
+from copying.subscriptions.history import EventKind
 from copying.subscriptions.renewals import skip
 from copying.subscriptions.schedules import FREQUENCIES
 from copying.subscriptions.subscription_states import ALERT_PERIOD_HOURS, DUNNING, RENEWING
-from copying.subscriptions.history import EventKind
 from models import (
     Customer,
     CustomerPaymentSource,

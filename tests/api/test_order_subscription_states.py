@@ -271,9 +271,7 @@ def test_the_history_is_read_over_the_api_newest_first_in_its_mode(api, live_api
 
     assert [e["attributes"]["kind"] for e in events] == ["skipped", "skipped"]
     # (the history keeps microseconds; the API shows the subscription's times to the ms)
-    skipped_runs = [
-        parse(e["attributes"]["details"]["run"]).replace(microsecond=0) for e in events
-    ]
+    skipped_runs = [parse(e["attributes"]["details"]["run"]).replace(microsecond=0) for e in events]
     week = planned.replace(microsecond=0) + timedelta(days=7)
     assert skipped_runs == [week, week - timedelta(days=7)]  # newest first
     assert [e["id"] for e in related] == [e["id"] for e in events]

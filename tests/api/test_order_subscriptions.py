@@ -142,6 +142,7 @@ def test_create_returns_a_draft_for_the_source_orders_customer_and_wallet_entry(
         "order_copies",
         "recurring_order_copies",
         "order_subscription_items",
+        "events",
     }
     assert related_id(api, subscription["id"], "source_order") == shop.order["id"]
     assert related_id(api, subscription["id"], "customer") == shop.customer["id"]
