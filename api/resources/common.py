@@ -7,7 +7,8 @@ from typing import Any
 
 from api import lookups
 from api.spec import Attribute, Context
-from models import Base, new_public_id
+from copying.circuits import CIRCUIT_AFTER
+from models import Base, CircuitState, new_public_id
 
 CURRENCY = "^[A-Z]{3}$"  # ISO 4217
 COUNTRY = "^[A-Z]{2}$"  # ISO 3166-1 alpha-2
@@ -36,6 +37,38 @@ def reference_attributes() -> tuple[Attribute, ...]:
         Attribute("reference", "string", writable="always", max_length=255, filterable=True),
         Attribute("reference_origin", "string", writable="always", max_length=255, filterable=True),
         METADATA,
+    )
+
+
+def signed_circuit_attributes(calls: str, owner: str) -> tuple[Attribute, ...]:
+    """``circuit_state``, ``circuit_failure_count`` and ``shared_secret`` of a resource
+    that calls out (webhooks: ``"deliveries"``; external gateways: ``"calls"``), read-only:
+    the breaker is ``copying.circuits``', the secret generated at create."""
+    return (
+        Attribute(
+            "circuit_state",
+            "string",
+            nullable=False,
+            filterable=True,
+            choices=choices(CircuitState),
+            description=f"open after {CIRCUIT_AFTER} failed {calls} in a row: none is made"
+            " until _reset_circuit.",
+        ),
+        Attribute(
+            "circuit_failure_count",
+            "integer",
+            nullable=False,
+            filterable=True,
+            sortable=True,
+            description=f"Failed {calls} in a row (no answer in time, a 5xx, ...).",
+        ),
+        Attribute(
+            "shared_secret",
+            "string",
+            nullable=False,
+            description="Generated; the key of each request's X-CommerceLayer-Signature. "
+            f"Every key of the {owner}'s mode reads it.",
+        ),
     )
 
 

@@ -12,11 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 from api import lookups
-from api.resources.common import TIMESTAMPS, changed_values, choices, reference_attributes
+from api.resources.common import (
+    TIMESTAMPS,
+    changed_values,
+    reference_attributes,
+    signed_circuit_attributes,
+)
 from api.spec import Attribute, Context, Resource, Trigger
-from copying.circuits import CIRCUIT_AFTER
 from copying.orders import external_gateways
-from models import CircuitState, ExternalGateway, utcnow
+from models import ExternalGateway, utcnow
 from models.external_gateways import (
     TIMEOUT_SECONDS_DEFAULT,
     TIMEOUT_SECONDS_MAX,
@@ -97,30 +101,7 @@ EXTERNAL_GATEWAYS = Resource(
             f" {TIMEOUT_SECONDS_MAX} s (default {TIMEOUT_SECONDS_DEFAULT}): past it the payment"
             " is asked again later under the same Idempotency-Key.",
         ),
-        Attribute(
-            "circuit_state",
-            "string",
-            nullable=False,
-            filterable=True,
-            choices=choices(CircuitState),
-            description=f"open after {CIRCUIT_AFTER} failed calls in a row: none is made"
-            " (each fails at once) until _reset_circuit.",
-        ),
-        Attribute(
-            "circuit_failure_count",
-            "integer",
-            nullable=False,
-            filterable=True,
-            sortable=True,
-            description="Failed calls in a row (timeouts, 5xx, answers that cannot be read).",
-        ),
-        Attribute(
-            "shared_secret",
-            "string",
-            nullable=False,
-            description="Generated; the key of each request's X-CommerceLayer-Signature. "
-            "Every key of the gateway's mode reads it.",
-        ),
+        *signed_circuit_attributes("calls", "gateway"),
         *reference_attributes(),
         *TIMESTAMPS,
     ),

@@ -17,14 +17,14 @@ from api import lookups
 from api.resources.common import (
     TIMESTAMPS,
     changed_values,
-    choices,
     plain_delete,
     reference_attributes,
+    signed_circuit_attributes,
 )
 from api.spec import Attribute, Context, Relationship, Resource, Trigger
 from copying.webhooks import webhooks
 from copying.webhooks.topics import TOPICS
-from models import CircuitState, Webhook, utcnow
+from models import Webhook, utcnow
 
 TYPE = "webhooks"
 
@@ -109,30 +109,7 @@ WEBHOOKS = Resource(
             description=f"Relationships the payload includes, by the topic's type: "
             f"{_includable()}.",
         ),
-        Attribute(
-            "circuit_state",
-            "string",
-            nullable=False,
-            filterable=True,
-            choices=choices(CircuitState),
-            description="open after too many failed deliveries in a row: none is tried "
-            "until _reset_circuit.",
-        ),
-        Attribute(
-            "circuit_failure_count",
-            "integer",
-            nullable=False,
-            filterable=True,
-            sortable=True,
-            description="Failed deliveries in a row.",
-        ),
-        Attribute(
-            "shared_secret",
-            "string",
-            nullable=False,
-            description="Generated; the key of each delivery's X-CommerceLayer-Signature. "
-            "Every key of the webhook's mode reads it.",
-        ),
+        *signed_circuit_attributes("deliveries", "webhook"),
         Attribute(
             "disabled_at",
             "datetime",
