@@ -97,8 +97,11 @@ async def transaction(kind: str, request: Request) -> JSONResponse:
         return JSONResponse({"error": "invalid X-CommerceLayer-Signature"}, status_code=401)
     if not key:
         return JSONResponse({"error": "no Idempotency-Key"}, status_code=400)
-    data = json.loads(body)["data"]
-    return await _answer(kind, key, data["attributes"])
+    try:
+        attributes = json.loads(body)["data"]["attributes"]
+    except (ValueError, KeyError, TypeError):
+        return JSONResponse({"error": "not a JSON:API document"}, status_code=400)
+    return await _answer(kind, key, attributes)
 
 
 async def _answer(kind: str, key: str, attributes: dict[str, Any]) -> JSONResponse:
