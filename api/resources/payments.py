@@ -122,7 +122,7 @@ def _transactions(
         ),
         relationships=(
             Relationship("order", "orders", column="order_id"),
-            Relationship("authorization", "authorizations", column="authorization_id"),
+            Relationship("reference_authorization", "authorizations", column="authorization_id"),
             *relationships,
         ),
         updatable=False,
@@ -146,5 +146,5 @@ VOIDS = _transactions(
 REFUNDS = _transactions(
     TransactionKind.REFUND,
     "Refunds of captures (an order's _refund, _refund_amount_cents or _cancel), newest first.",
-    Relationship("capture", "captures", column="capture_id"),
+    Relationship("reference_capture", "captures", column="capture_id"),
 )

@@ -53,7 +53,7 @@ def test_capture_takes_the_authorized_amount_and_the_order_is_paid(api):
     assert capture["attributes"]["idempotency_key"] == f"order:{order_id}:capture:1"
     [authorization] = _listed(api, "authorizations", order_id)
     assert authorization["attributes"]["status"] == "captured"
-    related = api.get(f"/api/captures/{capture['id']}/authorization").json()["data"]
+    related = api.get(f"/api/captures/{capture['id']}/reference_authorization").json()["data"]
     assert related["id"] == authorization["id"]
     from_order = api.get(f"/api/orders/{order_id}/captures").json()["data"]
     assert [c["id"] for c in from_order] == [capture["id"]]
@@ -91,7 +91,7 @@ def test_partial_refunds_up_to_the_captured_total(api):
     assert {r["attributes"]["status"] for r in refunds} == {"succeeded"}
     [capture] = _listed(api, "captures", order_id)
     for refund in refunds:
-        linked = api.get(f"/api/refunds/{refund['id']}/capture").json()["data"]
+        linked = api.get(f"/api/refunds/{refund['id']}/reference_capture").json()["data"]
         assert linked["id"] == capture["id"]
     assert_error(
         _trigger(api, order_id, "_refund"),

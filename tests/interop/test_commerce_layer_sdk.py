@@ -50,7 +50,7 @@ EXPECTED = {
         "customer_payment_sources": "create retrieve update delete filter include related",
         "addresses": "create retrieve update delete filter sort page",
         "orders": "create retrieve update delete list filter sort page include related unlink"
-        " _customer_payment_source_id _place _cancel",
+        " _customer_payment_source_id _place _cancel _capture _refund _refund_amount_cents _void",
         "line_items": "create retrieve delete filter sort page include related",
         "order_copies": "create retrieve update delete list filter sort page include fields"
         " related refused _abort _retry",
@@ -68,6 +68,10 @@ EXPECTED = {
         "promotions": "list filter",
         "external_gateways": "create retrieve update delete list filter sort refused"
         " _reset_circuit isolated",
+        "authorizations": "filter retrieve",
+        "captures": "filter related",
+        "refunds": "filter",
+        "voids": "filter",
     }.items()
 }
 

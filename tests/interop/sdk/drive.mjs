@@ -918,5 +918,72 @@ await section('external_gateways', async () => {
   })
 })
 
+await section('payments', async () => {
+  // An order placed with the wallet's card, captured, refunded in part then in whole; and one
+  // voided: the order triggers as the SDK sends them, the transactions read back.
+  const placed = async (quantity) => {
+    const order = await step('orders', 'create', () => cl.orders.create({
+      currency_code: 'USD',
+      customer_email: shop.ada.email,
+      customer: cl.customers.relationship(shop.ada),
+      billing_address: cl.addresses.relationship(shop.billing),
+      shipping_address: cl.addresses.relationship(shop.shipping.id)
+    }))
+    await step('line_items', 'create', () => cl.line_items.create({
+      sku_code: shop.mug.code, quantity, order: cl.orders.relationship(order)
+    }))
+    await step('orders', '_customer_payment_source_id', () => cl.orders._customer_payment_source_id(order.id, shop.visa.id))
+    return step('orders', '_place', () => cl.orders._place(order.id))
+  }
+  const paid = await placed(2)
+  const total = paid.total_amount_cents
+  await step('orders', '_capture', async () => {
+    assert.equal((await cl.orders._capture(paid.id)).payment_status, 'paid')
+  })
+  await step('orders', '_refund_amount_cents', async () => {
+    const refunded = await cl.orders.update({ id: paid.id, _refund_amount_cents: 500 })
+    assert.equal(refunded.payment_status, 'partially_refunded')
+  })
+  await refused('orders', 422, '/data/attributes/_refund_amount_cents', () =>
+    cl.orders.update({ id: paid.id, _refund_amount_cents: total }))
+  await step('orders', '_refund', async () => {
+    assert.equal((await cl.orders._refund(paid.id)).payment_status, 'refunded')
+  })
+  const byOrder = { filters: { order_id_eq: paid.id } }
+  const [hold] = await step('authorizations', 'filter', async () => {
+    const holds = await cl.authorizations.list(byOrder)
+    assert.equal(holds.length, 1)
+    assert.equal(holds[0].amount_cents, total)
+    assert.equal(holds[0].status, 'captured')
+    return holds
+  })
+  await step('authorizations', 'retrieve', async () => {
+    const again = await cl.authorizations.retrieve(hold.id, { include: ['order'] })
+    assert.equal(again.order.id, paid.id)
+  })
+  const [capture] = await step('captures', 'filter', async () => {
+    const captures = await cl.captures.list(byOrder)
+    assert.deepEqual(Array.from(captures, (c) => c.amount_cents), [total])
+    return captures
+  })
+  await step('captures', 'related', async () => {
+    assert.equal((await cl.captures.reference_authorization(capture.id)).id, hold.id)
+  })
+  await step('refunds', 'filter', async () => {
+    const refunds = await cl.refunds.list({ ...byOrder, sort: { created_at: 'asc' } })
+    assert.deepEqual(Array.from(refunds, (r) => r.amount_cents), [500, total - 500])
+  })
+
+  const held = await placed(1)
+  await step('orders', '_void', async () => {
+    assert.equal((await cl.orders.update({ id: held.id, _void: true })).payment_status, 'voided')
+  })
+  await step('voids', 'filter', async () => {
+    const voids = await cl.voids.list({ filters: { order_id_eq: held.id } })
+    assert.equal(voids.length, 1)
+  })
+  await refused('orders', 409, '/data/attributes/_capture', () => cl.orders._capture(held.id))
+})
+
 console.log(JSON.stringify({ operations, failures }))
 process.exitCode = failures.length ? 1 : 0
