@@ -38,17 +38,18 @@ def sessions() -> Iterator[sessionmaker[Session]]:
 
 
 def truncate_all() -> None:
-    """Empty every table, children first.
+    """Empty every table, children first, in one round trip (it runs before and after
+    every test that commits: a statement at a time took most of its time in round trips).
 
     DELETE, not TRUNCATE: for the few rows a test writes it is about 70 times
     faster (TRUNCATE makes new files for every table).
     """
     with db.engine().begin() as connection:
-        for table in reversed(Base.metadata.sorted_tables):
-            connection.execute(table.delete())
-        # The deletes wrote their counts' deltas (PostgreSQL's triggers), whichever came
-        # first: with every table empty, no count is left.
-        connection.execute(MetricCount.__table__.delete())
+        quote = connection.dialect.identifier_preparer.format_table
+        # The deletes write their counts' deltas (PostgreSQL's triggers), whichever comes
+        # first: with every table empty, no count is left, so metric_counts goes last.
+        tables = [*reversed(Base.metadata.sorted_tables), MetricCount.__table__]
+        connection.exec_driver_sql("".join(f"DELETE FROM {quote(table)};" for table in tables))
 
 
 @pytest.fixture
