@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from copying.testing import failpoints
-from tests.chaos.processes import Process, local_tcp_ports
+from tests.chaos.processes import Process, connections_to, local_tcp_ports
 from tests.chaos.stack import Stack
 
 
@@ -39,6 +39,7 @@ class Kind(enum.StrEnum):
     SECOND_BEAT = "second_beat"
     KILL_WEB = "kill_web"
     FREEZE = "freeze"
+    KILL_ENDPOINT = "kill_endpoint"
 
 
 LABELS = {
@@ -52,6 +53,10 @@ LABELS = {
     Kind.SECOND_BEAT: "a second beat started beside the first",
     Kind.KILL_WEB: "SIGKILL of a web process (restarted 1-3 s later)",
     Kind.FREEZE: "finale: every worker SIGSTOPped for the last 3 s, then one SIGKILLed",
+    Kind.KILL_ENDPOINT: (
+        "SIGKILL of the external gateway's endpoint (examples/external_gateway), restarted"
+        " 0.5-3 s later"
+    ),
 }
 
 #: Faults per minute of window (at least one of each per run).
@@ -64,6 +69,7 @@ RATES = {
     Kind.REDIS_OUTAGE: 0.7,
     Kind.PG_RESTART: 0.7,
     Kind.KILL_WEB: 1.5,
+    Kind.KILL_ENDPOINT: 2.0,
 }
 
 
@@ -80,10 +86,15 @@ class Fault:
     failpoint: str = ""  # NAME=exit|hang, for FAILPOINT
 
 
-def schedule(rng: random.Random, duration: float, lease: float) -> list[Fault]:
-    """The faults of a window of ``duration`` seconds, in time order."""
+def schedule(
+    rng: random.Random, duration: float, lease: float, *, endpoint: bool = True
+) -> list[Fault]:
+    """The faults of a window of ``duration`` seconds, in time order (no
+    ``KILL_ENDPOINT`` when the run has no external gateway endpoint)."""
     faults = []
     for kind, rate in RATES.items():
+        if kind == Kind.KILL_ENDPOINT and not endpoint:
+            continue
         count = max(1, round(rate * duration / 60))
         slot = (duration - 6) / count  # one fault of a kind per slot: they seldom overlap
         for n in range(count):
@@ -96,6 +107,7 @@ def schedule(rng: random.Random, duration: float, lease: float) -> list[Fault]:
                 Kind.REDIS_OUTAGE: rng.uniform(3, 6),
                 Kind.PG_RESTART: rng.uniform(0.5, 3),
                 Kind.KILL_WEB: rng.uniform(1, 3),
+                Kind.KILL_ENDPOINT: rng.uniform(0.5, 3),
             }[kind]
             failpoint = ""
             if kind == Kind.FAILPOINT:
@@ -272,6 +284,28 @@ class Injector:
         def restart() -> None:
             self.stack.start(web)
             self.note(f"{web.name} restarted")
+
+        return [(fault.hold, restart)]
+
+    def _kill_endpoint(self, fault: Fault) -> FollowUps:
+        """SIGKILL the merchant's endpoint, while it answers a request if one comes within
+        1.5 s: requests in flight are cut off (some after it recorded the transaction),
+        new ones refused until it is back."""
+        endpoint = self.stack.healthy_endpoint()
+        if endpoint is None or endpoint.port is None:
+            raise Skipped("the endpoint is not running")
+        deadline = time.monotonic() + 1.5
+        while time.monotonic() < deadline:
+            if connections_to(endpoint.port):
+                self.mid_run[fault.kind] += 1
+                break
+            time.sleep(0.005)
+        self.stack.wanted.discard(endpoint.name)
+        endpoint.kill()
+
+        def restart() -> None:
+            self.stack.start(endpoint)
+            self.note(f"{endpoint.name} restarted")
 
         return [(fault.hold, restart)]
 

@@ -16,6 +16,8 @@ from pathlib import Path
 from tests.worker.processes import CELERY, REPO, worker_command
 
 UVICORN = str(Path(CELERY).with_name("uvicorn"))
+#: The example merchant endpoint of an external payment gateway (issue 21).
+ENDPOINT_APP_DIR = REPO / "examples" / "external_gateway"
 
 
 def children(pid: int) -> list[int]:
@@ -57,6 +59,20 @@ def local_tcp_ports(pid: int) -> set[int]:
     return ports
 
 
+def connections_to(port: int) -> int:
+    """Established TCP connections whose local port is ``port`` (requests a server on
+    that port is answering, or about to)."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(table) as rows:
+            next(rows)
+            for row in rows:
+                fields = row.split()
+                if fields[3] == "01" and int(fields[1].rsplit(":", 1)[1], 16) == port:
+                    count += 1
+    return count
+
+
 class Process:
     """``celery -A worker worker|beat …`` or ``uvicorn api.app:app``, with its own
     environment and log file."""
@@ -95,6 +111,27 @@ class Process:
         web = cls(name, args, env, log_dir)
         web.port = port
         return web
+
+    @classmethod
+    def endpoint(
+        cls, name: str, env: dict[str, str], log_dir: Path, *, port: int, secret: str
+    ) -> Process:
+        """The example external gateway endpoint (FastAPI under uvicorn) on ``port``, its
+        SQLite ledger in ``log_dir`` (a file: it outlives a SIGKILL), its test controls on
+        (``/_ledger`` answers once it is up)."""
+        args = [
+            *(UVICORN, "app:app", "--app-dir", str(ENDPOINT_APP_DIR)),
+            *("--host", "127.0.0.1", "--port", str(port)),
+            *("--log-level", "warning", "--no-access-log"),
+        ]
+        settings = {
+            "EXTERNAL_GATEWAY_SECRET": secret,
+            "EXTERNAL_GATEWAY_LEDGER": str(log_dir / f"{name}.sqlite3"),
+            "EXTERNAL_GATEWAY_TEST_CONTROLS": "1",
+        }
+        endpoint = cls(name, args, {**env, **settings}, log_dir)
+        endpoint.port = port
+        return endpoint
 
     @property
     def pid(self) -> int | None:

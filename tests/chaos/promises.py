@@ -8,7 +8,8 @@ Every error the API answers is a JSON:API error document, and no fault makes it
 crash: a database it cannot reach is a 503, never a 500. The second client's
 edits (tests/chaos/traffic.py) never change an order an unfinished copy owns,
 and a double-clicked ``_place`` places once. The money promises
-(tests/money.py) and the webhook promises (tests/chaos/webhooks.py) are checked too.
+(tests/money.py), the webhook promises (tests/chaos/webhooks.py) and the external
+gateway's (tests/chaos/external.py) are checked too.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from models import OrderCopy
+from tests.chaos.external import EXTERNAL_INVARIANTS
 from tests.chaos.webhooks import WEBHOOK_INVARIANTS
 from tests.invariants import INVARIANTS
 from tests.money import MONEY_INVARIANTS
@@ -38,6 +40,7 @@ PROMISES: dict[str, str] = {
     **API_INVARIANTS,
     **MONEY_INVARIANTS,
     **WEBHOOK_INVARIANTS,
+    **EXTERNAL_INVARIANTS,
 }
 
 

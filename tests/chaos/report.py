@@ -83,6 +83,8 @@ def render(r: Results) -> str:
             notes.append(f"{r.mid_run[kind]} hit a child inside a transaction")
         if kind == Kind.KILL_WEB:
             notes.append(f"{r.mid_run[kind]} hit a request inside a transaction")
+        if kind == Kind.KILL_ENDPOINT:
+            notes.append(f"{r.mid_run[kind]} hit a connection being answered")
         if r.skipped[kind]:
             notes.append(f"{r.skipped[kind]} skipped: nothing to hit then")
         note = f" ({', '.join(notes)})" if notes else ""

@@ -12,10 +12,13 @@ copy on its own, with no ``--quiesce-timeout`` seconds without a copy finishing
 (within ``--settle-limit`` in all: on a loaded machine a backlog takes long,
 only a stall is a failure), then deliver every webhook event (one test-mode webhook
 listens to each ``order_copies`` topic, all posting to a receiver in the runner that
-answers 500 at random); no payment may be left asked for or being voided once the
-sweeper has had its turn, and every promise of tests/invariants.py,
-tests/chaos/promises.py, tests/money.py and tests/chaos/webhooks.py must hold. It
-prints a table, and exits 1 if either fails. Everything it started is stopped and removed at the end
+answers 500 at random); some shops pay through an external gateway whose endpoint
+(examples/external_gateway) is a process of the stack, SIGKILLed and restarted at random,
+and its ledger must agree with our rows (tests/chaos/external.py); no payment may be
+left asked for or being voided once the sweeper has had its turn, and every promise of
+tests/invariants.py, tests/chaos/promises.py, tests/money.py, tests/chaos/webhooks.py and
+tests/chaos/external.py must hold. It prints a table, and exits 1 if either fails.
+Everything it started is stopped and removed at the end
 (``--keep`` keeps the logs and the stopped database; a run that fails, or
 settles slowly, keeps its logs).
 """
@@ -47,10 +50,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from api.auth import issue_key
 from config import get_settings
 from config.logging import configure_logging
+from copying import circuits
+from copying.orders import external_gateways
 from copying.orders.gateways import TestGateway
 from migrations import upgrade
-from models import Mode, OrderCopy, WebhookEvent, db
-from tests.chaos import faults, probes, webhooks
+from models import CircuitState, ExternalGateway, Mode, OrderCopy, WebhookEvent, db, utcnow
+from tests.chaos import external, faults, probes, webhooks
 from tests.chaos import world as worlds
 from tests.chaos.promises import check_api
 from tests.chaos.report import Results, render
@@ -60,6 +65,7 @@ from tests.chaos.web import ApiClient
 from tests.invariants import check, install_audit, source_cancellations
 from tests.money import check as check_money
 from tests.money import settle as settle_money
+from tests.services import free_port
 
 T = TypeVar("T")
 
@@ -216,6 +222,7 @@ def _run(args: argparse.Namespace, stack: Stack) -> Results:
 
 def _run_with(args: argparse.Namespace, stack: Stack, receiver: webhooks.FlakyReceiver) -> Results:
     _point_at(stack)
+    from worker.external_gateways import ExternalGateway as ExternalGatewayClient
     from worker.publisher import publish  # its Celery app reads the settings on import
 
     upgrade(stack.settings["DATABASE_URL"])
@@ -223,19 +230,24 @@ def _run_with(args: argparse.Namespace, stack: Stack, receiver: webhooks.FlakyRe
         install_audit(connection)
     sessions = db.sessions()
     rng = random.Random(args.seed)
+    gateway_id = _external_gateway(stack, sessions)
     say(f"building the world for {args.copies} copies")
     world = worlds.build(
         sessions,
         rng,
-        {"test": TestGateway(db.engine)},
+        {
+            "test": TestGateway(db.engine),
+            gateway_id: ExternalGatewayClient(gateway_id, db.sessions),
+        },
         copies=args.copies,
         subscriptions=args.subscriptions,
         renewals_within=0.6 * args.duration,
+        external_gateway=gateway_id,
     )
     with sessions.begin() as session:
         token = issue_key(session, name="chaos", mode=Mode.TEST)[1]
         webhooks.subscribe(session, receiver.url)
-    schedule = faults.schedule(rng, args.duration, LEASE_SECONDS)
+    schedule = faults.schedule(rng, args.duration, LEASE_SECONDS, endpoint=True)
     injector = faults.Injector(stack, schedule, _reading(sessions, probes.ports_in_transaction))
     api = ApiClient([web.url for web in stack.webs], token)
     traffic = Traffic(sessions, publish, api, random.Random(args.seed + 1), injector.redis_down)
@@ -243,12 +255,16 @@ def _run_with(args: argparse.Namespace, stack: Stack, receiver: webhooks.FlakyRe
     say(f"starting {args.workers} workers, a beat and {args.webs} web processes")
     stack.start_processes()
     stack.wait_ready()
-    progress = probes.Progress(stack.logs / "progress.log", _sampler(stack, sessions))
+    circuit = CircuitWatch(gateway_id)
+    progress = probes.Progress(stack.logs / "progress.log", _sampler(stack, sessions, circuit))
     progress.thread.start()
     say(f"{args.duration:g} s of faults, {len(schedule)} scheduled")
     crashed = _drive(args, world, injector, traffic)
     stack.heal()
     injector.note("faults over, stack healed")
+    if _retrying(lambda: _reset_circuit(sessions, gateway_id)):
+        circuit.resets += 1
+        injector.note("the external gateway's circuit was open: reset (_reset_circuit)")
     (stack.logs / "faults.log").write_text(
         "".join(f"{at:7.2f} s  {what}\n" for at, what in injector.timeline)
     )
@@ -275,7 +291,7 @@ def _run_with(args: argparse.Namespace, stack: Stack, receiver: webhooks.FlakyRe
         if quiesced_after is not None
         else "not settled: stalled, or over the limit"
     )
-    results = _results(args, stack, sessions, world, injector, traffic, receiver)
+    results = _results(args, stack, sessions, world, injector, traffic, receiver, circuit)
     results.observed = {"copies unfinished when the faults stopped": stranded, **results.observed}
     results.quiesced_after = quiesced_after
     results.problems = [*crashed, *injector.errors, *traffic.problems, *money_left]
@@ -292,10 +308,56 @@ def _settle_money(sessions: sessionmaker[Session]) -> list[str]:
         return [f"settling the payments failed: {error!r}"]
 
 
-def _sampler(stack: Stack, sessions: sessionmaker[Session]) -> Callable[[], str]:
+class CircuitWatch:
+    """The external gateway's circuit, as the progress sampler saw it every 2 s."""
+
+    def __init__(self, gateway_id: str) -> None:
+        self.gateway_id = gateway_id
+        self.most_failures = 0  # the most failed calls in a row seen
+        self.resets = 0  # reset by the runner once the faults stopped
+
+    def sample(self, session: Session) -> str:
+        row = session.get(ExternalGateway, self.gateway_id)
+        if row is None:
+            return "circuit=?"
+        self.most_failures = max(self.most_failures, row.circuit_failure_count)
+        return f"circuit={row.circuit_state}/{row.circuit_failure_count}"
+
+
+def _external_gateway(stack: Stack, sessions: sessionmaker[Session]) -> str:
+    """The external gateway the world's ``external`` shops pay through, written in the
+    database as the world is (test mode, loopback allowed by WEBHOOKS_ALLOW_PRIVATE),
+    and its endpoint started with the gateway's shared secret."""
+    port = free_port()
+    urls = {f"{kind}_url": f"http://127.0.0.1:{port}/{kind}" for kind in external.KINDS}
+    with sessions.begin() as session:
+        gateway = external_gateways.create(
+            session, mode=Mode.TEST, name="chaos merchant endpoint", now=utcnow(), **urls
+        )
+        gateway_id, secret = gateway.id, gateway.shared_secret
+    say(f"starting the external gateway's endpoint on port {port}")
+    stack.start_endpoint(port, secret)
+    return gateway_id
+
+
+def _reset_circuit(sessions: sessionmaker[Session], gateway_id: str) -> bool:
+    """Close the external gateway's circuit if an outage opened it (an operator's
+    ``_reset_circuit``), so that what was left asked for can be voided; whether it was."""
+    with sessions.begin() as session:
+        row = session.get_one(ExternalGateway, gateway_id, with_for_update=True)
+        if row.circuit_state != CircuitState.OPEN:
+            return False
+        circuits.close(row)
+        return True
+
+
+def _sampler(
+    stack: Stack, sessions: sessionmaker[Session], circuit: CircuitWatch
+) -> Callable[[], str]:
     def sample() -> str:
         with sessions.begin() as session:
             counts = probes.statuses(session)
+            breaker = circuit.sample(session)
         queues = probes.queue_lengths(
             stack.redis.url,
             stack.settings["BROKER_KEY_PREFIX"],
@@ -306,7 +368,7 @@ def _sampler(stack: Stack, sessions: sessionmaker[Session]) -> Callable[[], str]
             for w in stack.workers
         )
         done = " ".join(f"{status}={count}" for status, count in sorted(counts.items()))
-        return f"{done} | {queues} | {workers}"
+        return f"{done} | {queues} | {workers} | {breaker}"
 
     return sample
 
@@ -380,7 +442,10 @@ def _results(
     injector: faults.Injector,
     traffic: Traffic,
     receiver: webhooks.FlakyReceiver,
+    circuit: CircuitWatch,
 ) -> Results:
+    assert stack.endpoint is not None
+    ledger_path = Path(stack.endpoint.env["EXTERNAL_GATEWAY_LEDGER"])
     with sessions.begin() as session:
         copies = session.execute(
             select(
@@ -406,6 +471,8 @@ def _results(
         )
         found |= check_money(session, world.initial_stock)
         found |= webhooks.check_webhooks(session, list(receiver.received))
+        found |= external.check(session, circuit.gateway_id, ledger_path)
+        ours = external.read_ours(session, circuit.gateway_id)
         events = session.scalar(select(func.count()).select_from(WebhookEvent))
         cancelled = sum(source_cancellations(session, ids).values())
         claims, resumed = probes.runs(session)
@@ -436,6 +503,7 @@ def _results(
         ),
         "webhook events written (one webhook per topic)": events or 0,
         **receiver.counts(),
+        **_endpoint_counts(stack, ledger_path, ours, circuit),
     }
     return Results(
         seed=args.seed,
@@ -478,6 +546,31 @@ def _results(
         causes=Counter(key for c in copies for key in (c.errors_log or {})),
         found=found,
     )
+
+
+def _endpoint_counts(
+    stack: Stack, ledger_path: Path, ours: list[external.Ours], circuit: CircuitWatch
+) -> dict[str, int]:
+    """What the external gateway's endpoint did, and how its circuit fared."""
+    ledger = external.read_ledger(ledger_path)
+    holds = [e for e in ledger if e.kind == "authorize"]
+    authorizations = Counter(o.status for o in ours if o.kind == "authorize")
+    assert stack.endpoint is not None
+    return {
+        "external gateway: authorizations of ours on it, authorized": (
+            authorizations["authorized"]
+        ),
+        "external gateway: authorizations of ours on it, voided": authorizations["voided"],
+        "external gateway: holds the endpoint made (its ledger)": len(holds),
+        "external gateway: holds the endpoint voided since": sum(e.voided for e in holds),
+        "external gateway: endpoint starts (first, restarts after SIGKILL, supervisor's)": (
+            stack.endpoint.starts
+        ),
+        "external gateway: most failed calls in a row seen (sampled every 2 s; opens at 30)": (
+            circuit.most_failures
+        ),
+        "external gateway: circuit found open once the faults stopped, reset": circuit.resets,
+    }
 
 
 def _postgres_log(stack: Stack) -> str:

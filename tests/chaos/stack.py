@@ -72,6 +72,8 @@ class Stack:
         self.webs = [
             Process.web(f"web-{n + 1}", self.env, self.logs, port=free_port()) for n in range(webs)
         ]
+        #: The example external gateway endpoint, once :meth:`start_endpoint` started it.
+        self.endpoint: Process | None = None
         self.extras: list[Process] = []  # failpoint workers, killed when their window ends
         #: Processes meant to be running; the supervisor restarts those that are not.
         self.wanted: set[str] = set()
@@ -95,18 +97,41 @@ class Stack:
 
     @property
     def supervised(self) -> list[Process]:
-        return [*self.workers, *self.beats, *self.webs]
+        endpoint = [self.endpoint] if self.endpoint is not None else []
+        return [*self.workers, *self.beats, *self.webs, *endpoint]
+
+    def start_endpoint(self, port: int, secret: str, timeout: float = 60) -> Process:
+        """The example external gateway endpoint on ``port``, checking signatures with
+        ``secret``; supervised like the others, and answering once this returns."""
+        self.endpoint = Process.endpoint("endpoint", self.env, self.logs, port=port, secret=secret)
+        self.start(self.endpoint)
+        deadline = time.monotonic() + timeout
+        while not _endpoint_ready(self.endpoint.url):
+            if time.monotonic() > deadline or not self.endpoint.alive:
+                raise RuntimeError("the example endpoint did not start: see " + str(self.logs))
+            time.sleep(0.1)
+        return self.endpoint
+
+    def healthy_endpoint(self) -> Process | None:
+        endpoint = self.endpoint
+        if endpoint is not None and endpoint.alive and endpoint.name in self.wanted:
+            return endpoint
+        return None
 
     def start_processes(self) -> None:
         for process in self.supervised:
-            self.start(process)
+            if not process.alive:  # the endpoint runs already: the world was built through it
+                self.start(process)
 
     def wait_ready(self, timeout: float = 60) -> None:
-        """Until every worker has forked its pool and every web process answers."""
+        """Until every worker has forked its pool and every web process (and the
+        endpoint, if any) answers."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if all(len(w.children()) >= self.concurrency for w in self.workers) and all(
-                _web_ready(web.url) for web in self.webs
+            if (
+                all(len(w.children()) >= self.concurrency for w in self.workers)
+                and all(_web_ready(web.url) for web in self.webs)
+                and (self.endpoint is None or _endpoint_ready(self.endpoint.url))
             ):
                 return
             time.sleep(0.2)
@@ -163,7 +188,8 @@ class Stack:
         """Stop every process and service this stack started (safe to call twice)."""
         with self.lock:
             self.wanted.clear()
-            for process in [*self.webs, *self.extras, *self.beats, *self.workers]:
+            endpoint = [self.endpoint] if self.endpoint is not None else []
+            for process in [*self.webs, *self.extras, *self.beats, *self.workers, *endpoint]:
                 process.stop()
             self.redis.kill()
             if keep_database:
@@ -183,3 +209,12 @@ def _web_ready(url: str) -> bool:
     except httpx2.TransportError:
         return False
     return ready.status_code == 200
+
+
+def _endpoint_ready(url: str) -> bool:
+    """The example endpoint answers ``/_ledger`` (its test controls are on)."""
+    try:
+        with httpx2.Client(base_url=url, timeout=2) as client:
+            return client.get("/_ledger").status_code == 200
+    except httpx2.TransportError:
+        return False

@@ -44,7 +44,12 @@ SOURCE_KINDS: dict[str, int] = {
     "no_shipping": 2,  # ships but has no shipping address: cannot be placed
     "mixed_lines": 3,  # SKU, bundle, adjustment and a shipment line (not copied)
     "nothing_to_copy": 1,  # only a shipment line
+    # Placed through the external gateway (examples/external_gateway, a process of the
+    # stack that a fault SIGKILLs and restarts): copies authorize and void over HTTP.
+    "external": 12,
 }
+#: The token the example endpoint authorizes (any token it has no special meaning for).
+EXTERNAL_TOKEN = "tok_ext_ok"
 
 EXPIRED = date(2020, 1, 31)
 NO_RETRIES = {"retry_after_seconds": [], "final_action": "deactivate"}
@@ -107,9 +112,17 @@ class _Catalog:
         return lines
 
 
-def _source(session: Session, rng: random.Random, catalog: _Catalog, kind: str) -> Order:
+def _source(
+    session: Session,
+    rng: random.Random,
+    catalog: _Catalog,
+    kind: str,
+    external_gateway: str | None = None,
+) -> Order:
     customer = make_customer(session)
-    token = {"flaky": "tok_flaky", "declined": "tok_declined"}.get(kind, "tok_visa")
+    token = {"flaky": "tok_flaky", "declined": "tok_declined", "external": EXTERNAL_TOKEN}.get(
+        kind, "tok_visa"
+    )
     entry = make_wallet_entry(
         session,
         customer,
@@ -117,6 +130,9 @@ def _source(session: Session, rng: random.Random, catalog: _Catalog, kind: str) 
         expires_on=EXPIRED if kind == "expired_wallet" else date(2099, 12, 31),
         disabled=kind == "disabled_wallet",
     )
+    if kind == "external":
+        assert external_gateway is not None, "an external source needs the gateway's id"
+        entry.gateway = external_gateway
     lines = catalog.basket(rng)
     shipping = True
     if kind == "discontinued":
@@ -165,21 +181,26 @@ def build(
     copies: int,
     subscriptions: int,
     renewals_within: float,
+    external_gateway: str | None = None,
 ) -> World:
     """Write the world, place the sources that can be, and draw the copies to create.
+
+    Sources of kind ``external`` pay through ``external_gateway`` (an external gateway's
+    id, which ``gateways`` must map); without one the world has none.
 
     Subscriptions renew hourly: some are due at once (a few with ``catch_up``,
     so several missed periods renew together), the others fall due within
     ``renewals_within`` seconds.
     """
     world = World()
-    kinds = list(SOURCE_KINDS)
+    kinds = [k for k in SOURCE_KINDS if external_gateway is not None or k != "external"]
     weights = [SOURCE_KINDS[k] for k in kinds]
     with sessions.begin() as session:
         catalog = _Catalog(session, copies)
         world.initial_stock = dict(catalog.stock)
         for kind in kinds + rng.choices(kinds, weights, k=max(0, copies // 4 - len(kinds))):
-            world.sources[_source(session, rng, catalog, kind).id] = kind
+            source = _source(session, rng, catalog, kind, external_gateway)
+            world.sources[source.id] = kind
         for n in range(subscriptions):
             kind = ["visa", "visa", "flaky", "declined"][n % 4]
             source = _source(session, rng, catalog, "flaky" if kind == "flaky" else "visa")
