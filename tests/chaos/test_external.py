@@ -8,8 +8,11 @@ import sqlite3
 
 import pytest
 
+from copying.orders import external_gateways
+from models import CircuitState, ExternalGateway, Mode, utcnow
 from tests.chaos.external import EXTERNAL_INVARIANTS, Entry, Ours, compare, read_ledger
 from tests.chaos.processes import ENDPOINT_APP_DIR
+from tests.chaos.run import _reset_circuit
 
 HOLD = Entry("ext_authorize_1", "authorize", "order_copy:c1:place", None, 2400)
 CAPTURED_HOLD = Entry("ext_authorize_2", "authorize", "order:o2:place", None, 1500)
@@ -158,3 +161,16 @@ def test_the_ledger_is_read_from_the_endpoints_sqlite_file(tmp_path):
                 (e.reference, e.kind, e.idempotency_key, e.parent, e.amount_cents, int(e.voided)),
             )
     assert read_ledger(path) == LEDGER
+
+
+def test_an_open_circuit_is_reset_once_and_a_closed_one_left_alone(sessions):
+    """What the runner does once the faults stop (tests/chaos/run.py)."""
+    with sessions.begin() as session:
+        gateway = external_gateways.create(session, mode=Mode.TEST, name="psp", now=utcnow())
+        gateway.circuit_state, gateway.circuit_failure_count = CircuitState.OPEN, 30
+        gateway_id = gateway.id
+    assert _reset_circuit(sessions, gateway_id) is True
+    with sessions.begin() as session:
+        row = session.get_one(ExternalGateway, gateway_id)
+        assert (row.circuit_state, row.circuit_failure_count) == (CircuitState.CLOSED, 0)
+    assert _reset_circuit(sessions, gateway_id) is False
