@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from http import HTTPMethod
 from typing import Any
 
@@ -12,6 +13,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -156,7 +158,15 @@ def create_app() -> FastAPI:
     from worker.publisher import doorbells  # publishes from a thread, after commit
     from worker.runtime import gateways
 
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        # A server stopping (and a test's client closing) sends the doorbells its
+        # requests committed before it goes.
+        await run_in_threadpool(doorbells.flush)
+
     app = FastAPI(
+        lifespan=lifespan,
         title="ordercopy",
         version="0.1.0",
         description="Order copies over JSON:API (Commerce Layer conventions).",

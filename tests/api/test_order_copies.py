@@ -8,6 +8,7 @@ import re
 from datetime import timedelta
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 import worker.publisher
@@ -148,6 +149,18 @@ def test_create_publishes_the_copy_after_commit(api, shop, published):
     copy = create_copy(api, shop.order["id"])
 
     assert published() == [(copy["id"], True)]
+
+
+def test_the_app_stopping_sends_the_doorbells_its_requests_rang(published, monkeypatch):
+    from api.app import app
+
+    monkeypatch.setattr(worker.publisher, "GATHER_SECONDS", 0.5)
+    with TestClient(app):
+        worker.publisher.doorbells.ring(["first"])
+        assert published() == [("first", False)]
+        worker.publisher.doorbells.ring(["second"])  # waits for the next 0.5 s to go
+
+    assert published.messages == [("first", False), ("second", False)]
 
 
 def test_a_refused_create_publishes_nothing(api, published):
