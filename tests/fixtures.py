@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from unittest import mock
@@ -85,13 +87,29 @@ def _no_failpoints() -> Iterator[None]:
     failpoints.disable_all()
 
 
+@pytest.fixture(scope="session")
+def _migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded default's database migrated once per run, for ``sqlite`` to copy."""
+    path = tmp_path_factory.mktemp("sqlite-migrated") / "ordercopy.db"
+    upgrade(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-def sqlite(tmp_path: Path) -> Iterator[tuple[sessionmaker[Session], Gateways]]:
-    """The embedded default's database, migrated in a temp dir: a session factory on it
-    and a test gateway writing its ledger there too."""
-    url = f"sqlite:///{tmp_path / 'ordercopy.db'}"
-    upgrade(url)
-    sqlite_engine = make_engine(url)
+def sqlite(
+    tmp_path: Path, _migrated_sqlite: Path
+) -> Iterator[tuple[sessionmaker[Session], Gateways]]:
+    """The embedded default's database, migrated, in a temp dir: a session factory on it
+    and a test gateway writing its ledger there too. A copy of one migrated database
+    (SQLite's backup: the pages as committed, whatever is still in its WAL): migrating
+    SQLite took a second or more per test."""
+    path = tmp_path / "ordercopy.db"
+    with (
+        contextlib.closing(sqlite3.connect(_migrated_sqlite)) as migrated,
+        contextlib.closing(sqlite3.connect(path)) as fresh,
+    ):
+        migrated.backup(fresh)
+    sqlite_engine = make_engine(f"sqlite:///{path}")
     yield (
         sessionmaker(sqlite_engine, expire_on_commit=False),
         {"test": TestGateway(lambda: sqlite_engine)},

@@ -28,8 +28,8 @@ AUTHORIZATIONS = PaymentAuthorization.__table__
 
 
 @pytest.fixture(params=["postgresql", "sqlite"])
-def backend(request, sessions, sqlite):
-    return sessions if request.param == "postgresql" else sqlite[0]
+def backend(request, sessions):
+    return sessions if request.param == "postgresql" else request.getfixturevalue("sqlite")[0]
 
 
 def _copy(session) -> OrderCopy:
