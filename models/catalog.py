@@ -30,8 +30,8 @@ class Sku(Record, Base):
 
 
 class Bundle(Record, Base):
-    """SKUs sold together at one price. A bundle line holds no stock of its own nor of its
-    SKUs (``copying.orders.targets``: copies have always treated bundle lines so)."""
+    """SKUs sold together at one price. A bundle has no stock of its own: a placed bundle
+    line holds its SKUs' (``copying.orders.stock``), as its ``LineItemStock`` rows record."""
 
     __tablename__ = "bundles"
     __table_args__ = (

@@ -210,6 +210,22 @@ class LineItem(Record, Base):
     coupon_code: Mapped[str | None] = mapped_column(String(64))
 
 
+class LineItemStock(Base):
+    """What a bundle line took of one of its bundle's SKUs when its order was placed (its
+    quantity times the SKU's in the bundle's list then): what is given back, whatever the
+    bundle's list says by then. A SKU line records its own in ``reserved_quantity``."""
+
+    __tablename__ = "line_item_stock"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    line_item_id: Mapped[str] = mapped_column(
+        ForeignKey("line_items.id", ondelete="CASCADE"), primary_key=True
+    )
+    sku_code: Mapped[str] = mapped_column(String(64), primary_key=True)
+    #: A line's quantity times the bundle's: more than a 4-byte integer may hold.
+    quantity: Mapped[int] = mapped_column(BigInteger)
+
+
 class PaymentAuthorization(Record, Base):
     """One answer from a gateway, recorded under its idempotency key."""
 

@@ -27,8 +27,6 @@ from copying.orders.payments import LIVE
 from models import (
     CopyStatus,
     CopyStep,
-    ItemType,
-    LineItem,
     Order,
     OrderCopy,
     OrderCopyEvent,
@@ -41,6 +39,7 @@ from models import (
     TransactionKind,
     TransactionStatus,
 )
+from tests.money import HOLDING, bundle_stock_not_given_back, held_stock
 
 #: Each invariant's name and the promise it stands for.
 INVARIANTS: dict[str, str] = {
@@ -54,7 +53,10 @@ INVARIANTS: dict[str, str] = {
         " is refunded, once"
     ),
     "voided_once": "no authorization voided twice, nor voided without being held",
-    "stock_conserved": "stock: initial - held by placed orders = current, per SKU",
+    "stock_conserved": (
+        "stock: initial - held by placed orders (their bundle lines' records included)"
+        " = current, per SKU; no other order's bundle line records any"
+    ),
     "errors_count": "errors_count equals the messages in errors_log",
     "period_renewed_once": "each subscription period renewed at most once",
 }
@@ -271,22 +273,14 @@ def _check_refunds(session: Session, sources: list[str], found: dict[str, list[s
 def _check_stock(
     session: Session, initial_stock: dict[str, int], found: dict[str, list[str]]
 ) -> None:
-    # initial - what placed, not cancelled, orders hold = what is left.
-    held_stock = dict(
-        session.execute(
-            select(LineItem.sku_code, func.sum(LineItem.quantity))
-            .join(Order, Order.id == LineItem.order_id)
-            .where(
-                LineItem.item_type == ItemType.SKUS,
-                Order.status.in_([OrderStatus.PLACED, OrderStatus.APPROVED]),
-            )
-            .group_by(LineItem.sku_code)
-        ).all()
-    )
+    # initial - what placed, not cancelled, orders hold (their bundle lines' records
+    # included) = what is left; and no other order's bundle line records stock taken.
+    held = held_stock(session, HOLDING)
     for code, quantity in session.execute(select(Sku.code, Sku.stock_quantity)):
-        expected = initial_stock.get(code, quantity) - held_stock.get(code, 0)
+        expected = initial_stock.get(code, quantity) - held.get(code, 0)
         if code in initial_stock and quantity != expected:
             found["stock_conserved"].append(f"SKU {code}: {quantity} in stock, expected {expected}")
+    found["stock_conserved"] += bundle_stock_not_given_back(session, HOLDING, initial_stock)
 
 
 def _check_renewals(

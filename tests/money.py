@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -35,6 +35,7 @@ from models import (
     CustomerPaymentSource,
     ItemType,
     LineItem,
+    LineItemStock,
     Order,
     OrderCopy,
     OrderStatus,
@@ -75,7 +76,10 @@ MONEY_INVARIANTS: dict[str, str] = {
         " captured, and captured at the gateway), and every recorded one is live at the"
         " gateway for the amount recorded"
     ),
-    "stock_matches_placed_lines": "stock: initial - SKU quantities of placed orders = current",
+    "stock_matches_placed_lines": (
+        "stock: initial - SKU quantities of placed orders - what their bundle lines recorded"
+        " taking = current; no other order's bundle line records any"
+    ),
     "placed_orders_pay_with_their_customers_wallet": (
         "every placed or approved order that names a wallet entry names one of its own"
         " customer and mode (or one deleted since)"
@@ -466,15 +470,53 @@ def _check_gateway(
                 )
 
 
-def _stock(session: Session, initial_stock: dict[str, int]) -> list[str]:
-    held = dict(
-        session.execute(
-            select(LineItem.sku_code, func.sum(LineItem.quantity))
+def held_stock(session: Session, holding: frozenset[OrderStatus]) -> dict[str, int]:
+    """What orders of ``holding`` statuses hold of each SKU: their SKU lines' quantities,
+    and what their bundle lines recorded taking of their bundles' SKUs."""
+    held: defaultdict[str, int] = defaultdict(int)
+    for code, quantity in session.execute(
+        select(LineItem.sku_code, func.sum(LineItem.quantity))
+        .join(Order, Order.id == LineItem.order_id)
+        .where(LineItem.item_type == ItemType.SKUS, Order.status.in_(holding))
+        .group_by(LineItem.sku_code)
+    ):
+        held[code] += int(quantity)
+    for code, quantity in session.execute(
+        select(LineItemStock.sku_code, func.sum(LineItemStock.quantity))
+        .join(LineItem, LineItem.id == LineItemStock.line_item_id)
+        .join(Order, Order.id == LineItem.order_id)
+        .where(Order.status.in_(holding))
+        .group_by(LineItemStock.sku_code)
+    ):
+        held[code] += int(quantity)
+    return dict(held)
+
+
+def bundle_stock_not_given_back(
+    session: Session, holding: frozenset[OrderStatus], codes: Iterable[str]
+) -> list[str]:
+    """Bundle lines of orders not of ``holding`` statuses that still record stock taken
+    of a SKU of ``codes``."""
+    return [
+        f"bundle line {line_id} of {status} order {order_id} records {quantity} of SKU {code}"
+        for line_id, order_id, status, code, quantity in session.execute(
+            select(
+                LineItem.id,
+                Order.id,
+                Order.status,
+                LineItemStock.sku_code,
+                LineItemStock.quantity,
+            )
+            .join(LineItem, LineItem.id == LineItemStock.line_item_id)
             .join(Order, Order.id == LineItem.order_id)
-            .where(LineItem.item_type == ItemType.SKUS, Order.status.in_(HOLDING))
-            .group_by(LineItem.sku_code)
-        ).all()
-    )
+            .where(Order.status.not_in(holding), LineItemStock.sku_code.in_(list(codes)))
+            .order_by(LineItem.id, LineItemStock.sku_code)
+        )
+    ]
+
+
+def _stock(session: Session, initial_stock: dict[str, int]) -> list[str]:
+    held = held_stock(session, HOLDING)
     current = dict(
         session.execute(
             select(Sku.code, Sku.stock_quantity).where(Sku.code.in_(list(initial_stock)))
@@ -491,7 +533,7 @@ def _stock(session: Session, initial_stock: dict[str, int]) -> list[str]:
                 f"SKU {code}: {current[code]} in stock, expected {expected}"
                 f" ({initial_stock[code]} at first, {held.get(code) or 0} on placed orders)"
             )
-    return found
+    return found + bundle_stock_not_given_back(session, HOLDING, initial_stock)
 
 
 def _coupons(session: Session) -> list[str]:

@@ -118,7 +118,7 @@ BUNDLES = Resource(
     model=Bundle,
     description=(
         "SKUs sold together at one price. A subscription item may name one (bundle_code); "
-        "a bundle line holds no stock, of its own or of its SKUs."
+        "a placed bundle line holds its SKUs' stock, as recorded when it took it."
     ),
     attributes=(
         _code(),

@@ -98,7 +98,11 @@ def reserve_if_placeable(
     if contents is None:
         contents = targets.load_contents(session, order.id)
     problems = _problems_placing(session, order, contents, utcnow().date()) or stock.reserve(
-        session, order.id, order.mode, targets.demand(contents.lines)
+        session,
+        order.id,
+        order.mode,
+        targets.demand(contents.lines),
+        bundled=targets.has_bundles(contents.lines),
     )
     return problems, contents
 

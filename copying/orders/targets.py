@@ -4,9 +4,11 @@ A copy is frozen, as Commerce Layer makes it: each line is copied as it was sold
 their price and name then, promotion, gift card and adjustment lines as they are), not
 repriced; shipments and payment methods are the commerce backend's to compute for each
 order. A SKU that can no longer be sold (unknown, discontinued, in another currency) or
-is short of stock is an error for its line. Bundle lines hold no stock (of their own or of
-their SKUs) and are copied as sold; only a renewal's bundle *items* are checked against
-the catalog, as its SKUs are (:func:`load_items_many`). The target stays frozen until it is edited
+is short of stock is an error for its line. Bundle lines are copied as sold; only a
+renewal's bundle *items* are checked against the catalog, as its SKUs are
+(:func:`load_items_many`). A placed target's bundle lines take their bundles' SKUs'
+stock when it is reserved (``stock.reserve``): a bundle short of a SKU is a problem
+placing it, as a SKU line short of stock is. The target stays frozen until it is edited
 (``order_edits.refresh``); a copy that applies promotions again does so on the lines
 copied (``promotions.apply``).
 
@@ -264,6 +266,12 @@ def load_items_many(session: Session, subscription_ids: Collection[str]) -> dict
 def has_goods(lines: Iterable[Line]) -> bool:
     """Whether an order of ``lines`` has something to copy (:data:`GOODS`)."""
     return any(line.item_type in GOODS for line in lines)
+
+
+def has_bundles(lines: Iterable[Line]) -> bool:
+    """Whether some of ``lines`` name a bundle: placing them takes its SKUs' stock
+    (``stock.reserve``)."""
+    return any(line.item_type == ItemType.BUNDLES and line.bundle_code for line in lines)
 
 
 def demand(lines: list[Line]) -> dict[str, int]:

@@ -71,8 +71,8 @@ def build(session: Session, runs: Sequence[Run], now: datetime, *, together: boo
     """Build (or rebuild, when resumed) each run's target and reuse its wallet entry; a run
     placing its target then holds its stock (placed at once if free of charge) and knows
     the payment to ask for. ``together``: new targets with nothing wrong with them are
-    planned and written with one statement per table (copies applying promotions, or of a
-    source with a coupon, are built on their own)."""
+    planned and written with one statement per table (copies applying promotions, of a
+    source with a coupon, or placing bundle lines, are built on their own)."""
     fresh = [
         r
         for r in runs
@@ -179,7 +179,7 @@ def _plan(
 ) -> _Planned | None:
     """The copy's target, or None when anything keeps it off the common path (a problem to
     record, a coupon to check, a target free of charge, stock the chunk's earlier copies
-    took)."""
+    took, bundle lines to take their SKUs' stock)."""
     source = sources.get(run.source_order_id)
     if source is None or source.coupon_code is not None:
         return None
@@ -204,8 +204,11 @@ def _plan(
     )
     target = Order(**values)
     if run.options.place_target_order:
-        if target.total_amount_cents == 0 or order_states.problems_placing(
-            target, priced, have.skus
+        if (
+            target.total_amount_cents == 0
+            or order_states.problems_placing(target, priced, have.skus)
+            # Its bundle lines take their SKUs' stock: reserved on its own (stock.reserve).
+            or targets.has_bundles(priced)
         ):
             return None
         demand = targets.demand(priced)

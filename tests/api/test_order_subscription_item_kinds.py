@@ -1,7 +1,8 @@
 """Order subscription items that name a bundle or an adjustment (Commerce Layer's: an item
 is a SKU, a bundle or an adjustment): made from a source order's bundle lines of the
 subscription's frequency or over the API, validated, changed, and renewed, by the engine
-here and by a real worker under two beat ticks at the end. Bundle lines hold no stock."""
+here and by a real worker under two beat ticks at the end. A placed bundle line holds its
+SKUs' stock (1 TEE and 2 CAP a KIT), recorded apart from its reserved_quantity."""
 
 from __future__ import annotations
 
@@ -179,9 +180,9 @@ def test_a_bad_bundle_line_is_refused_pointing_at_it(api, attributes, pointer, d
     assert len(api.ids(f"/api/orders/{setup.shop.order['id']}/line_items")) == 2
 
 
-def test_a_copy_carries_a_bundle_line_as_sold_holding_no_stock(api, committed, gateways):
-    """Copies are as before: the bundle line is copied frozen (even once the bundle is
-    discontinued), and neither it nor its SKUs hold stock."""
+def test_a_copy_carries_a_bundle_line_as_sold_taking_its_skus_stock(api, committed, gateways):
+    """The bundle line is copied frozen (even once the bundle is discontinued), and, placed,
+    takes its SKUs' stock as the source's did."""
     setup = catalog(api)
     ok(
         api.update(
@@ -202,7 +203,8 @@ def test_a_copy_carries_a_bundle_line_as_sold_holding_no_stock(api, committed, g
         s["attributes"]["code"]: s["attributes"]["stock_quantity"]
         for s in api.get("/api/skus").json()["data"]
     }
-    assert stocks == {"TEE": STOCK - 4, "CAP": STOCK}
+    # The source's 2 + 1 TEE and 2 CAP, and the target's as many.
+    assert stocks == {"TEE": STOCK - 6, "CAP": STOCK - 4}
 
 
 # --- items naming a bundle or an adjustment ------------------------------------------------
@@ -417,7 +419,7 @@ def subscribed_to_all_three(api, setup: Catalog) -> dict[str, Any]:
 
 EXPECTED_LINES = [
     ("skus", "TEE", "TEE tee", 2, 1500, 2),
-    ("bundles", "KIT", "Starter kit", 1, 2500, 0),  # a bundle line holds no stock
+    ("bundles", "KIT", "Starter kit", 1, 2500, 0),  # its SKUs' stock recorded apart
     ("adjustments", None, "Loyalty", 2, -300, 0),
 ]
 EXPECTED_TOTALS = {
@@ -441,7 +443,8 @@ def assert_renewed_once(api, committed, copy_id: str) -> None:
         s["attributes"]["code"]: s["attributes"]["stock_quantity"]
         for s in api.get("/api/skus").json()["data"]
     }
-    assert stocks == {"TEE": STOCK - 4, "CAP": STOCK}  # the source's 2 and the renewal's 2
+    # The source's and the renewal's 2 TEE and 1 KIT each (1 TEE and 2 CAP a KIT).
+    assert stocks == {"TEE": STOCK - 6, "CAP": STOCK - 4}
 
 
 def test_a_renewal_builds_sku_bundle_and_adjustment_lines_from_the_items(api, committed, gateways):
