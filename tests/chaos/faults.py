@@ -247,16 +247,20 @@ class Injector:
             raise Skipped("the pool child exited first") from None
         return []
 
-    def _kill_worker(self, fault: Fault) -> FollowUps:
-        worker = self._worker(fault)
-        self.stack.wanted.discard(worker.name)
-        worker.kill()
+    def _kill_for(self, fault: Fault, process: Process) -> FollowUps:
+        """SIGKILL ``process``, and start it again once ``fault.hold`` has passed."""
+        self.stack.wanted.discard(process.name)
+        process.kill()
 
         def restart() -> None:
-            self.stack.start(worker)
-            self.note(f"{worker.name} restarted")
+            self.stack.start(process)
+            self.note(f"{process.name} restarted")
 
         return [(fault.hold, restart)]
+
+    def _kill_worker(self, fault: Fault) -> FollowUps:
+        worker = self._worker(fault)
+        return self._kill_for(fault, worker)
 
     def _kill_web(self, fault: Fault) -> FollowUps:
         """SIGKILL a web process, inside a request's transaction if one comes within 1.5 s."""
@@ -278,14 +282,7 @@ class Injector:
                 web = webs[int(fault.pick * len(webs))]
                 break
             time.sleep(0.01)
-        self.stack.wanted.discard(web.name)
-        web.kill()
-
-        def restart() -> None:
-            self.stack.start(web)
-            self.note(f"{web.name} restarted")
-
-        return [(fault.hold, restart)]
+        return self._kill_for(fault, web)
 
     def _kill_endpoint(self, fault: Fault) -> FollowUps:
         """SIGKILL the merchant's endpoint, while it answers a request if one comes within
@@ -300,14 +297,7 @@ class Injector:
                 self.mid_run[fault.kind] += 1
                 break
             time.sleep(0.005)
-        self.stack.wanted.discard(endpoint.name)
-        endpoint.kill()
-
-        def restart() -> None:
-            self.stack.start(endpoint)
-            self.note(f"{endpoint.name} restarted")
-
-        return [(fault.hold, restart)]
+        return self._kill_for(fault, endpoint)
 
     def _zombie(self, fault: Fault) -> FollowUps:
         worker = self._busy_worker(fault)[0]
