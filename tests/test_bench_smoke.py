@@ -147,9 +147,15 @@ def first_party() -> set[str]:
 
 
 def imported(path: Path) -> set[str]:
-    """Every module ``path`` imports, at the top or inside a function (absolute names)."""
+    """Every module ``path`` imports, at the top or inside a function (absolute names);
+    not those under ``if TYPE_CHECKING:``, which only the type checker reads (typeshed's
+    ``_typeshed``, say, exists for it alone)."""
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    tree = ast.parse(path.read_text(), str(path))
+    for guard in ast.walk(tree):
+        if isinstance(guard, ast.If) and "TYPE_CHECKING" in ast.unparse(guard.test):
+            guard.body = []
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
