@@ -232,8 +232,9 @@ def test_an_unexpected_error_is_named_and_the_run_goes_on(sessions, failures, mo
 
 # --- two bulk retries at once -------------------------------------------------------------
 
-#: A few hundred: enough for the two runs to overlap (each retries some), which the test
-#: asserts.
+#: A few hundred: the two runs overlap on a quiet machine (splits of 65/135, 113/87,
+#: 163/37 seen); under load one can take them all before the other starts, which the
+#: checks below accept (each copy is still retried once, and announced once).
 MANY = 200
 
 
@@ -286,10 +287,6 @@ def test_two_concurrent_bulk_retries_over_the_same_failed_copies_retry_each_once
     assert crashes == []
     first, second = summaries
     assert first.errors == second.errors == {}
-    # Both retried some: the runs overlapped (one after the other, the second finds none
-    # failed).
-    assert first.retried, second.skipped
-    assert second.retried, first.skipped
     assert len(first.retried) + len(second.retried) == MANY
     assert set(first.retried) | set(second.retried) == set(copy_ids)
     # What one run retried, the other found no longer failed (and the reverse).
