@@ -563,6 +563,9 @@ def _endpoint_counts(
         "external gateway: authorizations of ours on it, voided": authorizations["voided"],
         "external gateway: holds the endpoint made (its ledger)": len(holds),
         "external gateway: holds the endpoint voided since": sum(e.voided for e in holds),
+        "external gateway: captures and refunds the endpoint made": sum(
+            1 for e in ledger if e.kind in ("capture", "refund")
+        ),
         "external gateway: endpoint starts (first, restarts after SIGKILL, supervisor's)": (
             stack.endpoint.starts
         ),

@@ -18,7 +18,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from copying.errors import TransientError
 from copying.orders import order_states, placing
 from copying.orders.gateways import Gateways
-from models import Customer, FulfillmentStatus, ItemType, Mode, Order, OrderStatus, Sku, utcnow
+from models import (
+    Customer,
+    FulfillmentStatus,
+    ItemType,
+    Mode,
+    Order,
+    OrderStatus,
+    PaymentStatus,
+    Sku,
+    utcnow,
+)
 from tests.factories import (
     Line,
     make_customer,
@@ -47,7 +57,13 @@ SOURCE_KINDS: dict[str, int] = {
     # Placed through the external gateway (examples/external_gateway, a process of the
     # stack that a fault SIGKILLs and restarts): copies authorize and void over HTTP.
     "external": 12,
+    # The same, captured in full and a part refunded before the faults: a copy cancelling
+    # it refunds the rest through the endpoint (captures and refunds in its ledger).
+    "external_paid": 4,
 }
+EXTERNAL_KINDS = ("external", "external_paid")
+#: What the world refunds of an ``external_paid`` source before the faults.
+REFUNDED_FIRST = 500
 #: The token the example endpoint authorizes (any token it has no special meaning for).
 EXTERNAL_TOKEN = "tok_ext_ok"
 
@@ -120,9 +136,9 @@ def _source(
     external_gateway: str | None = None,
 ) -> Order:
     customer = make_customer(session)
-    token = {"flaky": "tok_flaky", "declined": "tok_declined", "external": EXTERNAL_TOKEN}.get(
-        kind, "tok_visa"
-    )
+    token = {"flaky": "tok_flaky", "declined": "tok_declined"}.get(kind, "tok_visa")
+    if kind in EXTERNAL_KINDS:
+        token = EXTERNAL_TOKEN
     entry = make_wallet_entry(
         session,
         customer,
@@ -130,7 +146,7 @@ def _source(
         expires_on=EXPIRED if kind == "expired_wallet" else date(2099, 12, 31),
         disabled=kind == "disabled_wallet",
     )
-    if kind == "external":
+    if kind in EXTERNAL_KINDS:
         assert external_gateway is not None, "an external source needs the gateway's id"
         entry.gateway = external_gateway
     lines = catalog.basket(rng)
@@ -173,6 +189,33 @@ def _place(sessions: sessionmaker[Session], order_id: str, gateways: Gateways) -
     return False
 
 
+def _capture_and_refund_a_part(
+    sessions: sessionmaker[Session], order_id: str, gateways: Gateways
+) -> None:
+    """Capture the placed order in full, then refund ``REFUNDED_FIRST`` cents of it."""
+    for _ in range(4):  # the same keys again after an unanswered call
+        try:
+            with sessions.begin() as session:
+                order = session.get_one(Order, order_id)
+                status, payment = order.status, order.payment_status
+            if status != OrderStatus.PLACED:
+                return
+            if payment == PaymentStatus.AUTHORIZED:
+                placing.capture_order(sessions, order_id, Mode.TEST, gateways=gateways)
+            if payment in (PaymentStatus.AUTHORIZED, PaymentStatus.PAID):
+                placing.refund_order(
+                    sessions,
+                    order_id,
+                    Mode.TEST,
+                    REFUNDED_FIRST,
+                    field="_refund_amount_cents",
+                    gateways=gateways,
+                )
+            return
+        except TransientError:
+            continue
+
+
 def build(
     sessions: sessionmaker[Session],
     rng: random.Random,
@@ -193,7 +236,7 @@ def build(
     ``renewals_within`` seconds.
     """
     world = World()
-    kinds = [k for k in SOURCE_KINDS if external_gateway is not None or k != "external"]
+    kinds = [k for k in SOURCE_KINDS if external_gateway is not None or k not in EXTERNAL_KINDS]
     weights = [SOURCE_KINDS[k] for k in kinds]
     with sessions.begin() as session:
         catalog = _Catalog(session, copies)
@@ -232,6 +275,9 @@ def build(
     for order_id, kind in world.sources.items():
         if kind not in ("declined", "no_shipping", "nothing_to_copy"):
             _place(sessions, order_id, gateways)
+    for order_id, kind in world.sources.items():
+        if kind == "external_paid":
+            _capture_and_refund_a_part(sessions, order_id, gateways)
     with sessions.begin() as session:
         approved = [i for i, k in world.sources.items() if k == "approved"]
         for order in session.scalars(select(Order).where(Order.id.in_(approved))):
