@@ -61,32 +61,22 @@ from tests.factories import (
 EXAMPLES = 5
 
 
-def _retrieves_beside_an_update() -> list[str]:
-    """The GET /{id} operations whose path has a PATCH: the PATCH's coverage phase sends
-    the same boundary cases of the same id and query parameters (``fields``, ``include``)
-    through the same parsing (``Routes.parse``, ``RowId``)."""
-    paths = app.openapi()["paths"].values()
-    return sorted(path["get"]["operationId"] for path in paths if "get" in path and "patch" in path)
-
-
 CONFIG = schemathesis.Config.from_dict(
     {
         "operations": [
             {
                 # The coverage phase sends every boundary case of every parameter, whatever
-                # max_examples says: for a list's ~200 documented filters that is minutes,
-                # and for the 30 routes that read a related record it repeats what their
-                # resource's own GET /{id} (or, beside a PATCH, that PATCH) covers; a GET
-                # /{id} beside a PATCH repeats the PATCH's. Those keep the examples and
-                # fuzzing phases (valid and invalid values drawn at random); create,
-                # update, delete and the other GET /{id} get every phase.
+                # max_examples says: for a list's ~200 documented filters that is minutes.
+                # A GET /{id}, and each of the 30 routes that read a related record, takes
+                # only an id, ``fields`` and ``include``: every PATCH's coverage sends the
+                # same boundary cases of the id and of ``fields`` (every type's, on every
+                # operation) through the same parsing (``RowId``, ``Routes.parse``), and
+                # ``include`` is checked by one function for every type. Those keep the
+                # examples and fuzzing phases (valid and invalid values drawn at random);
+                # create, update and delete get every phase.
                 "include-operation-id-regex": (
-                    "^(list_resources|related_many|related_single|linkage)_"
+                    "^(list_resources|related_many|related_single|linkage|retrieve)_"
                 ),
-                "phases": {"coverage": {"enabled": False}},
-            },
-            {
-                "include-operation-id-regex": f"^({'|'.join(_retrieves_beside_an_update())})$",
                 "phases": {"coverage": {"enabled": False}},
             },
         ]
