@@ -199,6 +199,11 @@ class TestGateway:
             cursor = connection.connection.cursor()  # on the driver: not a copy's statement
             cursor.execute(f"SET application_name = '{LEDGER_APPLICATION}'")
             cursor.close()
+        except engine.dialect.loaded_dbapi.Error as error:
+            # The driver's own error (this statement is not SQLAlchemy's): a connection lost
+            # as it was named (a restart) is the gateway being unavailable, as any other.
+            _discard(connection, os.getpid())
+            raise GatewayUnavailableError(f"test gateway: {error}") from error
         except BaseException:
             _discard(connection, os.getpid())
             raise

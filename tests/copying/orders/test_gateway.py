@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
+from config import get_settings
 from copying.orders import payments
 from copying.orders.gateways import (
     FLAKY_FAILURES,
@@ -180,6 +182,30 @@ def test_a_ledger_it_cannot_reach_makes_the_gateway_unavailable(key):
                 _authorize(gateway, key, "tok_visa")
     finally:
         unreachable.dispose()
+
+
+def test_a_ledger_connection_lost_as_it_is_named_makes_the_gateway_unavailable(monkeypatch, key):
+    """The ledger's new connection is named by a statement sent on the driver itself: a
+    connection lost right then (a PostgreSQL restart, seen by the chaos suite) raises the
+    driver's own error, which is the gateway being unavailable too, not a crash (an API
+    500), and the next call connects anew."""
+    engine = make_engine(get_settings().database_url)
+    gateway = TestGateway(lambda: engine, connections=1)
+    execute = psycopg.Cursor.execute
+
+    def lost_when_named(cursor, query, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if str(query).startswith("SET application_name"):
+            raise psycopg.OperationalError("server closed the connection unexpectedly")
+        return execute(cursor, query, *args, **kwargs)
+
+    try:
+        with monkeypatch.context() as patched:
+            patched.setattr(psycopg.Cursor, "execute", lost_when_named)
+            with pytest.raises(GatewayUnavailableError, match="server closed the connection"):
+                _authorize(gateway, key, "tok_visa")
+        assert _authorize(gateway, key, "tok_visa").succeeded
+    finally:
+        engine.dispose()
 
 
 # --- captures, refunds and voids at the test gateway ---------------------------------------
