@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -347,44 +347,60 @@ def _check_payment_status(
 
 
 def _check_gateway_transactions(session: Session, rows: Any, found: dict[str, list[str]]) -> None:
-    promise = found["gateway_transactions_agree"]
-    ours = {r.idempotency_key: r for r in rows if r.kind != TransactionKind.VOID}
-    ledger = {
-        r.idempotency_key: r
-        for r in session.execute(
-            select(
-                TestGatewayTransaction.idempotency_key,
-                TestGatewayTransaction.kind,
-                TestGatewayTransaction.amount_cents,
-                TestGatewayTransaction.outcome,
-            )
+    ledger = session.execute(
+        select(
+            TestGatewayTransaction.idempotency_key,
+            TestGatewayTransaction.kind,
+            TestGatewayTransaction.amount_cents,
+            TestGatewayTransaction.outcome,
         )
-    }
-    for key in sorted(ledger):
-        at_gateway = ledger[key]
-        if at_gateway.outcome != "succeeded":
-            continue
+    ).all()
+    check_transactions_made(
+        {r.idempotency_key: (r.kind, r.amount_cents) for r in ledger if r.outcome == "succeeded"},
+        {
+            r.idempotency_key: r
+            for r in rows
+            if r.kind != TransactionKind.VOID and r.gateway == TEST_GATEWAY
+        },
+        found["gateway_transactions_agree"],
+        where="gateway",
+        answered={r.idempotency_key: r.outcome for r in ledger if r.outcome != "succeeded"},
+    )
+
+
+def check_transactions_made(
+    made: Mapping[str, tuple[str, int]],
+    ours: Mapping[str, Any],
+    promise: list[str],
+    *,
+    where: str,
+    answered: Mapping[str, str] | None = None,
+) -> None:
+    """The captures and refunds a gateway made agree with our rows of them, both ways:
+    each one made (``made``: key → kind and cents) is recorded succeeded under its key for
+    the same kind and amount, and each row recorded succeeded (``ours``: key → a row with
+    kind, status, amount_cents and order_id) was made there (``answered``: key → what the
+    gateway answered instead, where it answered). ``where`` names the gateway's side in
+    what is appended to ``promise``."""
+    for key in sorted(made):
+        kind, amount = made[key]
         mine = ours.get(key)
-        made = (
-            f"the gateway made a {at_gateway.kind} of {at_gateway.amount_cents} cents under {key}"
-        )
-        if mine is None:
-            promise.append(f"{made}, which no row records")
+        what = f"the {where} made a {kind} of {amount} cents under {key}"
+        if mine is None or mine.kind != kind:
+            promise.append(f"{what}, which no row records")
         elif mine.status != TransactionStatus.SUCCEEDED:
-            promise.append(f"{made}, which is recorded {mine.status}")
-        elif mine.amount_cents != at_gateway.amount_cents:
-            promise.append(f"{made}, which is recorded as {mine.amount_cents} cents")
+            promise.append(f"{what}, which is recorded {mine.status}")
+        elif mine.amount_cents != amount:
+            promise.append(f"{what}, which is recorded as {mine.amount_cents} cents")
     for key in sorted(ours):
         mine = ours[key]
-        if mine.gateway != TEST_GATEWAY or mine.status != TransactionStatus.SUCCEEDED:
+        if mine.status != TransactionStatus.SUCCEEDED or key in made:
             continue
-        at_gateway = ledger.get(key)
-        if at_gateway is None or at_gateway.outcome != "succeeded":
-            answered = "never made it" if at_gateway is None else f"answered {at_gateway.outcome}"
-            promise.append(
-                f"{mine.kind} {mine.id} under {key} is recorded as succeeded, but the gateway"
-                f" {answered}"
-            )
+        instead = (answered or {}).get(key)
+        promise.append(
+            f"{mine.kind} {key} of order {mine.order_id} is recorded as succeeded, but the"
+            f" {where} {f'answered {instead}' if instead else 'never made it'}"
+        )
 
 
 def _check_gateway(

@@ -39,8 +39,8 @@ from models import (
     PaymentAuthorization,
     PaymentTransaction,
     TransactionKind,
-    TransactionStatus,
 )
+from tests.money import check_transactions_made
 
 EXTERNAL_INVARIANTS: dict[str, str] = {
     "external_holds_agree": (
@@ -148,6 +148,10 @@ def check(session: Session, gateway_id: str, ledger_path: Path) -> dict[str, lis
     return compare(read_ours(session, gateway_id), read_ledger(ledger_path))
 
 
+#: What the endpoint makes besides holds, compared both ways with our rows.
+MADE = ("capture", "refund")
+
+
 def compare(ours: Iterable[Ours], ledger: Iterable[Entry]) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {name: [] for name in EXTERNAL_INVARIANTS}
     ours_by_key: dict[str, Ours] = {o.idempotency_key: o for o in ours}
@@ -158,7 +162,12 @@ def compare(ours: Iterable[Ours], ledger: Iterable[Entry]) -> dict[str, list[str
             holds[entry.idempotency_key].append(entry)
     captured = {e.parent for e in entries if e.kind == "capture"}
     _check_holds(ours_by_key, holds, captured, found["external_holds_agree"])
-    _check_transactions(ours_by_key, entries, found["external_transactions_agree"])
+    check_transactions_made(
+        {e.idempotency_key: (e.kind, e.amount_cents) for e in entries if e.kind in MADE},
+        {key: mine for key, mine in ours_by_key.items() if mine.kind in MADE},
+        found["external_transactions_agree"],
+        where="endpoint",
+    )
     return found
 
 
@@ -214,27 +223,4 @@ def _check_holds(
             promise.append(
                 f"{recorded} with reference {mine.reference!r}, but the endpoint's hold is"
                 f" {hold.reference!r}"
-            )
-
-
-def _check_transactions(ours: Mapping[str, Ours], entries: list[Entry], promise: list[str]) -> None:
-    made = {e.idempotency_key: e for e in entries if e.kind in ("capture", "refund")}
-    for key in sorted(made):
-        entry = made[key]
-        mine = ours.get(key)
-        what = f"the endpoint made a {entry.kind} of {entry.amount_cents} cents under {key}"
-        if mine is None or mine.kind != entry.kind:
-            promise.append(f"{what}, which no row records")
-        elif mine.status != TransactionStatus.SUCCEEDED:
-            promise.append(f"{what}, which is recorded {mine.status}")
-        elif mine.amount_cents != entry.amount_cents:
-            promise.append(f"{what}, which is recorded as {mine.amount_cents} cents")
-    for key in sorted(ours):
-        mine = ours[key]
-        if mine.kind == "authorize" or mine.status != TransactionStatus.SUCCEEDED:
-            continue
-        if key not in made:
-            promise.append(
-                f"{mine.kind} {key} of order {mine.order_id} is recorded as succeeded, but the"
-                " endpoint never made it"
             )
