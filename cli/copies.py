@@ -10,7 +10,7 @@ import enum
 import json
 import logging
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from rich.progress import Progress
     from rich.table import Table
 
+    from cli.rows import Record
     from copying.copies.bulk import RetrySummary
     from models import OrderCopy, OrderCopyEvent
 
@@ -46,18 +47,11 @@ def list_copies(
     mode: ModeOption = "test",
 ) -> None:
     """The newest order copies first."""
-    from cli import queries
-    from models import CopyStatus, Mode
+    from cli import rows
 
-    with process.sessions().begin() as session:
-        copies = queries.list_copies(
-            session,
-            Mode(mode),
-            status=None if status is None else CopyStatus(status),
-            limit=limit,
-            page=page,
-        )
-        numbers = queries.order_numbers(session, _order_ids(copies))
+    with rows.reading(process.database_url()) as reader:
+        copies = reader.newest("order_copies", mode=mode, status=status, page=page, limit=limit)
+        numbers = reader.order_numbers(_order_ids(copies))
     if as_json:
         records.print_json(records.rows_json(copies))
     elif quiet:
@@ -360,14 +354,14 @@ def errors_table(summary: RetrySummary) -> Table:
     return table
 
 
-def copies_table(copies: list[OrderCopy], numbers: dict[str, int], mode: str) -> Table:
+def copies_table(copies: list[Record], numbers: dict[str, int], mode: str) -> Table:
     table = output.table(title=f"order copies ({mode})")
     for name in ("id", "status", "source", "target", "errors_count", "created_at"):
         table.add_column(name, no_wrap=name != "target")
     for copy in copies:
         table.add_row(
             copy.id,
-            copy.status.value,
+            copy.status,
             _order(copy.source_order_id, numbers),
             _order(copy.target_order_id, numbers),
             str(copy.errors_count),
@@ -409,7 +403,7 @@ def events_table(events: list[OrderCopyEvent]) -> Table:
     return table
 
 
-def _order_ids(copies: list[OrderCopy]) -> set[str]:
+def _order_ids(copies: Sequence[OrderCopy | Record]) -> set[str]:
     ids = {copy.source_order_id for copy in copies}
     return ids | {copy.target_order_id for copy in copies if copy.target_order_id}
 

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from cli import output
+from cli import output, rows
 from cli.api_keys import api_keys_app
 from cli.copies import copies_app
 from cli.db import db_app
@@ -43,20 +43,31 @@ class OneLineErrors(TyperGroup):
 
 def database_problem(error: Exception) -> str | None:
     """One line for an unreachable or unmigrated database; None for anything else (a bug)."""
-    # Only a command that imported SQLAlchemy can raise its errors: importing it here would
-    # make every other error (typer.Exit included) pay for SQLAlchemy.
-    if "sqlalchemy.exc" not in sys.modules:
+    if isinstance(error, rows.NoDatabase):
+        return f"database error: {error} (run `ordercopy db upgrade` first)"
+    cause = _driver_error(error)
+    if cause is None:
         return None
-    from sqlalchemy.exc import DBAPIError, OperationalError
-
-    if not isinstance(error, DBAPIError):
-        return None
-    lines = str(error.orig).strip().splitlines() or [type(error.orig).__name__]
-    if getattr(error.orig, "sqlstate", None) == UNDEFINED_TABLE or "no such table" in lines[0]:
+    lines = str(cause).strip().splitlines() or [type(cause).__name__]
+    if getattr(cause, "sqlstate", None) == UNDEFINED_TABLE or "no such table" in lines[0]:
         return f"database error: {lines[0]} (run `ordercopy db upgrade` first)"
-    if isinstance(error, OperationalError):
+    # DB-API 2 names the class in every driver (sqlite3's, psycopg's).
+    if any(cls.__name__ == "OperationalError" for cls in type(cause).__mro__):
         return f"database error: {lines[0]}"
     return None
+
+
+def _driver_error(error: Exception) -> BaseException | None:
+    """The driver's error behind ``error``: the error itself (a listing reads through the
+    driver, cli/rows.py) or the one SQLAlchemy wraps; None for any other error."""
+    # Only a command that imported SQLAlchemy can raise its errors: importing it here would
+    # make every other error (typer.Exit included) pay for SQLAlchemy.
+    if "sqlalchemy.exc" in sys.modules:
+        from sqlalchemy.exc import DBAPIError
+
+        if isinstance(error, DBAPIError):
+            return error.orig
+    return error if rows.is_driver_error(error) else None
 
 
 app = typer.Typer(

@@ -26,13 +26,11 @@ def list_orders(
     mode: ModeOption = "test",
 ) -> None:
     """The newest orders first."""
-    from models import Order, OrderStatus
-
     records.list_newest(
-        Order,
+        "orders",
         title="orders",
         mode=mode,
-        status=OrderStatus(status) if status is not None else None,
+        status=status,
         page_number=page,
         limit=limit,
         as_json=as_json,
@@ -40,8 +38,8 @@ def list_orders(
         cells={
             "id": lambda order: order.id,
             "number": lambda order: str(order.number),
-            "status": lambda order: order.status.value,
-            "payment": lambda order: order.payment_status.value,
+            "status": lambda order: order.status,
+            "payment": lambda order: order.payment_status,
             "email": lambda order: order.customer_email or "-",
             "currency": lambda order: order.currency_code,
             "created_at": lambda order: output.when(order.created_at),

@@ -34,6 +34,17 @@ def settings() -> Settings:
     return loaded
 
 
+def database_url() -> str:
+    """The database's URL, for a listing that reads through the driver (cli/rows.py).
+
+    Logging is left as the root callback set it: configuring it loads structlog, which a
+    listing, logging nothing, would pay for on every run.
+    """
+    from config.settings import get_settings
+
+    return get_settings().resolved_database_url
+
+
 def sessions() -> sessionmaker[Session]:
     """The process's session factory; open a unit of work with ``sessions().begin()``."""
     settings()

@@ -8,22 +8,10 @@ from typing import TYPE_CHECKING
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from models import CopyStatus, Mode, Order, OrderCopy, OrderCopyEvent
+from models import Mode, Order, OrderCopy, OrderCopyEvent
 
 if TYPE_CHECKING:
     from copying.copies import bulk
-
-
-def list_copies(
-    session: Session, mode: Mode, *, status: CopyStatus | None, limit: int, page: int = 1
-) -> list[OrderCopy]:
-    """The newest copies of ``mode`` first, optionally of one status; page ``page`` of ``limit``."""
-    query = select(OrderCopy).where(OrderCopy.mode == mode)
-    if status is not None:
-        query = query.where(OrderCopy.status == status)
-    query = query.order_by(OrderCopy.created_at.desc(), OrderCopy.id)
-    query = query.limit(limit).offset((page - 1) * limit)
-    return list(session.scalars(query))
 
 
 def get_copy(session: Session, copy_id: str, mode: Mode) -> OrderCopy | None:

@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from cli import output
+from cli.rows import Record
 
 if TYPE_CHECKING:
     from rich.table import Table
-    from sqlalchemy import Select
 
 PageOption = Annotated[
     int, typer.Option("--page", min=1, metavar="N", help="Which page of --limit records, from 1.")
@@ -33,13 +33,11 @@ QuietOption = Annotated[
 ]
 
 
-def page(query: Select[Any], *, page: int, limit: int) -> Select[Any]:
-    """``query`` cut to page ``page`` of ``limit`` rows (its order must be total)."""
-    return query.limit(limit).offset((page - 1) * limit)
-
-
 def columns(row: Any) -> dict[str, Any]:
-    """Every column of a mapped ``row`` by its column name (``metadata``, not ``metadata_``)."""
+    """Every column of ``row`` by its column name (``metadata``, not ``metadata_``): a
+    record a listing read (cli/rows.py) or a mapped row."""
+    if isinstance(row, Record):
+        return dict(row)
     from sqlalchemy import inspect
 
     return {
@@ -108,37 +106,29 @@ def footer(shown: int, page_number: int, limit: int) -> str:
 
 
 def list_newest(
-    model: Any,
+    table: str,
     *,
     title: str,
     mode: str,
-    status: enum.Enum | None,
+    status: str | None,
     page_number: int,
     limit: int,
     as_json: bool,
     quiet: bool,
-    cells: Mapping[str, Callable[[Any], str]],
+    cells: Mapping[str, Callable[[Record], str]],
 ) -> None:
-    """Print one page of ``model``'s records of ``mode`` (in ``status``, if given), newest
+    """Print one page of ``table``'s records of ``mode`` (in ``status``, if given), newest
     first: as a table of ``cells`` (column name → the cell's text), as JSON, or ids."""
-    from sqlalchemy import select
+    from cli import process, rows
 
-    from cli import process
-    from models import Mode
-
-    query = select(model).where(model.mode == Mode(mode))
-    if status is not None:
-        query = query.where(model.status == status)
-    query = query.order_by(model.created_at.desc(), model.id)
-    with process.sessions().begin() as session:
-        found = list(session.scalars(page(query, page=page_number, limit=limit)))
-        if as_json:
-            print_json(rows_json(found))
-            return
-    if quiet:
+    with rows.reading(process.database_url()) as reader:
+        found = reader.newest(table, mode=mode, status=status, page=page_number, limit=limit)
+    if as_json:
+        print_json(rows_json(found))
+    elif quiet:
         print_ids(found)
-        return
-    rows = [tuple(cell(row) for cell in cells.values()) for row in found]
-    console = output.console()
-    console.print(listing_table(f"{title} ({mode})", tuple(cells), rows))
-    console.print(footer(len(found), page_number, limit))
+    else:
+        lines = [tuple(cell(row) for cell in cells.values()) for row in found]
+        console = output.console()
+        console.print(listing_table(f"{title} ({mode})", tuple(cells), lines))
+        console.print(footer(len(found), page_number, limit))

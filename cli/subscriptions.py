@@ -43,20 +43,18 @@ def list_subscriptions(
     mode: ModeOption = "test",
 ) -> None:
     """The newest order subscriptions first."""
-    from models import OrderSubscription, SubscriptionStatus
-
     records.list_newest(
-        OrderSubscription,
+        "order_subscriptions",
         title="order subscriptions",
         mode=mode,
-        status=SubscriptionStatus(status) if status is not None else None,
+        status=status,
         page_number=page,
         limit=limit,
         as_json=as_json,
         quiet=quiet,
         cells={
             "id": lambda subscription: subscription.id,
-            "status": lambda subscription: subscription.status.value,
+            "status": lambda subscription: subscription.status,
             "frequency": lambda subscription: subscription.frequency,
             "source": lambda subscription: subscription.source_order_id,
             "next_run_at": lambda subscription: output.when(subscription.next_run_at),

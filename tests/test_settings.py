@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -68,10 +69,15 @@ def test_a_redispatch_bound_below_the_first_wait_is_refused_naming_both():
     assert "REDISPATCH_MAX_SECONDS (60) is below REDISPATCH_AFTER_SECONDS (120)" in line
 
 
-def test_unreachable_database_is_one_line_error():
+@pytest.mark.parametrize(
+    "command",
+    [("db", "upgrade"), ("copies", "list")],
+    ids=["through SQLAlchemy", "through the driver (a listing)"],
+)
+def test_unreachable_database_is_one_line_error(command: tuple[str, ...]):
     # Port 9 (discard) on localhost refuses connections: the URL is valid, the server absent.
     result = ordercopy(
-        "db", "upgrade", ORDERCOPY_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:9/nowhere"
+        *command, ORDERCOPY_DATABASE_URL="postgresql+psycopg://nobody@127.0.0.1:9/nowhere"
     )
 
     assert result.returncode == 1
@@ -81,16 +87,32 @@ def test_unreachable_database_is_one_line_error():
     assert "127.0.0.1" in line
 
 
-def test_database_not_migrated_is_one_line_error_naming_the_fix(tmp_path: Path):
-    result = ordercopy(
-        "copies", "list", ORDERCOPY_DATABASE_URL=f"sqlite:///{tmp_path / 'empty.db'}"
-    )
+@pytest.mark.parametrize("command", [("copies", "list"), ("copies", "show", "x")])
+def test_database_not_migrated_is_one_line_error_naming_the_fix(
+    tmp_path: Path, command: tuple[str, ...]
+):
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+
+    result = ordercopy(*command, ORDERCOPY_DATABASE_URL=f"sqlite:///{empty}")
 
     assert result.returncode == 1
     assert result.stderr == (
         "ordercopy: database error: no such table: order_copies "
         "(run `ordercopy db upgrade` first)\n"
     )
+
+
+def test_a_listing_of_no_database_file_says_so_and_makes_none(tmp_path: Path):
+    missing = tmp_path / "missing.db"
+
+    result = ordercopy("orders", "list", ORDERCOPY_DATABASE_URL=f"sqlite:///{missing}")
+
+    assert result.returncode == 1
+    assert result.stderr == (
+        f"ordercopy: database error: no database at {missing} (run `ordercopy db upgrade` first)\n"
+    )
+    assert not missing.exists()
 
 
 def test_help_needs_no_settings():
