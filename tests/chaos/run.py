@@ -1,26 +1,25 @@
 """Run the chaos suite: ``python -m tests.chaos.run --copies N --seed S --duration SECONDS``.
 
-It starts its own PostgreSQL cluster and Redis, migrates, builds a seeded
-world (tests/chaos/world.py), issues an API key and starts the workers
-(prefork), a beat and the web (uvicorn), every process with each doorbell
-published twice (the ``publish_twice`` switch). Then, for ``--duration``
-seconds, clients create copies over HTTP, ops retry failed ones over HTTP and
-in bulk, and a second client double-clicks ``_place`` and edits orders and line
-items while the copies run (tests/chaos/traffic.py), while faults hit at seeded moments
-(tests/chaos/faults.py). Then the faults stop: the system must finish every
-copy on its own, with no ``--quiesce-timeout`` seconds without a copy finishing
-(within ``--settle-limit`` in all: on a loaded machine a backlog takes long,
-only a stall is a failure), then deliver every webhook event (one test-mode webhook
-listens to each ``order_copies`` topic, all posting to a receiver in the runner that
-answers 500 at random); some shops pay through an external gateway whose endpoint
-(examples/external_gateway) is a process of the stack, SIGKILLed and restarted at random,
-and its ledger must agree with our rows (tests/chaos/external.py); no payment may be
-left asked for or being voided once the sweeper has had its turn, and every promise of
-tests/invariants.py, tests/chaos/promises.py, tests/money.py, tests/chaos/webhooks.py and
+It starts its own PostgreSQL cluster and Redis, migrates, builds a seeded world
+(tests/chaos/world.py), issues an API key and starts the workers (prefork), a beat and the
+web (uvicorn), every process with each doorbell published twice (the ``publish_twice``
+switch). Then, for ``--duration`` seconds, clients create copies over HTTP, ops retry
+failed ones over HTTP and in bulk, and a second client double-clicks ``_place``, edits
+orders and line items, and captures and refunds placed orders while the copies run
+(tests/chaos/traffic.py), while faults hit at seeded moments (tests/chaos/faults.py). Then
+the faults stop: the system must finish every copy on its own, with no
+``--quiesce-timeout`` seconds without a copy finishing (within ``--settle-limit`` in all:
+on a loaded machine a backlog takes long, only a stall is a failure), then deliver every
+webhook event (one test-mode webhook listens to each ``order_copies`` topic, all posting
+to a receiver in the runner that answers 500 at random); some shops pay through an
+external gateway whose endpoint (examples/external_gateway) is a process of the stack,
+SIGKILLed and restarted at random, and its ledger must agree with our rows
+(tests/chaos/external.py); no payment may be left asked for or being voided once the
+sweeper has had its turn, and every promise of tests/invariants.py,
+tests/chaos/promises.py, tests/money.py, tests/chaos/webhooks.py and
 tests/chaos/external.py must hold. It prints a table, and exits 1 if either fails.
-Everything it started is stopped and removed at the end
-(``--keep`` keeps the logs and the stopped database; a run that fails, or
-settles slowly, keeps its logs).
+Everything it started is stopped and removed at the end (``--keep`` keeps the logs and the
+stopped database; a run that fails, or settles slowly, keeps its logs).
 """
 
 from __future__ import annotations
@@ -525,7 +524,8 @@ def _results(
             f"max claims {SETTINGS['MAX_CLAIMS']}; PostgreSQL "
             "idle_in_transaction_session_timeout 3 s; every doorbell published twice "
             "(publish_twice); aborts over HTTP (PATCH _abort); a second client double-clicks"
-            " _place and edits orders while copies run; abandoned payments voided after"
+            " _place, edits orders and captures and refunds placed ones over HTTP while"
+            " copies run; abandoned payments voided after"
             f" {SETTINGS['ABANDONED_PAYMENT_AFTER_SECONDS']} s; webhooks on every"
             " topic, the receiver answering 500 to"
             f" {webhooks.FAILURE_RATE:.0%} at random, retried after"

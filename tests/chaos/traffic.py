@@ -17,7 +17,11 @@ wallet entry and edits the shipping address, mostly on the targets of copies
 that have not finished (which must refuse every write: 409) and on other
 orders still pending. A write answered 2xx while an unfinished copy owned the
 order before and after it, or a double click placed twice, is recorded
-(tests/chaos/promises.py).
+(tests/chaos/promises.py). It also captures placed orders' payments and refunds a
+part or all of what was captured (``_capture``, ``_refund_amount_cents``,
+``_refund``), on the test gateway and the external one, some while a copy cancelling
+that source refunds it too: the money promises (tests/money.py) and the external
+endpoint's ledger (tests/chaos/external.py) judge what came of it.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from models import (
     Order,
     OrderCopy,
     OrderStatus,
+    PaymentStatus,
 )
 from tests.chaos.web import ApiClient
 from tests.chaos.world import CopySpec
@@ -69,6 +74,10 @@ EDIT_PAUSE = (0.1, 0.4)
 AT_RUNNING_TARGETS = 0.7
 EDITS = ("double click _place", "add a line item", "delete a line item", "switch wallet entry")
 EDITS_WITH_ADDRESS = (*EDITS, "edit the shipping address")
+#: The share of the editor's turns spent on a placed order's payment instead.
+AT_PAYMENTS = 0.25
+CAPTURABLE = (PaymentStatus.AUTHORIZED,)
+REFUNDABLE = (PaymentStatus.PAID, PaymentStatus.PARTIALLY_REFUNDED)
 UNFINISHED = (CopyStatus.PENDING, CopyStatus.IN_PROGRESS)
 
 
@@ -308,6 +317,9 @@ class Traffic:
         double click that placed twice."""
         rng = self.editor_rng
         while not stop.wait(rng.uniform(*EDIT_PAUSE)):
+            if rng.random() < AT_PAYMENTS:
+                self._pay(rng, stop)
+                continue
             try:
                 picked = self._pick_order(rng)
             except (OperationalError, InterfaceError):
@@ -333,6 +345,45 @@ class Traffic:
             if edit == EDITS[0] and [status for _, status in answers] == [200, 200]:
                 with self._lock:
                     self.double_places.append(f"both clicks of _place on {order_id} placed it")
+
+    def _pay(self, rng: random.Random, stop: threading.Event) -> None:
+        """Capture a placed order's authorization, or refund a part or all of its capture,
+        over HTTP. Any answer below 500 is the API's to give (409 while another payment
+        of the order is under way, 422 past what is left)."""
+        try:
+            with self.sessions.begin() as session:
+                picked = session.execute(
+                    select(Order.id, Order.payment_status, Order.total_amount_cents)
+                    .where(
+                        Order.status.in_([OrderStatus.PLACED, OrderStatus.APPROVED]),
+                        Order.payment_status.in_([*CAPTURABLE, *REFUNDABLE]),
+                    )
+                    .order_by(func.random())
+                    .limit(1)
+                ).first()
+        except (OperationalError, InterfaceError):
+            self.count("payments skipped (database down)")
+            return
+        if picked is None:
+            return
+        order_id, payment_status, total = picked
+        attributes: dict[str, Any]
+        if payment_status in CAPTURABLE:
+            attributes = {"_capture": True}
+        elif rng.random() < 0.5:
+            attributes = {"_refund_amount_cents": rng.randint(1, max(1, total // 3))}
+        else:
+            attributes = {"_refund": True}
+        (trigger,) = attributes
+        self.count(f"payments over HTTP: {trigger}")
+        self.api.send(
+            f"PATCH {trigger} (editor)",
+            "PATCH",
+            f"/api/orders/{order_id}",
+            json={"data": {"type": "orders", "id": order_id, "attributes": attributes}},
+            give_up_after=OPS_GIVE_UP_AFTER,
+            stopping=stop.is_set,
+        )
 
     def _pick_order(self, rng: random.Random) -> tuple[str, str | None, str | None] | None:
         """(order id, the unfinished copy that owns it or None, its shipping address id)."""
