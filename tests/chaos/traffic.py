@@ -350,13 +350,15 @@ class Traffic:
         """Capture a placed order's authorization, or refund a part or all of its capture,
         over HTTP. Any answer below 500 is the API's to give (409 while another payment
         of the order is under way, 422 past what is left)."""
+        # Captures or refunds, as often: the orders to capture outnumber those to refund.
+        wanted = CAPTURABLE if rng.random() < 0.5 else REFUNDABLE
         try:
             with self.sessions.begin() as session:
                 picked = session.execute(
                     select(Order.id, Order.payment_status, Order.total_amount_cents)
                     .where(
                         Order.status.in_([OrderStatus.PLACED, OrderStatus.APPROVED]),
-                        Order.payment_status.in_([*CAPTURABLE, *REFUNDABLE]),
+                        Order.payment_status.in_(wanted),
                     )
                     .order_by(func.random())
                     .limit(1)
