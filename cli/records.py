@@ -37,7 +37,7 @@ def columns(row: Any) -> dict[str, Any]:
     """Every column of ``row`` by its column name (``metadata``, not ``metadata_``): a
     record a listing read (cli/rows.py) or a mapped row."""
     if isinstance(row, Record):
-        return dict(row)
+        return vars(row)
     from sqlalchemy import inspect
 
     return {

@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 #: The tables the listings read, each newest first with its id breaking ties.
@@ -37,14 +38,9 @@ class NoDatabase(LookupError):
     """The embedded database's file does not exist (``ordercopy db upgrade`` makes it)."""
 
 
-class Record(dict[str, Any]):
-    """One row: its columns by name, and as attributes (``record.status``)."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self[name]
-        except KeyError:
-            raise AttributeError(name) from None
+class Record(SimpleNamespace):
+    """One row, its columns as attributes (``record.status``); ``vars(record)`` has them
+    all by name."""
 
 
 class Reader:
@@ -89,8 +85,10 @@ class Reader:
         convert = self._converters(table, names)
         return [
             Record(
-                (name, value if value is None else to(value))
-                for name, value, to in zip(names, row, convert, strict=True)
+                **{
+                    name: value if value is None else to(value)
+                    for name, value, to in zip(names, row, convert, strict=True)
+                }
             )
             for row in found
         ]
