@@ -115,7 +115,7 @@ class Due:
         entry = None
         if entry_id is None:
             if fallback is None:
-                return "it has no wallet entry to charge"
+                return subscription_states.NO_WALLET_ENTRY
             entry_id, entry = fallback
         elif self.entry_mode is not None:
             entry = _Entry(
@@ -294,6 +294,10 @@ def tick(session: Session, now: datetime, *, batch_size: int) -> TickResult:
             if runs
             else None
         )
+        if problem == subscription_states.NO_WALLET_ENTRY and subscription_states.renews_free(
+            session, subscription.id, subscription.source_order_id
+        ):
+            problem = None  # nothing to charge: it renews without a card
         if problem is not None:
             # Not attempted: it waits, its run planned as it was, for a card and _activate.
             to = subscription_states.check_move(

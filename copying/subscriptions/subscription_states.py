@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, case, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
 from copying.errors import CopyInputError
@@ -34,12 +34,15 @@ from models import (
     OrderCopy,
     OrderStatus,
     OrderSubscription,
+    OrderSubscriptionItem,
     SubscriptionStatus,
     new_public_id,
 )
 from models.subscriptions import OPTIONS_GIVEN
 
 S = SubscriptionStatus
+#: Why a subscription whose renewals cost something is parked without any wallet entry.
+NO_WALLET_ENTRY = "it has no wallet entry to charge"
 SUBSCRIPTION_TRANSITIONS: dict[SubscriptionStatus, frozenset[SubscriptionStatus]] = {
     S.DRAFT: frozenset({S.ACTIVE, S.PENDING, S.CANCELLED}),
     S.PENDING: frozenset({S.ACTIVE, S.INACTIVE, S.CANCELLED}),
@@ -112,9 +115,28 @@ def problem_with_wallet(
         source = session.get(Order, subscription.source_order_id)
         entry_id = source.customer_payment_source_id if source is not None else None
     if entry_id is None:
-        return "it has no wallet entry to charge"
+        if renews_free(session, subscription.id, subscription.source_order_id):
+            return None
+        return NO_WALLET_ENTRY
     entry = session.get(CustomerPaymentSource, entry_id)
     return wallet.problem_with_entry(entry, entry_id, subscription, today)
+
+
+def renews_free(session: Session, subscription_id: str, source_order_id: str) -> bool:
+    """Whether a renewal costs nothing, and so needs no wallet entry (a free trial, a gift):
+    its items' amounts sum to zero or less, or, renewing its source order whole (no items),
+    that order's total is zero. A renewal that turns out to cost something after all (its
+    prices changed) fails for want of a payment source, as a copy does."""
+    item = OrderSubscriptionItem
+    count, amount = session.execute(
+        select(
+            func.count(item.id), func.coalesce(func.sum(item.quantity * item.unit_amount_cents), 0)
+        ).where(item.order_subscription_id == subscription_id)
+    ).one()
+    if count:
+        return bool(amount <= 0)
+    total = session.scalar(select(Order.total_amount_cents).where(Order.id == source_order_id))
+    return total == 0
 
 
 def plan_alert(subscription: OrderSubscription) -> None:

@@ -18,7 +18,7 @@ TIMESTAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 class Shop:
     sku: dict[str, Any]
     customer: dict[str, Any]
-    entry: dict[str, Any]
+    entry: dict[str, Any] | None
     billing: dict[str, Any]
     shipping: dict[str, Any]
     order: dict[str, Any]
@@ -35,11 +35,13 @@ def build_shop(
     place: bool = True,
     frequency: str | None = None,
     gateway: str = "test",
+    wallet: bool = True,
 ) -> Shop:
     """A customer's order of ``quantity`` of one SKU, paid from their wallet; placed
     (authorized, stock taken) unless ``place`` is false; its line carries ``frequency``
     (a subscription at that frequency renews it as an item) when given. The wallet entry
-    names ``gateway`` (the built-in test gateway, or an external gateway's id)."""
+    names ``gateway`` (the built-in test gateway, or an external gateway's id); with
+    ``wallet`` false the customer has none (a free order is placed without one)."""
     sku = api.create(
         "skus",
         {
@@ -51,15 +53,19 @@ def build_shop(
         },
     )
     customer = api.create("customers", {"email": f"{code.lower()}@example.com"})
-    entry = api.create(
-        "customer_payment_sources",
-        {
-            "payment_source_token": token,
-            "name": "Visa 4242",
-            "expires_on": "2099-12-31",
-            "gateway": gateway,
-        },
-        {"customer": ("customers", customer["id"])},
+    entry = (
+        None
+        if not wallet
+        else api.create(
+            "customer_payment_sources",
+            {
+                "payment_source_token": token,
+                "name": "Visa 4242",
+                "expires_on": "2099-12-31",
+                "gateway": gateway,
+            },
+            {"customer": ("customers", customer["id"])},
+        )
     )
     billing = api.create(
         "addresses",
@@ -88,7 +94,9 @@ def build_shop(
     if frequency is not None:
         line["frequency"] = frequency
     api.create("line_items", line, {"order": ("orders", order["id"])})
-    attributes: dict[str, Any] = {"_customer_payment_source_id": entry["id"]}
+    attributes: dict[str, Any] = (
+        {} if entry is None else {"_customer_payment_source_id": entry["id"]}
+    )
     if place:
         attributes["_place"] = True
     response = api.update("orders", order["id"], attributes)

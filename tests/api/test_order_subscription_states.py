@@ -25,7 +25,7 @@ from copying.subscriptions import history, renewals
 from copying.webhooks import topics
 from models import CustomerPaymentSource, OrderSubscription, WebhookEvent, utcnow
 from tests.api.errors import assert_error
-from tests.api.shop import Shop
+from tests.api.shop import Shop, build_shop
 from tests.api.test_order_subscriptions import iso, parse, post, subscribe, trigger, update
 from tests.copying.clock import FixedClock
 from tests.fixtures import Published
@@ -162,6 +162,51 @@ def test_the_tick_parks_a_due_subscription_whose_card_was_disabled(api, shop, co
     assert attributes["status"] == "pending"
     assert attributes["occurrencies"] == 0  # not attempted
     assert owed(committed, topics.SUBSCRIPTION_PENDING, subscription["id"]) == 1
+
+
+def free_shop(api) -> Shop:
+    """A customer with no wallet entry, and their placed order of a free SKU (a trial)."""
+    shop = build_shop(api, code="TRIAL", price=0, wallet=False)
+    assert shop.order["attributes"]["payment_status"] == "free"
+    return shop
+
+
+def test_a_free_subscription_without_a_card_is_active_and_renews(api, committed, gateways):
+    """Nothing to charge, so nothing parks it: made active by its placed free source order,
+    renewed by the tick, its renewal placed free. A draft activated goes active too."""
+    shop = free_shop(api)
+    subscription = subscribe(api, shop, frequency="daily", activate_by_source_order=True)
+    assert subscription["attributes"]["status"] == "active"
+    draft = subscribe(api, shop)
+    assert ok(trigger(api, draft["id"], "_activate"))["attributes"]["status"] == "active"
+
+    due = due_now(api, subscription["id"])
+    [copy_id] = renew(committed, due)
+
+    assert execute_one(committed, copy_id, gateways=gateways) == Outcome.COMPLETED
+    target = api.get(f"/api/recurring_order_copies/{copy_id}/target_order").json()["data"]
+    assert (target["attributes"]["status"], target["attributes"]["payment_status"]) == (
+        "placed",
+        "free",
+    )
+    assert api.retrieve(TYPE, subscription["id"])["attributes"]["status"] == "active"
+
+
+def test_a_subscription_without_a_card_whose_items_cost_something_is_pending(api, committed):
+    """Its source was free, but an item it renews is not: parked, as without a usable card."""
+    shop = free_shop(api)
+    subscription = subscribe(api, shop, frequency="daily", activate_by_source_order=True)
+    api.create(
+        "order_subscription_items",
+        {"sku_code": "TRIAL", "quantity": 1, "unit_amount_cents": 900},
+        {"order_subscription": ("order_subscriptions", subscription["id"])},
+    )
+    due = due_now(api, subscription["id"])
+
+    assert renew(committed, due) == []
+
+    attributes = api.retrieve(TYPE, subscription["id"])["attributes"]
+    assert (attributes["status"], attributes["occurrencies"]) == ("pending", 0)
 
 
 # --- bad input -------------------------------------------------------------------------------
