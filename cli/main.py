@@ -45,6 +45,8 @@ def database_problem(error: Exception) -> str | None:
     """One line for an unreachable or unmigrated database; None for anything else (a bug)."""
     if isinstance(error, rows.NoDatabase):
         return f"database error: {error} (run `ordercopy db upgrade` first)"
+    if isinstance(error, rows.BadUrl):
+        return f"database error: {error}"
     cause = _driver_error(error)
     if cause is None:
         return None

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 #: The tables the listings read, each newest first with its id breaking ties.
 LISTED = ("order_copies", "orders", "order_subscriptions")
@@ -36,6 +37,11 @@ SQLITE_TYPES: dict[str, Callable[[Any], Any]] = {
 
 class NoDatabase(LookupError):
     """The embedded database's file does not exist (``ordercopy db upgrade`` makes it)."""
+
+
+class BadUrl(ValueError):
+    """The database URL cannot be connected with as it is written (never quoted back: it
+    may hold a password)."""
 
 
 class Record(SimpleNamespace):
@@ -104,9 +110,8 @@ class Reader:
 @contextmanager
 def reading(url: str) -> Iterator[Reader]:
     """A reader of the database at ``url`` (a SQLAlchemy URL of the settings' schemes)."""
-    scheme, _, rest = url.partition("://")
-    if scheme == "sqlite":
-        path = Path(rest.removeprefix("/").split("?", 1)[0])
+    if url.startswith("sqlite:"):
+        path = sqlite_path(url)
         if not path.is_file():  # never create the file a listing was pointed at by mistake
             raise NoDatabase(f"no database at {path}")
         import sqlite3
@@ -115,10 +120,46 @@ def reading(url: str) -> Iterator[Reader]:
             yield Reader(connection, sqlite=True)
         return
     import psycopg
+    from psycopg.conninfo import make_conninfo
 
-    # Autocommit: each SELECT is its own statement, as one read-only transaction would be.
-    with psycopg.connect(f"postgresql://{rest}", connect_timeout=5, autocommit=True) as connection:
-        yield Reader(connection, sqlite=False)
+    try:
+        conninfo = make_conninfo("", **postgresql_params(url))
+        # Autocommit: each SELECT is its own statement, as a read-only transaction would be.
+        server = psycopg.connect(conninfo, connect_timeout=5, autocommit=True)
+    except psycopg.ProgrammingError as error:  # libpq refused an option of the URL's query
+        raise BadUrl(f"the database URL's options: {_first_line(error)}") from None
+    with server:
+        yield Reader(server, sqlite=False)
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a SQLite URL (``sqlite:////absolute`` or ``sqlite:///relative``), its
+    percent-escapes decoded as SQLAlchemy decodes them."""
+    rest = url.partition("://")[2].removeprefix("/")
+    return Path(unquote(rest.split("?", 1)[0]))
+
+
+def postgresql_params(url: str) -> dict[str, str]:
+    """psycopg's connection keywords for a SQLAlchemy PostgreSQL URL: its user, password
+    (percent-escapes decoded, as SQLAlchemy does), host, port and database, and its query's
+    libpq options; a repeated option (``host=a&host=b``, several hosts) joined by commas."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise BadUrl(f"the database URL is not valid ({error})") from None
+    params = {
+        "user": unquote(parts.username or ""),
+        "password": unquote(parts.password or ""),
+        "host": unquote(parts.hostname or ""),
+        "port": "" if port is None else str(port),
+        "dbname": unquote(parts.path.removeprefix("/")),
+    }
+    options: dict[str, list[str]] = {}
+    for name, value in parse_qsl(parts.query, keep_blank_values=True):
+        options.setdefault(name, []).append(value)
+    params |= {name: ",".join(values) for name, values in options.items()}
+    return {name: value for name, value in params.items() if value}
 
 
 def is_driver_error(error: BaseException) -> bool:
@@ -127,6 +168,10 @@ def is_driver_error(error: BaseException) -> bool:
         name in sys.modules and isinstance(error, sys.modules[name].Error)
         for name in ("sqlite3", "psycopg")
     )
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _as_utc(value: Any) -> Any:

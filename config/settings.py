@@ -11,6 +11,7 @@ import sys
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -199,6 +200,10 @@ def _check_url(value: str, schemes: tuple[str, ...]) -> None:
     # The scheme alone, as SQLAlchemy reads it (``dialect[+driver]://``), without importing
     # SQLAlchemy: the CLI's listings load the settings and never SQLAlchemy (cli/rows.py).
     scheme, separator, _ = value.partition("://")
+    try:
+        urlsplit(value).port  # noqa: B018 (a port that is not a number raises)
+    except ValueError:
+        separator = ""
     if not separator or not scheme or not scheme.replace("+", "").replace("_", "").isalnum():
         raise ValueError(f"{value!r} is not a URL such as postgresql+psycopg://user@host/db")
     if scheme not in schemes:

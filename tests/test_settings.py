@@ -33,6 +33,7 @@ def ordercopy(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     [
         ("ORDERCOPY_DATABASE_URL", "nope://x", "'nope' is not supported"),
         ("ORDERCOPY_DATABASE_URL", "not a url", "is not a URL"),
+        ("ORDERCOPY_DATABASE_URL", "postgresql+psycopg://ops@db:port/shop", "is not a URL"),
         ("ORDERCOPY_BROKER_URL", "nope://x", "is not a broker URL"),
     ],
 )

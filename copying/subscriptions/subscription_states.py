@@ -124,8 +124,9 @@ def problem_with_wallet(
 
 def renews_free(session: Session, subscription_id: str, source_order_id: str) -> bool:
     """Whether a renewal costs nothing, and so needs no wallet entry (a free trial, a gift):
-    its items' amounts sum to zero or less, or, renewing its source order whole (no items),
-    that order's total is zero. A renewal that turns out to cost something after all (its
+    its items' amounts sum to zero, or, renewing its source order whole (no items), that
+    order's total is zero. (Items summing below zero, negative adjustments, make an order
+    no one can place: not free.) A renewal that turns out to cost something after all (its
     prices changed) fails for want of a payment source, as a copy does."""
     item = OrderSubscriptionItem
     count, amount = session.execute(
@@ -134,7 +135,7 @@ def renews_free(session: Session, subscription_id: str, source_order_id: str) ->
         ).where(item.order_subscription_id == subscription_id)
     ).one()
     if count:
-        return bool(amount <= 0)
+        return bool(amount == 0)
     total = session.scalar(select(Order.total_amount_cents).where(Order.id == source_order_id))
     return total == 0
 

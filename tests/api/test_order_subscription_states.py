@@ -192,14 +192,26 @@ def test_a_free_subscription_without_a_card_is_active_and_renews(api, committed,
     assert api.retrieve(TYPE, subscription["id"])["attributes"]["status"] == "active"
 
 
-def test_a_subscription_without_a_card_whose_items_cost_something_is_pending(api, committed):
-    """Its source was free, but an item it renews is not: parked, as without a usable card."""
+@pytest.mark.parametrize("unit_amount_cents", [900, -100], ids=["costs", "below zero"])
+def test_a_subscription_without_a_card_whose_items_are_not_free_is_pending(
+    api, committed, unit_amount_cents
+):
+    """Its source was free, but what it renews is not: an item that costs something, or
+    an adjustment taking the total below zero (an order no one can place). Parked, as
+    without a usable card."""
     shop = free_shop(api)
     subscription = subscribe(api, shop, frequency="daily", activate_by_source_order=True)
+    adjustment = api.create(
+        "adjustments",
+        {"name": "Credit", "currency_code": "USD", "amount_cents": unit_amount_cents},
+    )
     api.create(
         "order_subscription_items",
-        {"sku_code": "TRIAL", "quantity": 1, "unit_amount_cents": 900},
-        {"order_subscription": ("order_subscriptions", subscription["id"])},
+        {"quantity": 1},
+        {
+            "order_subscription": ("order_subscriptions", subscription["id"]),
+            "adjustment": ("adjustments", adjustment["id"]),
+        },
     )
     due = due_now(api, subscription["id"])
 

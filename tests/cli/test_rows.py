@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import make_url, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from cli import records, rows
@@ -96,3 +97,49 @@ def test_only_the_listed_tables_can_be_read(store: tuple[sessionmaker[Session], 
     _, url = store
     with rows.reading(url) as reader, pytest.raises(ValueError, match="api_keys"):
         reader.newest("api_keys", mode="test", status=None, page=1, limit=1)
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:////srv/ordercopy/ordercopy.db", "/srv/ordercopy/ordercopy.db"),
+        ("sqlite:///var/ordercopy.db", "var/ordercopy.db"),
+        ("sqlite:////srv/my%20shop/ordercopy.db?timeout=5", "/srv/my shop/ordercopy.db"),
+    ],
+)
+def test_a_sqlite_url_names_its_file_as_sqlalchemy_reads_it(url: str, path: str) -> None:
+    assert rows.sqlite_path(url) == Path(path)
+
+
+def test_a_postgresql_url_becomes_libpq_keywords_its_escapes_decoded() -> None:
+    url = (
+        "postgresql+psycopg://ops:p%2Fa%25ss%40@db.internal:6432/shop"
+        "?sslmode=require&host=db2.internal&host=db3.internal"
+    )
+
+    assert rows.postgresql_params(url) == {
+        "user": "ops",
+        "password": "p/a%ss@",
+        "host": "db2.internal,db3.internal",
+        "port": "6432",
+        "dbname": "shop",
+        "sslmode": "require",
+    }
+
+
+def test_a_password_that_libpq_could_not_read_in_a_url_still_connects(
+    committed: sessionmaker[Session],
+) -> None:
+    """A ``%`` not followed by two hex digits: SQLAlchemy (and so every other command) takes
+    it as it is, where libpq refuses the whole URL. Trust authentication here ignores the
+    password, so connecting is the test."""
+    url = committed.kw["bind"].url
+    written = f"postgresql+psycopg://{url.username}:50%off@{url.host}:{url.port}/{url.database}"
+    assert make_url(written).password == "50%off"
+    with rows.reading(written) as reader:
+        assert reader.order_numbers(["none"]) == {}
+
+
+def test_a_port_that_is_not_a_number_is_a_bad_url_not_a_traceback() -> None:
+    with pytest.raises(rows.BadUrl, match="not valid"):
+        rows.postgresql_params("postgresql+psycopg://ops@db:port/shop")
