@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import select
 
 from api.errors import ApiError
-from api.resources.common import CURRENCY, TIMESTAMPS, plain_create, plain_delete
+from api.resources.common import CURRENCY_CODE, TIMESTAMPS, plain_create, plain_delete
 from api.spec import Attribute, Context, Resource
 from copying.orders import catalog
 from models import Adjustment, Bundle, Sku
@@ -53,16 +53,6 @@ NAME = Attribute(
     nullable=False,
     max_length=255,
     filterable=True,
-)
-CURRENCY_CODE = Attribute(
-    "currency_code",
-    "string",
-    writable="create",
-    required=True,
-    nullable=False,
-    pattern=CURRENCY,
-    filterable=True,
-    description="ISO 4217, e.g. USD",
 )
 DISCONTINUED = Attribute(
     "discontinued", "boolean", writable="always", nullable=False, filterable=True

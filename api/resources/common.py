@@ -17,6 +17,17 @@ TIMESTAMPS = (
     Attribute("created_at", "datetime", nullable=False, filterable=True, sortable=True),
     Attribute("updated_at", "datetime", nullable=False, filterable=True, sortable=True),
 )
+#: A record's currency, set when it is made: orders' and the catalog's.
+CURRENCY_CODE = Attribute(
+    "currency_code",
+    "string",
+    writable="create",
+    required=True,
+    nullable=False,
+    pattern=CURRENCY,
+    filterable=True,
+    description="ISO 4217, e.g. USD",
+)
 METADATA = Attribute(
     "metadata",
     "object",

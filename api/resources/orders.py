@@ -12,7 +12,7 @@ from api import lookups
 from api.errors import ApiError
 from api.resources.common import (
     COUNTRY,
-    CURRENCY,
+    CURRENCY_CODE,
     TIMESTAMPS,
     choices,
     plain_create,
@@ -146,16 +146,7 @@ ORDERS = Resource(
             choices=choices(FulfillmentStatus),
         ),
         Attribute("customer_email", "string", writable="always", max_length=255, filterable=True),
-        Attribute(
-            "currency_code",
-            "string",
-            writable="create",
-            required=True,
-            nullable=False,
-            pattern=CURRENCY,
-            filterable=True,
-            description="ISO 4217, e.g. USD",
-        ),
+        CURRENCY_CODE,
         Attribute("subtotal_amount_cents", "integer", nullable=False),
         Attribute("shipping_amount_cents", "integer", nullable=False),
         Attribute("adjustment_amount_cents", "integer", nullable=False),
