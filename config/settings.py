@@ -167,12 +167,10 @@ class Settings(BaseSettings):
     @field_validator("broker_url")
     @classmethod
     def _check_broker_url(cls, value: str | None) -> str | None:
-        if value is not None:
-            scheme = value.split("://", 1)[0] if "://" in value else ""
-            if scheme not in BROKER_SCHEMES:
-                raise ValueError(
-                    f"{value!r} is not a broker URL; use one of {', '.join(BROKER_SCHEMES)}://…"
-                )
+        if value is not None and _scheme(value) not in BROKER_SCHEMES:
+            raise ValueError(
+                f"{value!r} is not a broker URL; use one of {', '.join(BROKER_SCHEMES)}://…"
+            )
         return value
 
     @property
@@ -196,18 +194,28 @@ class Settings(BaseSettings):
         return self.rate_limits == "on" or (self.rate_limits == "auto" and self.env == "production")
 
 
+def _scheme(url: str) -> str:
+    """What comes before ``://`` (``dialect[+driver]``, as SQLAlchemy and Kombu read it),
+    or '' when there is no ``://``; read without importing either: the CLI's listings load
+    the settings and never SQLAlchemy (cli/rows.py)."""
+    scheme, separator, _ = url.partition("://")
+    return scheme if separator else ""
+
+
 def _check_url(value: str, schemes: tuple[str, ...]) -> None:
-    # The scheme alone, as SQLAlchemy reads it (``dialect[+driver]://``), without importing
-    # SQLAlchemy: the CLI's listings load the settings and never SQLAlchemy (cli/rows.py).
-    scheme, separator, _ = value.partition("://")
-    try:
-        urlsplit(value).port  # noqa: B018 (a port that is not a number raises)
-    except ValueError:
-        separator = ""
-    if not separator or not scheme or not scheme.replace("+", "").replace("_", "").isalnum():
+    scheme = _scheme(value)
+    if not scheme.replace("+", "").replace("_", "").isalnum() or not _port_is_a_number(value):
         raise ValueError(f"{value!r} is not a URL such as postgresql+psycopg://user@host/db")
     if scheme not in schemes:
         raise ValueError(f"{scheme!r} is not supported; use one of {', '.join(schemes)}")
+
+
+def _port_is_a_number(url: str) -> bool:
+    try:
+        urlsplit(url).port  # noqa: B018 (reading it raises when it is not one)
+    except ValueError:
+        return False
+    return True
 
 
 def load_settings() -> Settings:
