@@ -127,7 +127,9 @@ def reading(url: str) -> Iterator[Reader]:
         # Autocommit: each SELECT is its own statement, as a read-only transaction would be.
         server = psycopg.connect(conninfo, connect_timeout=5, autocommit=True)
     except psycopg.ProgrammingError as error:  # libpq refused an option of the URL's query
-        raise BadUrl(f"the database URL's options: {_first_line(error)}") from None
+        from copying.errors import one_line  # here: a listing that connects never needs it
+
+        raise BadUrl(f"the database URL's options: {one_line(error)}") from None
     with server:
         yield Reader(server, sqlite=False)
 
@@ -168,10 +170,6 @@ def is_driver_error(error: BaseException) -> bool:
         name in sys.modules and isinstance(error, sys.modules[name].Error)
         for name in ("sqlite3", "psycopg")
     )
-
-
-def _first_line(error: BaseException) -> str:
-    return (str(error).strip().splitlines() or [type(error).__name__])[0]
 
 
 def _as_utc(value: Any) -> Any:

@@ -48,19 +48,12 @@ def sweep() -> dict[str, int]:
             max_claims=settings.max_claims,
             batch_size=settings.sweep_batch_size,
         )
+    left_for = timedelta(seconds=settings.abandoned_payment_after_seconds)
     abandoned = void_abandoned(
-        db.sessions(),
-        gateways(),
-        utcnow(),
-        older_than=timedelta(seconds=settings.abandoned_payment_after_seconds),
-        limit=settings.sweep_batch_size,
+        db.sessions(), gateways(), utcnow(), older_than=left_for, limit=settings.sweep_batch_size
     )
     asked_again = settle_abandoned(
-        db.sessions(),
-        gateways(),
-        utcnow(),
-        older_than=timedelta(seconds=settings.abandoned_payment_after_seconds),
-        limit=settings.sweep_batch_size,
+        db.sessions(), gateways(), utcnow(), older_than=left_for, limit=settings.sweep_batch_size
     )
     with db.sessions().begin() as session:  # apart: the copies' row locks are not held longer
         purged = purge_idempotency_keys(
