@@ -143,3 +143,13 @@ def test_a_password_that_libpq_could_not_read_in_a_url_still_connects(
 def test_a_port_that_is_not_a_number_is_a_bad_url_not_a_traceback() -> None:
     with pytest.raises(rows.BadUrl, match="not valid"):
         rows.postgresql_params("postgresql+psycopg://ops@db:port/shop")
+
+
+def test_an_option_libpq_refuses_is_a_bad_url_naming_it_not_the_url(
+    committed: sessionmaker[Session],
+) -> None:
+    url = committed.kw["bind"].url.update_query_dict({"bogus": "1"})
+    written = url.set(password="s3cret").render_as_string(hide_password=False)
+    with pytest.raises(rows.BadUrl, match='invalid connection option "bogus"') as refused:
+        rows.reading(written).__enter__()
+    assert "s3cret" not in str(refused.value)
